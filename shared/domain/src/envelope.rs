@@ -1,0 +1,501 @@
+//! The gateway envelope, version 1: one signed JSON document per game event.
+//!
+//! A gateway signs the envelope with HMAC-SHA256 under its own key. The signed bytes are the
+//! JSON Canonicalization Scheme (RFC 8785) form of the envelope object *without* its
+//! `signature` member, so a gateway in any language can sign with a stock JCS library. The
+//! signature is lowercase hex. Verification works on the object exactly as received (not on a
+//! re-serialisation), and compares in constant time.
+//!
+//! The published JSON Schema is `events/schema/envelope.v1.json`; this module is the
+//! authoritative parser and refuses unknown fields.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::error::{DomainError, Result};
+use crate::uid::{PartitionUid, validate_identifier};
+
+/// Envelopes larger than this are refused before they are parsed.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// The only envelope version this build speaks.
+pub const ENVELOPE_VERSION: u64 = 1;
+/// At most this many participants per event (fan-out is bounded at the edge).
+pub const MAX_PARTICIPANTS: usize = 64;
+/// Longest free text in a payload, in characters.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The kind of game event; decides the payload shape and where intake routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A player or NPC says something.
+    Dialogue,
+    /// A player does something in the scene.
+    Action,
+    /// A blow is struck.
+    Combat,
+    /// Quest progress.
+    Quest,
+}
+
+impl EventKind {
+    /// Every kind, in schema order.
+    pub const ALL: [EventKind; 4] = [Self::Dialogue, Self::Action, Self::Combat, Self::Quest];
+
+    /// The kind's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dialogue => "dialogue",
+            Self::Action => "action",
+            Self::Combat => "combat",
+            Self::Quest => "quest",
+        }
+    }
+}
+
+/// How a combat exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CombatOutcome {
+    Hit,
+    Miss,
+    Defeat,
+    Flee,
+}
+
+/// Where a quest stands after this event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestStatus {
+    Started,
+    Advanced,
+    Completed,
+    Failed,
+}
+
+/// Kind-specific payload. Its shape is chosen by [`EventKind`], not by a tag inside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventPayload {
+    Dialogue(DialoguePayload),
+    Action(ActionPayload),
+    Combat(CombatPayload),
+    Quest(QuestPayload),
+}
+
+/// `dialogue`: something said, optionally to someone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialoguePayload {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// `action`: a verb, optionally on a target, optionally described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionPayload {
+    pub verb: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// `combat`: one exchange against a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CombatPayload {
+    pub target: String,
+    pub outcome: CombatOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<u32>,
+}
+
+/// `quest`: a quest moved to a step and status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestPayload {
+    pub quest: String,
+    pub step: u32,
+    pub status: QuestStatus,
+}
+
+impl EventPayload {
+    /// Parses `value` as the payload of `kind`, refusing unknown fields.
+    pub fn from_value(kind: EventKind, value: Value) -> Result<Self> {
+        let parsed = match kind {
+            EventKind::Dialogue => serde_json::from_value(value).map(Self::Dialogue),
+            EventKind::Action => serde_json::from_value(value).map(Self::Action),
+            EventKind::Combat => serde_json::from_value(value).map(Self::Combat),
+            EventKind::Quest => serde_json::from_value(value).map(Self::Quest),
+        };
+        let payload = parsed.map_err(|error| DomainError::InvalidField {
+            field: "payload",
+            reason: format!("not a valid {} payload: {error}", kind.as_str()),
+        })?;
+        payload.validate()?;
+        Ok(payload)
+    }
+
+    /// The payload's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Dialogue(_) => EventKind::Dialogue,
+            Self::Action(_) => EventKind::Action,
+            Self::Combat(_) => EventKind::Combat,
+            Self::Quest(_) => EventKind::Quest,
+        }
+    }
+
+    /// The player-written text the payload carries, if any.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Dialogue(dialogue) => Some(&dialogue.text),
+            Self::Action(action) => action.text.as_deref(),
+            Self::Combat(_) | Self::Quest(_) => None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let check_text = |field: &'static str, text: &str| {
+            if text.chars().count() > MAX_TEXT_CHARS {
+                return Err(DomainError::InvalidField {
+                    field,
+                    reason: format!("longer than {MAX_TEXT_CHARS} characters"),
+                });
+            }
+            Ok(())
+        };
+        let check_name = |field: &'static str, text: &str| {
+            if text.is_empty() || text.chars().count() > 64 {
+                return Err(DomainError::InvalidField {
+                    field,
+                    reason: "must be 1-64 characters".to_owned(),
+                });
+            }
+            Ok(())
+        };
+        match self {
+            Self::Dialogue(dialogue) => {
+                if dialogue.text.trim().is_empty() {
+                    return Err(DomainError::InvalidField {
+                        field: "payload.text",
+                        reason: "must not be empty".to_owned(),
+                    });
+                }
+                check_text("payload.text", &dialogue.text)?;
+                if let Some(to) = &dialogue.to {
+                    validate_identifier("payload.to", to)?;
+                }
+            }
+            Self::Action(action) => {
+                check_name("payload.verb", &action.verb)?;
+                if let Some(target) = &action.target {
+                    check_name("payload.target", target)?;
+                }
+                if let Some(text) = &action.text {
+                    check_text("payload.text", text)?;
+                }
+            }
+            Self::Combat(combat) => check_name("payload.target", &combat.target)?,
+            Self::Quest(quest) => check_name("payload.quest", &quest.quest)?,
+        }
+        Ok(())
+    }
+}
+
+/// A parsed, structurally valid envelope (its signature not yet checked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Schema version; always 1 here.
+    pub v: u64,
+    /// The posting gateway; selects the key that must have signed the envelope.
+    pub gateway: String,
+    /// Idempotency key chosen by the gateway: a ULID or a UUIDv7, unique per gateway.
+    pub event_id: String,
+    /// When the gateway sent the event, Unix milliseconds.
+    pub sent_at_ms: u64,
+    /// The partition that owns the event's state (`gm_event/district/scene[/slot]`).
+    pub partition: PartitionUid,
+    /// What happened.
+    pub kind: EventKind,
+    /// The player who caused it.
+    pub actor: String,
+    /// Players present who should hear of it (the actor is implied).
+    pub participants: Vec<String>,
+    /// The actor's faction, for per-faction feeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faction: Option<String>,
+    /// Kind-specific payload.
+    pub payload: EventPayload,
+}
+
+/// The wire form, used only to refuse unknown fields and wrong types with serde's messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEnvelope {
+    v: u64,
+    gateway: String,
+    event_id: String,
+    sent_at_ms: u64,
+    partition: String,
+    kind: EventKind,
+    actor: String,
+    participants: Vec<String>,
+    #[serde(default)]
+    faction: Option<String>,
+    payload: Value,
+    signature: String,
+}
+
+/// A received envelope: the typed fields, the signature and the exact bytes that were signed.
+#[derive(Debug, Clone)]
+pub struct ReceivedEnvelope {
+    pub envelope: Envelope,
+    /// Lowercase hex HMAC-SHA256 as sent.
+    pub signature: String,
+    /// JCS bytes of the received object minus `signature`.
+    pub signed_bytes: Vec<u8>,
+}
+
+impl ReceivedEnvelope {
+    /// Parses raw envelope bytes: size, JSON, version, fields, UIDs and payload, in that order,
+    /// so the first failure is the most fundamental one.
+    pub fn parse(raw: &[u8]) -> Result<Self> {
+        if raw.len() > MAX_ENVELOPE_BYTES {
+            return Err(DomainError::Oversized {
+                size: raw.len(),
+                limit: MAX_ENVELOPE_BYTES,
+            });
+        }
+        let mut object: Map<String, Value> = serde_json::from_slice(raw)
+            .map_err(|error| DomainError::Malformed(format!("not a JSON object: {error}")))?;
+        match object.get("v") {
+            Some(Value::Number(version)) if version.as_u64() == Some(ENVELOPE_VERSION) => {}
+            Some(Value::Number(version)) => {
+                return Err(DomainError::UnsupportedVersion(
+                    version.as_u64().unwrap_or(0),
+                ));
+            }
+            _ => {
+                return Err(DomainError::InvalidField {
+                    field: "v",
+                    reason: "missing or not an integer".to_owned(),
+                });
+            }
+        }
+        let wire: WireEnvelope = serde_json::from_value(Value::Object(object.clone()))
+            .map_err(|error| DomainError::Malformed(error.to_string()))?;
+        object.remove("signature");
+        let signed_bytes = canonical_bytes(&Value::Object(object))?;
+        let (envelope, signature) = Envelope::from_wire(wire)?;
+        Ok(Self {
+            envelope,
+            signature,
+            signed_bytes,
+        })
+    }
+
+    /// Checks the signature against `key` in constant time.
+    pub fn verify(&self, key: &[u8]) -> Result<()> {
+        let expected = hex::decode(&self.signature).map_err(|_| DomainError::BadSignature)?;
+        let mut mac = HmacSha256::new_from_slice(key).map_err(|_| DomainError::BadSignature)?;
+        mac.update(&self.signed_bytes);
+        mac.verify_slice(&expected)
+            .map_err(|_| DomainError::BadSignature)
+    }
+}
+
+impl Envelope {
+    fn from_wire(wire: WireEnvelope) -> Result<(Self, String)> {
+        validate_identifier("gateway", &wire.gateway)?;
+        validate_event_id(&wire.event_id)?;
+        let partition = PartitionUid::parse_with_depth(&wire.partition, 3, 4)?;
+        validate_identifier("actor", &wire.actor)?;
+        if wire.participants.len() > MAX_PARTICIPANTS {
+            return Err(DomainError::InvalidField {
+                field: "participants",
+                reason: format!("more than {MAX_PARTICIPANTS} participants"),
+            });
+        }
+        for participant in &wire.participants {
+            validate_identifier("participants", participant)?;
+        }
+        if let Some(faction) = &wire.faction {
+            validate_identifier("faction", faction)?;
+        }
+        let payload = EventPayload::from_value(wire.kind, wire.payload)?;
+        let envelope = Self {
+            v: wire.v,
+            gateway: wire.gateway,
+            event_id: wire.event_id,
+            sent_at_ms: wire.sent_at_ms,
+            partition,
+            kind: wire.kind,
+            actor: wire.actor,
+            participants: wire.participants,
+            faction: wire.faction,
+            payload,
+        };
+        Ok((envelope, wire.signature))
+    }
+
+    /// Signs the envelope with `key` and returns the JSON document a gateway posts.
+    pub fn sign(&self, key: &[u8]) -> Result<String> {
+        let mut value = serde_json::to_value(self)
+            .map_err(|error| DomainError::Canonicalisation(error.to_string()))?;
+        let signature = signature_hex(key, &canonical_bytes(&value)?)?;
+        if let Value::Object(object) = &mut value {
+            object.insert("signature".to_owned(), Value::String(signature));
+        }
+        serde_json::to_string(&value)
+            .map_err(|error| DomainError::Canonicalisation(error.to_string()))
+    }
+
+    /// Everyone who should hear of the event: the actor, then participants, without repeats.
+    pub fn audience(&self) -> Vec<String> {
+        let mut audience = Vec::with_capacity(self.participants.len() + 1);
+        audience.push(self.actor.clone());
+        for participant in &self.participants {
+            if !audience.contains(participant) {
+                audience.push(participant.clone());
+            }
+        }
+        audience
+    }
+}
+
+/// RFC 8785 canonical bytes of `value`.
+pub fn canonical_bytes(value: &Value) -> Result<Vec<u8>> {
+    serde_json_canonicalizer::to_vec(value)
+        .map_err(|error| DomainError::Canonicalisation(error.to_string()))
+}
+
+/// Lowercase hex HMAC-SHA256 of `bytes` under `key`.
+pub fn signature_hex(key: &[u8], bytes: &[u8]) -> Result<String> {
+    let mut mac = HmacSha256::new_from_slice(key)
+        .map_err(|error| DomainError::Canonicalisation(error.to_string()))?;
+    mac.update(bytes);
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Accepts a ULID (26 Crockford base32 characters) or a UUIDv7 (hyphenated).
+pub fn validate_event_id(raw: &str) -> Result<()> {
+    let valid = match raw.len() {
+        26 => ulid::Ulid::from_string(raw).is_ok(),
+        36 => uuid::Uuid::parse_str(raw).is_ok_and(|id| id.get_version_num() == 7),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidField {
+            field: "event_id",
+            reason: "must be a ULID or a UUIDv7".to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        Envelope {
+            v: 1,
+            gateway: "gw-1".into(),
+            event_id: "01JD3Q7Z8X9Y0A1B2C3D4E5F6G".into(),
+            sent_at_ms: 1_763_700_000_000,
+            partition: PartitionUid::parse("gm-1/district-2/scene-3").unwrap(),
+            kind: EventKind::Dialogue,
+            actor: "p-1".into(),
+            participants: vec!["p-2".into(), "p-1".into()],
+            faction: Some("red".into()),
+            payload: EventPayload::Dialogue(DialoguePayload {
+                text: "Well met, traveller.".into(),
+                to: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn signed_envelope_round_trips_and_verifies() {
+        let signed = sample().sign(b"secret").unwrap();
+        let received = ReceivedEnvelope::parse(signed.as_bytes()).unwrap();
+        assert_eq!(received.envelope, sample());
+        received.verify(b"secret").unwrap();
+        assert_eq!(received.verify(b"other"), Err(DomainError::BadSignature));
+        assert_eq!(
+            sample().audience(),
+            vec!["p-1".to_string(), "p-2".to_string()]
+        );
+    }
+
+    #[test]
+    fn signature_covers_the_canonical_form_not_the_byte_layout() {
+        let signed = sample().sign(b"secret").unwrap();
+        let value: Value = serde_json::from_str(&signed).unwrap();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        ReceivedEnvelope::parse(pretty.as_bytes())
+            .unwrap()
+            .verify(b"secret")
+            .unwrap();
+    }
+
+    #[test]
+    fn tampering_breaks_the_signature() {
+        let signed = sample().sign(b"secret").unwrap();
+        let tampered = signed.replace("Well met", "Well met!");
+        let received = ReceivedEnvelope::parse(tampered.as_bytes()).unwrap();
+        assert_eq!(received.verify(b"secret"), Err(DomainError::BadSignature));
+    }
+
+    #[test]
+    fn refuses_unknown_fields_versions_sizes_and_bad_payloads() {
+        let signed = sample().sign(b"k").unwrap();
+        let mut value: Value = serde_json::from_str(&signed).unwrap();
+        value["extra"] = Value::Bool(true);
+        assert!(matches!(
+            ReceivedEnvelope::parse(value.to_string().as_bytes()),
+            Err(DomainError::Malformed(_))
+        ));
+        let mut value: Value = serde_json::from_str(&signed).unwrap();
+        value["v"] = Value::from(2);
+        assert_eq!(
+            ReceivedEnvelope::parse(value.to_string().as_bytes()).unwrap_err(),
+            DomainError::UnsupportedVersion(2)
+        );
+        let mut value: Value = serde_json::from_str(&signed).unwrap();
+        value["payload"] = serde_json::json!({"text": "hi", "mood": "sly"});
+        assert!(matches!(
+            ReceivedEnvelope::parse(value.to_string().as_bytes()),
+            Err(DomainError::InvalidField {
+                field: "payload",
+                ..
+            })
+        ));
+        let big = vec![b' '; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(
+            ReceivedEnvelope::parse(&big),
+            Err(DomainError::Oversized { .. })
+        ));
+        assert!(matches!(
+            ReceivedEnvelope::parse(b"[1,2"),
+            Err(DomainError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn event_ids_must_be_ulid_or_uuid_v7() {
+        validate_event_id("01JD3Q7Z8X9Y0A1B2C3D4E5F6G").unwrap();
+        validate_event_id(&uuid::Uuid::now_v7().to_string()).unwrap();
+        assert!(validate_event_id(&uuid::Uuid::new_v4().to_string()).is_err());
+        assert!(validate_event_id("not-an-id").is_err());
+    }
+}

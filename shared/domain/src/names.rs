@@ -1,0 +1,100 @@
+//! Logical names of the queues and tables every deployment has.
+//!
+//! Adapters map a logical name to a physical one (a stack prefix, a queue URL); stages only
+//! ever use these constants.
+
+/// FIFO queue gateways post envelopes to; message group = partition UID.
+pub const INTAKE_QUEUE: &str = "intake.fifo";
+/// Accepted narrative events waiting for classification.
+pub const CLASSIFY_QUEUE: &str = "classify.fifo";
+/// Classified events waiting for composition.
+pub const COMPOSE_QUEUE: &str = "compose.fifo";
+/// Canon waiting to be published to feeds.
+pub const DISTRIBUTE_QUEUE: &str = "distribute.fifo";
+
+/// The dead-letter queue of a FIFO queue (`intake.fifo` → `intake-dlq.fifo`).
+pub fn dead_letter_queue(queue: &str) -> String {
+    match queue.strip_suffix(".fifo") {
+        Some(stem) => format!("{stem}-dlq.fifo"),
+        None => format!("{queue}-dlq"),
+    }
+}
+
+/// Each partition's append-only event ledger (pk = partition UID, sk = event id).
+pub const LEDGER_TABLE: &str = "ledger";
+/// Refused envelopes with their reason codes (pk = gateway, sk = rejection id).
+pub const REJECTIONS_TABLE: &str = "rejections";
+/// Idempotency records of the batch kit (pk = `stage#key`).
+pub const IDEMPOTENCY_TABLE: &str = "idempotency";
+/// Composed canon, one item per event (pk = partition UID, sk = event id).
+pub const CANON_TABLE: &str = "canon";
+/// Feed pages, sequence counters and reader checkpoints (pk = feed id).
+pub const FEEDS_TABLE: &str = "feeds";
+/// Per-player token buckets and other intake state (pk = `player#id`).
+pub const RATE_LIMITS_TABLE: &str = "ratelimits";
+
+/// Every table a deployment declares.
+pub const ALL_TABLES: [&str; 6] = [
+    LEDGER_TABLE,
+    REJECTIONS_TABLE,
+    IDEMPOTENCY_TABLE,
+    CANON_TABLE,
+    FEEDS_TABLE,
+    RATE_LIMITS_TABLE,
+];
+
+/// Every work queue a deployment declares (each has a dead-letter queue beside it).
+pub const ALL_QUEUES: [&str; 4] = [
+    INTAKE_QUEUE,
+    CLASSIFY_QUEUE,
+    COMPOSE_QUEUE,
+    DISTRIBUTE_QUEUE,
+];
+
+/// What one stage function touches: the source of truth for least-privilege roles, checked
+/// against `infra/template.yaml` by the template test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageResources {
+    /// The stage's name (`intake`, `classify`, …), also its function crate and binary name.
+    pub stage: &'static str,
+    /// The queue whose messages trigger it.
+    pub consumes: &'static str,
+    /// Queues it sends to.
+    pub sends_to: &'static [&'static str],
+    /// Tables it only reads.
+    pub reads: &'static [&'static str],
+    /// Tables it writes (and may read).
+    pub writes: &'static [&'static str],
+}
+
+/// Every stage of the narrative path and what it touches.
+pub const STAGES: [StageResources; 4] = [
+    StageResources {
+        stage: "intake",
+        consumes: INTAKE_QUEUE,
+        sends_to: &[CLASSIFY_QUEUE],
+        reads: &[],
+        writes: &[LEDGER_TABLE, REJECTIONS_TABLE, RATE_LIMITS_TABLE],
+    },
+    StageResources {
+        stage: "classify",
+        consumes: CLASSIFY_QUEUE,
+        sends_to: &[COMPOSE_QUEUE],
+        reads: &[],
+        writes: &[IDEMPOTENCY_TABLE],
+    },
+    StageResources {
+        stage: "compose",
+        consumes: COMPOSE_QUEUE,
+        sends_to: &[DISTRIBUTE_QUEUE],
+        reads: &[],
+        writes: &[CANON_TABLE],
+    },
+    StageResources {
+        stage: "distribute",
+        consumes: DISTRIBUTE_QUEUE,
+        sends_to: &[],
+        reads: &[],
+        writes: &[CANON_TABLE, FEEDS_TABLE],
+    },
+];
