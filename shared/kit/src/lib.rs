@@ -1,0 +1,18 @@
+//! The batch and idempotency kit every stage is built with.
+//!
+//! Rust has no Powertools for AWS Lambda; this crate carries its semantics:
+//! - [`batch`]: per-record processing of a queue batch with a partial-failure report, where on
+//!   a FIFO queue a failure stops only its own message group;
+//! - [`idempotency`]: records that move IN_PROGRESS → COMPLETED, with an in-progress expiry tied
+//!   to the invocation's remaining time and a payload hash that refuses a different payload under
+//!   the same key, expiry checked in code;
+//! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
+//!   the Lambda binaries all drive.
+
+pub mod batch;
+pub mod idempotency;
+pub mod stage;
+
+pub use batch::{BatchReport, RecordError, process_batch};
+pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
+pub use stage::{StageContext, StageHandler};
