@@ -15,4 +15,4 @@ pub mod stage;
 
 pub use batch::{BatchReport, RecordError, process_batch};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
-pub use stage::{StageContext, StageHandler};
+pub use stage::{StageContext, StageHandler, forward_batch, send_all};

@@ -1,0 +1,85 @@
+//! The classify stage handler: decide once per event, forward to compose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use worldfleet_domain::names::{CLASSIFY_QUEUE, COMPOSE_QUEUE, IDEMPOTENCY_TABLE};
+use worldfleet_domain::{AcceptedEvent, Classification, ComposeRequest};
+use worldfleet_kit::{
+    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError,
+    StageContext, StageHandler, forward_batch,
+};
+use worldfleet_ports::{OutgoingMessage, ReceivedMessage};
+
+use crate::rules;
+
+/// The classify stage.
+pub struct Classify {
+    context: StageContext,
+    decisions: IdempotencyStore,
+}
+
+impl Classify {
+    /// classify over `context`.
+    pub fn new(context: StageContext) -> Self {
+        let decisions = IdempotencyStore::new(
+            Arc::clone(&context.table),
+            IDEMPOTENCY_TABLE,
+            Arc::clone(&context.clock),
+            IdempotencyConfig::default(),
+        );
+        Self { context, decisions }
+    }
+
+    async fn decide(
+        &self,
+        record: &ReceivedMessage,
+        remaining: Duration,
+    ) -> Result<OutgoingMessage, RecordError> {
+        let event: AcceptedEvent = serde_json::from_str(&record.body)
+            .map_err(|error| RecordError::permanent(format!("not an accepted event: {error}")))?;
+        let key = format!("classify#{}", event.event_id);
+        let decision = self
+            .decisions
+            .run(&key, record.body.as_bytes(), remaining, || async {
+                Ok::<Classification, std::convert::Infallible>(rules::classify(&event))
+            })
+            .await
+            .map_err(|error: IdempotencyError<std::convert::Infallible>| {
+                if error.is_retryable() {
+                    RecordError::retryable(error)
+                } else {
+                    RecordError::permanent(error)
+                }
+            })?
+            .into_inner();
+        let partition = event.partition.to_string();
+        let event_id = event.event_id.clone();
+        let request = ComposeRequest {
+            event,
+            classification: decision,
+        };
+        let body = serde_json::to_string(&request)
+            .map_err(|error| RecordError::permanent(format!("encode: {error}")))?;
+        Ok(OutgoingMessage::fifo(body, &partition, &event_id))
+    }
+}
+
+#[async_trait]
+impl StageHandler for Classify {
+    fn name(&self) -> &'static str {
+        "classify"
+    }
+
+    fn source_queue(&self) -> &'static str {
+        CLASSIFY_QUEUE
+    }
+
+    async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport {
+        forward_batch(&self.context, records, |record| async move {
+            self.decide(record, remaining).await.map(|message| Some((COMPOSE_QUEUE, message)))
+        })
+        .await
+    }
+}

@@ -1,0 +1,147 @@
+//! intake's configuration, read once per process from the environment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::{IntakeError, Result};
+
+/// Per-gateway HMAC keys.
+#[derive(Clone, Default)]
+pub struct GatewayKeys {
+    keys: HashMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for GatewayKeys {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        formatter
+            .debug_struct("GatewayKeys")
+            .field("gateways", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl GatewayKeys {
+    /// Keys from `gateway=hexkey` pairs separated by commas, e.g. `gw-eu=00ff…,gw-us=a1b2…`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut keys = HashMap::new();
+        for pair in spec.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+            let (gateway, key) = pair.split_once('=').ok_or_else(|| {
+                IntakeError::Config(format!("gateway key entry {gateway:?} is not GATEWAY=HEXKEY", gateway = pair.split('=').next().unwrap_or("")))
+            })?;
+            let key = hex::decode(key.trim()).map_err(|_| {
+                IntakeError::Config(format!("key of gateway {gateway:?} is not hex"))
+            })?;
+            if key.len() < 16 {
+                return Err(IntakeError::Config(format!(
+                    "key of gateway {gateway:?} is shorter than 16 bytes"
+                )));
+            }
+            keys.insert(gateway.trim().to_owned(), key);
+        }
+        Ok(Self { keys })
+    }
+
+    /// Adds or replaces one gateway's key.
+    pub fn insert(&mut self, gateway: &str, key: Vec<u8>) {
+        self.keys.insert(gateway.to_owned(), key);
+    }
+
+    /// The key of `gateway`, if configured.
+    pub fn key(&self, gateway: &str) -> Option<&[u8]> {
+        self.keys.get(gateway).map(Vec::as_slice)
+    }
+
+    /// True when no gateway is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// A per-player token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Burst size: events a player may send at once.
+    pub burst: u32,
+    /// Sustained events per second per player.
+    pub per_second: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            burst: 60,
+            per_second: 20,
+        }
+    }
+}
+
+/// Everything intake needs besides its ports.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub gateways: GatewayKeys,
+    /// Accepted distance between `sent_at_ms` and intake's clock.
+    pub clock_window: Duration,
+    pub rate_limit: RateLimit,
+}
+
+impl IntakeConfig {
+    /// Defaults (±300 s window, 60 burst / 20 per second) with the given keys.
+    pub fn new(gateways: GatewayKeys) -> Self {
+        Self {
+            gateways,
+            clock_window: Duration::from_secs(300),
+            rate_limit: RateLimit::default(),
+        }
+    }
+
+    /// Reads `WORLDFLEET_GATEWAY_KEYS` (required), `WORLDFLEET_CLOCK_WINDOW_SECS`,
+    /// `WORLDFLEET_RATE_BURST` and `WORLDFLEET_RATE_PER_SECOND`.
+    pub fn from_env() -> Result<Self> {
+        let keys = std::env::var("WORLDFLEET_GATEWAY_KEYS").map_err(|_| {
+            IntakeError::Config("WORLDFLEET_GATEWAY_KEYS is not set (GATEWAY=HEXKEY,…)".into())
+        })?;
+        let gateways = GatewayKeys::parse(&keys)?;
+        if gateways.is_empty() {
+            return Err(IntakeError::Config("WORLDFLEET_GATEWAY_KEYS names no gateway".into()));
+        }
+        let mut config = Self::new(gateways);
+        if let Some(secs) = env_number("WORLDFLEET_CLOCK_WINDOW_SECS")? {
+            config.clock_window = Duration::from_secs(secs);
+        }
+        if let Some(burst) = env_number("WORLDFLEET_RATE_BURST")? {
+            config.rate_limit.burst = burst as u32;
+        }
+        if let Some(per_second) = env_number("WORLDFLEET_RATE_PER_SECOND")? {
+            config.rate_limit.per_second = per_second as u32;
+        }
+        Ok(config)
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(raw) => raw
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| IntakeError::Config(format!("{name}={raw:?} is not a whole number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gateway_keys_and_refuses_bad_ones() {
+        let keys = GatewayKeys::parse("gw-1=00112233445566778899aabbccddeeff, gw-2=ffeeddccbbaa99887766554433221100").unwrap();
+        assert_eq!(keys.key("gw-1").map(<[u8]>::len), Some(16));
+        assert!(keys.key("gw-3").is_none());
+        assert!(GatewayKeys::parse("gw-1").is_err());
+        assert!(GatewayKeys::parse("gw-1=zz").is_err());
+        assert!(GatewayKeys::parse("gw-1=0011").is_err());
+        assert!(!format!("{keys:?}").contains("0011"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The intake stage handler: the async shell around [`crate::validate::check`].
+//!
+//! Per record (FIFO groups in parallel, records of a group in order): validate; take a rate
+//! token; append to the ledger with a conditional put on (partition, event id). Then the
+//! accepted events of the whole batch are routed with batched sends. A crash anywhere leaves
+//! the record undeleted; on redelivery the ledger entry, which remembers the queue message that
+//! wrote it, tells "my own earlier attempt — finish routing" from "a replay — refuse it".
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use worldfleet_domain::names::{CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, RATE_LIMITS_TABLE, REJECTIONS_TABLE};
+use worldfleet_domain::{AcceptedEvent, EventKind, RejectReason};
+use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
+use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, ReceivedMessage};
+
+use crate::config::IntakeConfig;
+use crate::error::{IntakeError, Result};
+use crate::validate::{Refusal, Validated, check};
+use crate::{ratelimit, rejections};
+
+/// The queue each kind of event goes to next.
+pub fn route(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Dialogue | EventKind::Action | EventKind::Combat | EventKind::Quest => {
+            CLASSIFY_QUEUE
+        }
+    }
+}
+
+/// Counters since start (process-local; the tables are the durable record).
+#[derive(Debug, Default)]
+pub struct IntakeCounters {
+    pub accepted: AtomicU64,
+    pub rejected: [AtomicU64; RejectReason::ALL.len()],
+}
+
+impl IntakeCounters {
+    /// Rejections so far, by reason.
+    pub fn rejected_by_reason(&self) -> Vec<(RejectReason, u64)> {
+        RejectReason::ALL
+            .iter()
+            .zip(&self.rejected)
+            .map(|(reason, count)| (*reason, count.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The intake stage.
+pub struct Intake {
+    context: StageContext,
+    config: Arc<IntakeConfig>,
+    counters: Arc<IntakeCounters>,
+}
+
+enum Admission {
+    /// Accepted: send this message to this queue.
+    Routed(&'static str, OutgoingMessage),
+    Refused,
+}
+
+impl Intake {
+    /// intake over `context` with `config`.
+    pub fn new(context: StageContext, config: IntakeConfig) -> Self {
+        Self {
+            context,
+            config: Arc::new(config),
+            counters: Arc::new(IntakeCounters::default()),
+        }
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> Arc<IntakeCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    async fn admit(&self, record: &ReceivedMessage) -> Result<Admission> {
+        let raw = record.body.as_bytes();
+        let now_ms = self.context.clock.now_ms();
+        let validated =
+            match check(raw, &self.config.gateways, now_ms, self.config.clock_window) {
+                Ok(validated) => validated,
+                Err(refusal) => return self.refuse(record, &refusal, now_ms).await,
+            };
+        let envelope = &validated.envelope;
+        let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
+        // On a redelivery, our own earlier attempt may already have appended (and spent a
+        // token): look before spending another.
+        if record.receive_count > 1 {
+            if let Some(existing) = self.context.table.get(LEDGER_TABLE, &ledger_key).await? {
+                return self.resume_or_refuse(record, &validated, &existing, now_ms).await;
+            }
+        }
+        let granted = ratelimit::take_token(
+            self.context.table.as_ref(),
+            RATE_LIMITS_TABLE,
+            &envelope.actor,
+            self.config.rate_limit,
+            now_ms,
+        )
+        .await?;
+        if !granted {
+            let refusal = Refusal {
+                reason: RejectReason::RateLimited,
+                detail: format!(
+                    "player {} is over {} events/s (burst {}); send again later",
+                    envelope.actor, self.config.rate_limit.per_second, self.config.rate_limit.burst
+                ),
+                gateway: Some(envelope.gateway.clone()),
+                event_id: Some(envelope.event_id.clone()),
+            };
+            return self.refuse(record, &refusal, now_ms).await;
+        }
+        let entry = Item::new(ledger_key.clone())
+            .with("gateway", envelope.gateway.as_str())
+            .with("kind", envelope.kind.as_str())
+            .with("actor", envelope.actor.as_str())
+            .with("content_hash", validated.content_hash.clone())
+            .with("envelope", record.body.as_str())
+            .with("accepted_at_ms", now_ms as i64)
+            .with("message_id", record.message_id.as_str());
+        match self
+            .context
+            .table
+            .put(LEDGER_TABLE, entry, Some(Condition::ItemNotExists))
+            .await
+        {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                routed_message(&validated, now_ms)
+            }
+            Err(error) if error.is_condition_failed() => {
+                let existing = self
+                    .context
+                    .table
+                    .get(LEDGER_TABLE, &ledger_key)
+                    .await?
+                    .ok_or_else(|| {
+                        IntakeError::Port(worldfleet_ports::Error::Unavailable(
+                            "ledger entry vanished after a failed append".into(),
+                        ))
+                    })?;
+                self.resume_or_refuse(record, &validated, &existing, now_ms).await
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The event id is already in the ledger: finish our own interrupted attempt, or refuse.
+    async fn resume_or_refuse(
+        &self,
+        record: &ReceivedMessage,
+        validated: &Validated,
+        existing: &Item,
+        now_ms: u64,
+    ) -> Result<Admission> {
+        let envelope = &validated.envelope;
+        if existing.str("message_id") == Some(record.message_id.as_str()) {
+            let accepted_at_ms = existing.i64("accepted_at_ms").unwrap_or(now_ms as i64) as u64;
+            tracing::info!(event_id = %envelope.event_id, "resuming routing of an event this message already appended");
+            return routed_message(validated, accepted_at_ms);
+        }
+        let refusal = if existing.bytes("content_hash") == Some(validated.content_hash.as_slice()) {
+            Refusal {
+                reason: RejectReason::Replayed,
+                detail: format!(
+                    "event {} was already accepted; this copy was not applied again (no action needed)",
+                    envelope.event_id
+                ),
+                gateway: Some(envelope.gateway.clone()),
+                event_id: Some(envelope.event_id.clone()),
+            }
+        } else {
+            Refusal {
+                reason: RejectReason::EventIdConflict,
+                detail: format!(
+                    "event id {} was already accepted with different content; use a fresh id",
+                    envelope.event_id
+                ),
+                gateway: Some(envelope.gateway.clone()),
+                event_id: Some(envelope.event_id.clone()),
+            }
+        };
+        self.refuse(record, &refusal, now_ms).await
+    }
+
+    async fn refuse(
+        &self,
+        record: &ReceivedMessage,
+        refusal: &Refusal,
+        now_ms: u64,
+    ) -> Result<Admission> {
+        rejections::record(
+            self.context.table.as_ref(),
+            REJECTIONS_TABLE,
+            record.body.as_bytes(),
+            refusal,
+            &record.message_id,
+            now_ms,
+        )
+        .await?;
+        let index = RejectReason::ALL
+            .iter()
+            .position(|reason| *reason == refusal.reason)
+            .unwrap_or(0);
+        self.counters.rejected[index].fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            reason = refusal.reason.code(),
+            gateway = refusal.gateway.as_deref().unwrap_or("unknown"),
+            event_id = refusal.event_id.as_deref().unwrap_or("-"),
+            detail = %refusal.detail,
+            "envelope refused"
+        );
+        Ok(Admission::Refused)
+    }
+}
+
+fn routed_message(validated: &Validated, accepted_at_ms: u64) -> Result<Admission> {
+    let envelope = &validated.envelope;
+    let event = AcceptedEvent {
+        event_id: envelope.event_id.clone(),
+        gateway: envelope.gateway.clone(),
+        partition: envelope.partition.clone(),
+        kind: envelope.kind,
+        actor: envelope.actor.clone(),
+        participants: envelope.participants.clone(),
+        faction: envelope.faction.clone(),
+        payload: envelope.payload.clone(),
+        sent_at_ms: envelope.sent_at_ms,
+        accepted_at_ms,
+    };
+    let body = serde_json::to_string(&event).map_err(|error| IntakeError::Encode {
+        what: "accepted event",
+        reason: error.to_string(),
+    })?;
+    let message = OutgoingMessage::fifo(body, envelope.partition.as_str(), &envelope.event_id);
+    Ok(Admission::Routed(route(envelope.kind), message))
+}
+
+#[async_trait]
+impl StageHandler for Intake {
+    fn name(&self) -> &'static str {
+        "intake"
+    }
+
+    fn source_queue(&self) -> &'static str {
+        INTAKE_QUEUE
+    }
+
+    async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
+        forward_batch(&self.context, records, |record| async move {
+            match self.admit(record).await {
+                Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),
+                Ok(Admission::Refused) => Ok(None),
+                Err(error) if error.is_retryable() => Err(RecordError::retryable(error)),
+                Err(error) => Err(RecordError::permanent(error)),
+            }
+        })
+        .await
+    }
+}
