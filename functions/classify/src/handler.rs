@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use worldfleet_domain::names::{CLASSIFY_QUEUE, COMPOSE_QUEUE, IDEMPOTENCY_TABLE};
 use worldfleet_domain::{AcceptedEvent, Classification, ComposeRequest};
 use worldfleet_kit::{
-    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError,
-    StageContext, StageHandler, forward_batch,
+    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError, StageContext,
+    StageHandler, forward_batch,
 };
 use worldfleet_ports::{OutgoingMessage, ReceivedMessage};
 
@@ -78,7 +78,9 @@ impl StageHandler for Classify {
 
     async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport {
         forward_batch(&self.context, records, |record| async move {
-            self.decide(record, remaining).await.map(|message| Some((COMPOSE_QUEUE, message)))
+            self.decide(record, remaining)
+                .await
+                .map(|message| Some((COMPOSE_QUEUE, message)))
         })
         .await
     }

@@ -6,10 +6,32 @@ use worldfleet_domain::{AcceptedEvent, Classification, EventPayload, Intent, Tie
 /// The classifier's name as recorded in decisions.
 pub const CLASSIFIER: &str = "rules";
 
-const GREETING: &[&str] = &["hello", "hail", "greetings", "well met", "good morning", "good evening", "welcome", "hi "];
-const THREAT: &[&str] = &["kill", "die", "destroy", "blood", "threat", "burn", "or else", "regret", "crush"];
-const TRADE: &[&str] = &["buy", "sell", "trade", "gold", "price", "coin", "barter", "offer", "wares"];
-const LORE: &[&str] = &["legend", "ancient", "history", "prophecy", "old gods", "ruins", "once upon", "forgotten"];
+const GREETING: &[&str] = &[
+    "hello",
+    "hail",
+    "greetings",
+    "well met",
+    "good morning",
+    "good evening",
+    "welcome",
+    "hi ",
+];
+const THREAT: &[&str] = &[
+    "kill", "die", "destroy", "blood", "threat", "burn", "or else", "regret", "crush",
+];
+const TRADE: &[&str] = &[
+    "buy", "sell", "trade", "gold", "price", "coin", "barter", "offer", "wares",
+];
+const LORE: &[&str] = &[
+    "legend",
+    "ancient",
+    "history",
+    "prophecy",
+    "old gods",
+    "ruins",
+    "once upon",
+    "forgotten",
+];
 const QUESTION_WORDS: &[&str] = &["who", "what", "where", "when", "why", "how"];
 
 /// Salience at or above which the deep model composes.
@@ -32,7 +54,11 @@ pub fn classify(event: &AcceptedEvent) -> Classification {
                 "buy" | "sell" | "trade" | "haggle" => Intent::Trade,
                 "greet" | "wave" | "bow" | "salute" => Intent::Greeting,
                 "read" | "study" | "inspect" | "decipher" => Intent::Lore,
-                _ => action.text.as_deref().and_then(text_intent).unwrap_or(Intent::Social),
+                _ => action
+                    .text
+                    .as_deref()
+                    .and_then(text_intent)
+                    .unwrap_or(Intent::Social),
             };
             (intent, 25)
         }
@@ -62,7 +88,10 @@ pub fn classify(event: &AcceptedEvent) -> Classification {
         _ => 0,
     };
     let audience_bonus = (event.audience().len().min(8) * 2) as u8;
-    let salience = base.saturating_add(intent_bonus).saturating_add(audience_bonus).min(100);
+    let salience = base
+        .saturating_add(intent_bonus)
+        .saturating_add(audience_bonus)
+        .min(100);
     Classification {
         intent,
         salience,
@@ -94,7 +123,9 @@ fn text_intent(text: &str) -> Option<Intent> {
     } else if has(GREETING) {
         Some(Intent::Greeting)
     } else if lower.trim_end().ends_with('?')
-        || QUESTION_WORDS.iter().any(|word| lower.starts_with(&format!("{word} ")))
+        || QUESTION_WORDS
+            .iter()
+            .any(|word| lower.starts_with(&format!("{word} ")))
     {
         Some(Intent::Question)
     } else {
@@ -125,16 +156,28 @@ mod tests {
     }
 
     fn say(text: &str) -> Classification {
-        classify(&event(EventPayload::Dialogue(DialoguePayload { text: text.into(), to: None })))
+        classify(&event(EventPayload::Dialogue(DialoguePayload {
+            text: text.into(),
+            to: None,
+        })))
     }
 
     #[test]
     fn dialogue_intents() {
         assert_eq!(say("Hail, stranger").intent, Intent::Greeting);
         assert_eq!(say("Where is the old mill?").intent, Intent::Question);
-        assert_eq!(say("Leave now or I will burn your farm").intent, Intent::Threat);
-        assert_eq!(say("I would buy that sword for ten gold").intent, Intent::Trade);
-        assert_eq!(say("The ruins hold an ancient prophecy").intent, Intent::Lore);
+        assert_eq!(
+            say("Leave now or I will burn your farm").intent,
+            Intent::Threat
+        );
+        assert_eq!(
+            say("I would buy that sword for ten gold").intent,
+            Intent::Trade
+        );
+        assert_eq!(
+            say("The ruins hold an ancient prophecy").intent,
+            Intent::Lore
+        );
         assert_eq!(say("Nice weather").intent, Intent::Social);
     }
 
@@ -153,7 +196,14 @@ mod tests {
         })));
         assert!(completed.salience >= DEEP_THRESHOLD);
         assert_eq!(say("Nice weather").tier, Tier::Template);
-        assert_eq!(event(EventPayload::Dialogue(DialoguePayload { text: "x".into(), to: None })).kind, EventKind::Dialogue);
+        assert_eq!(
+            event(EventPayload::Dialogue(DialoguePayload {
+                text: "x".into(),
+                to: None
+            }))
+            .kind,
+            EventKind::Dialogue
+        );
     }
 
     #[test]

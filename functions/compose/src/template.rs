@@ -40,7 +40,10 @@ pub fn render(request: &ComposeRequest) -> String {
                 .as_deref()
                 .map(|text| format!(" — \"{}\"", quote(text)))
                 .unwrap_or_default();
-            format!("{actor} {}s{target} in {place}{description}", clean(&action.verb))
+            format!(
+                "{actor} {}s{target} in {place}{description}",
+                clean(&action.verb)
+            )
         }
         EventPayload::Combat(combat) => {
             let target = clean(&combat.target);
@@ -62,7 +65,9 @@ pub fn render(request: &ComposeRequest) -> String {
                     "{actor} reaches step {} of \"{name}\" in {place}",
                     quest.step
                 ),
-                QuestStatus::Completed => format!("{actor} completes the quest \"{name}\" in {place}!"),
+                QuestStatus::Completed => {
+                    format!("{actor} completes the quest \"{name}\" in {place}!")
+                }
                 QuestStatus::Failed => format!("{actor} fails the quest \"{name}\" in {place}"),
             }
         }
@@ -80,7 +85,9 @@ fn place(partition: &str) -> String {
 }
 
 fn clean(text: &str) -> String {
-    text.chars().filter(|character| !character.is_control()).collect()
+    text.chars()
+        .filter(|character| !character.is_control())
+        .collect()
 }
 
 fn quote(text: &str) -> String {
@@ -127,7 +134,10 @@ mod tests {
     fn renders_dialogue_with_a_sanitised_capped_quote() {
         let text = format!("Hail\u{0007} \"friend\" {}", "a".repeat(400));
         let line = render(&request(
-            EventPayload::Dialogue(DialoguePayload { text, to: Some("p-2".into()) }),
+            EventPayload::Dialogue(DialoguePayload {
+                text,
+                to: Some("p-2".into()),
+            }),
             Intent::Greeting,
         ));
         assert!(line.starts_with("p-1 greets p-2 in scene-3 of district-2: \"Hail 'friend' "));

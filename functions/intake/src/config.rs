@@ -25,9 +25,16 @@ impl GatewayKeys {
     /// Keys from `gateway=hexkey` pairs separated by commas, e.g. `gw-eu=00ff…,gw-us=a1b2…`.
     pub fn parse(spec: &str) -> Result<Self> {
         let mut keys = HashMap::new();
-        for pair in spec.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        for pair in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+        {
             let (gateway, key) = pair.split_once('=').ok_or_else(|| {
-                IntakeError::Config(format!("gateway key entry {gateway:?} is not GATEWAY=HEXKEY", gateway = pair.split('=').next().unwrap_or("")))
+                IntakeError::Config(format!(
+                    "gateway key entry {gateway:?} is not GATEWAY=HEXKEY",
+                    gateway = pair.split('=').next().unwrap_or("")
+                ))
             })?;
             let key = hex::decode(key.trim()).map_err(|_| {
                 IntakeError::Config(format!("key of gateway {gateway:?} is not hex"))
@@ -103,7 +110,9 @@ impl IntakeConfig {
         })?;
         let gateways = GatewayKeys::parse(&keys)?;
         if gateways.is_empty() {
-            return Err(IntakeError::Config("WORLDFLEET_GATEWAY_KEYS names no gateway".into()));
+            return Err(IntakeError::Config(
+                "WORLDFLEET_GATEWAY_KEYS names no gateway".into(),
+            ));
         }
         let mut config = Self::new(gateways);
         if let Some(secs) = env_number("WORLDFLEET_CLOCK_WINDOW_SECS")? {
@@ -136,7 +145,10 @@ mod tests {
 
     #[test]
     fn parses_gateway_keys_and_refuses_bad_ones() {
-        let keys = GatewayKeys::parse("gw-1=00112233445566778899aabbccddeeff, gw-2=ffeeddccbbaa99887766554433221100").unwrap();
+        let keys = GatewayKeys::parse(
+            "gw-1=00112233445566778899aabbccddeeff, gw-2=ffeeddccbbaa99887766554433221100",
+        )
+        .unwrap();
         assert_eq!(keys.key("gw-1").map(<[u8]>::len), Some(16));
         assert!(keys.key("gw-3").is_none());
         assert!(GatewayKeys::parse("gw-1").is_err());

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use worldfleet_domain::names::{CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, RATE_LIMITS_TABLE, REJECTIONS_TABLE};
+use worldfleet_domain::names::{
+    CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, RATE_LIMITS_TABLE, REJECTIONS_TABLE,
+};
 use worldfleet_domain::{AcceptedEvent, EventKind, RejectReason};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
 use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, ReceivedMessage};
@@ -79,18 +81,19 @@ impl Intake {
     async fn admit(&self, record: &ReceivedMessage) -> Result<Admission> {
         let raw = record.body.as_bytes();
         let now_ms = self.context.clock.now_ms();
-        let validated =
-            match check(raw, &self.config.gateways, now_ms, self.config.clock_window) {
-                Ok(validated) => validated,
-                Err(refusal) => return self.refuse(record, &refusal, now_ms).await,
-            };
+        let validated = match check(raw, &self.config.gateways, now_ms, self.config.clock_window) {
+            Ok(validated) => validated,
+            Err(refusal) => return self.refuse(record, &refusal, now_ms).await,
+        };
         let envelope = &validated.envelope;
         let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
         // On a redelivery, our own earlier attempt may already have appended (and spent a
         // token): look before spending another.
         if record.receive_count > 1 {
             if let Some(existing) = self.context.table.get(LEDGER_TABLE, &ledger_key).await? {
-                return self.resume_or_refuse(record, &validated, &existing, now_ms).await;
+                return self
+                    .resume_or_refuse(record, &validated, &existing, now_ms)
+                    .await;
             }
         }
         let granted = ratelimit::take_token(
@@ -142,7 +145,8 @@ impl Intake {
                             "ledger entry vanished after a failed append".into(),
                         ))
                     })?;
-                self.resume_or_refuse(record, &validated, &existing, now_ms).await
+                self.resume_or_refuse(record, &validated, &existing, now_ms)
+                    .await
             }
             Err(error) => Err(error.into()),
         }

@@ -5,7 +5,7 @@
 //! on the version, retried a few times under contention, so buckets are exact across any
 //! number of concurrent workers.
 
-use worldfleet_ports::{Condition, Item, Key, Table, TTL_ATTRIBUTE};
+use worldfleet_ports::{Condition, Item, Key, TTL_ATTRIBUTE, Table};
 
 use crate::config::RateLimit;
 use crate::error::{IntakeError, Result};
@@ -89,9 +89,9 @@ pub async fn take_token(
             Err(error) => return Err(error.into()),
         }
     }
-    Err(IntakeError::Port(worldfleet_ports::Error::Throttled(format!(
-        "rate-limit bucket of {player} is contended; retry"
-    ))))
+    Err(IntakeError::Port(worldfleet_ports::Error::Throttled(
+        format!("rate-limit bucket of {player} is contended; retry"),
+    )))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 use worldfleet_domain::RejectReason;
-use worldfleet_ports::{Item, Key, Table, TTL_ATTRIBUTE};
+use worldfleet_ports::{Item, Key, TTL_ATTRIBUTE, Table};
 
 use crate::error::Result;
 use crate::validate::Refusal;
@@ -37,14 +37,17 @@ pub async fn record(
 ) -> Result<()> {
     let excerpt_end = raw.len().min(EXCERPT_BYTES);
     let excerpt = String::from_utf8_lossy(&raw[..excerpt_end]).into_owned();
-    let mut item = Item::new(Key::new(partition(refusal.gateway.as_deref()), row_key(raw)))
-        .with("reason", refusal.reason.code())
-        .with("detail", refusal.detail.as_str())
-        .with("size", raw.len() as i64)
-        .with("received_at_ms", now_ms as i64)
-        .with("message_id", message_id)
-        .with("excerpt", excerpt)
-        .with(TTL_ATTRIBUTE, (now_ms / 1000 + RETENTION_SECS) as i64);
+    let mut item = Item::new(Key::new(
+        partition(refusal.gateway.as_deref()),
+        row_key(raw),
+    ))
+    .with("reason", refusal.reason.code())
+    .with("detail", refusal.detail.as_str())
+    .with("size", raw.len() as i64)
+    .with("received_at_ms", now_ms as i64)
+    .with("message_id", message_id)
+    .with("excerpt", excerpt)
+    .with(TTL_ATTRIBUTE, (now_ms / 1000 + RETENTION_SECS) as i64);
     if let Some(event_id) = &refusal.event_id {
         item = item.with("event_id", event_id.as_str());
     }

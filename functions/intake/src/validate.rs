@@ -73,7 +73,8 @@ pub fn check(
     now_ms: u64,
     clock_window: Duration,
 ) -> Result<Validated, Refusal> {
-    let received = ReceivedEnvelope::parse(raw).map_err(|error| Refusal::from_domain(&error, raw))?;
+    let received =
+        ReceivedEnvelope::parse(raw).map_err(|error| Refusal::from_domain(&error, raw))?;
     let envelope = &received.envelope;
     let refuse = |reason, detail: String| Refusal {
         reason,
@@ -145,7 +146,9 @@ mod tests {
     }
 
     fn reason(raw: &[u8]) -> RejectReason {
-        check(raw, &keys(), NOW, Duration::from_secs(300)).unwrap_err().reason
+        check(raw, &keys(), NOW, Duration::from_secs(300))
+            .unwrap_err()
+            .reason
     }
 
     #[test]
@@ -158,21 +161,51 @@ mod tests {
 
     #[test]
     fn refuses_each_bad_input_with_its_reason() {
-        assert_eq!(reason(envelope(NOW).sign(b"wrong-key-wrong-key").unwrap().as_bytes()), RejectReason::BadSignature);
-        assert_eq!(reason(envelope(NOW - 301_000).sign(KEY).unwrap().as_bytes()), RejectReason::ClockSkew);
-        assert_eq!(reason(envelope(NOW + 301_000).sign(KEY).unwrap().as_bytes()), RejectReason::ClockSkew);
+        assert_eq!(
+            reason(
+                envelope(NOW)
+                    .sign(b"wrong-key-wrong-key")
+                    .unwrap()
+                    .as_bytes()
+            ),
+            RejectReason::BadSignature
+        );
+        assert_eq!(
+            reason(envelope(NOW - 301_000).sign(KEY).unwrap().as_bytes()),
+            RejectReason::ClockSkew
+        );
+        assert_eq!(
+            reason(envelope(NOW + 301_000).sign(KEY).unwrap().as_bytes()),
+            RejectReason::ClockSkew
+        );
         let mut unknown = envelope(NOW);
         unknown.gateway = "gw-9".into();
-        let refusal = check(unknown.sign(KEY).unwrap().as_bytes(), &keys(), NOW, Duration::from_secs(300)).unwrap_err();
+        let refusal = check(
+            unknown.sign(KEY).unwrap().as_bytes(),
+            &keys(),
+            NOW,
+            Duration::from_secs(300),
+        )
+        .unwrap_err();
         assert_eq!(refusal.reason, RejectReason::UnknownGateway);
         assert_eq!(refusal.gateway.as_deref(), Some("gw-9"));
         assert_eq!(reason(b"{\"v\":1"), RejectReason::Malformed);
         assert_eq!(reason(&vec![b'x'; 70_000]), RejectReason::Oversized);
-        let raw = envelope(NOW).sign(KEY).unwrap().replace("gm-1/district-2/scene-3", "gm 1/d/s");
+        let raw = envelope(NOW)
+            .sign(KEY)
+            .unwrap()
+            .replace("gm-1/district-2/scene-3", "gm 1/d/s");
         assert_eq!(reason(raw.as_bytes()), RejectReason::BadUid);
-        let raw = envelope(NOW).sign(KEY).unwrap().replace("\"v\":1", "\"v\":1,\"mood\":\"x\"");
+        let raw = envelope(NOW)
+            .sign(KEY)
+            .unwrap()
+            .replace("\"v\":1", "\"v\":1,\"mood\":\"x\"");
         let refusal = check(raw.as_bytes(), &keys(), NOW, Duration::from_secs(300)).unwrap_err();
         assert_eq!(refusal.reason, RejectReason::Malformed);
-        assert_eq!(refusal.gateway.as_deref(), Some("gw-1"), "hints survive a schema failure");
+        assert_eq!(
+            refusal.gateway.as_deref(),
+            Some("gw-1"),
+            "hints survive a schema failure"
+        );
     }
 }

@@ -80,7 +80,6 @@ pub async fn send_all(
     failures
 }
 
-
 /// Runs `produce` over every record with FIFO batch semantics ([`process_batch`]), then sends
 /// what the records produced — `(queue, message)`, or nothing — with [`send_all`], in record
 /// order. A record whose send fails is reported failed, so the queue redelivers it; the stages

@@ -1,0 +1,272 @@
+//! The distribute stage handler: plan a batch once, then write its pages.
+//!
+//! 1. Read the events' canon items: an event that already points at a plan was planned by an
+//!    earlier attempt (or a concurrent worker) and is never planned again.
+//! 2. For the unplanned events: one atomic add per target feed allocates a sequence range
+//!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
+//!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
+//! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
+//!    same bytes), then mark the plan completed so later replays skip it.
+//!
+//! A failure at any step fails every record it touches; redelivery resumes from the durable
+//! state, so no entry is lost and none is written twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use worldfleet_compose::canon;
+use worldfleet_domain::names::{CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE};
+use worldfleet_domain::{CanonEntry, DistributeRequest};
+use worldfleet_kit::{BatchReport, StageContext, StageHandler};
+use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
+use worldfleet_ports::{
+    BatchWrite, Condition, Error, Item, Key, ReceivedMessage, TransactWrite, Update,
+};
+
+use crate::error::{DistributeError, Result};
+use crate::plan::{self, Plan, PlannedPage};
+use crate::rules::RepublishRules;
+
+const PLANNING_ATTEMPTS: usize = 3;
+
+/// The distribute stage.
+pub struct Distribute {
+    context: StageContext,
+    rules: Arc<RepublishRules>,
+}
+
+impl Distribute {
+    /// distribute over `context` with `rules`.
+    pub fn new(context: StageContext, rules: RepublishRules) -> Self {
+        Self {
+            context,
+            rules: Arc::new(rules),
+        }
+    }
+
+    /// Reads the canon items of `keys`, by event id.
+    async fn canon_items(&self, keys: &[Key]) -> Result<BTreeMap<String, Item>> {
+        let mut found = BTreeMap::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            for item in self.context.table.batch_get(CANON_TABLE, chunk).await? {
+                found.insert(item.key.sk.clone(), item);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Plans `events` (none of which had a plan when read). Returns the new plan, or `None`
+    /// when another attempt planned some of them first (the caller re-reads and retries).
+    async fn plan(&self, events: &[CanonEntry]) -> Result<Option<Plan>> {
+        let demand = plan::feed_demand(&self.rules, events);
+        let allocations = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
+            let feed = feed.to_string();
+            let counter = self
+                .context
+                .table
+                .update(
+                    FEEDS_TABLE,
+                    &plan::counter_key(&feed),
+                    Update::new().add("next", event_ids.len() as i64),
+                    None,
+                )
+                .await?;
+            let last = counter.i64("next").unwrap_or(0).max(0) as u64;
+            Ok::<_, DistributeError>(PlannedPage {
+                feed,
+                first_seq: last + 1 - event_ids.len() as u64,
+                event_ids: event_ids.clone(),
+            })
+        }))
+        .await?;
+        let plan = Plan {
+            id: ulid::Ulid::new().to_string(),
+            events: events
+                .iter()
+                .map(|entry| (entry.partition.to_string(), entry.event_id.clone()))
+                .collect(),
+            pages: allocations,
+        };
+        let now_ms = self.context.clock.now_ms();
+        let mut operations = vec![TransactWrite::Put {
+            table: FEEDS_TABLE.to_owned(),
+            item: plan::plan_item(&plan, now_ms)?,
+            condition: Some(Condition::ItemNotExists),
+        }];
+        for entry in events {
+            operations.push(TransactWrite::Update {
+                table: CANON_TABLE.to_owned(),
+                key: canon::key(entry.partition.as_str(), &entry.event_id),
+                update: Update::new().set("dist_plan", plan.id.as_str()),
+                condition: Some(Condition::And(vec![
+                    Condition::ItemExists,
+                    Condition::NotExists("dist_plan".into()),
+                ])),
+            });
+        }
+        match self.context.table.transact(operations).await {
+            Ok(()) => Ok(Some(plan)),
+            Err(error) if error.is_condition_failed() => {
+                tracing::info!(plan = %plan.id, "some events were planned elsewhere; re-reading");
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Writes the pages of the plan `plan_id` unless it is already completed.
+    async fn execute(&self, plan_id: &str, known: &BTreeMap<String, CanonEntry>) -> Result<()> {
+        let record = self
+            .context
+            .table
+            .get(FEEDS_TABLE, &plan::plan_key(plan_id))
+            .await?
+            .ok_or_else(|| DistributeError::Corrupt {
+                what: format!("plan {plan_id}"),
+                reason: "an event points at a plan record that does not exist (expired?)".into(),
+            })?;
+        if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
+            return Ok(());
+        }
+        let plan = plan::plan_from_item(&record)?;
+        let mut canon = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (partition, event_id) in &plan.events {
+            match known.get(event_id) {
+                Some(entry) => {
+                    canon.insert(event_id.clone(), entry.clone());
+                }
+                None => missing.push(canon::key(partition, event_id)),
+            }
+        }
+        for item in self.canon_items(&missing).await?.values() {
+            let entry = canon::from_item(item)?;
+            canon.insert(entry.event_id.clone(), entry);
+        }
+        let pages = plan::pages(&plan, &canon, self.context.clock.now_ms())?;
+        for chunk in pages.chunks(MAX_BATCH_WRITE) {
+            let writes = chunk.iter().cloned().map(BatchWrite::Put).collect();
+            self.context.table.batch_write(FEEDS_TABLE, writes).await?;
+        }
+        self.context
+            .table
+            .update(
+                FEEDS_TABLE,
+                &plan::plan_key(plan_id),
+                Update::new().set("completed", true),
+                Some(Condition::ItemExists),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn distribute(&self, events: &[CanonEntry]) -> Result<()> {
+        let known: BTreeMap<String, CanonEntry> = events
+            .iter()
+            .map(|entry| (entry.event_id.clone(), entry.clone()))
+            .collect();
+        let keys: Vec<Key> = events
+            .iter()
+            .map(|entry| canon::key(entry.partition.as_str(), &entry.event_id))
+            .collect();
+        let mut plans = BTreeSet::new();
+        for attempt in 0.. {
+            let items = self.canon_items(&keys).await?;
+            let mut unplanned = Vec::new();
+            for entry in events {
+                match items.get(&entry.event_id) {
+                    None => {
+                        return Err(Error::Unavailable(format!(
+                            "canon of {} not readable yet",
+                            entry.event_id
+                        ))
+                        .into());
+                    }
+                    Some(item) => match item.str("dist_plan") {
+                        Some(plan_id) => {
+                            plans.insert(plan_id.to_owned());
+                        }
+                        None => unplanned.push(entry.clone()),
+                    },
+                }
+            }
+            if unplanned.is_empty() {
+                break;
+            }
+            if attempt == PLANNING_ATTEMPTS {
+                return Err(
+                    Error::Throttled("events keep being planned concurrently".into()).into(),
+                );
+            }
+            if let Some(plan) = self.plan(&unplanned).await? {
+                plans.insert(plan.id);
+                break;
+            }
+        }
+        for plan_id in &plans {
+            self.execute(plan_id, &known).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StageHandler for Distribute {
+    fn name(&self) -> &'static str {
+        "distribute"
+    }
+
+    fn source_queue(&self) -> &'static str {
+        DISTRIBUTE_QUEUE
+    }
+
+    async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut events: Vec<CanonEntry> = Vec::new();
+        let mut carriers: Vec<&ReceivedMessage> = Vec::new();
+        let mut broken_groups = BTreeSet::new();
+        for record in records {
+            if record
+                .group_id
+                .as_ref()
+                .is_some_and(|group| broken_groups.contains(group))
+            {
+                report.skipped += 1;
+                report.fail(&record.message_id);
+                continue;
+            }
+            match serde_json::from_str::<DistributeRequest>(&record.body) {
+                Ok(request) => {
+                    if !events
+                        .iter()
+                        .any(|event| event.event_id == request.canon.event_id)
+                    {
+                        events.push(request.canon);
+                    }
+                    carriers.push(record);
+                }
+                Err(error) => {
+                    // Later records of this group are skipped above, so order holds.
+                    tracing::warn!(message_id = %record.message_id, %error, "not a distribute request; it will reach the dead-letter queue");
+                    report.fail(&record.message_id);
+                    if let Some(group) = &record.group_id {
+                        broken_groups.insert(group.clone());
+                    }
+                }
+            }
+        }
+        match self.distribute(&events).await {
+            Ok(()) => report.succeeded += carriers.len(),
+            Err(error) => {
+                tracing::warn!(%error, retryable = error.is_retryable(), records = carriers.len(), "distribution failed; the batch will be redelivered");
+                for record in carriers {
+                    report.fail(&record.message_id);
+                }
+            }
+        }
+        report
+    }
+}
