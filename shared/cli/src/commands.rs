@@ -1,0 +1,297 @@
+//! The subcommands: what each flag means and how results are printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use worldfleet_distribute::feed::{checkpoint, commit_checkpoint};
+use worldfleet_distribute::read_feed;
+use worldfleet_domain::FeedId;
+use worldfleet_domain::names::FEEDS_TABLE;
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
+use worldfleet_intake::RateLimit;
+use worldfleet_ports::{Clock, SystemClock};
+use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+
+/// worldfleet keeps an online game world alive between the game servers.
+#[derive(Debug, Parser)]
+#[command(name = "worldfleet", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a synthetic world through intake → classify → compose → distribute, embedded.
+    Run(RunArgs),
+    /// Measure throughput, latency and memory of the embedded pipeline.
+    Bench(BenchArgs),
+    /// Read a feed from an embedded store, from a checkpoint.
+    Feed(FeedArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct WorldArgs {
+    /// Good events the world emits.
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    /// Envelopes per second (0: as fast as the pipeline absorbs).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 2_000)]
+    players: u32,
+    #[arg(long, default_value_t = 8)]
+    districts: u32,
+    #[arg(long, default_value_t = 16)]
+    scenes: u32,
+    /// Audience of every event (the actor and fan-out − 1 participants).
+    #[arg(long, default_value_t = 8)]
+    fan_out: u32,
+    #[arg(long, default_value_t = 4)]
+    factions: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// One deliberately bad envelope after every N good ones (0: none).
+    #[arg(long, default_value_t = 50)]
+    bad_every: u64,
+    /// Stage workers (concurrent pollers) per stage.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Keep the store here (reuse it with `worldfleet feed`); default: a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Acknowledge writes once handed to the OS instead of after fsync.
+    #[arg(long)]
+    buffered: bool,
+}
+
+impl WorldArgs {
+    fn options(&self) -> RunOptions {
+        let spec = WorldSpec {
+            events: self.events,
+            players: self.players,
+            districts: self.districts,
+            scenes_per_district: self.scenes,
+            fan_out: self.fan_out,
+            factions: self.factions,
+            seed: self.seed,
+            bad_every: self.bad_every,
+            ..WorldSpec::small(self.seed)
+        };
+        let mut options = RunOptions::new(spec);
+        options.rate = (self.rate > 0.0).then_some(self.rate);
+        options.workers_per_stage = self.workers.max(1);
+        options.data_dir = self.data_dir.clone();
+        options.durability = if self.buffered { Durability::Buffered } else { Durability::Sync };
+        // The synthetic world is honest traffic: limits far above its per-player rate.
+        options.rate_limit = RateLimit { burst: 1_000, per_second: 1_000 };
+        options
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    world: WorldArgs,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Events for the throughput phase (as fast as possible).
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Rate of the latency phase, events per second.
+    #[arg(long, default_value_t = 5_000.0)]
+    latency_rate: f64,
+    /// Events for the latency phase.
+    #[arg(long, default_value_t = 50_000)]
+    latency_events: u64,
+    #[arg(long, default_value_t = 8)]
+    fan_out: u32,
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Print the figures as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct FeedArgs {
+    /// The store written by `worldfleet run --data-dir`.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// `player:ID`, `faction:NAME` or `district:UID`.
+    #[arg(long)]
+    feed: String,
+    /// Read entries after this sequence number (default: the reader's checkpoint, else 0).
+    #[arg(long)]
+    after: Option<u64>,
+    /// A reader name: its checkpoint is where reading starts.
+    #[arg(long, default_value = "cli")]
+    reader: String,
+    /// Move the reader's checkpoint past what was read.
+    #[arg(long)]
+    commit: bool,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Bench(args) => bench(args).await,
+        Command::Feed(args) => feed(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut options = args.world.options();
+    options.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    eprintln!(
+        "worldfleet run: {} events, {} players, {} districts x {} scenes, fan-out {}, seed {} — embedded store ({}), {} workers per stage",
+        options.world.events,
+        options.world.players,
+        options.world.districts,
+        options.world.scenes_per_district,
+        options.world.fan_out,
+        options.world.seed,
+        if args.world.buffered { "buffered writes" } else { "fsync per group commit" },
+        options.workers_per_stage,
+    );
+    let summary = run_embedded(options).await?;
+    print_summary(&summary);
+    if args.json {
+        println!("{}", summary.json_line());
+    }
+    Ok(if summary.audit.lost == 0 && summary.audit.duplicates == 0 && summary.audit.wrong_reason == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_summary(summary: &RunSummary) {
+    let audit = &summary.audit;
+    println!("sent:          {} envelopes ({} good, {} deliberately bad)", summary.events_sent, audit.good_sent, audit.bad_sent);
+    println!("accepted:      {} (ledger entries)", audit.ledger_entries);
+    println!(
+        "rejected:      {} rows; bad envelopes refused with the expected reason: {}/{}",
+        audit.rejection_rows, audit.rejected_as_expected, audit.bad_sent
+    );
+    println!("canon:         {}", audit.canon);
+    println!("feed entries:  {}", audit.feed_entries);
+    println!("lost: {}   duplicates: {}   wrong reason: {}   dead letters: {}", audit.lost, audit.duplicates, audit.wrong_reason, summary.dead_letters);
+    for problem in &audit.problems {
+        println!("  ! {problem}");
+    }
+    println!(
+        "latency:       intake -> feed p50 {} ms, p99 {} ms, max {} ms",
+        audit.latency_p50_ms, audit.latency_p99_ms, audit.latency_max_ms
+    );
+    println!(
+        "throughput:    {:.0} events/s over {:.1} s; peak memory {:.0} MiB; store {:.1} MiB on disk",
+        summary.events_per_s,
+        summary.elapsed_s,
+        summary.peak_rss_mb,
+        summary.store_bytes as f64 / 1_048_576.0
+    );
+    let usage = &summary.usage;
+    if audit.good_sent > 0 {
+        let per_event = |value: u64| value as f64 / audit.good_sent as f64;
+        println!(
+            "per event:     {:.2} queue requests, {:.2} table write units, {:.2} table read units",
+            per_event(usage.queue_requests),
+            per_event(usage.table_write_units),
+            per_event(usage.table_read_units)
+        );
+    }
+    if !summary.drained {
+        println!("warning: the queues did not drain in time");
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let world = |events: u64, rate: f64| {
+        let world_args = WorldArgs {
+            events,
+            rate,
+            players: 20_000,
+            districts: 32,
+            scenes: 64,
+            fan_out: args.fan_out,
+            factions: 8,
+            seed: 7,
+            bad_every: 0,
+            workers: args.workers,
+            data_dir: None,
+            buffered: false,
+        };
+        world_args.options()
+    };
+    eprintln!("bench 1/2: throughput, {} events as fast as possible, fan-out {}", args.events, args.fan_out);
+    let throughput = run_embedded(world(args.events, 0.0)).await?;
+    eprintln!("bench 2/2: latency, {} events at {} events/s", args.latency_events, args.latency_rate);
+    let latency = run_embedded(world(args.latency_events, args.latency_rate)).await?;
+    let figures = serde_json::json!({
+        "throughput_events_per_s": throughput.events_per_s.round(),
+        "throughput_p50_ms": throughput.audit.latency_p50_ms,
+        "throughput_p99_ms": throughput.audit.latency_p99_ms,
+        "latency_rate": args.latency_rate,
+        "latency_achieved_events_per_s": latency.events_per_s.round(),
+        "latency_p50_ms": latency.audit.latency_p50_ms,
+        "latency_p99_ms": latency.audit.latency_p99_ms,
+        "latency_max_ms": latency.audit.latency_max_ms,
+        "peak_rss_mb": latency.peak_rss_mb.max(throughput.peak_rss_mb).round(),
+        "fan_out": args.fan_out,
+        "lost": throughput.audit.lost + latency.audit.lost,
+        "duplicates": throughput.audit.duplicates + latency.audit.duplicates,
+        "table_write_units_per_event": throughput.usage.table_write_units as f64 / throughput.audit.good_sent.max(1) as f64,
+        "queue_requests_per_event": throughput.usage.queue_requests as f64 / throughput.audit.good_sent.max(1) as f64,
+    });
+    println!("throughput:  {:.0} events/s end to end ({} events, fan-out {}), p50 {} ms, p99 {} ms under saturation",
+        throughput.events_per_s, args.events, args.fan_out, throughput.audit.latency_p50_ms, throughput.audit.latency_p99_ms);
+    println!("latency:     at {} events/s offered ({:.0} achieved): p50 {} ms, p99 {} ms, max {} ms",
+        args.latency_rate, latency.events_per_s, latency.audit.latency_p50_ms, latency.audit.latency_p99_ms, latency.audit.latency_max_ms);
+    println!("memory:      peak RSS {:.0} MiB", latency.peak_rss_mb.max(throughput.peak_rss_mb));
+    println!("correctness: lost {}, duplicates {}", throughput.audit.lost + latency.audit.lost, throughput.audit.duplicates + latency.audit.duplicates);
+    if args.json {
+        println!("{figures}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
+    let feed = FeedId::parse(&args.feed).context("--feed")?;
+    if !args.data_dir.exists() {
+        anyhow::bail!("no store at {} (run `worldfleet run --data-dir {}` first)", args.data_dir.display(), args.data_dir.display());
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let options = StoreOptions { janitor_interval: None, receive_recheck: Duration::from_millis(100), ..StoreOptions::default() };
+    let store = EmbeddedStore::open(&args.data_dir, Arc::clone(&clock), options)
+        .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
+    let table = store.table();
+    let after = match args.after {
+        Some(after) => after,
+        None => checkpoint(table.as_ref(), FEEDS_TABLE, &feed, &args.reader).await?,
+    };
+    let read = read_feed(table.as_ref(), FEEDS_TABLE, &feed, after, args.limit).await?;
+    for entry in &read.entries {
+        println!("{:>8}  {}  {}", entry.seq, entry.event_id, entry.text);
+    }
+    eprintln!("{} entries after {} in {}; next checkpoint {}", read.entries.len(), after, feed, read.next_after_seq);
+    if args.commit && read.next_after_seq > after {
+        commit_checkpoint(table.as_ref(), FEEDS_TABLE, &feed, &args.reader, read.next_after_seq, clock.now_ms()).await?;
+        eprintln!("checkpoint of reader {:?} moved to {}", args.reader, read.next_after_seq);
+    }
+    drop(table);
+    store.close();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,210 @@
+//! The independent audit: what the tables say, checked against what the world sent.
+//!
+//! The audit trusts no stage counter. It reads the ledger, canon, feeds and rejections through
+//! the table port and compares them with the world's own record of what it emitted:
+//! every good event must be in its partition's ledger, have canon, and appear exactly once in
+//! every feed the republish rules name for it; every bad envelope must have a rejection row
+//! with the expected reason. Latency comes from the tables too: a feed page's write time minus
+//! each entry's intake time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use worldfleet_compose::canon;
+use worldfleet_distribute::RepublishRules;
+use worldfleet_distribute::plan::page_from_item;
+use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, REJECTIONS_TABLE};
+use worldfleet_domain::{CanonEntry, FeedId, PartitionUid, RejectReason};
+use worldfleet_ports::{Query, SortKeyRange, Table};
+
+use crate::world::Expectation;
+
+/// The audit's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AuditReport {
+    pub good_sent: u64,
+    pub bad_sent: u64,
+    /// Ledger entries found for the world's partitions.
+    pub ledger_entries: u64,
+    /// Canon items found.
+    pub canon: u64,
+    /// Feed entries found, all feeds together.
+    pub feed_entries: u64,
+    /// Bad envelopes with a rejection row carrying the expected reason.
+    pub rejected_as_expected: u64,
+    /// Rejection rows found for the world's gateways (bad ones and any wrongly refused good).
+    pub rejection_rows: u64,
+    /// Good events or expected feed entries missing, plus bad envelopes without a row.
+    pub lost: u64,
+    /// Feed entries beyond the first for the same event in the same feed.
+    pub duplicates: u64,
+    /// Bad envelopes refused for a different reason than expected.
+    pub wrong_reason: u64,
+    /// Examples of what was lost or doubled, for the operator.
+    pub problems: Vec<String>,
+    /// Intake-to-feed latency, from the tables.
+    pub latency_p50_ms: u64,
+    pub latency_p99_ms: u64,
+    pub latency_max_ms: u64,
+    /// The last feed write, Unix milliseconds.
+    pub last_feed_write_ms: u64,
+    /// Canon text by event id (for comparing runs).
+    #[serde(skip)]
+    pub canon_text: BTreeMap<String, String>,
+    /// Event ids per feed, in sequence order (for comparing runs).
+    #[serde(skip)]
+    pub feeds: BTreeMap<String, Vec<String>>,
+}
+
+/// What the audit needs to know about the world.
+pub struct Audit<'a> {
+    pub table: &'a dyn Table,
+    pub rules: &'a RepublishRules,
+    pub partitions: Vec<PartitionUid>,
+    pub players: Vec<String>,
+    pub factions: Vec<String>,
+    pub expectations: &'a [Expectation],
+}
+
+async fn query_all(table: &dyn Table, table_name: &str, pk: &str, range: SortKeyRange) -> anyhow::Result<Vec<worldfleet_ports::Item>> {
+    let mut items = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = table
+            .query(table_name, &Query::partition(pk).range(range.clone()).start_after(start_after))
+            .await?;
+        items.extend(page.items);
+        match page.last_evaluated_sk {
+            Some(sk) => start_after = Some(sk),
+            None => return Ok(items),
+        }
+    }
+}
+
+impl Audit<'_> {
+    /// Reads everything and reports.
+    pub async fn run(&self) -> anyhow::Result<AuditReport> {
+        let mut report = AuditReport::default();
+        let mut ledger = BTreeSet::new();
+        let mut canon_by_event: BTreeMap<String, CanonEntry> = BTreeMap::new();
+        for partition in &self.partitions {
+            for item in query_all(self.table, LEDGER_TABLE, partition.as_str(), SortKeyRange::All).await? {
+                ledger.insert(item.key.sk.clone());
+            }
+            for item in query_all(self.table, CANON_TABLE, partition.as_str(), SortKeyRange::All).await? {
+                let entry = canon::from_item(&item)?;
+                canon_by_event.insert(entry.event_id.clone(), entry);
+            }
+        }
+        report.ledger_entries = ledger.len() as u64;
+        report.canon = canon_by_event.len() as u64;
+
+        // Feeds: every entry of every feed the world could have touched.
+        let mut feed_ids: Vec<FeedId> = self.players.iter().cloned().map(FeedId::Player).collect();
+        feed_ids.extend(self.factions.iter().cloned().map(FeedId::Faction));
+        let districts: BTreeSet<PartitionUid> = self.partitions.iter().map(|uid| uid.prefix(2)).collect();
+        feed_ids.extend(districts.into_iter().map(FeedId::District));
+        let mut latency = Histogram::<u64>::new(3)?;
+        let mut occurrences: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for feed in &feed_ids {
+            let pk = feed.to_string();
+            let mut events = Vec::new();
+            for item in query_all(self.table, FEEDS_TABLE, &pk, SortKeyRange::Prefix("page#".into())).await? {
+                let written_at = item.i64("written_at_ms").unwrap_or(0).max(0) as u64;
+                report.last_feed_write_ms = report.last_feed_write_ms.max(written_at);
+                for entry in page_from_item(&item)?.entries {
+                    latency.saturating_record(written_at.saturating_sub(entry.accepted_at_ms));
+                    *occurrences.entry((pk.clone(), entry.event_id.clone())).or_default() += 1;
+                    events.push(entry.event_id);
+                    report.feed_entries += 1;
+                }
+            }
+            if !events.is_empty() {
+                report.feeds.insert(pk, events);
+            }
+        }
+        for ((feed, event_id), count) in &occurrences {
+            if *count > 1 {
+                report.duplicates += count - 1;
+                report.note(format!("event {event_id} appears {count} times in {feed}"));
+            }
+        }
+
+        // Rejections: rows for every gateway partition the world used.
+        let mut rows: BTreeMap<(String, String), Option<RejectReason>> = BTreeMap::new();
+        let gateway_partitions: BTreeSet<String> = self
+            .expectations
+            .iter()
+            .filter_map(|expectation| match expectation {
+                Expectation::Rejected { gateway_partition, .. } => Some(gateway_partition.clone()),
+                Expectation::Accepted { .. } => None,
+            })
+            .collect();
+        for partition in gateway_partitions {
+            for item in query_all(self.table, REJECTIONS_TABLE, &partition, SortKeyRange::All).await? {
+                let reason = item.str("reason").and_then(RejectReason::from_code);
+                rows.insert((partition.clone(), item.key.sk.clone()), reason);
+            }
+        }
+        report.rejection_rows = rows.len() as u64;
+
+        for expectation in self.expectations {
+            match expectation {
+                Expectation::Accepted { partition, event_id } => {
+                    report.good_sent += 1;
+                    if !ledger.contains(event_id) {
+                        report.lost += 1;
+                        report.note(format!("event {event_id} of {partition} is not in the ledger"));
+                        continue;
+                    }
+                    let Some(entry) = canon_by_event.get(event_id) else {
+                        report.lost += 1;
+                        report.note(format!("event {event_id} of {partition} has no canon"));
+                        continue;
+                    };
+                    report.canon_text.insert(event_id.clone(), entry.text.clone());
+                    for feed in self.rules.targets(entry) {
+                        let key = (feed.to_string(), event_id.clone());
+                        if !occurrences.contains_key(&key) {
+                            report.lost += 1;
+                            report.note(format!("event {event_id} is missing from {feed}"));
+                        }
+                    }
+                }
+                Expectation::Rejected { reason, gateway_partition, body_hash } => {
+                    report.bad_sent += 1;
+                    match rows.get(&(gateway_partition.clone(), body_hash.clone())) {
+                        None => {
+                            report.lost += 1;
+                            report.note(format!("bad envelope {body_hash} ({}) has no rejection row", reason.code()));
+                        }
+                        Some(found) if *found == Some(*reason) => report.rejected_as_expected += 1,
+                        Some(found) => {
+                            report.wrong_reason += 1;
+                            report.note(format!(
+                                "bad envelope {body_hash} refused as {:?}, expected {}",
+                                found.map(RejectReason::code),
+                                reason.code()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if !latency.is_empty() {
+            report.latency_p50_ms = latency.value_at_quantile(0.50);
+            report.latency_p99_ms = latency.value_at_quantile(0.99);
+            report.latency_max_ms = latency.max();
+        }
+        Ok(report)
+    }
+}
+
+impl AuditReport {
+    fn note(&mut self, problem: String) {
+        if self.problems.len() < 20 {
+            self.problems.push(problem);
+        }
+    }
+}

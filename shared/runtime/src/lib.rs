@@ -1,0 +1,22 @@
+//! worldfleet's runtime: everything that drives stage handlers without being one.
+//!
+//! - [`resources`]: the queues (with dead-letter queues) and tables a deployment declares;
+//! - [`poller`]: long-polls a queue and drives a stage handler with the batch semantics of a
+//!   Lambda SQS event source mapping — the embedded runtime and the fleet workers both use it;
+//! - [`world`]: a deterministic synthetic world of players, districts and scenes that emits
+//!   signed envelopes, good and deliberately bad;
+//! - [`faults`]: crash, duplicate-delivery and expired-visibility injection for tests;
+//! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
+//! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
+
+pub mod audit;
+pub mod embedded;
+pub mod faults;
+pub mod poller;
+pub mod resources;
+pub mod world;
+
+pub use audit::{Audit, AuditReport};
+pub use embedded::{RunOptions, RunSummary, run_embedded};
+pub use poller::{PollerConfig, PollerStats, run_stage};
+pub use world::{World, WorldSpec};
