@@ -5,6 +5,7 @@
 //! | attribute | meaning |
 //! |---|---|
 //! | `status` | `IN_PROGRESS` or `COMPLETED` |
+//! | `claim` | a token unique to the invocation holding the record; only it may complete or release |
 //! | `payload_hash` | SHA-256 of the payload the key was first used with |
 //! | `in_progress_expiry_ms` | when an IN_PROGRESS record stops blocking (the invocation's deadline) |
 //! | `ttl` | when the record expires altogether (Unix seconds; the store's TTL sweep is the janitor) |
@@ -18,6 +19,7 @@
 //! differs. When the work fails, the record is deleted so a retry can run it again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,6 +29,8 @@ use thiserror::Error;
 use worldfleet_ports::{Clock, Comparison, Condition, Item, Key, TTL_ATTRIBUTE, Table, Update};
 
 const SORT_KEY: &str = "idempotency";
+/// Makes claim tokens unique within the process (with time and pid, across processes).
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
 
@@ -148,8 +152,14 @@ impl IdempotencyStore {
         let now_secs = now_ms / 1000;
         let in_progress_expiry_ms =
             now_ms + remaining.min(self.config.max_in_progress).as_millis() as u64;
+        let claim = format!(
+            "{now_ms}-{}-{}",
+            std::process::id(),
+            CLAIMS.fetch_add(1, Ordering::Relaxed)
+        );
         let record = Item::new(record_key.clone())
             .with("status", STATUS_IN_PROGRESS)
+            .with("claim", claim.as_str())
             .with("payload_hash", payload_hash.clone())
             .with("in_progress_expiry_ms", in_progress_expiry_ms as i64)
             .with(
@@ -186,10 +196,20 @@ impl IdempotencyStore {
                     .set("status", STATUS_COMPLETED)
                     .set("response", response)
                     .remove("in_progress_expiry_ms");
-                let ours = Condition::eq("payload_hash", payload_hash);
-                self.table
+                // Only our own claim may complete: a holder that outlived its claim must not
+                // overwrite the result of the invocation that took over.
+                let ours = Condition::eq("claim", claim.as_str());
+                match self
+                    .table
                     .update(&self.table_name, &record_key, update, Some(ours))
-                    .await?;
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(error) if error.is_condition_failed() => {
+                        tracing::warn!(key, "claim expired before the work finished; another invocation's result stands");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
                 Ok(Outcome::Executed(value))
             }
             Err(error) => {

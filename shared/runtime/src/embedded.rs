@@ -383,7 +383,9 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         store_bytes: store.disk_bytes().unwrap_or(0),
         drained,
     };
+    // Every handle goes before the store closes, and the store before its directory.
     drop(table);
+    drop(ports);
     store.close();
     drop(temporary);
     Ok(summary)
