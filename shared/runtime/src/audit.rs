@@ -55,6 +55,9 @@ pub struct AuditReport {
     /// Event ids per feed, in sequence order (for comparing runs).
     #[serde(skip)]
     pub feeds: BTreeMap<String, Vec<String>>,
+    /// The partition of every event with canon.
+    #[serde(skip)]
+    pub event_partition: BTreeMap<String, String>,
 }
 
 /// What the audit needs to know about the world.
@@ -164,6 +167,7 @@ impl Audit<'_> {
                         continue;
                     };
                     report.canon_text.insert(event_id.clone(), entry.text.clone());
+                    report.event_partition.insert(event_id.clone(), partition.clone());
                     for feed in self.rules.targets(entry) {
                         let key = (feed.to_string(), event_id.clone());
                         if !occurrences.contains_key(&key) {

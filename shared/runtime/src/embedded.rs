@@ -312,6 +312,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         if let Some(bar) = &progress {
             bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
         }
+        drop(raw_queue);
         if !restarted && options.restart_after.is_some_and(|after| world.good_emitted() >= after) {
             restarted = true;
             restarts += 1;

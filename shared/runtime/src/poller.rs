@@ -57,19 +57,19 @@ pub async fn run_stage(
     stats: Arc<PollerStats>,
     faults: Option<Arc<FaultPlan>>,
 ) {
+    // The workers run inside this future rather than as spawned tasks, so aborting the task
+    // that runs it stops every worker at once and releases their handles (a crash).
     let workers = (0..config.workers.max(1)).map(|_| {
-        let handler = Arc::clone(&handler);
-        let queue = Arc::clone(&queue);
-        let shutdown = shutdown.clone();
-        let stats = Arc::clone(&stats);
-        let faults = faults.clone();
-        tokio::spawn(async move { poll(handler, queue, config, shutdown, stats, faults).await })
+        poll(
+            Arc::clone(&handler),
+            Arc::clone(&queue),
+            config,
+            shutdown.clone(),
+            Arc::clone(&stats),
+            faults.clone(),
+        )
     });
-    for worker in futures::future::join_all(workers).await {
-        if let Err(error) = worker {
-            tracing::error!(%error, "stage poller ended abnormally");
-        }
-    }
+    futures::future::join_all(workers).await;
 }
 
 async fn poll(
