@@ -30,12 +30,18 @@ fn options(seed: u64) -> RunOptions {
     let mut options = RunOptions::new(world);
     options.workers_per_stage = 3;
     options.durability = Durability::Sync;
-    options.rate_limit = RateLimit { burst: 10_000, per_second: 10_000 };
+    options.rate_limit = RateLimit {
+        burst: 10_000,
+        per_second: 10_000,
+    };
     // Short visibility so expired-visibility faults resolve quickly. Ten receives before the
     // dead-letter queue (production: five): at these fault rates a message can fail five times
     // running by chance, and this test is about idempotency, not redrive (the queue contract
     // suite covers redrive).
-    options.queues = QueueSettings { visibility_timeout: Duration::from_secs(2), max_receive_count: 10 };
+    options.queues = QueueSettings {
+        visibility_timeout: Duration::from_secs(2),
+        max_receive_count: 10,
+    };
     options.drain_timeout = Duration::from_secs(120);
     options
 }
@@ -44,12 +50,28 @@ fn assert_clean(label: &str, summary: &RunSummary) {
     let audit = &summary.audit;
     assert!(summary.drained, "{label}: queues did not drain");
     assert_eq!(audit.lost, 0, "{label}: lost: {:?}", audit.problems);
-    assert_eq!(audit.duplicates, 0, "{label}: duplicates: {:?}", audit.problems);
+    assert_eq!(
+        audit.duplicates, 0,
+        "{label}: duplicates: {:?}",
+        audit.problems
+    );
     assert_eq!(audit.wrong_reason, 0, "{label}: {:?}", audit.problems);
-    assert_eq!(audit.ledger_entries, audit.good_sent, "{label}: every good event in the ledger");
-    assert_eq!(audit.canon, audit.good_sent, "{label}: canon once per event");
-    assert_eq!(audit.rejected_as_expected, audit.bad_sent, "{label}: every bad envelope refused");
-    assert_eq!(summary.dead_letters, 0, "{label}: nothing in a dead-letter queue");
+    assert_eq!(
+        audit.ledger_entries, audit.good_sent,
+        "{label}: every good event in the ledger"
+    );
+    assert_eq!(
+        audit.canon, audit.good_sent,
+        "{label}: canon once per event"
+    );
+    assert_eq!(
+        audit.rejected_as_expected, audit.bad_sent,
+        "{label}: every bad envelope refused"
+    );
+    assert_eq!(
+        summary.dead_letters, 0,
+        "{label}: nothing in a dead-letter queue"
+    );
     assert_order_within_partitions(label, audit);
 }
 
@@ -61,22 +83,35 @@ fn assert_order_within_partitions(label: &str, audit: &AuditReport) {
         for event in events {
             let partition = audit.event_partition.get(event).map_or("?", String::as_str);
             if let Some(previous) = last_by_partition.insert(partition, event) {
-                assert!(previous < event.as_str(), "{label}: {feed} has {event} after {previous} from {partition}");
+                assert!(
+                    previous < event.as_str(),
+                    "{label}: {feed} has {event} after {previous} from {partition}"
+                );
             }
         }
     }
 }
 
 fn feed_sets(audit: &AuditReport) -> BTreeMap<String, BTreeSet<String>> {
-    audit.feeds.iter().map(|(feed, events)| (feed.clone(), events.iter().cloned().collect())).collect()
+    audit
+        .feeds
+        .iter()
+        .map(|(feed, events)| (feed.clone(), events.iter().cloned().collect()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_free_run_loses_nothing_and_refuses_every_bad_envelope() {
     let summary = run_embedded(options(11)).await.expect("run");
     assert_clean("fault-free", &summary);
-    assert!(summary.audit.bad_sent >= 14, "the world sent bad envelopes of every kind");
-    assert!(summary.audit.feed_entries >= summary.audit.good_sent * 6, "fan-out 6 reaches every audience member");
+    assert!(
+        summary.audit.bad_sent >= 14,
+        "the world sent bad envelopes of every kind"
+    );
+    assert!(
+        summary.audit.feed_entries >= summary.audit.good_sent * 6,
+        "fan-out 6 reaches every audience member"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,18 +121,33 @@ async fn crashes_duplicates_expired_visibility_and_a_restart_change_nothing() {
 
     let mut faulty = options(23);
     faulty.faults = Some((
-        FaultRates { crash_before_write: 0.01, crash_after_write: 0.01, lose_delete: 0.05, outlive_visibility: 0.01 },
+        FaultRates {
+            crash_before_write: 0.01,
+            crash_after_write: 0.01,
+            lose_delete: 0.05,
+            outlive_visibility: 0.01,
+        },
         99,
     ));
     faulty.restart_after = Some(300);
     let faulted = run_embedded(faulty).await.expect("faulty run");
     let counts = faulted.faults.expect("fault counts");
-    assert!(counts.crashes_before_write > 0 && counts.crashes_after_write > 0, "{counts:?}");
+    assert!(
+        counts.crashes_before_write > 0 && counts.crashes_after_write > 0,
+        "{counts:?}"
+    );
     assert!(counts.lost_deletes > 0, "{counts:?}");
     assert_eq!(faulted.restarts, 1);
     assert_clean("faulty", &faulted);
 
-    assert_eq!(faulted.audit.canon_text, reference.audit.canon_text, "canon identical to the fault-free run");
-    assert_eq!(feed_sets(&faulted.audit), feed_sets(&reference.audit), "every feed holds the same events");
+    assert_eq!(
+        faulted.audit.canon_text, reference.audit.canon_text,
+        "canon identical to the fault-free run"
+    );
+    assert_eq!(
+        feed_sets(&faulted.audit),
+        feed_sets(&reference.audit),
+        "every feed holds the same events"
+    );
     assert_eq!(faulted.audit.feed_entries, reference.audit.feed_entries);
 }

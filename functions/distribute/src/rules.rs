@@ -93,10 +93,12 @@ impl RepublishRules {
             if canon.salience < rule.min_salience {
                 continue;
             }
-            if let Some(kinds) = &rule.kinds {
-                if !kinds.contains(&canon.kind) {
-                    continue;
-                }
+            if rule
+                .kinds
+                .as_ref()
+                .is_some_and(|kinds| !kinds.contains(&canon.kind))
+            {
+                continue;
             }
             match rule.scope {
                 Scope::Participants => {

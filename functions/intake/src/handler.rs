@@ -89,12 +89,12 @@ impl Intake {
         let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
         // On a redelivery, our own earlier attempt may already have appended (and spent a
         // token): look before spending another.
-        if record.receive_count > 1 {
-            if let Some(existing) = self.context.table.get(LEDGER_TABLE, &ledger_key).await? {
-                return self
-                    .resume_or_refuse(record, &validated, &existing, now_ms)
-                    .await;
-            }
+        if record.receive_count > 1
+            && let Some(existing) = self.context.table.get(LEDGER_TABLE, &ledger_key).await?
+        {
+            return self
+                .resume_or_refuse(record, &validated, &existing, now_ms)
+                .await;
         }
         let granted = ratelimit::take_token(
             self.context.table.as_ref(),

@@ -10,14 +10,19 @@ use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_intake::rejections::{RejectionRow, partition, row_key};
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, Key, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec};
+use worldfleet_ports::{
+    Clock, Key, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
+};
 
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 const SAMPLE_SENT_AT: u64 = 1_763_700_000_000;
 const KINDS: [&str; 4] = ["dialogue", "action", "combat", "quest"];
 
 fn sample(kind: &str) -> String {
-    let path = format!("{}/../../events/samples/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../events/samples/{kind}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {path}: {error}"))
 }
 
@@ -34,22 +39,47 @@ async fn fixture(rate_limit: RateLimit) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(SAMPLE_SENT_AT + 1_000);
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared_clock), StoreOptions::default()).unwrap();
+    let store = EmbeddedStore::open(
+        dir.path(),
+        Arc::clone(&shared_clock),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let queue: Arc<dyn Queue> = store.queue();
     let table: Arc<dyn Table> = store.table();
     for name in ALL_TABLES {
-        table.ensure_table(&TableSpec { name: name.into() }).await.unwrap();
+        table
+            .ensure_table(&TableSpec { name: name.into() })
+            .await
+            .unwrap();
     }
-    queue.ensure_queue(&QueueSpec::dead_letter("classify-dlq.fifo")).await.unwrap();
     queue
-        .ensure_queue(&QueueSpec::with_dead_letter(CLASSIFY_QUEUE, "classify-dlq.fifo", Duration::from_secs(30)))
+        .ensure_queue(&QueueSpec::dead_letter("classify-dlq.fifo"))
+        .await
+        .unwrap();
+    queue
+        .ensure_queue(&QueueSpec::with_dead_letter(
+            CLASSIFY_QUEUE,
+            "classify-dlq.fifo",
+            Duration::from_secs(30),
+        ))
         .await
         .unwrap();
     let keys = GatewayKeys::parse(&format!("gw-sample={SAMPLE_KEY_HEX}")).unwrap();
     let mut config = IntakeConfig::new(keys);
     config.rate_limit = rate_limit;
-    let intake = Intake::new(StageContext::new(Arc::clone(&queue), Arc::clone(&table), shared_clock), config);
-    Fixture { _dir: dir, _store: store, clock, queue, table, intake }
+    let intake = Intake::new(
+        StageContext::new(Arc::clone(&queue), Arc::clone(&table), shared_clock),
+        config,
+    );
+    Fixture {
+        _dir: dir,
+        _store: store,
+        clock,
+        queue,
+        table,
+        intake,
+    }
 }
 
 fn record(id: &str, body: &str, receive_count: u32) -> ReceivedMessage {
@@ -66,20 +96,38 @@ fn record(id: &str, body: &str, receive_count: u32) -> ReceivedMessage {
 async fn routed(queue: &dyn Queue) -> Vec<AcceptedEvent> {
     let mut events = Vec::new();
     loop {
-        let batch = queue.receive(CLASSIFY_QUEUE, ReceiveRequest::batch(Duration::from_millis(50))).await.unwrap();
+        let batch = queue
+            .receive(
+                CLASSIFY_QUEUE,
+                ReceiveRequest::batch(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap();
         if batch.is_empty() {
             return events;
         }
         for message in &batch {
             events.push(serde_json::from_str(&message.body).unwrap());
         }
-        queue.delete_batch(CLASSIFY_QUEUE, batch.into_iter().map(|message| message.receipt_handle).collect()).await.unwrap();
+        queue
+            .delete_batch(
+                CLASSIFY_QUEUE,
+                batch
+                    .into_iter()
+                    .map(|message| message.receipt_handle)
+                    .collect(),
+            )
+            .await
+            .unwrap();
     }
 }
 
 async fn rejection(table: &dyn Table, gateway: Option<&str>, body: &str) -> Option<RejectionRow> {
     table
-        .get(REJECTIONS_TABLE, &Key::new(partition(gateway), row_key(body.as_bytes())))
+        .get(
+            REJECTIONS_TABLE,
+            &Key::new(partition(gateway), row_key(body.as_bytes())),
+        )
         .await
         .unwrap()
         .map(|item| RejectionRow::from_item(&item))
@@ -87,35 +135,73 @@ async fn rejection(table: &dyn Table, gateway: Option<&str>, body: &str) -> Opti
 
 #[test]
 fn samples_are_valid_against_the_published_schema() {
-    let schema_path = format!("{}/../../events/schema/envelope.v1.json", env!("CARGO_MANIFEST_DIR"));
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let schema_path = format!(
+        "{}/../../events/schema/envelope.v1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for kind in KINDS {
         let envelope: serde_json::Value = serde_json::from_str(&sample(kind)).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&envelope).map(|error| error.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&envelope)
+            .map(|error| error.to_string())
+            .collect();
         assert!(errors.is_empty(), "{kind}: {errors:?}");
         let mut extra = envelope.clone();
         extra["debug"] = serde_json::Value::Bool(true);
-        assert!(!validator.is_valid(&extra), "{kind}: the schema must refuse unknown fields");
+        assert!(
+            !validator.is_valid(&extra),
+            "{kind}: the schema must refuse unknown fields"
+        );
         let mut wrong_payload = envelope.clone();
         wrong_payload["payload"]["mood"] = serde_json::Value::from("sly");
-        assert!(!validator.is_valid(&wrong_payload), "{kind}: the schema must refuse unknown payload fields");
+        assert!(
+            !validator.is_valid(&wrong_payload),
+            "{kind}: the schema must refuse unknown payload fields"
+        );
     }
 }
 
 #[tokio::test]
 async fn accepts_every_sample_appends_to_the_ledger_and_routes_by_partition() {
     let fixture = fixture(RateLimit::default()).await;
-    let records: Vec<ReceivedMessage> = KINDS.iter().map(|kind| record(kind, &sample(kind), 1)).collect();
-    let report = fixture.intake.handle_batch(&records, Duration::from_secs(30)).await;
+    let records: Vec<ReceivedMessage> = KINDS
+        .iter()
+        .map(|kind| record(kind, &sample(kind), 1))
+        .collect();
+    let report = fixture
+        .intake
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
     assert!(report.all_succeeded(), "{report:?}");
     let events = routed(fixture.queue.as_ref()).await;
-    assert_eq!(events.iter().map(|event| event.kind.as_str()).collect::<Vec<_>>(), KINDS, "routed in order");
+    assert_eq!(
+        events
+            .iter()
+            .map(|event| event.kind.as_str())
+            .collect::<Vec<_>>(),
+        KINDS,
+        "routed in order"
+    );
     for event in &events {
-        let entry = fixture.table.get(LEDGER_TABLE, &Key::new(event.partition.as_str(), event.event_id.as_str())).await.unwrap();
+        let entry = fixture
+            .table
+            .get(
+                LEDGER_TABLE,
+                &Key::new(event.partition.as_str(), event.event_id.as_str()),
+            )
+            .await
+            .unwrap();
         let entry = entry.expect("ledger entry written before routing");
         assert_eq!(entry.str("gateway"), Some("gw-sample"));
-        assert!(entry.str("envelope").is_some_and(|body| body.contains(&event.event_id)), "the ledger keeps the envelope for replay");
+        assert!(
+            entry
+                .str("envelope")
+                .is_some_and(|body| body.contains(&event.event_id)),
+            "the ledger keeps the envelope for replay"
+        );
         assert_eq!(event.accepted_at_ms, fixture.clock.now_ms());
     }
 }
@@ -126,31 +212,68 @@ async fn refuses_bad_envelopes_with_a_recorded_reason_and_never_retries_them() {
     let good = sample("dialogue");
     let forged = good.replace("not safe after dark", "perfectly safe");
     let unknown_field = good.replacen('{', "{\"debug\": true,", 1);
-    let bad_uid = good.replace("gm-0001/district-003/scene-012", "gm 0001/district-003/scene-012");
+    let bad_uid = good.replace(
+        "gm-0001/district-003/scene-012",
+        "gm 0001/district-003/scene-012",
+    );
     let truncated = good[..good.len() / 2].to_owned();
     let oversized = format!("{{\"padding\": \"{}\"}}", "x".repeat(70_000));
     let wrong_version = good.replace("\"v\": 1", "\"v\": 2");
     let cases: Vec<(&str, String, Option<&str>, RejectReason)> = vec![
-        ("forged", forged, Some("gw-sample"), RejectReason::BadSignature),
-        ("unknown-field", unknown_field, Some("gw-sample"), RejectReason::Malformed),
+        (
+            "forged",
+            forged,
+            Some("gw-sample"),
+            RejectReason::BadSignature,
+        ),
+        (
+            "unknown-field",
+            unknown_field,
+            Some("gw-sample"),
+            RejectReason::Malformed,
+        ),
         ("bad-uid", bad_uid, Some("gw-sample"), RejectReason::BadUid),
         ("truncated", truncated, None, RejectReason::Malformed),
         ("oversized", oversized, None, RejectReason::Oversized),
-        ("version", wrong_version, Some("gw-sample"), RejectReason::UnsupportedVersion),
+        (
+            "version",
+            wrong_version,
+            Some("gw-sample"),
+            RejectReason::UnsupportedVersion,
+        ),
     ];
-    let records: Vec<ReceivedMessage> = cases.iter().map(|(id, body, _, _)| record(id, body, 1)).collect();
-    let report = fixture.intake.handle_batch(&records, Duration::from_secs(30)).await;
-    assert!(report.all_succeeded(), "bad input is acknowledged, not retried: {report:?}");
-    assert!(routed(fixture.queue.as_ref()).await.is_empty(), "nothing bad is routed");
+    let records: Vec<ReceivedMessage> = cases
+        .iter()
+        .map(|(id, body, _, _)| record(id, body, 1))
+        .collect();
+    let report = fixture
+        .intake
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(
+        report.all_succeeded(),
+        "bad input is acknowledged, not retried: {report:?}"
+    );
+    assert!(
+        routed(fixture.queue.as_ref()).await.is_empty(),
+        "nothing bad is routed"
+    );
     for (id, body, gateway, reason) in &cases {
-        let row = rejection(fixture.table.as_ref(), *gateway, body).await.unwrap_or_else(|| panic!("{id}: no rejection row"));
+        let row = rejection(fixture.table.as_ref(), *gateway, body)
+            .await
+            .unwrap_or_else(|| panic!("{id}: no rejection row"));
         assert_eq!(row.reason, Some(*reason), "{id}: {}", row.detail);
         assert!(!row.detail.is_empty());
     }
     // A stale clock: the same good envelope, 301 s later, is refused for clock skew.
     fixture.clock.advance(301_000);
-    fixture.intake.handle_batch(&[record("stale", &good, 1)], Duration::from_secs(30)).await;
-    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &good).await.expect("stale row");
+    fixture
+        .intake
+        .handle_batch(&[record("stale", &good, 1)], Duration::from_secs(30))
+        .await;
+    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &good)
+        .await
+        .expect("stale row");
     assert_eq!(row.reason, Some(RejectReason::ClockSkew));
 }
 
@@ -158,19 +281,38 @@ async fn refuses_bad_envelopes_with_a_recorded_reason_and_never_retries_them() {
 async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_routing() {
     let fixture = fixture(RateLimit::default()).await;
     let body = sample("combat");
-    fixture.intake.handle_batch(&[record("m-1", &body, 1)], Duration::from_secs(30)).await;
+    fixture
+        .intake
+        .handle_batch(&[record("m-1", &body, 1)], Duration::from_secs(30))
+        .await;
     assert_eq!(routed(fixture.queue.as_ref()).await.len(), 1);
     // The same SQS message again (a crash after the ledger append): routing resumes.
-    let report = fixture.intake.handle_batch(&[record("m-1", &body, 2)], Duration::from_secs(30)).await;
+    let report = fixture
+        .intake
+        .handle_batch(&[record("m-1", &body, 2)], Duration::from_secs(30))
+        .await;
     assert!(report.all_succeeded());
     // Re-sent with the same deduplication id (the event id): inside the 5-minute window the
     // FIFO queue absorbs it; after it, classify's idempotency record would.
-    assert!(routed(fixture.queue.as_ref()).await.is_empty(), "no second copy downstream");
-    assert!(rejection(fixture.table.as_ref(), Some("gw-sample"), &body).await.is_none(), "not a replay");
+    assert!(
+        routed(fixture.queue.as_ref()).await.is_empty(),
+        "no second copy downstream"
+    );
+    assert!(
+        rejection(fixture.table.as_ref(), Some("gw-sample"), &body)
+            .await
+            .is_none(),
+        "not a replay"
+    );
     // The same envelope in a different message: a replay, refused.
-    fixture.intake.handle_batch(&[record("m-2", &body, 1)], Duration::from_secs(30)).await;
+    fixture
+        .intake
+        .handle_batch(&[record("m-2", &body, 1)], Duration::from_secs(30))
+        .await;
     assert!(routed(fixture.queue.as_ref()).await.is_empty());
-    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &body).await.expect("replay row");
+    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &body)
+        .await
+        .expect("replay row");
     assert_eq!(row.reason, Some(RejectReason::Replayed));
     // The same event id with other content (properly signed): a conflict, refused.
     let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
@@ -178,16 +320,27 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     envelope["payload"]["damage"] = serde_json::Value::from(1);
     envelope.as_object_mut().unwrap().remove("signature");
     let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope).unwrap();
-    envelope["signature"] = serde_json::Value::from(worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap());
+    envelope["signature"] = serde_json::Value::from(
+        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
+    );
     let conflicting = envelope.to_string();
-    fixture.intake.handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30)).await;
-    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &conflicting).await.expect("conflict row");
+    fixture
+        .intake
+        .handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30))
+        .await;
+    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &conflicting)
+        .await
+        .expect("conflict row");
     assert_eq!(row.reason, Some(RejectReason::EventIdConflict));
 }
 
 #[tokio::test]
 async fn players_over_their_rate_are_refused_until_tokens_refill() {
-    let fixture = fixture(RateLimit { burst: 2, per_second: 1 }).await;
+    let fixture = fixture(RateLimit {
+        burst: 2,
+        per_second: 1,
+    })
+    .await;
     let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
     let base: serde_json::Value = serde_json::from_str(&sample("dialogue")).unwrap();
     let envelope = |index: u32| {
@@ -195,19 +348,41 @@ async fn players_over_their_rate_are_refused_until_tokens_refill() {
         value.as_object_mut().unwrap().remove("signature");
         value["event_id"] = serde_json::Value::from(format!("01JD3Q7Z8X9Y0A1B2C3D4E5G{index:02}"));
         let canonical = worldfleet_domain::envelope::canonical_bytes(&value).unwrap();
-        value["signature"] = serde_json::Value::from(worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap());
+        value["signature"] = serde_json::Value::from(
+            worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
+        );
         value.to_string()
     };
     let bodies: Vec<String> = (0..4).map(envelope).collect();
-    let records: Vec<ReceivedMessage> = bodies.iter().enumerate().map(|(index, body)| record(&format!("r-{index}"), body, 1)).collect();
-    fixture.intake.handle_batch(&records, Duration::from_secs(30)).await;
-    assert_eq!(routed(fixture.queue.as_ref()).await.len(), 2, "a burst of 2");
+    let records: Vec<ReceivedMessage> = bodies
+        .iter()
+        .enumerate()
+        .map(|(index, body)| record(&format!("r-{index}"), body, 1))
+        .collect();
+    fixture
+        .intake
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        routed(fixture.queue.as_ref()).await.len(),
+        2,
+        "a burst of 2"
+    );
     for body in &bodies[2..] {
-        let row = rejection(fixture.table.as_ref(), Some("gw-sample"), body).await.expect("rate-limited row");
+        let row = rejection(fixture.table.as_ref(), Some("gw-sample"), body)
+            .await
+            .expect("rate-limited row");
         assert_eq!(row.reason, Some(RejectReason::RateLimited));
     }
     fixture.clock.advance(1_000);
     let again = envelope(9);
-    fixture.intake.handle_batch(&[record("r-9", &again, 1)], Duration::from_secs(30)).await;
-    assert_eq!(routed(fixture.queue.as_ref()).await.len(), 1, "one token refilled after a second");
+    fixture
+        .intake
+        .handle_batch(&[record("r-9", &again, 1)], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        routed(fixture.queue.as_ref()).await.len(),
+        1,
+        "one token refilled after a second"
+    );
 }

@@ -86,9 +86,16 @@ impl WorldArgs {
         options.rate = (self.rate > 0.0).then_some(self.rate);
         options.workers_per_stage = self.workers.max(1);
         options.data_dir = self.data_dir.clone();
-        options.durability = if self.buffered { Durability::Buffered } else { Durability::Sync };
+        options.durability = if self.buffered {
+            Durability::Buffered
+        } else {
+            Durability::Sync
+        };
         // The synthetic world is honest traffic: limits far above its per-player rate.
-        options.rate_limit = RateLimit { burst: 1_000, per_second: 1_000 };
+        options.rate_limit = RateLimit {
+            burst: 1_000,
+            per_second: 1_000,
+        };
         options
     }
 }
@@ -163,7 +170,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         options.world.scenes_per_district,
         options.world.fan_out,
         options.world.seed,
-        if args.world.buffered { "buffered writes" } else { "fsync per group commit" },
+        if args.world.buffered {
+            "buffered writes"
+        } else {
+            "fsync per group commit"
+        },
         options.workers_per_stage,
     );
     let summary = run_embedded(options).await?;
@@ -171,16 +182,24 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", summary.json_line());
     }
-    Ok(if summary.audit.lost == 0 && summary.audit.duplicates == 0 && summary.audit.wrong_reason == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if summary.audit.lost == 0
+            && summary.audit.duplicates == 0
+            && summary.audit.wrong_reason == 0
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 fn print_summary(summary: &RunSummary) {
     let audit = &summary.audit;
-    println!("sent:          {} envelopes ({} good, {} deliberately bad)", summary.events_sent, audit.good_sent, audit.bad_sent);
+    println!(
+        "sent:          {} envelopes ({} good, {} deliberately bad)",
+        summary.events_sent, audit.good_sent, audit.bad_sent
+    );
     println!("accepted:      {} (ledger entries)", audit.ledger_entries);
     println!(
         "rejected:      {} rows; bad envelopes refused with the expected reason: {}/{}",
@@ -188,7 +207,10 @@ fn print_summary(summary: &RunSummary) {
     );
     println!("canon:         {}", audit.canon);
     println!("feed entries:  {}", audit.feed_entries);
-    println!("lost: {}   duplicates: {}   wrong reason: {}   dead letters: {}", audit.lost, audit.duplicates, audit.wrong_reason, summary.dead_letters);
+    println!(
+        "lost: {}   duplicates: {}   wrong reason: {}   dead letters: {}",
+        audit.lost, audit.duplicates, audit.wrong_reason, summary.dead_letters
+    );
     for problem in &audit.problems {
         println!("  ! {problem}");
     }
@@ -236,9 +258,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         world_args.options()
     };
-    eprintln!("bench 1/2: throughput, {} events as fast as possible, fan-out {}", args.events, args.fan_out);
+    eprintln!(
+        "bench 1/2: throughput, {} events as fast as possible, fan-out {}",
+        args.events, args.fan_out
+    );
     let throughput = run_embedded(world(args.events, 0.0)).await?;
-    eprintln!("bench 2/2: latency, {} events at {} events/s", args.latency_events, args.latency_rate);
+    eprintln!(
+        "bench 2/2: latency, {} events at {} events/s",
+        args.latency_events, args.latency_rate
+    );
     let latency = run_embedded(world(args.latency_events, args.latency_rate)).await?;
     let figures = serde_json::json!({
         "throughput_events_per_s": throughput.events_per_s.round(),
@@ -256,12 +284,31 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "table_write_units_per_event": throughput.usage.table_write_units as f64 / throughput.audit.good_sent.max(1) as f64,
         "queue_requests_per_event": throughput.usage.queue_requests as f64 / throughput.audit.good_sent.max(1) as f64,
     });
-    println!("throughput:  {:.0} events/s end to end ({} events, fan-out {}), p50 {} ms, p99 {} ms under saturation",
-        throughput.events_per_s, args.events, args.fan_out, throughput.audit.latency_p50_ms, throughput.audit.latency_p99_ms);
-    println!("latency:     at {} events/s offered ({:.0} achieved): p50 {} ms, p99 {} ms, max {} ms",
-        args.latency_rate, latency.events_per_s, latency.audit.latency_p50_ms, latency.audit.latency_p99_ms, latency.audit.latency_max_ms);
-    println!("memory:      peak RSS {:.0} MiB", latency.peak_rss_mb.max(throughput.peak_rss_mb));
-    println!("correctness: lost {}, duplicates {}", throughput.audit.lost + latency.audit.lost, throughput.audit.duplicates + latency.audit.duplicates);
+    println!(
+        "throughput:  {:.0} events/s end to end ({} events, fan-out {}), p50 {} ms, p99 {} ms under saturation",
+        throughput.events_per_s,
+        args.events,
+        args.fan_out,
+        throughput.audit.latency_p50_ms,
+        throughput.audit.latency_p99_ms
+    );
+    println!(
+        "latency:     at {} events/s offered ({:.0} achieved): p50 {} ms, p99 {} ms, max {} ms",
+        args.latency_rate,
+        latency.events_per_s,
+        latency.audit.latency_p50_ms,
+        latency.audit.latency_p99_ms,
+        latency.audit.latency_max_ms
+    );
+    println!(
+        "memory:      peak RSS {:.0} MiB",
+        latency.peak_rss_mb.max(throughput.peak_rss_mb)
+    );
+    println!(
+        "correctness: lost {}, duplicates {}",
+        throughput.audit.lost + latency.audit.lost,
+        throughput.audit.duplicates + latency.audit.duplicates
+    );
     if args.json {
         println!("{figures}");
     }
@@ -271,10 +318,18 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     let feed = FeedId::parse(&args.feed).context("--feed")?;
     if !args.data_dir.exists() {
-        anyhow::bail!("no store at {} (run `worldfleet run --data-dir {}` first)", args.data_dir.display(), args.data_dir.display());
+        anyhow::bail!(
+            "no store at {} (run `worldfleet run --data-dir {}` first)",
+            args.data_dir.display(),
+            args.data_dir.display()
+        );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let options = StoreOptions { janitor_interval: None, receive_recheck: Duration::from_millis(100), ..StoreOptions::default() };
+    let options = StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
     let store = EmbeddedStore::open(&args.data_dir, Arc::clone(&clock), options)
         .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
     let table = store.table();
@@ -286,10 +341,27 @@ async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     for entry in &read.entries {
         println!("{:>8}  {}  {}", entry.seq, entry.event_id, entry.text);
     }
-    eprintln!("{} entries after {} in {}; next checkpoint {}", read.entries.len(), after, feed, read.next_after_seq);
+    eprintln!(
+        "{} entries after {} in {}; next checkpoint {}",
+        read.entries.len(),
+        after,
+        feed,
+        read.next_after_seq
+    );
     if args.commit && read.next_after_seq > after {
-        commit_checkpoint(table.as_ref(), FEEDS_TABLE, &feed, &args.reader, read.next_after_seq, clock.now_ms()).await?;
-        eprintln!("checkpoint of reader {:?} moved to {}", args.reader, read.next_after_seq);
+        commit_checkpoint(
+            table.as_ref(),
+            FEEDS_TABLE,
+            &feed,
+            &args.reader,
+            read.next_after_seq,
+            clock.now_ms(),
+        )
+        .await?;
+        eprintln!(
+            "checkpoint of reader {:?} moved to {}",
+            args.reader, read.next_after_seq
+        );
     }
     drop(table);
     store.close();

@@ -786,20 +786,20 @@ impl Queue for EmbeddedQueue {
                 )?)
             }
         };
-        if let Some(answer) = answer {
-            if let Err(error) = wait(answer).await {
-                let retryable = error.is_retryable();
-                return Ok(outcomes
-                    .into_iter()
-                    .map(|outcome| match outcome {
-                        SendOutcome::Sent { .. } => SendOutcome::Failed {
-                            reason: error.to_string(),
-                            retryable,
-                        },
-                        failed => failed,
-                    })
-                    .collect());
-            }
+        if let Some(answer) = answer
+            && let Err(error) = wait(answer).await
+        {
+            let retryable = error.is_retryable();
+            return Ok(outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    SendOutcome::Sent { .. } => SendOutcome::Failed {
+                        reason: error.to_string(),
+                        retryable,
+                    },
+                    failed => failed,
+                })
+                .collect());
         }
         let sent = outcomes
             .iter()

@@ -130,8 +130,11 @@ impl EmbeddedTable {
     }
 }
 
+/// A range of encoded keys.
+type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// The key bounds of a query over one partition, `start_after` applied.
-fn query_bounds(prefix: &[u8], query: &Query) -> Result<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+fn query_bounds(prefix: &[u8], query: &Query) -> Result<KeyBounds> {
     let with = |sk: &str| {
         let mut key = prefix.to_vec();
         key.extend_from_slice(sk.as_bytes());

@@ -206,7 +206,10 @@ impl IdempotencyStore {
                 {
                     Ok(_) => {}
                     Err(error) if error.is_condition_failed() => {
-                        tracing::warn!(key, "claim expired before the work finished; another invocation's result stands");
+                        tracing::warn!(
+                            key,
+                            "claim expired before the work finished; another invocation's result stands"
+                        );
                     }
                     Err(error) => return Err(error.into()),
                 }

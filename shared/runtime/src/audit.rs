@@ -70,12 +70,22 @@ pub struct Audit<'a> {
     pub expectations: &'a [Expectation],
 }
 
-async fn query_all(table: &dyn Table, table_name: &str, pk: &str, range: SortKeyRange) -> anyhow::Result<Vec<worldfleet_ports::Item>> {
+async fn query_all(
+    table: &dyn Table,
+    table_name: &str,
+    pk: &str,
+    range: SortKeyRange,
+) -> anyhow::Result<Vec<worldfleet_ports::Item>> {
     let mut items = Vec::new();
     let mut start_after = None;
     loop {
         let page = table
-            .query(table_name, &Query::partition(pk).range(range.clone()).start_after(start_after))
+            .query(
+                table_name,
+                &Query::partition(pk)
+                    .range(range.clone())
+                    .start_after(start_after),
+            )
             .await?;
         items.extend(page.items);
         match page.last_evaluated_sk {
@@ -92,10 +102,24 @@ impl Audit<'_> {
         let mut ledger = BTreeSet::new();
         let mut canon_by_event: BTreeMap<String, CanonEntry> = BTreeMap::new();
         for partition in &self.partitions {
-            for item in query_all(self.table, LEDGER_TABLE, partition.as_str(), SortKeyRange::All).await? {
+            for item in query_all(
+                self.table,
+                LEDGER_TABLE,
+                partition.as_str(),
+                SortKeyRange::All,
+            )
+            .await?
+            {
                 ledger.insert(item.key.sk.clone());
             }
-            for item in query_all(self.table, CANON_TABLE, partition.as_str(), SortKeyRange::All).await? {
+            for item in query_all(
+                self.table,
+                CANON_TABLE,
+                partition.as_str(),
+                SortKeyRange::All,
+            )
+            .await?
+            {
                 let entry = canon::from_item(&item)?;
                 canon_by_event.insert(entry.event_id.clone(), entry);
             }
@@ -106,19 +130,29 @@ impl Audit<'_> {
         // Feeds: every entry of every feed the world could have touched.
         let mut feed_ids: Vec<FeedId> = self.players.iter().cloned().map(FeedId::Player).collect();
         feed_ids.extend(self.factions.iter().cloned().map(FeedId::Faction));
-        let districts: BTreeSet<PartitionUid> = self.partitions.iter().map(|uid| uid.prefix(2)).collect();
+        let districts: BTreeSet<PartitionUid> =
+            self.partitions.iter().map(|uid| uid.prefix(2)).collect();
         feed_ids.extend(districts.into_iter().map(FeedId::District));
         let mut latency = Histogram::<u64>::new(3)?;
         let mut occurrences: BTreeMap<(String, String), u64> = BTreeMap::new();
         for feed in &feed_ids {
             let pk = feed.to_string();
             let mut events = Vec::new();
-            for item in query_all(self.table, FEEDS_TABLE, &pk, SortKeyRange::Prefix("page#".into())).await? {
+            for item in query_all(
+                self.table,
+                FEEDS_TABLE,
+                &pk,
+                SortKeyRange::Prefix("page#".into()),
+            )
+            .await?
+            {
                 let written_at = item.i64("written_at_ms").unwrap_or(0).max(0) as u64;
                 report.last_feed_write_ms = report.last_feed_write_ms.max(written_at);
                 for entry in page_from_item(&item)?.entries {
                     latency.saturating_record(written_at.saturating_sub(entry.accepted_at_ms));
-                    *occurrences.entry((pk.clone(), entry.event_id.clone())).or_default() += 1;
+                    *occurrences
+                        .entry((pk.clone(), entry.event_id.clone()))
+                        .or_default() += 1;
                     events.push(entry.event_id);
                     report.feed_entries += 1;
                 }
@@ -140,12 +174,16 @@ impl Audit<'_> {
             .expectations
             .iter()
             .filter_map(|expectation| match expectation {
-                Expectation::Rejected { gateway_partition, .. } => Some(gateway_partition.clone()),
+                Expectation::Rejected {
+                    gateway_partition, ..
+                } => Some(gateway_partition.clone()),
                 Expectation::Accepted { .. } => None,
             })
             .collect();
         for partition in gateway_partitions {
-            for item in query_all(self.table, REJECTIONS_TABLE, &partition, SortKeyRange::All).await? {
+            for item in
+                query_all(self.table, REJECTIONS_TABLE, &partition, SortKeyRange::All).await?
+            {
                 let reason = item.str("reason").and_then(RejectReason::from_code);
                 rows.insert((partition.clone(), item.key.sk.clone()), reason);
             }
@@ -154,11 +192,16 @@ impl Audit<'_> {
 
         for expectation in self.expectations {
             match expectation {
-                Expectation::Accepted { partition, event_id } => {
+                Expectation::Accepted {
+                    partition,
+                    event_id,
+                } => {
                     report.good_sent += 1;
                     if !ledger.contains(event_id) {
                         report.lost += 1;
-                        report.note(format!("event {event_id} of {partition} is not in the ledger"));
+                        report.note(format!(
+                            "event {event_id} of {partition} is not in the ledger"
+                        ));
                         continue;
                     }
                     let Some(entry) = canon_by_event.get(event_id) else {
@@ -166,8 +209,12 @@ impl Audit<'_> {
                         report.note(format!("event {event_id} of {partition} has no canon"));
                         continue;
                     };
-                    report.canon_text.insert(event_id.clone(), entry.text.clone());
-                    report.event_partition.insert(event_id.clone(), partition.clone());
+                    report
+                        .canon_text
+                        .insert(event_id.clone(), entry.text.clone());
+                    report
+                        .event_partition
+                        .insert(event_id.clone(), partition.clone());
                     for feed in self.rules.targets(entry) {
                         let key = (feed.to_string(), event_id.clone());
                         if !occurrences.contains_key(&key) {
@@ -176,12 +223,19 @@ impl Audit<'_> {
                         }
                     }
                 }
-                Expectation::Rejected { reason, gateway_partition, body_hash } => {
+                Expectation::Rejected {
+                    reason,
+                    gateway_partition,
+                    body_hash,
+                } => {
                     report.bad_sent += 1;
                     match rows.get(&(gateway_partition.clone(), body_hash.clone())) {
                         None => {
                             report.lost += 1;
-                            report.note(format!("bad envelope {body_hash} ({}) has no rejection row", reason.code()));
+                            report.note(format!(
+                                "bad envelope {body_hash} ({}) has no rejection row",
+                                reason.code()
+                            ));
                         }
                         Some(found) if *found == Some(*reason) => report.rejected_as_expected += 1,
                         Some(found) => {

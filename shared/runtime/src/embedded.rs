@@ -127,7 +127,9 @@ impl Fleet {
         self.stats
             .iter()
             .find(|(name, _)| *name == "distribute")
-            .map_or(0, |(_, stats)| stats.succeeded.load(std::sync::atomic::Ordering::Relaxed))
+            .map_or(0, |(_, stats)| {
+                stats.succeeded.load(std::sync::atomic::Ordering::Relaxed)
+            })
     }
 
     /// Graceful stop: pollers finish their batch and exit.
@@ -168,7 +170,11 @@ fn stage_ports(store: &EmbeddedStore, faults: Option<&Arc<FaultPlan>>) -> Ports 
 }
 
 /// The four narrative stages over `context`.
-pub fn narrative_stages(context: &StageContext, intake: IntakeConfig, rules: RepublishRules) -> Vec<Arc<dyn StageHandler>> {
+pub fn narrative_stages(
+    context: &StageContext,
+    intake: IntakeConfig,
+    rules: RepublishRules,
+) -> Vec<Arc<dyn StageHandler>> {
     vec![
         Arc::new(Intake::new(context.clone(), intake)),
         Arc::new(Classify::new(context.clone())),
@@ -177,7 +183,12 @@ pub fn narrative_stages(context: &StageContext, intake: IntakeConfig, rules: Rep
     ]
 }
 
-fn start_fleet(ports: &Ports, clock: Arc<dyn Clock>, options: &RunOptions, faults: Option<Arc<FaultPlan>>) -> Fleet {
+fn start_fleet(
+    ports: &Ports,
+    clock: Arc<dyn Clock>,
+    options: &RunOptions,
+    faults: Option<Arc<FaultPlan>>,
+) -> Fleet {
     let context = StageContext::new(Arc::clone(&ports.queue), Arc::clone(&ports.table), clock);
     let mut gateways = GatewayKeys::default();
     gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
@@ -203,7 +214,11 @@ fn start_fleet(ports: &Ports, clock: Arc<dyn Clock>, options: &RunOptions, fault
             faults.clone(),
         )));
     }
-    Fleet { shutdown, tasks, stats }
+    Fleet {
+        shutdown,
+        tasks,
+        stats,
+    }
 }
 
 async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
@@ -232,7 +247,12 @@ pub fn peak_rss_mb() -> f64 {
 pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let temporary = match &options.data_dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("worldfleet-run-").tempdir().context("create a temporary data directory")?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("worldfleet-run-")
+                .tempdir()
+                .context("create a temporary data directory")?,
+        ),
     };
     let data_dir = match (&options.data_dir, &temporary) {
         (Some(dir), _) => dir.clone(),
@@ -250,8 +270,15 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             .with_context(|| format!("open the embedded store in {}", dir.display()))
     };
     let mut store = open(&data_dir)?;
-    declare(store.queue().as_ref(), store.table().as_ref(), options.queues).await?;
-    let faults = options.faults.map(|(rates, seed)| Arc::new(FaultPlan::new(rates, seed)));
+    declare(
+        store.queue().as_ref(),
+        store.table().as_ref(),
+        options.queues,
+    )
+    .await?;
+    let faults = options
+        .faults
+        .map(|(rates, seed)| Arc::new(FaultPlan::new(rates, seed)));
 
     let mut world = World::new(options.world.clone());
     let partitions = world.partitions();
@@ -286,13 +313,21 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         }
         let messages: Vec<OutgoingMessage> = batch
             .iter()
-            .map(|emitted| OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id))
+            .map(|emitted| {
+                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
+            })
             .collect();
         // The gateway's own retry loop: it keeps trying until intake's queue takes the batch.
         let raw_queue = store.queue();
         loop {
             match raw_queue.send_batch(INTAKE_QUEUE, messages.clone()).await {
-                Ok(outcomes) if outcomes.iter().all(|outcome| matches!(outcome, worldfleet_ports::SendOutcome::Sent { .. })) => break,
+                Ok(outcomes)
+                    if outcomes.iter().all(|outcome| {
+                        matches!(outcome, worldfleet_ports::SendOutcome::Sent { .. })
+                    }) =>
+                {
+                    break;
+                }
                 Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
@@ -313,10 +348,17 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
         }
         drop(raw_queue);
-        if !restarted && options.restart_after.is_some_and(|after| world.good_emitted() >= after) {
+        if !restarted
+            && options
+                .restart_after
+                .is_some_and(|after| world.good_emitted() >= after)
+        {
             restarted = true;
             restarts += 1;
-            tracing::warn!(sent, "killing every stage mid-flight and reopening the store");
+            tracing::warn!(
+                sent,
+                "killing every stage mid-flight and reopening the store"
+            );
             progress_base += fleet.distributed();
             fleet.kill().await;
             drop(ports);
@@ -350,7 +392,9 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     fleet.stop().await;
     if !drained {
-        tracing::warn!("queues did not drain within the timeout; the audit reports what is missing");
+        tracing::warn!(
+            "queues did not drain within the timeout; the audit reports what is missing"
+        );
     }
 
     let mut dead_letters = 0;

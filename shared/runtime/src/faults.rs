@@ -116,11 +116,15 @@ impl FaultPlan {
         F: std::future::Future<Output = Result<T>>,
     {
         if self.crash_before_write() {
-            return Err(Error::Unavailable(format!("injected crash before {operation}")));
+            return Err(Error::Unavailable(format!(
+                "injected crash before {operation}"
+            )));
         }
         let value = write.await?;
         if self.crash_after_write() {
-            return Err(Error::Unavailable(format!("injected crash after {operation}")));
+            return Err(Error::Unavailable(format!(
+                "injected crash after {operation}"
+            )));
         }
         Ok(value)
     }
@@ -151,22 +155,43 @@ impl Table for FaultyTable {
         self.inner.batch_get(table, keys).await
     }
     async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> Result<()> {
-        self.plan.write("put", self.inner.put(table, item, condition)).await
+        self.plan
+            .write("put", self.inner.put(table, item, condition))
+            .await
     }
-    async fn update(&self, table: &str, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item> {
-        self.plan.write("update", self.inner.update(table, key, update, condition)).await
+    async fn update(
+        &self,
+        table: &str,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item> {
+        self.plan
+            .write("update", self.inner.update(table, key, update, condition))
+            .await
     }
-    async fn delete(&self, table: &str, key: &Key, condition: Option<Condition>) -> Result<Option<Item>> {
-        self.plan.write("delete", self.inner.delete(table, key, condition)).await
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<Option<Item>> {
+        self.plan
+            .write("delete", self.inner.delete(table, key, condition))
+            .await
     }
     async fn query(&self, table: &str, query: &Query) -> Result<QueryPage> {
         self.inner.query(table, query).await
     }
     async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> Result<()> {
-        self.plan.write("batch write", self.inner.batch_write(table, writes)).await
+        self.plan
+            .write("batch write", self.inner.batch_write(table, writes))
+            .await
     }
     async fn transact(&self, operations: Vec<TransactWrite>) -> Result<()> {
-        self.plan.write("transaction", self.inner.transact(operations)).await
+        self.plan
+            .write("transaction", self.inner.transact(operations))
+            .await
     }
 }
 
@@ -188,17 +213,34 @@ impl Queue for FaultyQueue {
     async fn ensure_queue(&self, spec: &QueueSpec) -> Result<()> {
         self.inner.ensure_queue(spec).await
     }
-    async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<SendOutcome>> {
-        self.plan.write("send", self.inner.send_batch(queue, messages)).await
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<SendOutcome>> {
+        self.plan
+            .write("send", self.inner.send_batch(queue, messages))
+            .await
     }
     async fn receive(&self, queue: &str, request: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         self.inner.receive(queue, request).await
     }
-    async fn delete_batch(&self, queue: &str, receipt_handles: Vec<String>) -> Result<Vec<DeleteOutcome>> {
+    async fn delete_batch(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> Result<Vec<DeleteOutcome>> {
         self.inner.delete_batch(queue, receipt_handles).await
     }
-    async fn change_visibility(&self, queue: &str, receipt_handle: &str, timeout: Duration) -> Result<()> {
-        self.inner.change_visibility(queue, receipt_handle, timeout).await
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.inner
+            .change_visibility(queue, receipt_handle, timeout)
+            .await
     }
     async fn depth(&self, queue: &str) -> Result<QueueDepth> {
         self.inner.depth(queue).await

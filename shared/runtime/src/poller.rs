@@ -99,23 +99,34 @@ async fn poll(
         if records.is_empty() {
             continue;
         }
-        if let Some(faults) = &faults {
-            if faults.outlive_visibility() {
-                // An invocation slower than the visibility timeout: the batch is handed to
-                // another worker meanwhile, and both process it.
-                tokio::time::sleep(config.visibility_timeout + Duration::from_millis(300)).await;
-            }
+        if faults
+            .as_ref()
+            .is_some_and(|faults| faults.outlive_visibility())
+        {
+            // An invocation slower than the visibility timeout: the batch is handed to
+            // another worker meanwhile, and both process it.
+            tokio::time::sleep(config.visibility_timeout + Duration::from_millis(300)).await;
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-        let report = handler.handle_batch(&records, config.visibility_timeout).await;
-        stats.failed.fetch_add(report.failed_message_ids.len() as u64, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let report = handler
+            .handle_batch(&records, config.visibility_timeout)
+            .await;
+        stats
+            .failed
+            .fetch_add(report.failed_message_ids.len() as u64, Ordering::Relaxed);
         let mut done = Vec::new();
         for record in &records {
             if report.failed_message_ids.contains(&record.message_id) {
-                let backoff = Duration::from_millis(100 * u64::from(record.receive_count.min(10)).pow(2))
-                    .min(config.visibility_timeout);
-                if let Err(error) = queue.change_visibility(source, &record.receipt_handle, backoff).await {
+                let backoff =
+                    Duration::from_millis(100 * u64::from(record.receive_count.min(10)).pow(2))
+                        .min(config.visibility_timeout);
+                if let Err(error) = queue
+                    .change_visibility(source, &record.receipt_handle, backoff)
+                    .await
+                {
                     tracing::debug!(%error, "could not shorten the visibility of a failed record");
                 }
             } else {
@@ -132,7 +143,10 @@ async fn poll(
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         if let DeleteOutcome::Failed { reason } = outcome {
-                            tracing::debug!(reason, "delete refused (the message was received again); it will be redelivered and skipped as a duplicate");
+                            tracing::debug!(
+                                reason,
+                                "delete refused (the message was received again); it will be redelivered and skipped as a duplicate"
+                            );
                         }
                     }
                 }

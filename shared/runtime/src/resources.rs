@@ -32,7 +32,8 @@ pub fn queue_specs(settings: QueueSettings) -> Vec<QueueSpec> {
     for queue in ALL_QUEUES {
         let dead_letter = dead_letter_queue(queue);
         specs.push(QueueSpec::dead_letter(&dead_letter));
-        let mut spec = QueueSpec::with_dead_letter(queue, &dead_letter, settings.visibility_timeout);
+        let mut spec =
+            QueueSpec::with_dead_letter(queue, &dead_letter, settings.visibility_timeout);
         spec.max_receive_count = settings.max_receive_count;
         specs.push(spec);
     }

@@ -107,7 +107,9 @@ const SAYINGS: &[&str] = &[
     "They say the king once hid here from the old gods.",
     "Stand aside, or I will burn this gate down.",
 ];
-const VERBS: &[&str] = &["greet", "inspect", "trade", "bow", "forage", "craft", "read", "salute"];
+const VERBS: &[&str] = &[
+    "greet", "inspect", "trade", "bow", "forage", "craft", "read", "salute",
+];
 const FOES: &[&str] = &["wolf", "bandit", "troll", "wyvern", "skeleton", "rival"];
 const QUESTS: &[&str] = &["the-lost-heir", "iron-road", "moonwell", "the-tithe"];
 
@@ -115,14 +117,24 @@ impl World {
     /// Builds the world's scenes and casts from `spec`.
     pub fn new(spec: WorldSpec) -> Self {
         let mut random = ChaCha8Rng::seed_from_u64(spec.seed);
-        let players: Vec<String> = (0..spec.players.max(1)).map(|index| format!("p-{index:06}")).collect();
+        let players: Vec<String> = (0..spec.players.max(1))
+            .map(|index| format!("p-{index:06}"))
+            .collect();
         let fan_out = (spec.fan_out.max(1) as usize).min(players.len());
         let mut scenes = Vec::new();
         for district in 0..spec.districts.max(1) {
             for scene in 0..spec.scenes_per_district.max(1) {
-                let uid = PartitionUid::parse(&format!("gm-{:04}/district-{district:03}/scene-{scene:03}", spec.seed % 10_000))
-                    .unwrap_or_else(|_| PartitionUid::parse("gm-0/district-0/scene-0").expect("literal uid is valid"));
-                let cast = players.choose_multiple(&mut random, fan_out).cloned().collect();
+                let uid = PartitionUid::parse(&format!(
+                    "gm-{:04}/district-{district:03}/scene-{scene:03}",
+                    spec.seed % 10_000
+                ))
+                .unwrap_or_else(|_| {
+                    PartitionUid::parse("gm-0/district-0/scene-0").expect("literal uid is valid")
+                });
+                let cast = players
+                    .choose_multiple(&mut random, fan_out)
+                    .cloned()
+                    .collect();
                 scenes.push(Scene { uid, cast });
             }
         }
@@ -143,12 +155,16 @@ impl World {
 
     /// Every player id.
     pub fn players(&self) -> Vec<String> {
-        (0..self.spec.players.max(1)).map(|index| format!("p-{index:06}")).collect()
+        (0..self.spec.players.max(1))
+            .map(|index| format!("p-{index:06}"))
+            .collect()
     }
 
     /// Every faction name.
     pub fn factions(&self) -> Vec<String> {
-        (0..self.spec.factions).map(|index| format!("faction-{index}")).collect()
+        (0..self.spec.factions)
+            .map(|index| format!("faction-{index}"))
+            .collect()
     }
 
     /// Every scene partition.
@@ -181,7 +197,7 @@ impl World {
         }
         let bad_due = self.spec.bad_every > 0
             && self.emitted_good > 0
-            && self.emitted_good % self.spec.bad_every == 0
+            && self.emitted_good.is_multiple_of(self.spec.bad_every)
             && self.emitted_bad < self.emitted_good / self.spec.bad_every;
         if bad_due {
             self.emitted_bad += 1;
@@ -202,31 +218,60 @@ impl World {
         let partition = self.scenes[scene_index].uid.clone();
         let actor_index = self.random.random_range(0..cast.len());
         let actor = cast[actor_index].clone();
-        let participants: Vec<String> = cast.iter().filter(|member| **member != actor).cloned().collect();
+        let participants: Vec<String> = cast
+            .iter()
+            .filter(|member| **member != actor)
+            .cloned()
+            .collect();
         let roll = self.random.random_range(0..100);
         let payload = if roll < 50 {
-            let text = SAYINGS.choose(&mut self.random).copied().unwrap_or("Hello.");
+            let text = SAYINGS
+                .choose(&mut self.random)
+                .copied()
+                .unwrap_or("Hello.");
             EventPayload::Dialogue(DialoguePayload {
                 text: text.to_owned(),
                 to: participants.choose(&mut self.random).cloned(),
             })
         } else if roll < 70 {
             EventPayload::Action(ActionPayload {
-                verb: VERBS.choose(&mut self.random).copied().unwrap_or("wait").to_owned(),
+                verb: VERBS
+                    .choose(&mut self.random)
+                    .copied()
+                    .unwrap_or("wait")
+                    .to_owned(),
                 target: None,
                 text: None,
             })
         } else if roll < 90 {
-            let outcomes = [CombatOutcome::Hit, CombatOutcome::Miss, CombatOutcome::Defeat, CombatOutcome::Flee];
+            let outcomes = [
+                CombatOutcome::Hit,
+                CombatOutcome::Miss,
+                CombatOutcome::Defeat,
+                CombatOutcome::Flee,
+            ];
             EventPayload::Combat(CombatPayload {
-                target: FOES.choose(&mut self.random).copied().unwrap_or("wolf").to_owned(),
+                target: FOES
+                    .choose(&mut self.random)
+                    .copied()
+                    .unwrap_or("wolf")
+                    .to_owned(),
                 outcome: outcomes[self.random.random_range(0..outcomes.len())],
                 damage: Some(self.random.random_range(1..80)),
             })
         } else {
-            let statuses = [QuestStatus::Started, QuestStatus::Advanced, QuestStatus::Completed, QuestStatus::Failed];
+            let statuses = [
+                QuestStatus::Started,
+                QuestStatus::Advanced,
+                QuestStatus::Completed,
+                QuestStatus::Failed,
+            ];
             EventPayload::Quest(QuestPayload {
-                quest: QUESTS.choose(&mut self.random).copied().unwrap_or("q").to_owned(),
+                quest: QUESTS
+                    .choose(&mut self.random)
+                    .copied()
+                    .unwrap_or("q")
+                    .to_owned(),
                 step: self.random.random_range(1..6),
                 status: statuses[self.random.random_range(0..statuses.len())],
             })
@@ -274,7 +319,9 @@ impl World {
         let key = self.spec.gateway_key.clone();
         let (body, reason, gateway_partition) = match variant {
             0 => (
-                envelope.sign(b"not-the-gateway-key-at-all").unwrap_or_default(),
+                envelope
+                    .sign(b"not-the-gateway-key-at-all")
+                    .unwrap_or_default(),
                 RejectReason::BadSignature,
                 gateway,
             ),
@@ -284,7 +331,11 @@ impl World {
                     to: None,
                 });
                 envelope.kind = EventKind::Dialogue;
-                (envelope.sign(&key).unwrap_or_default(), RejectReason::Oversized, unknown)
+                (
+                    envelope.sign(&key).unwrap_or_default(),
+                    RejectReason::Oversized,
+                    unknown,
+                )
             }
             2 => match self.recent_good.first().cloned() {
                 // A verbatim copy of an accepted envelope, sent again later.
@@ -305,27 +356,53 @@ impl World {
                         body,
                     };
                 }
-                None => (envelope.sign(b"not-the-gateway-key-at-all").unwrap_or_default(), RejectReason::BadSignature, gateway),
+                None => (
+                    envelope
+                        .sign(b"not-the-gateway-key-at-all")
+                        .unwrap_or_default(),
+                    RejectReason::BadSignature,
+                    gateway,
+                ),
             },
             3 => {
                 let signed = envelope.sign(&key).unwrap_or_default();
-                (signed[..signed.len() / 2].to_owned(), RejectReason::Malformed, unknown)
+                (
+                    signed[..signed.len() / 2].to_owned(),
+                    RejectReason::Malformed,
+                    unknown,
+                )
             }
             4 => {
                 let signed = envelope.sign(&key).unwrap_or_default();
-                (signed.replacen('{', "{\"debug\":true,", 1), RejectReason::Malformed, gateway)
+                (
+                    signed.replacen('{', "{\"debug\":true,", 1),
+                    RejectReason::Malformed,
+                    gateway,
+                )
             }
             5 => {
                 let signed = envelope.sign(&key).unwrap_or_default();
-                (signed.replacen(envelope.partition.as_str(), "gm 0/district 0/scene 0", 1), RejectReason::BadUid, gateway)
+                (
+                    signed.replacen(envelope.partition.as_str(), "gm 0/district 0/scene 0", 1),
+                    RejectReason::BadUid,
+                    gateway,
+                )
             }
             6 => {
                 envelope.sent_at_ms = now_ms.saturating_sub(3_600_000);
-                (envelope.sign(&key).unwrap_or_default(), RejectReason::ClockSkew, gateway)
+                (
+                    envelope.sign(&key).unwrap_or_default(),
+                    RejectReason::ClockSkew,
+                    gateway,
+                )
             }
             _ => {
                 envelope.gateway = "gw-unregistered".to_owned();
-                (envelope.sign(&key).unwrap_or_default(), RejectReason::UnknownGateway, "gateway#gw-unregistered".to_owned())
+                (
+                    envelope.sign(&key).unwrap_or_default(),
+                    RejectReason::UnknownGateway,
+                    "gateway#gw-unregistered".to_owned(),
+                )
             }
         };
         let body_hash = hex::encode(Sha256::digest(body.as_bytes()));
@@ -349,7 +426,11 @@ mod tests {
     #[test]
     fn same_seed_same_world_and_every_bad_kind_appears() {
         let emit = |seed| {
-            let mut world = World::new(WorldSpec { events: 500, bad_every: 10, ..WorldSpec::small(seed) });
+            let mut world = World::new(WorldSpec {
+                events: 500,
+                bad_every: 10,
+                ..WorldSpec::small(seed)
+            });
             let mut out = Vec::new();
             while let Some(emitted) = world.next(1_763_700_000_000) {
                 out.push(emitted);
@@ -367,6 +448,12 @@ mod tests {
             })
             .collect();
         assert_eq!(reasons.len(), 8, "{reasons:?}");
-        assert_eq!(first.iter().filter(|e| matches!(e.expectation, Expectation::Accepted { .. })).count(), 500);
+        assert_eq!(
+            first
+                .iter()
+                .filter(|e| matches!(e.expectation, Expectation::Accepted { .. }))
+                .count(),
+            500
+        );
     }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: formatting, lints, every crate's tests (the
+# embedded pipeline and its fault test included), then the parts that need local services or
+# downloads, each of which installs and starts what it needs itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit, contract, pipeline and fault tests (embedded)"
+cargo test --workspace --locked
+
+for extra in scripts/test-inference.sh scripts/test-aws.sh; do
+  if [ -x "$extra" ]; then
+    step "$extra"
+    "$extra"
+  fi
+done
+
+step "all tests passed"
