@@ -276,10 +276,9 @@ impl StationMarket {
                 flushed: None,
             });
         }
-        let flushed = match self.due_window(now_ms) {
-            Some(_) => Some(self.recompute(now_ms, rules)),
-            None => None,
-        };
+        let flushed = self
+            .due_window(now_ms)
+            .map(|_| self.recompute(now_ms, rules));
         let refused = |reason| Decision {
             verdict: Verdict::Refused(reason),
             schedule_flush_at: None,
