@@ -90,11 +90,14 @@ impl CellState {
 
 /// Population per species of `creatures`.
 pub fn census<'a>(creatures: impl IntoIterator<Item = &'a Creature>) -> BTreeMap<String, u32> {
-    let mut counts = BTreeMap::new();
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for creature in creatures {
-        *counts.entry(creature.species.clone()).or_insert(0) += 1;
+        *counts.entry(creature.species.as_str()).or_insert(0) += 1;
     }
     counts
+        .into_iter()
+        .map(|(species, count)| (species.to_owned(), count))
+        .collect()
 }
 
 /// Why a creature read from state or a message is unusable, if it is.

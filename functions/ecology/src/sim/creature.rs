@@ -30,12 +30,7 @@ impl CreatureId {
 
     /// Validates an id read from a message: 1–192 bytes of `[A-Za-z0-9._:/~-]`.
     pub fn parse(raw: &str) -> Result<Self> {
-        let valid = !raw.is_empty()
-            && raw.len() <= MAX_CREATURE_ID_BYTES
-            && raw
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"._:/~-".contains(&byte));
-        if valid {
+        if is_valid_id(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(EcologyError::InvalidCell {
@@ -52,8 +47,16 @@ impl CreatureId {
 
     /// True when the id is well formed (see [`CreatureId::parse`]).
     pub fn is_valid(&self) -> bool {
-        Self::parse(&self.0).is_ok()
+        is_valid_id(&self.0)
     }
+}
+
+fn is_valid_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= MAX_CREATURE_ID_BYTES
+        && raw
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"._:/~-".contains(&byte))
 }
 
 fn truncate(raw: &str) -> String {

@@ -186,3 +186,32 @@ mod tests {
         assert_eq!(next_price(&tiny).0, 2);
     }
 }
+
+#[cfg(test)]
+mod worked_example {
+    use super::*;
+
+    /// The worked example in the crate README; keep the two in step.
+    #[test]
+    fn worked_example_from_the_readme() {
+        let first = FormulaInput {
+            supply: 400,
+            demand: 800,
+            price_milli: 10_000,
+            base_milli: 10_000,
+            elasticity_permille: 500,
+            max_step_permille: 100,
+            floor_milli: 1_000,
+            ceiling_milli: 100_000,
+        };
+        let (next, target) = next_price(&first);
+        let second = FormulaInput {
+            demand: 740,
+            price_milli: next,
+            ..first
+        };
+        let (next2, target2) = next_price(&second);
+        assert_eq!((target, next), (14_133, 11_000));
+        assert_eq!((target2, next2), (13_593, 12_100));
+    }
+}
