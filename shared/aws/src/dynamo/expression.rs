@@ -100,7 +100,6 @@ impl ExpressionBuilder {
 
     fn comparison(&mut self, attribute: &str, op: Comparison, value: &Value) -> String {
         let ordered = matches!(value, Value::S(_) | Value::N(_) | Value::B(_));
-        let name = self.name(attribute);
         let symbol = match op {
             Comparison::Eq => "=",
             Comparison::Ne => "<>",
@@ -113,6 +112,8 @@ impl ExpressionBuilder {
             Comparison::Gt => ">",
             Comparison::Ge => ">=",
         };
+        // Placeholders only now: DynamoDB refuses names or values the expression leaves unused.
+        let name = self.name(attribute);
         let placeholder = self.value(to_attribute(value));
         format!("{name} {symbol} {placeholder}")
     }
@@ -162,7 +163,7 @@ impl ExpressionBuilder {
         let pk_name = self.name("pk");
         let pk_value = self.value(AttributeValue::S(pk.to_owned()));
         let partition = format!("{pk_name} = {pk_value}");
-        let mut bound = |this: &mut Self, symbol: &str, sk: &str| {
+        let bound = |this: &mut Self, symbol: &str, sk: &str| {
             let sk_name = this.name("sk");
             let sk_value = this.value(AttributeValue::S(sk.to_owned()));
             format!("{partition} AND {sk_name} {symbol} {sk_value}")
@@ -252,6 +253,10 @@ mod tests {
                 .condition(&Condition::compare("flag", Comparison::Lt, true))
                 .contains("AND attribute_not_exists")
         );
+        let mut lonely = ExpressionBuilder::new();
+        lonely.condition(&Condition::compare("flag", Comparison::Gt, true));
+        assert_eq!(lonely.names().unwrap().len(), 1, "only #pk, no unused placeholder");
+        assert!(lonely.values().is_none());
         assert!(builder.condition(&Condition::And(vec![])).contains(" OR "));
         assert!(builder.condition(&Condition::Or(vec![])).contains(" AND "));
     }
