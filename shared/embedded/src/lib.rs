@@ -1,0 +1,22 @@
+//! worldfleet's embedded store: the default runtime's durable queue and table.
+//!
+//! [`EmbeddedStore`] opens one fjall database and starts one group-commit writer thread;
+//! [`EmbeddedQueue`] (SQS semantics) and [`EmbeddedTable`] (DynamoDB semantics) share both, so
+//! the writes of every concurrent stage worker coalesce into few fsyncs. Conditional and atomic
+//! writes run on the writer thread, which makes check-and-set race-free; plain reads go to
+//! fjall directly from the caller's thread. Time (visibility, delays, deduplication windows,
+//! TTL) comes from the `Clock` port, so tests can drive it with a `ManualClock`.
+//!
+//! Both adapters pass the contract suites of `worldfleet-contract`, the same ones the
+//! SQS/DynamoDB adapters run against.
+
+mod codec;
+mod queue;
+mod store;
+mod table;
+mod writer;
+
+pub use queue::EmbeddedQueue;
+pub use store::{EmbeddedStore, StoreOptions};
+pub use table::EmbeddedTable;
+pub use writer::Durability;

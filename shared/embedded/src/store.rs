@@ -1,0 +1,297 @@
+//! The store: one fjall database, one group-commit writer, the queue and table over them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use worldfleet_ports::{Clock, Item, Key, OperationCounters, Result, UsageSnapshot};
+
+use crate::codec;
+use crate::queue::{EmbeddedQueue, QueueHandle};
+use crate::table::EmbeddedTable;
+use crate::writer::{Durability, Writer, storage_error};
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Whether an acknowledged write has been fsynced ([`Durability::Sync`], the default) or
+    /// only handed to the OS.
+    pub durability: Durability,
+    /// How often the janitor removes expired items and deduplication ids; `None` runs no
+    /// janitor thread (call [`EmbeddedStore::sweep_expired`] yourself).
+    pub janitor_interval: Option<Duration>,
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// How often a waiting receive re-checks for messages whose delay or visibility ended
+    /// (sends wake waiters at once; this tick notices time passing, or a moved clock).
+    pub receive_recheck: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            janitor_interval: Some(Duration::from_secs(30)),
+            cache_bytes: 64 * 1024 * 1024,
+            receive_recheck: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The fjall keyspaces the store uses.
+#[derive(Clone)]
+pub(crate) struct Spaces {
+    /// Table items: `codec::item_key` → encoded attributes.
+    pub items: Keyspace,
+    /// TTL index: expiry seconds (u64 BE) + item key → empty. Entries may be stale; the
+    /// janitor re-checks the item before deleting it.
+    pub ttl: Keyspace,
+    /// Queue messages: `codec::message_key` → `MessageRecord`.
+    pub messages: Keyspace,
+    /// Durable receive counts: message key → u32 BE.
+    pub receives: Keyspace,
+    /// FIFO deduplication ids: queue prefix + id → expiry ms (u64 BE) + message id.
+    pub dedup: Keyspace,
+    /// Declared queues and tables, and the open epoch.
+    pub meta: Keyspace,
+}
+
+/// State shared by the store, its queue and its table.
+pub(crate) struct Shared {
+    pub database: Database,
+    pub spaces: Spaces,
+    pub clock: Arc<dyn Clock>,
+    pub counters: OperationCounters,
+    pub writer: Writer,
+    pub options: StoreOptions,
+    /// Declared tables.
+    pub tables: RwLock<HashSet<String>>,
+    /// Declared queues and their in-memory delivery state.
+    pub queues: RwLock<HashMap<String, Arc<QueueHandle>>>,
+    /// Incremented at every open; part of sequence numbers and receipt handles.
+    pub epoch: u64,
+    /// Next message sequence number (epoch in the high 24 bits).
+    pub sequence: AtomicU64,
+    janitor: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+impl Shared {
+    fn stop_background(&self) {
+        let janitor = self
+            .janitor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, thread)) = janitor {
+            drop(stop);
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+        self.writer.shutdown();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop_background();
+    }
+}
+
+/// A durable embedded store: an SQS-like queue and a DynamoDB-like table in one fjall
+/// database, whose writes from every concurrent caller are grouped into few fsyncs.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    queue: Arc<EmbeddedQueue>,
+    table: Arc<EmbeddedTable>,
+}
+
+const EPOCH_KEY: &[u8] = b"epoch";
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in the directory `path`.
+    ///
+    /// Queues are rebuilt from disk: every undeleted message is visible again after a
+    /// restart (in-flight state is not persisted; at-least-once delivery allows this), but
+    /// receive counts, delays and deduplication ids are durable.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, options: StoreOptions) -> Result<Self> {
+        let database = Database::builder(path)
+            .cache_size(options.cache_bytes)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(storage_error)?;
+        let keyspace = |name: &str| {
+            database
+                .keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(storage_error)
+        };
+        let spaces = Spaces {
+            items: keyspace("items")?,
+            ttl: keyspace("ttl")?,
+            messages: keyspace("messages")?,
+            receives: keyspace("receives")?,
+            dedup: keyspace("dedup")?,
+            meta: keyspace("meta")?,
+        };
+        let epoch = match spaces.meta.get(EPOCH_KEY).map_err(storage_error)? {
+            Some(bytes) => {
+                let bytes: [u8; 8] = bytes.as_ref().try_into().unwrap_or_default();
+                u64::from_be_bytes(bytes) + 1
+            }
+            None => 1,
+        };
+        spaces
+            .meta
+            .insert(EPOCH_KEY, epoch.to_be_bytes())
+            .map_err(storage_error)?;
+        database
+            .persist(fjall::PersistMode::SyncAll)
+            .map_err(storage_error)?;
+        let writer = Writer::start(database.clone(), options.durability)?;
+        let shared = Arc::new(Shared {
+            database,
+            spaces,
+            clock,
+            counters: OperationCounters::default(),
+            writer,
+            options: options.clone(),
+            tables: RwLock::new(HashSet::new()),
+            queues: RwLock::new(HashMap::new()),
+            epoch,
+            sequence: AtomicU64::new(epoch << 40),
+            janitor: Mutex::new(None),
+        });
+        crate::table::load_tables(&shared)?;
+        crate::queue::load_queues(&shared)?;
+        if let Some(interval) = options.janitor_interval {
+            let (stop, stopped) = channel::<()>();
+            let weak = Arc::downgrade(&shared);
+            let thread = std::thread::Builder::new()
+                .name("worldfleet-store-janitor".into())
+                .spawn(move || janitor(&weak, &stopped, interval))
+                .map_err(storage_error)?;
+            *shared
+                .janitor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((stop, thread));
+        }
+        Ok(Self {
+            queue: Arc::new(EmbeddedQueue::new(shared.clone())),
+            table: Arc::new(EmbeddedTable::new(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The queue over this store.
+    pub fn queue(&self) -> Arc<EmbeddedQueue> {
+        self.queue.clone()
+    }
+
+    /// The table over this store.
+    pub fn table(&self) -> Arc<EmbeddedTable> {
+        self.table.clone()
+    }
+
+    /// Requests and units so far, counted as SQS and DynamoDB would bill them.
+    pub fn counters(&self) -> UsageSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    /// Bytes the database occupies on disk (tables, queues and journal).
+    pub fn disk_bytes(&self) -> Result<u64> {
+        self.shared.database.disk_space().map_err(storage_error)
+    }
+
+    /// Removes expired items and deduplication ids now (what the janitor does every
+    /// `janitor_interval`); returns how many records went.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || sweep(&shared))
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// Finishes queued writes, syncs, and stops the writer and janitor; later writes through
+    /// this store's queue and table fail with `Unavailable`. The database files are released
+    /// when the last queue or table handle is dropped too.
+    pub fn close(self) {
+        self.shared.stop_background();
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // The queue and table handed out may outlive the store; they keep it open until the
+        // last of them is dropped (then `Shared::drop` stops the threads).
+    }
+}
+
+fn janitor(shared: &Weak<Shared>, stopped: &std::sync::mpsc::Receiver<()>, interval: Duration) {
+    loop {
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match sweep(&shared) {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "embedded store: janitor swept"),
+            Err(error) => tracing::warn!(%error, "embedded store: janitor sweep failed"),
+        }
+    }
+}
+
+/// Most index entries one janitor job handles, so foreground writes are never held up long.
+const SWEEP_CHUNK: usize = 512;
+
+fn sweep(shared: &Shared) -> Result<usize> {
+    let now_secs = shared.clock.now_secs();
+    let now_ms = shared.clock.now_ms();
+    let mut removed = 0;
+    loop {
+        let mut due: Vec<Vec<u8>> = Vec::new();
+        let upper = (now_secs + 1).to_be_bytes();
+        for entry in shared
+            .spaces
+            .ttl
+            .range(..upper.as_slice())
+            .take(SWEEP_CHUNK)
+        {
+            due.push(entry.key().map_err(storage_error)?.to_vec());
+        }
+        if due.is_empty() {
+            break;
+        }
+        let spaces = shared.spaces.clone();
+        removed += shared.writer.execute_blocking(move |database| {
+            let mut batch = database.batch();
+            let mut removed = 0;
+            for index_key in due {
+                let item_key = &index_key[8..];
+                if let Some(value) = spaces.items.get(item_key).map_err(storage_error)? {
+                    let (_, pk, sk) = codec::split_item_key(item_key)?;
+                    let item = Item {
+                        key: Key::new(pk, sk),
+                        attributes: codec::decode_attributes(&value)?,
+                    };
+                    if item.is_expired(now_secs) {
+                        batch.remove(&spaces.items, item_key);
+                        removed += 1;
+                    }
+                }
+                batch.remove(&spaces.ttl, index_key);
+            }
+            batch.commit().map_err(storage_error)?;
+            Ok(removed)
+        })?;
+    }
+    removed += crate::queue::sweep_dedup(shared, now_ms)?;
+    Ok(removed)
+}
