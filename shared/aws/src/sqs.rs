@@ -336,9 +336,9 @@ fn validate_spec(spec: &QueueSpec) -> Result<()> {
 
 /// Checks the shape of a send against SQS's rules; the whole call is refused on a breach.
 fn validate_send(queue: &str, messages: &[OutgoingMessage]) -> Result<()> {
-    if messages.len() > MAX_BATCH {
+    if messages.is_empty() || messages.len() > MAX_BATCH {
         return Err(Error::InvalidRequest(format!(
-            "{} messages in one send; the limit is {MAX_BATCH}",
+            "{} messages in one send; it takes 1 to {MAX_BATCH}",
             messages.len()
         )));
     }
@@ -438,9 +438,6 @@ impl Queue for SqsQueue {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<SendOutcome>> {
         validate_send(queue, &messages)?;
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
         let url = self.url(queue).await?;
         let fifo = is_fifo(queue);
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -575,14 +572,12 @@ impl Queue for SqsQueue {
         queue: &str,
         receipt_handles: Vec<String>,
     ) -> Result<Vec<DeleteOutcome>> {
-        if receipt_handles.len() > MAX_BATCH {
+        // SQS refuses empty batches (EmptyBatchRequest) as well as oversized ones.
+        if receipt_handles.is_empty() || receipt_handles.len() > MAX_BATCH {
             return Err(Error::InvalidRequest(format!(
-                "{} deletes in one batch; the limit is {MAX_BATCH}",
+                "{} deletes in one batch; it takes 1 to {MAX_BATCH}",
                 receipt_handles.len()
             )));
-        }
-        if receipt_handles.is_empty() {
-            return Ok(Vec::new());
         }
         let url = self.url(queue).await?;
         let mut entries = Vec::with_capacity(receipt_handles.len());
@@ -694,6 +689,7 @@ mod tests {
         assert!(validate_send("q.fifo", &[delayed]).is_err());
         assert!(validate_send("q", &[good.clone()]).is_err());
         assert!(validate_send("q.fifo", &vec![good; 11]).is_err());
+        assert!(validate_send("q.fifo", &[]).is_err());
         let too_late = OutgoingMessage::delayed("x".into(), Duration::from_secs(901));
         assert!(validate_send("q", &[too_late]).is_err());
     }

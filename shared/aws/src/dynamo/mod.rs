@@ -34,6 +34,8 @@ use crate::settings::AwsSettings;
 use expression::{ExpressionBuilder, NormalisedRange, normalise_range};
 use value::{AttributeMap, item_from_map, item_to_map, key_from_map, key_to_map};
 
+/// Most requests one `query` makes to fill a page that lost expired items.
+const MAX_QUERY_ROUNDS: u32 = 10;
 /// How long `ensure_table` waits for a new table to become active.
 const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
 
@@ -608,46 +610,65 @@ impl Table for DynamoTable {
         let physical = self.physical(table);
         let mut builder = ExpressionBuilder::new();
         let key_condition = builder.key_condition(&query.pk, &range);
-        let start_key = query
-            .start_after
-            .as_ref()
-            .map(|sk| key_to_map(&Key::new(query.pk.clone(), sk.clone())));
-        let output = self
-            .request("Query", Repeat::Safe, || {
-                let call = self
-                    .inner
-                    .client
-                    .query()
-                    .table_name(physical.clone())
-                    .key_condition_expression(key_condition.clone())
-                    .set_expression_attribute_names(builder.names())
-                    .set_expression_attribute_values(builder.values())
-                    .scan_index_forward(query.ascending)
-                    .set_limit(query.limit.map(|limit| limit.min(i32::MAX as usize) as i32))
-                    .set_exclusive_start_key(start_key.clone())
-                    .consistent_read(true)
-                    .send();
-                async move { call.await.map_err(|error| classify_sdk(&error)) }
-            })
-            .await
-            .map_err(|error| for_resource(error, "table", table))?;
         let now = self.now_secs();
-        let mut items = Vec::with_capacity(output.items().len());
-        let mut bytes = 0;
-        for map in output.items() {
-            let item = item_from_map(map)?;
-            bytes += item.size_bytes();
-            if !item.is_expired(now) {
-                items.push(item);
+        let mut items = Vec::new();
+        let mut start_after = query.start_after.clone();
+        let mut rounds = 0;
+        // Expired items are dropped after DynamoDB's `Limit` applied, so a page that lost some
+        // is topped up with further requests, rather than coming back short or empty.
+        let more = loop {
+            rounds += 1;
+            let limit = query.limit.map(|limit| limit - items.len());
+            let start_key =
+                start_after.as_ref().map(|sk| key_to_map(&Key::new(query.pk.clone(), sk.clone())));
+            let output = self
+                .request("Query", Repeat::Safe, || {
+                    let call = self
+                        .inner
+                        .client
+                        .query()
+                        .table_name(physical.clone())
+                        .key_condition_expression(key_condition.clone())
+                        .set_expression_attribute_names(builder.names())
+                        .set_expression_attribute_values(builder.values())
+                        .scan_index_forward(query.ascending)
+                        .set_limit(limit.map(|limit| limit.min(i32::MAX as usize) as i32))
+                        .set_exclusive_start_key(start_key.clone())
+                        .consistent_read(true)
+                        .send();
+                    async move { call.await.map_err(|error| classify_sdk(&error)) }
+                })
+                .await
+                .map_err(|error| for_resource(error, "table", table))?;
+            let mut bytes = 0;
+            for map in output.items() {
+                let item = item_from_map(map)?;
+                bytes += item.size_bytes();
+                if !item.is_expired(now) {
+                    items.push(item);
+                }
             }
-        }
-        self.inner.counters.query_read(bytes, output.items().len());
-        let last_evaluated_sk = output
-            .last_evaluated_key()
-            .filter(|key| !key.is_empty())
-            .map(key_from_map)
-            .transpose()?
-            .map(|key| key.sk);
+            self.inner.counters.query_read(bytes, output.items().len());
+            let last_evaluated = output
+                .last_evaluated_key()
+                .filter(|key| !key.is_empty())
+                .map(key_from_map)
+                .transpose()?
+                .map(|key| key.sk);
+            let Some(last_evaluated) = last_evaluated else {
+                break None;
+            };
+            let short = query.limit.is_some_and(|limit| items.len() < limit);
+            if (items.is_empty() || short) && rounds < MAX_QUERY_ROUNDS {
+                start_after = Some(last_evaluated);
+                continue;
+            }
+            break Some(last_evaluated);
+        };
+        // Continue after the last item returned; expired items behind it are read again and
+        // dropped again, which costs reads but never skips a live item.
+        let last_evaluated_sk =
+            more.map(|raw| items.last().map_or(raw, |item| item.key.sk.clone()));
         Ok(QueryPage {
             items,
             last_evaluated_sk,
