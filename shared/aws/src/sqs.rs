@@ -23,7 +23,7 @@ use worldfleet_ports::{
 };
 
 use crate::classify::{classify_code, classify_sdk, for_resource};
-use crate::retry::{Repeat, RetryPolicy};
+use crate::retry::Repeat;
 use crate::settings::AwsSettings;
 
 /// Largest total payload of one SendMessageBatch request; larger batches are split.

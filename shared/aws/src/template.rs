@@ -157,8 +157,10 @@ pub fn referenced_attribute(value: &Value) -> Option<String> {
 /// The logical name in a physical-name property: `!Sub "${AWS::StackName}-intake.fifo"`
 /// gives `intake.fifo`; a plain string is taken as it is.
 pub fn logical_name(value: &Value) -> Option<String> {
-    if let Some(text) = value.as_str() {
-        return Some(text.to_owned());
+    // Match the variant, not `as_str`: serde_yaml's accessors look through tags, which would
+    // read `!Sub "${AWS::StackName}-x"` as the plain string.
+    if let Value::String(text) = value {
+        return Some(text.clone());
     }
     let (function, argument) = intrinsic(value)?;
     if function != "Sub" {

@@ -1,6 +1,7 @@
 //! Shared set-up of the emulator-backed tests: the gate, unique stack prefixes, adapters.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,9 @@ pub fn local_aws(test: &str) -> bool {
     if std::env::var(GATE).is_ok_and(|value| value == "1") {
         return true;
     }
-    eprintln!(
+    // Written to the stream directly: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n*** SKIPPED {test}: needs LocalStack + DynamoDB Local; run scripts/test-aws.sh \
          (or localstack/start.sh, `. localstack/env.sh` and {GATE}=1) ***\n"
     );
