@@ -183,7 +183,10 @@ mod tests {
             "RequestLimitExceeded",
             "com.amazonaws.dynamodb.v20120810#ThrottlingException",
         ] {
-            assert!(matches!(classify_code(throttled, "x", Some(400)), Error::Throttled(_)));
+            assert!(matches!(
+                classify_code(throttled, "x", Some(400)),
+                Error::Throttled(_)
+            ));
         }
         assert!(matches!(
             classify_code("AWS.SimpleQueueService.NonExistentQueue", "", Some(400)),
@@ -198,16 +201,29 @@ mod tests {
             Error::InvalidRequest(_)
         ));
         assert!(matches!(
-            classify_code("ValidationException", "Item size has exceeded the maximum allowed size", Some(400)),
+            classify_code(
+                "ValidationException",
+                "Item size has exceeded the maximum allowed size",
+                Some(400)
+            ),
             Error::ItemTooLarge { .. }
         ));
         assert!(matches!(
             classify_code("ReceiptHandleIsInvalid", "", Some(400)),
             Error::InvalidReceipt(_)
         ));
-        assert!(matches!(classify_code("Weird", "", Some(503)), Error::Unavailable(_)));
-        assert!(matches!(classify_code("Weird", "", Some(429)), Error::Throttled(_)));
-        assert!(matches!(classify_code("Weird", "", Some(403)), Error::Permanent(_)));
+        assert!(matches!(
+            classify_code("Weird", "", Some(503)),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify_code("Weird", "", Some(429)),
+            Error::Throttled(_)
+        ));
+        assert!(matches!(
+            classify_code("Weird", "", Some(403)),
+            Error::Permanent(_)
+        ));
     }
 
     #[test]

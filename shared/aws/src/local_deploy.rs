@@ -42,9 +42,9 @@ fn required<'a>(
     resource: &crate::template::Resource<'a>,
     property: &str,
 ) -> Result<&'a serde_yaml::Value> {
-    resource.property(property).ok_or_else(|| {
-        AwsError::Template(format!("{} has no {property}", resource.id))
-    })
+    resource
+        .property(property)
+        .ok_or_else(|| AwsError::Template(format!("{} has no {property}", resource.id)))
 }
 
 /// Reads the queue and table declarations of a template.
@@ -64,7 +64,10 @@ pub fn declared_resources(template: &Template) -> Result<DeclaredResources> {
     let mut workers = Vec::new();
     for resource in &queue_resources {
         let name = names_by_id[resource.id].clone();
-        let fifo = resource.property("FifoQueue").and_then(as_bool).unwrap_or(false);
+        let fifo = resource
+            .property("FifoQueue")
+            .and_then(as_bool)
+            .unwrap_or(false);
         if fifo != name.ends_with(".fifo") {
             return Err(AwsError::Template(format!(
                 "{}: FifoQueue must be true exactly when the name ends in .fifo",
@@ -196,10 +199,21 @@ Resources:
         let declared = declared_resources(&template).unwrap();
         assert_eq!(declared.queues[0].name, "work-dlq.fifo");
         assert_eq!(declared.queues[0].retention, Duration::from_secs(1_209_600));
-        assert_eq!(declared.queues[1].dead_letter_queue.as_deref(), Some("work-dlq.fifo"));
+        assert_eq!(
+            declared.queues[1].dead_letter_queue.as_deref(),
+            Some("work-dlq.fifo")
+        );
         assert_eq!(declared.queues[1].max_receive_count, 5);
-        assert_eq!(declared.queues[1].visibility_timeout, Duration::from_secs(180));
-        assert_eq!(declared.tables, vec![TableSpec { name: "things".into() }]);
+        assert_eq!(
+            declared.queues[1].visibility_timeout,
+            Duration::from_secs(180)
+        );
+        assert_eq!(
+            declared.tables,
+            vec![TableSpec {
+                name: "things".into()
+            }]
+        );
     }
 
     #[test]

@@ -99,7 +99,12 @@ impl RetryPolicy {
     }
 
     /// [`RetryPolicy::run`] with the standard rule for `repeat`.
-    pub async fn run_request<T, F, Fut>(&self, operation: &str, repeat: Repeat, attempt: F) -> Result<T>
+    pub async fn run_request<T, F, Fut>(
+        &self,
+        operation: &str,
+        repeat: Repeat,
+        attempt: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,

@@ -110,13 +110,10 @@ impl AwsSettings {
     /// The AWS SDK configuration: the standard chain (credentials, region, endpoint URLs),
     /// SDK retries off (the adapters retry and count every attempt), these timeouts.
     pub async fn sdk_config(&self) -> SdkConfig {
-        let region = RegionProviderChain::first_try(
-            self.region
-                .clone()
-                .map(aws_config::Region::new),
-        )
-        .or_default_provider()
-        .or_else(DEFAULT_REGION);
+        let region =
+            RegionProviderChain::first_try(self.region.clone().map(aws_config::Region::new))
+                .or_default_provider()
+                .or_else(DEFAULT_REGION);
         aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .retry_config(RetryConfig::disabled())
@@ -133,22 +130,28 @@ impl AwsSettings {
 
 fn validate_stack(stack: &str) -> Result<()> {
     let valid = stack.len() <= 40
-        && stack
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || character == '-' || character == '_');
+        && stack.chars().all(|character| {
+            character.is_ascii_alphanumeric() || character == '-' || character == '_'
+        });
     if valid {
         Ok(())
     } else {
         Err(AwsError::Setting {
             name: "WORLDFLEET_STACK".into(),
-            reason: format!("{stack:?}: use at most 40 of [A-Za-z0-9_-] (queue names are capped at 80)"),
+            reason: format!(
+                "{stack:?}: use at most 40 of [A-Za-z0-9_-] (queue names are capped at 80)"
+            ),
         })
     }
 }
 
 fn parse_queue_urls(text: &str) -> Result<BTreeMap<String, String>> {
     let mut urls = BTreeMap::new();
-    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
         let (logical, url) = entry.split_once('=').ok_or_else(|| AwsError::Setting {
             name: "WORLDFLEET_QUEUE_URLS".into(),
             reason: format!("entry {entry:?} is not `logical=url`"),
@@ -174,7 +177,10 @@ mod tests {
     fn names_carry_the_stack_prefix() {
         let settings = AwsSettings::from_lookup(lookup(&[("WORLDFLEET_STACK", "dev")])).unwrap();
         assert_eq!(settings.physical_name("intake.fifo"), "dev-intake.fifo");
-        assert_eq!(settings.logical_name("dev-intake.fifo"), Some("intake.fifo"));
+        assert_eq!(
+            settings.logical_name("dev-intake.fifo"),
+            Some("intake.fifo")
+        );
         assert_eq!(settings.logical_name("prod-intake.fifo"), None);
         let bare = settings.with_stack("");
         assert_eq!(bare.physical_name("ledger"), "ledger");
@@ -190,6 +196,9 @@ mod tests {
             "intake.fifo=http://q/intake.fifo, classify.fifo=http://q/classify.fifo",
         )]))
         .unwrap();
-        assert_eq!(settings.queue_urls["classify.fifo"], "http://q/classify.fifo");
+        assert_eq!(
+            settings.queue_urls["classify.fifo"],
+            "http://q/classify.fifo"
+        );
     }
 }

@@ -90,7 +90,9 @@ impl Template {
 
     /// A resource by logical id.
     pub fn resource(&self, id: &str) -> Option<Resource<'_>> {
-        self.resources().into_iter().find(|resource| resource.id == id)
+        self.resources()
+            .into_iter()
+            .find(|resource| resource.id == id)
     }
 
     /// A setting of `Globals.Function`, if the template has one.
@@ -123,7 +125,9 @@ pub fn intrinsic(value: &Value) -> Option<(String, &Value)> {
     }
     let (name, argument) = map.iter().next()?;
     let name = name.as_str()?;
-    let function = name.strip_prefix("Fn::").or((name == "Ref").then_some(name))?;
+    let function = name
+        .strip_prefix("Fn::")
+        .or((name == "Ref").then_some(name))?;
     Some((function.to_owned(), argument))
 }
 
@@ -148,7 +152,9 @@ pub fn referenced_attribute(value: &Value) -> Option<String> {
         return None;
     }
     match argument {
-        Value::String(text) => text.split_once('.').map(|(_, attribute)| attribute.to_owned()),
+        Value::String(text) => text
+            .split_once('.')
+            .map(|(_, attribute)| attribute.to_owned()),
         Value::Sequence(parts) => parts.get(1)?.as_str().map(str::to_owned),
         _ => None,
     }
@@ -239,7 +245,10 @@ Resources:
             .property("RedrivePolicy")
             .and_then(|policy| policy.get("deadLetterTargetArn"))
             .unwrap();
-        assert_eq!(referenced_resource(target).as_deref(), Some("IntakeDeadLetterQueue"));
+        assert_eq!(
+            referenced_resource(target).as_deref(),
+            Some("IntakeDeadLetterQueue")
+        );
         assert_eq!(referenced_attribute(target).as_deref(), Some("Arn"));
         let dead = template.resource("IntakeDeadLetterQueue").unwrap();
         assert_eq!(

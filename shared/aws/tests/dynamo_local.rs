@@ -42,7 +42,10 @@ async fn values_round_trip_and_conditions_hold() {
         .await
         .unwrap(); // idempotent
     let nested = Value::M(BTreeMap::from([
-        ("list".to_owned(), Value::L(vec![Value::N(1), Value::Null, Value::Bool(true)])),
+        (
+            "list".to_owned(),
+            Value::L(vec![Value::N(1), Value::Null, Value::Bool(true)]),
+        ),
         ("bytes".to_owned(), Value::B(vec![0, 1, 255])),
     ]));
     let stored = item("p", "s")
@@ -54,7 +57,10 @@ async fn values_round_trip_and_conditions_hold() {
         .put("things", stored.clone(), Some(Condition::ItemNotExists))
         .await
         .unwrap();
-    assert_eq!(table.get("things", &stored.key).await.unwrap(), Some(stored.clone()));
+    assert_eq!(
+        table.get("things", &stored.key).await.unwrap(),
+        Some(stored.clone())
+    );
 
     let again = table
         .put("things", stored.clone(), Some(Condition::ItemNotExists))
@@ -75,16 +81,26 @@ async fn values_round_trip_and_conditions_hold() {
         (Condition::eq("missing", 1), false),
         (Condition::eq("pk", "p"), true),
         (Condition::compare("name", Comparison::Ge, "x"), true),
-        (Condition::Not(Box::new(Condition::Exists("name".into()))), false),
         (
-            Condition::Or(vec![Condition::NotExists("name".into()), Condition::eq("count", -7)]),
+            Condition::Not(Box::new(Condition::Exists("name".into()))),
+            false,
+        ),
+        (
+            Condition::Or(vec![
+                Condition::NotExists("name".into()),
+                Condition::eq("count", -7),
+            ]),
             true,
         ),
         (Condition::And(vec![]), true),
         (Condition::Or(vec![]), false),
     ];
     for (condition, expected) in cases {
-        assert_eq!(condition.evaluate(Some(&stored)), expected, "reference: {condition:?}");
+        assert_eq!(
+            condition.evaluate(Some(&stored)),
+            expected,
+            "reference: {condition:?}"
+        );
         let result = table
             .put("things", stored.clone(), Some(condition.clone()))
             .await;
@@ -103,7 +119,10 @@ async fn updates_create_count_and_return_the_new_item() {
         .update(
             "counters",
             &key,
-            Update::new().add("count", 3).set("name", "x").set_if_absent("created", 10),
+            Update::new()
+                .add("count", 3)
+                .set("name", "x")
+                .set_if_absent("created", 10),
             Some(Condition::ItemNotExists),
         )
         .await
@@ -129,9 +148,17 @@ async fn updates_create_count_and_return_the_new_item() {
     assert_eq!(table.get("counters", &key).await.unwrap(), Some(updated));
 
     let refused = table
-        .update("counters", &key, Update::new().add("count", 1), Some(Condition::ItemNotExists))
+        .update(
+            "counters",
+            &key,
+            Update::new().add("count", 1),
+            Some(Condition::ItemNotExists),
+        )
         .await;
-    assert!(matches!(refused, Err(Error::ConditionFailed { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::ConditionFailed { .. })),
+        "{refused:?}"
+    );
     let not_a_number = table
         .update("counters", &key, Update::new().set("label", "a"), None)
         .await
@@ -140,7 +167,10 @@ async fn updates_create_count_and_return_the_new_item() {
     let bad_add = table
         .update("counters", &key, Update::new().add("label", 1), None)
         .await;
-    assert!(matches!(bad_add, Err(Error::InvalidRequest(_))), "{bad_add:?}");
+    assert!(
+        matches!(bad_add, Err(Error::InvalidRequest(_))),
+        "{bad_add:?}"
+    );
     assert!(matches!(
         table.update("counters", &key, Update::new(), None).await,
         Err(Error::InvalidRequest(_))
@@ -153,7 +183,9 @@ async fn updates_create_count_and_return_the_new_item() {
     assert_eq!(removed.and_then(|item| item.i64("count")), Some(2));
     assert_eq!(table.delete("counters", &key, None).await.unwrap(), None);
     assert!(matches!(
-        table.delete("counters", &key, Some(Condition::ItemExists)).await,
+        table
+            .delete("counters", &key, Some(Condition::ItemExists))
+            .await,
         Err(Error::ConditionFailed { .. })
     ));
 }
@@ -166,7 +198,10 @@ async fn queries_page_through_ranges_in_both_orders() {
     let table = table("ddbquery", &["feeds"]).await;
     let writes = (0..20)
         .map(|index| BatchWrite::Put(item("feed#1", &format!("entry#{index:03}")).with("n", index)))
-        .chain([BatchWrite::Put(item("feed#1", "checkpoint")), BatchWrite::Put(item("feed#2", "entry#000"))])
+        .chain([
+            BatchWrite::Put(item("feed#1", "checkpoint")),
+            BatchWrite::Put(item("feed#2", "entry#000")),
+        ])
         .collect();
     table.batch_write("feeds", writes).await.unwrap();
 
@@ -187,10 +222,20 @@ async fn queries_page_through_ranges_in_both_orders() {
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
 
     let newest = table
-        .query("feeds", &Query::partition("feed#1").range(SortKeyRange::Prefix("entry#".into())).descending().limit(2))
+        .query(
+            "feeds",
+            &Query::partition("feed#1")
+                .range(SortKeyRange::Prefix("entry#".into()))
+                .descending()
+                .limit(2),
+        )
         .await
         .unwrap();
-    let sks: Vec<&str> = newest.items.iter().map(|item| item.key.sk.as_str()).collect();
+    let sks: Vec<&str> = newest
+        .items
+        .iter()
+        .map(|item| item.key.sk.as_str())
+        .collect();
     assert_eq!(sks, ["entry#019", "entry#018"]);
 
     let ranges = [
@@ -216,7 +261,9 @@ async fn queries_page_through_ranges_in_both_orders() {
         assert_eq!(page.items.len(), expected, "{range:?}");
     }
     assert!(matches!(
-        table.query("feeds", &Query::partition("feed#1").limit(0)).await,
+        table
+            .query("feeds", &Query::partition("feed#1").limit(0))
+            .await,
         Err(Error::InvalidRequest(_))
     ));
 }
@@ -235,7 +282,12 @@ async fn expired_items_are_hidden_from_reads() {
         Arc::default(),
         Arc::new(clock.clone()),
     );
-    table.ensure_table(&TableSpec { name: "memo".into() }).await.unwrap();
+    table
+        .ensure_table(&TableSpec {
+            name: "memo".into(),
+        })
+        .await
+        .unwrap();
     let expiring = item("p", "a").with("ttl", 1_500_i64);
     let lasting = item("p", "b").with("ttl", 5_000_i64);
     table.put("memo", expiring.clone(), None).await.unwrap();
@@ -244,12 +296,17 @@ async fn expired_items_are_hidden_from_reads() {
     clock.set(2_000_000); // 2000 s: the first item has expired, DynamoDB has not swept it
     assert_eq!(table.get("memo", &expiring.key).await.unwrap(), None);
     let keys = [expiring.key.clone(), lasting.key.clone()];
-    assert_eq!(table.batch_get("memo", &keys).await.unwrap(), vec![lasting.clone()]);
+    assert_eq!(
+        table.batch_get("memo", &keys).await.unwrap(),
+        vec![lasting.clone()]
+    );
     let page = table.query("memo", &Query::partition("p")).await.unwrap();
     assert_eq!(page.items, vec![lasting]);
     // Conditions still see an expired item until it is swept, as in DynamoDB.
     assert!(matches!(
-        table.put("memo", expiring.clone(), Some(Condition::ItemNotExists)).await,
+        table
+            .put("memo", expiring.clone(), Some(Condition::ItemNotExists))
+            .await,
         Err(Error::ConditionFailed { .. })
     ));
 }
@@ -277,18 +334,28 @@ async fn batches_read_and_write_many_items() {
     let found = table.batch_get("ledger", &with_duplicate).await.unwrap();
     assert_eq!(found.len(), 99);
     assert!(matches!(
-        table.batch_get("ledger", &[keys.clone(), vec![keys[0].clone()]].concat()).await,
+        table
+            .batch_get("ledger", &[keys.clone(), vec![keys[0].clone()]].concat())
+            .await,
         Err(Error::InvalidRequest(_))
     ));
     let deletes = keys[..25].iter().cloned().map(BatchWrite::Delete).collect();
     table.batch_write("ledger", deletes).await.unwrap();
-    assert_eq!(table.batch_get("ledger", &keys[..30]).await.unwrap().len(), 5);
-    let duplicate = vec![BatchWrite::Delete(keys[40].clone()), BatchWrite::Delete(keys[40].clone())];
+    assert_eq!(
+        table.batch_get("ledger", &keys[..30]).await.unwrap().len(),
+        5
+    );
+    let duplicate = vec![
+        BatchWrite::Delete(keys[40].clone()),
+        BatchWrite::Delete(keys[40].clone()),
+    ];
     assert!(matches!(
         table.batch_write("ledger", duplicate).await,
         Err(Error::InvalidRequest(_))
     ));
-    let too_many = (0..26).map(|index| BatchWrite::Delete(keys[index].clone())).collect();
+    let too_many = (0..26)
+        .map(|index| BatchWrite::Delete(keys[index].clone()))
+        .collect();
     assert!(matches!(
         table.batch_write("ledger", too_many).await,
         Err(Error::InvalidRequest(_))
@@ -327,7 +394,12 @@ async fn transactions_apply_all_or_report_why_not() {
     match &error {
         Error::TransactionCanceled { reasons } => {
             assert_eq!(reasons.len(), 2, "{reasons:?}");
-            assert!(reasons[0].as_deref().is_some_and(|reason| reason.starts_with("ConditionalCheckFailed")), "{reasons:?}");
+            assert!(
+                reasons[0]
+                    .as_deref()
+                    .is_some_and(|reason| reason.starts_with("ConditionalCheckFailed")),
+                "{reasons:?}"
+            );
             assert_eq!(reasons[1], None);
         }
         other => panic!("expected a cancellation, got {other:?}"),
@@ -355,7 +427,13 @@ async fn transactions_apply_all_or_report_why_not() {
         },
     ];
     table.transact(check).await.unwrap();
-    assert_eq!(table.get("feeds", &Key::new("feed#1", "counter")).await.unwrap(), None);
+    assert_eq!(
+        table
+            .get("feeds", &Key::new("feed#1", "counter"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

@@ -23,25 +23,46 @@ async fn deploy_creates_exactly_the_declared_queues_and_tables() {
     }
     let (queue, table) = support::adapters("deploy").await;
     let declared = declared_resources(&Template::from_path(template_path()).unwrap()).unwrap();
-    let declared_queues: BTreeSet<String> =
-        declared.queues.iter().map(|spec| spec.name.clone()).collect();
-    let declared_tables: BTreeSet<String> =
-        declared.tables.iter().map(|spec| spec.name.clone()).collect();
+    let declared_queues: BTreeSet<String> = declared
+        .queues
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
+    let declared_tables: BTreeSet<String> = declared
+        .tables
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
 
-    let report = deploy_from_template(template_path(), &queue, &table).await.unwrap();
-    assert_eq!(report.queues.iter().cloned().collect::<BTreeSet<_>>(), declared_queues);
-    assert_eq!(report.tables.iter().cloned().collect::<BTreeSet<_>>(), declared_tables);
+    let report = deploy_from_template(template_path(), &queue, &table)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.queues.iter().cloned().collect::<BTreeSet<_>>(),
+        declared_queues
+    );
+    assert_eq!(
+        report.tables.iter().cloned().collect::<BTreeSet<_>>(),
+        declared_tables
+    );
 
     // What exists under this stack prefix is the declared set, nothing more or less.
-    let existing_queues: BTreeSet<String> = queue.list_queues().await.unwrap().into_iter().collect();
-    let existing_tables: BTreeSet<String> = table.list_tables().await.unwrap().into_iter().collect();
+    let existing_queues: BTreeSet<String> =
+        queue.list_queues().await.unwrap().into_iter().collect();
+    let existing_tables: BTreeSet<String> =
+        table.list_tables().await.unwrap().into_iter().collect();
     assert_eq!(existing_queues, declared_queues);
     assert_eq!(existing_tables, declared_tables);
 
     // A second deployment changes nothing.
-    let again = deploy_from_template(template_path(), &queue, &table).await.unwrap();
+    let again = deploy_from_template(template_path(), &queue, &table)
+        .await
+        .unwrap();
     assert_eq!(again, report);
-    assert_eq!(queue.list_queues().await.unwrap().len(), declared_queues.len());
+    assert_eq!(
+        queue.list_queues().await.unwrap().len(),
+        declared_queues.len()
+    );
 
     // The redrive policy made it through: intake.fifo → intake-dlq.fifo after 5 receives.
     let settings = queue.settings().clone();
@@ -66,7 +87,10 @@ async fn deploy_creates_exactly_the_declared_queues_and_tables() {
     let attributes = attributes.attributes().unwrap();
     let redrive: serde_json::Value =
         serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
-    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
     let target = redrive["deadLetterTargetArn"].as_str().unwrap();
     assert!(
         target.ends_with(&settings.physical_name(&dead_letter_queue(INTAKE_QUEUE))),
@@ -74,5 +98,8 @@ async fn deploy_creates_exactly_the_declared_queues_and_tables() {
     );
     assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], "180");
     assert_eq!(attributes[&QueueAttributeName::FifoQueue], "true");
-    assert_eq!(attributes[&QueueAttributeName::ContentBasedDeduplication], "false");
+    assert_eq!(
+        attributes[&QueueAttributeName::ContentBasedDeduplication],
+        "false"
+    );
 }

@@ -63,7 +63,10 @@ fn queue_names(template: &Template) -> BTreeMap<String, String> {
         .resources_of("AWS::SQS::Queue")
         .iter()
         .filter_map(|queue| {
-            Some((queue.id.to_owned(), logical_name(queue.property("QueueName")?)?))
+            Some((
+                queue.id.to_owned(),
+                logical_name(queue.property("QueueName")?)?,
+            ))
         })
         .collect()
 }
@@ -73,7 +76,10 @@ fn table_names(template: &Template) -> BTreeMap<String, String> {
         .resources_of("AWS::DynamoDB::Table")
         .iter()
         .filter_map(|table| {
-            Some((table.id.to_owned(), logical_name(table.property("TableName")?)?))
+            Some((
+                table.id.to_owned(),
+                logical_name(table.property("TableName")?)?,
+            ))
         })
         .collect()
 }
@@ -98,7 +104,11 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
                     problems.push(format!("{}: role has {managed}", function.id));
                 }
             }
-            for policy in role.property("Policies").map(string_list).unwrap_or_default() {
+            for policy in role
+                .property("Policies")
+                .map(string_list)
+                .unwrap_or_default()
+            {
                 let document = policy.get("PolicyDocument");
                 statements.extend(
                     document
@@ -116,12 +126,18 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
     let mut grants = Grants::new();
     for statement in statements {
         if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            problems.push(format!("{}: only Allow statements are expected", function.id));
+            problems.push(format!(
+                "{}: only Allow statements are expected",
+                function.id
+            ));
             continue;
         }
         for forbidden in ["NotAction", "NotResource"] {
             if statement.get(forbidden).is_some() {
-                problems.push(format!("{}: {forbidden} is a wildcard in disguise", function.id));
+                problems.push(format!(
+                    "{}: {forbidden} is a wildcard in disguise",
+                    function.id
+                ));
             }
         }
         let actions: Vec<String> = statement
@@ -136,12 +152,21 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
                 problems.push(format!("{}: wildcard action {action}", function.id));
             }
         }
-        for resource in statement.get("Resource").map(string_list).unwrap_or_default() {
+        for resource in statement
+            .get("Resource")
+            .map(string_list)
+            .unwrap_or_default()
+        {
             if text(resource).contains('*') {
-                problems.push(format!("{}: wildcard resource {}", function.id, text(resource)));
+                problems.push(format!(
+                    "{}: wildcard resource {}",
+                    function.id,
+                    text(resource)
+                ));
                 continue;
             }
-            let Some(target) = referenced_resource(resource).filter(|id| template.resource(id).is_some())
+            let Some(target) =
+                referenced_resource(resource).filter(|id| template.resource(id).is_some())
             else {
                 problems.push(format!(
                     "{}: resource {resource:?} is not a reference to a resource of this template",
@@ -150,9 +175,15 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
                 continue;
             };
             if intrinsic(resource).is_some_and(|(function, _)| function == "Sub") {
-                problems.push(format!("{}: !Sub resources may hide wildcards", function.id));
+                problems.push(format!(
+                    "{}: !Sub resources may hide wildcards",
+                    function.id
+                ));
             }
-            grants.entry(target).or_default().extend(actions.iter().cloned());
+            grants
+                .entry(target)
+                .or_default()
+                .extend(actions.iter().cloned());
         }
     }
     grants
@@ -183,13 +214,19 @@ fn violations(template: &Template) -> Vec<String> {
 
     for function in template.resources_of("AWS::Serverless::Function") {
         let Some(name) = function.property("FunctionName").and_then(logical_name) else {
-            problems.push(format!("{}: FunctionName must be !Sub \"${{AWS::StackName}}-<stage>\"", function.id));
+            problems.push(format!(
+                "{}: FunctionName must be !Sub \"${{AWS::StackName}}-<stage>\"",
+                function.id
+            ));
             continue;
         };
         let grants = grants_of(template, &function, &mut problems);
         let stage = stage_of.get(name.as_str()).copied();
         if stage.is_none() && name != WATCHDOG {
-            problems.push(format!("{}: {name} is neither a stage in STAGES nor the watchdog", function.id));
+            problems.push(format!(
+                "{}: {name} is neither a stage in STAGES nor the watchdog",
+                function.id
+            ));
             continue;
         }
         seen_stages.insert(name.clone());
@@ -202,7 +239,10 @@ fn violations(template: &Template) -> Vec<String> {
         if let Some(stage) = stage {
             expected.insert(stage.consumes.to_owned(), set(&CONSUME));
             for queue in stage.sends_to {
-                expected.entry((*queue).to_owned()).or_default().extend(set(&SEND));
+                expected
+                    .entry((*queue).to_owned())
+                    .or_default()
+                    .extend(set(&SEND));
             }
             for table in stage.writes {
                 expected.insert((*table).to_owned(), set(&TABLE_WRITE));
@@ -215,7 +255,10 @@ fn violations(template: &Template) -> Vec<String> {
         }
         let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (target, actions) in &grants {
-            let resource = template.resource(target).map(|resource| resource.kind).unwrap_or("");
+            let resource = template
+                .resource(target)
+                .map(|resource| resource.kind)
+                .unwrap_or("");
             let logical = match resource {
                 "AWS::SQS::Queue" => queues.get(target).cloned(),
                 "AWS::DynamoDB::Table" => tables.get(target).cloned(),
@@ -226,7 +269,10 @@ fn violations(template: &Template) -> Vec<String> {
                         .and_then(|group| intrinsic(group).map(|(_, argument)| text(argument)));
                     let own = format!("/aws/lambda/${{AWS::StackName}}-{name}");
                     if group.as_deref() != Some(own.as_str()) {
-                        problems.push(format!("{}: log permissions on another function's log group {target}", function.id));
+                        problems.push(format!(
+                            "{}: log permissions on another function's log group {target}",
+                            function.id
+                        ));
                     }
                     if actions != &set(&LOGS) {
                         problems.push(format!("{}: log actions {actions:?}", function.id));
@@ -240,9 +286,15 @@ fn violations(template: &Template) -> Vec<String> {
             };
             match logical {
                 Some(logical) => {
-                    granted.entry(logical).or_default().extend(actions.iter().cloned());
+                    granted
+                        .entry(logical)
+                        .or_default()
+                        .extend(actions.iter().cloned());
                 }
-                None => problems.push(format!("{}: {target} has no stack-relative name", function.id)),
+                None => problems.push(format!(
+                    "{}: {target} has no stack-relative name",
+                    function.id
+                )),
             }
         }
         for (resource, actions) in &granted {
@@ -260,7 +312,10 @@ fn violations(template: &Template) -> Vec<String> {
         }
         for resource in expected.keys() {
             if !granted.contains_key(resource) {
-                problems.push(format!("{}: {name} lacks permissions on {resource}", function.id));
+                problems.push(format!(
+                    "{}: {name} lacks permissions on {resource}",
+                    function.id
+                ));
             }
         }
 
@@ -277,7 +332,11 @@ fn violations(template: &Template) -> Vec<String> {
         match stage {
             Some(stage) => {
                 if sqs_events.len() != 1 {
-                    problems.push(format!("{}: expected one SQS event, found {}", function.id, sqs_events.len()));
+                    problems.push(format!(
+                        "{}: expected one SQS event, found {}",
+                        function.id,
+                        sqs_events.len()
+                    ));
                 }
                 for event in sqs_events {
                     let properties = event.get("Properties").unwrap_or(&Value::Null);
@@ -286,11 +345,17 @@ fn violations(template: &Template) -> Vec<String> {
                         .and_then(referenced_resource)
                         .and_then(|id| queues.get(&id).cloned());
                     if queue.as_deref() != Some(stage.consumes) {
-                        problems.push(format!("{}: event source {queue:?} is not {}", function.id, stage.consumes));
+                        problems.push(format!(
+                            "{}: event source {queue:?} is not {}",
+                            function.id, stage.consumes
+                        ));
                     }
                     let batch = properties.get("BatchSize").and_then(as_u64).unwrap_or(10);
                     if !(1..=10).contains(&batch) {
-                        problems.push(format!("{}: FIFO batch size {batch} not in 1..=10", function.id));
+                        problems.push(format!(
+                            "{}: FIFO batch size {batch} not in 1..=10",
+                            function.id
+                        ));
                     }
                     let reports = properties
                         .get("FunctionResponseTypes")
@@ -299,10 +364,16 @@ fn violations(template: &Template) -> Vec<String> {
                         .into_iter()
                         .any(|kind| kind.as_str() == Some("ReportBatchItemFailures"));
                     if !reports {
-                        problems.push(format!("{}: event source lacks ReportBatchItemFailures", function.id));
+                        problems.push(format!(
+                            "{}: event source lacks ReportBatchItemFailures",
+                            function.id
+                        ));
                     }
                 }
-                consumer_timeouts.insert(stage.consumes.to_owned(), function_timeout(template, &function));
+                consumer_timeouts.insert(
+                    stage.consumes.to_owned(),
+                    function_timeout(template, &function),
+                );
             }
             None if !sqs_events.is_empty() => {
                 problems.push(format!("{}: the watchdog consumes no queue", function.id));
@@ -327,7 +398,9 @@ fn violations(template: &Template) -> Vec<String> {
         wanted_queues.insert(dead_letter_queue(queue));
     }
     if declared_queues != wanted_queues.iter().map(String::as_str).collect() {
-        problems.push(format!("queues {declared_queues:?}, expected {wanted_queues:?}"));
+        problems.push(format!(
+            "queues {declared_queues:?}, expected {wanted_queues:?}"
+        ));
     }
     for resource in template.resources_of("AWS::SQS::Queue") {
         let Some(name) = queues.get(resource.id) else {
@@ -348,21 +421,30 @@ fn violations(template: &Template) -> Vec<String> {
         if target != Some(dead_letter_queue(name)) {
             problems.push(format!("{name}: dead-letter target {target:?}"));
         }
-        let count = redrive.and_then(|policy| policy.get("maxReceiveCount")).and_then(as_u64);
+        let count = redrive
+            .and_then(|policy| policy.get("maxReceiveCount"))
+            .and_then(as_u64);
         if count != Some(5) {
             problems.push(format!("{name}: maxReceiveCount {count:?}, expected 5"));
         }
-        let visibility = resource.property("VisibilityTimeout").and_then(as_u64).unwrap_or(30);
+        let visibility = resource
+            .property("VisibilityTimeout")
+            .and_then(as_u64)
+            .unwrap_or(30);
         let timeout = consumer_timeouts.get(name).copied().unwrap_or(u64::MAX / 6);
         if visibility < 6 * timeout {
-            problems.push(format!("{name}: visibility {visibility}s < 6 x function timeout {timeout}s"));
+            problems.push(format!(
+                "{name}: visibility {visibility}s < 6 x function timeout {timeout}s"
+            ));
         }
     }
 
     // Tables: exactly ALL_TABLES, pk/sk strings, on demand, TTL on `ttl`.
     let declared_tables: BTreeSet<&str> = tables.values().map(String::as_str).collect();
     if declared_tables != ALL_TABLES.iter().copied().collect() {
-        problems.push(format!("tables {declared_tables:?}, expected {ALL_TABLES:?}"));
+        problems.push(format!(
+            "tables {declared_tables:?}, expected {ALL_TABLES:?}"
+        ));
     }
     for resource in template.resources_of("AWS::DynamoDB::Table") {
         let id = resource.id;
@@ -374,7 +456,12 @@ fn violations(template: &Template) -> Vec<String> {
             .map(string_list)
             .unwrap_or_default()
             .into_iter()
-            .map(|key| (text(key.get("AttributeName").unwrap_or(&Value::Null)), text(key.get("KeyType").unwrap_or(&Value::Null))))
+            .map(|key| {
+                (
+                    text(key.get("AttributeName").unwrap_or(&Value::Null)),
+                    text(key.get("KeyType").unwrap_or(&Value::Null)),
+                )
+            })
             .collect();
         if schema != [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())] {
             problems.push(format!("{id}: key schema {schema:?}"));
@@ -384,13 +471,21 @@ fn violations(template: &Template) -> Vec<String> {
             .map(string_list)
             .unwrap_or_default()
             .into_iter()
-            .map(|definition| (text(definition.get("AttributeName").unwrap_or(&Value::Null)), text(definition.get("AttributeType").unwrap_or(&Value::Null))))
+            .map(|definition| {
+                (
+                    text(definition.get("AttributeName").unwrap_or(&Value::Null)),
+                    text(definition.get("AttributeType").unwrap_or(&Value::Null)),
+                )
+            })
             .collect();
         if definitions != BTreeSet::from([("pk".into(), "S".into()), ("sk".into(), "S".into())]) {
             problems.push(format!("{id}: attribute definitions {definitions:?}"));
         }
         let ttl = resource.property("TimeToLiveSpecification");
-        if ttl.and_then(|ttl| ttl.get("AttributeName")).and_then(Value::as_str) != Some("ttl")
+        if ttl
+            .and_then(|ttl| ttl.get("AttributeName"))
+            .and_then(Value::as_str)
+            != Some("ttl")
             || ttl.and_then(|ttl| ttl.get("Enabled")).and_then(as_bool) != Some(true)
         {
             problems.push(format!("{id}: TTL must be enabled on `ttl`"));
@@ -401,7 +496,13 @@ fn violations(template: &Template) -> Vec<String> {
     let watchdog_id = template
         .resources_of("AWS::Serverless::Function")
         .into_iter()
-        .find(|function| function.property("FunctionName").and_then(logical_name).as_deref() == Some(WATCHDOG))
+        .find(|function| {
+            function
+                .property("FunctionName")
+                .and_then(logical_name)
+                .as_deref()
+                == Some(WATCHDOG)
+        })
         .map(|function| function.id.to_owned());
     let rules = template.resources_of("AWS::Events::Rule");
     let scheduled = rules.iter().find(|rule| {
@@ -416,11 +517,23 @@ fn violations(template: &Template) -> Vec<String> {
     match scheduled {
         None => problems.push("no rate(1 minute) rule targeting the watchdog".into()),
         Some(rule) => {
-            let permitted = template.resources_of("AWS::Lambda::Permission").iter().any(|permission| {
-                permission.property("Principal").and_then(Value::as_str) == Some("events.amazonaws.com")
-                    && permission.property("SourceArn").and_then(referenced_resource).as_deref() == Some(rule.id)
-                    && permission.property("FunctionName").and_then(referenced_resource) == watchdog_id
-            });
+            let permitted =
+                template
+                    .resources_of("AWS::Lambda::Permission")
+                    .iter()
+                    .any(|permission| {
+                        permission.property("Principal").and_then(Value::as_str)
+                            == Some("events.amazonaws.com")
+                            && permission
+                                .property("SourceArn")
+                                .and_then(referenced_resource)
+                                .as_deref()
+                                == Some(rule.id)
+                            && permission
+                                .property("FunctionName")
+                                .and_then(referenced_resource)
+                                == watchdog_id
+                    });
             if !permitted {
                 problems.push("the watchdog rule has no permission to invoke the function".into());
             }
@@ -433,18 +546,30 @@ fn violations(template: &Template) -> Vec<String> {
 fn template_grants_each_stage_exactly_what_it_uses() {
     let template = Template::from_path(template_path()).expect("template parses");
     let problems = violations(&template);
-    assert!(problems.is_empty(), "template violations:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "template violations:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
 fn local_deploy_declares_every_queue_and_table_of_the_domain() {
     let template = Template::from_path(template_path()).unwrap();
     let declared = declared_resources(&template).unwrap();
-    let queues: BTreeSet<String> = declared.queues.iter().map(|spec| spec.name.clone()).collect();
+    let queues: BTreeSet<String> = declared
+        .queues
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
     let mut wanted: BTreeSet<String> = ALL_QUEUES.iter().map(|queue| (*queue).to_owned()).collect();
     wanted.extend(ALL_QUEUES.iter().map(|queue| dead_letter_queue(queue)));
     assert_eq!(queues, wanted);
-    let tables: BTreeSet<&str> = declared.tables.iter().map(|spec| spec.name.as_str()).collect();
+    let tables: BTreeSet<&str> = declared
+        .tables
+        .iter()
+        .map(|spec| spec.name.as_str())
+        .collect();
     assert_eq!(tables, ALL_TABLES.iter().copied().collect());
     for spec in &declared.queues {
         if ALL_QUEUES.contains(&spec.name.as_str()) {
@@ -457,7 +582,10 @@ fn local_deploy_declares_every_queue_and_table_of_the_domain() {
 /// Applies a textual change to the real template and returns what the checker says.
 fn violations_after(from: &str, to: &str) -> Vec<String> {
     let original = template_text();
-    assert!(original.contains(from), "mutation anchor {from:?} not in the template");
+    assert!(
+        original.contains(from),
+        "mutation anchor {from:?} not in the template"
+    );
     let mutated = original.replacen(from, to, 1);
     violations(&Template::parse(&mutated).expect("mutated template parses"))
 }
@@ -468,13 +596,26 @@ fn a_wildcard_resource_fails() {
         "                Resource: !GetAtt IntakeQueue.Arn",
         "                Resource: \"*\"",
     );
-    assert!(problems.iter().any(|problem| problem.contains("wildcard resource")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard resource")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn a_wildcard_action_fails() {
-    let problems = violations_after("                  - sqs:SendMessage", "                  - \"sqs:*\"");
-    assert!(problems.iter().any(|problem| problem.contains("wildcard action")), "{problems:?}");
+    let problems = violations_after(
+        "                  - sqs:SendMessage",
+        "                  - \"sqs:*\"",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard action")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -483,21 +624,54 @@ fn access_to_an_unused_table_or_queue_fails() {
         "                  - !GetAtt LedgerTable.Arn",
         "                  - !GetAtt LedgerTable.Arn\n                  - !GetAtt FeedsTable.Arn",
     );
-    assert!(problems.iter().any(|problem| problem.contains("intake may touch feeds")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("intake may touch feeds")),
+        "{problems:?}"
+    );
     let problems = violations_after(
         "                  - !GetAtt ClassifyQueue.Arn",
         "                  - !GetAtt DistributeQueue.Arn",
     );
-    assert!(problems.iter().any(|problem| problem.contains("distribute.fifo")), "{problems:?}");
-    assert!(problems.iter().any(|problem| problem.contains("lacks permissions on classify.fifo")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("distribute.fifo")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("lacks permissions on classify.fifo")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn a_weak_queue_fails() {
     let problems = violations_after("        maxReceiveCount: 5", "        maxReceiveCount: 50");
-    assert!(problems.iter().any(|problem| problem.contains("maxReceiveCount")), "{problems:?}");
-    let problems = violations_after("      VisibilityTimeout: 180", "      VisibilityTimeout: 60");
-    assert!(problems.iter().any(|problem| problem.contains("visibility 60s")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("maxReceiveCount")),
+        "{problems:?}"
+    );
+    let problems = violations_after(
+        "      VisibilityTimeout: 180",
+        "      VisibilityTimeout: 60",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("visibility 60s")),
+        "{problems:?}"
+    );
     let problems = violations_after("            BatchSize: 10", "            BatchSize: 11");
-    assert!(problems.iter().any(|problem| problem.contains("batch size")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("batch size")),
+        "{problems:?}"
+    );
 }

@@ -238,7 +238,10 @@ mod tests {
         );
         let names = builder.names().unwrap();
         assert_eq!(names["#n1"], "ttl");
-        assert_eq!(builder.values().unwrap()[":v0"], AttributeValue::N("100".into()));
+        assert_eq!(
+            builder.values().unwrap()[":v0"],
+            AttributeValue::N("100".into())
+        );
     }
 
     #[test]
@@ -255,7 +258,11 @@ mod tests {
         );
         let mut lonely = ExpressionBuilder::new();
         lonely.condition(&Condition::compare("flag", Comparison::Gt, true));
-        assert_eq!(lonely.names().unwrap().len(), 1, "only #pk, no unused placeholder");
+        assert_eq!(
+            lonely.names().unwrap().len(),
+            1,
+            "only #pk, no unused placeholder"
+        );
         assert!(lonely.values().is_none());
         assert!(builder.condition(&Condition::And(vec![])).contains(" OR "));
         assert!(builder.condition(&Condition::Or(vec![])).contains(" AND "));

@@ -138,7 +138,12 @@ impl DynamoTable {
         let physical = self.physical(table);
         let result = self
             .request("DeleteTable", Repeat::Safe, || {
-                let call = self.inner.client.delete_table().table_name(physical.clone()).send();
+                let call = self
+                    .inner
+                    .client
+                    .delete_table()
+                    .table_name(physical.clone())
+                    .send();
                 async move { call.await.map_err(|error| classify_sdk(&error)) }
             })
             .await;
@@ -178,12 +183,19 @@ impl DynamoTable {
         loop {
             let output = self
                 .request("DescribeTable", Repeat::Safe, || {
-                    let call = self.inner.client.describe_table().table_name(physical).send();
+                    let call = self
+                        .inner
+                        .client
+                        .describe_table()
+                        .table_name(physical)
+                        .send();
                     async move { call.await.map_err(|error| classify_sdk(&error)) }
                 })
                 .await
                 .map_err(|error| for_resource(error, "table", table))?;
-            let status = output.table().and_then(|description| description.table_status());
+            let status = output
+                .table()
+                .and_then(|description| description.table_status());
             if matches!(status, Some(TableStatus::Active) | None) {
                 return Ok(());
             }
@@ -306,9 +318,14 @@ fn expressions(condition: Option<&Condition>, update: Option<&Update>) -> Expres
 
 /// Codes of cancellation reasons that a later attempt may not meet.
 fn transient_cancellation(reason: &str) -> bool {
-    ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"]
-        .iter()
-        .any(|code| reason.starts_with(code))
+    [
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    ]
+    .iter()
+    .any(|code| reason.starts_with(code))
 }
 
 /// `reasons[i]` for operation `i`: `None` when it did not fail, else `"Code: message"`.
@@ -330,8 +347,8 @@ fn cancellation_reasons(error: &TransactWriteItemsError, operations: usize) -> V
             .collect();
     }
     // Fall back on the message, which lists the codes: "... reasons [None, ConditionalCheckFailed]".
-    let message = aws_smithy_types::error::metadata::ProvideErrorMetadata::message(error)
-        .unwrap_or_default();
+    let message =
+        aws_smithy_types::error::metadata::ProvideErrorMetadata::message(error).unwrap_or_default();
     match message
         .rsplit_once('[')
         .and_then(|(_, rest)| rest.split_once(']'))
@@ -457,7 +474,10 @@ impl Table for DynamoTable {
                 })
                 .await
                 .map_err(|error| for_resource(error, "table", table))?;
-            if let Some(found) = output.responses().and_then(|responses| responses.get(&physical)) {
+            if let Some(found) = output
+                .responses()
+                .and_then(|responses| responses.get(&physical))
+            {
                 for map in found {
                     let item = item_from_map(map)?;
                     self.inner.counters.item_read(item.size_bytes());
@@ -589,19 +609,21 @@ impl Table for DynamoTable {
             .await
             .map_err(|error| for_resource(for_item(error, table, key), "table", table))?;
         let removed = output.attributes().map(item_from_map).transpose()?;
-        let bytes = removed
-            .as_ref()
-            .map_or(key_bytes(key), Item::size_bytes);
+        let bytes = removed.as_ref().map_or(key_bytes(key), Item::size_bytes);
         self.inner.counters.item_written(bytes, false);
         Ok(removed.and_then(|item| self.visible(item)))
     }
 
     async fn query(&self, table: &str, query: &Query) -> Result<QueryPage> {
         if query.pk.is_empty() {
-            return Err(Error::InvalidRequest("query without a partition key".into()));
+            return Err(Error::InvalidRequest(
+                "query without a partition key".into(),
+            ));
         }
         if query.limit == Some(0) {
-            return Err(Error::InvalidRequest("query limit must be at least 1".into()));
+            return Err(Error::InvalidRequest(
+                "query limit must be at least 1".into(),
+            ));
         }
         let range = match normalise_range(&query.range) {
             NormalisedRange::Query(range) => range,
@@ -619,8 +641,9 @@ impl Table for DynamoTable {
         let more = loop {
             rounds += 1;
             let limit = query.limit.map(|limit| limit - items.len());
-            let start_key =
-                start_after.as_ref().map(|sk| key_to_map(&Key::new(query.pk.clone(), sk.clone())));
+            let start_key = start_after
+                .as_ref()
+                .map(|sk| key_to_map(&Key::new(query.pk.clone(), sk.clone())));
             let output = self
                 .request("Query", Repeat::Safe, || {
                     let call = self
@@ -693,7 +716,11 @@ impl Table for DynamoTable {
                         .set_item(Some(item_to_map(item)))
                         .build()
                         .map_err(|error| Error::InvalidRequest(error.to_string()))?;
-                    (&item.key, WriteRequest::builder().put_request(put).build(), item.size_bytes())
+                    (
+                        &item.key,
+                        WriteRequest::builder().put_request(put).build(),
+                        item.size_bytes(),
+                    )
                 }
                 BatchWrite::Delete(key) => {
                     check_key(key)?;
@@ -701,7 +728,11 @@ impl Table for DynamoTable {
                         .set_key(Some(key_to_map(key)))
                         .build()
                         .map_err(|error| Error::InvalidRequest(error.to_string()))?;
-                    (key, WriteRequest::builder().delete_request(delete).build(), key_bytes(key))
+                    (
+                        key,
+                        WriteRequest::builder().delete_request(delete).build(),
+                        key_bytes(key),
+                    )
                 }
             };
             if !seen.insert(key.clone()) {
@@ -809,7 +840,10 @@ impl Table for DynamoTable {
                 {
                     let reasons = cancellation_reasons(service.err(), operations.len());
                     let transient = reasons.iter().flatten().count() > 0
-                        && reasons.iter().flatten().all(|reason| transient_cancellation(reason));
+                        && reasons
+                            .iter()
+                            .flatten()
+                            .all(|reason| transient_cancellation(reason));
                     if transient && attempt + 1 < policy.max_attempts {
                         // Nothing was applied: a fresh token makes the retry a new transaction.
                         token = uuid::Uuid::new_v4().to_string();
@@ -834,9 +868,10 @@ impl Table for DynamoTable {
                 TransactWrite::Put { item, .. } => {
                     self.inner.counters.item_written(item.size_bytes(), true)
                 }
-                TransactWrite::Update { key, update, .. } => {
-                    self.inner.counters.item_written(update_bytes(key, update), true)
-                }
+                TransactWrite::Update { key, update, .. } => self
+                    .inner
+                    .counters
+                    .item_written(update_bytes(key, update), true),
                 TransactWrite::Delete { key, .. } => {
                     self.inner.counters.item_written(key_bytes(key), true)
                 }

@@ -115,7 +115,10 @@ mod tests {
     #[test]
     fn every_port_value_round_trips() {
         let nested = Value::M(BTreeMap::from([
-            ("list".to_owned(), Value::L(vec![Value::N(-3), Value::Null, Value::Bool(false)])),
+            (
+                "list".to_owned(),
+                Value::L(vec![Value::N(-3), Value::Null, Value::Bool(false)]),
+            ),
             ("bytes".to_owned(), Value::B(vec![0, 255])),
         ]));
         let item = Item::new(Key::new("p", "s"))
