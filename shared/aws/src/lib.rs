@@ -11,6 +11,7 @@
 //! `AWS_ENDPOINT_URL_SQS` and `AWS_ENDPOINT_URL_DYNAMODB` (LocalStack, DynamoDB Local).
 
 pub mod classify;
+pub mod cost;
 pub mod dynamo;
 pub mod error;
 pub mod local_deploy;

@@ -63,7 +63,10 @@ pub fn declared_resources(template: &Template) -> Result<DeclaredResources> {
     let mut dead_letters = Vec::new();
     let mut workers = Vec::new();
     for resource in &queue_resources {
-        let name = names_by_id[resource.id].clone();
+        let name = names_by_id
+            .get(resource.id)
+            .cloned()
+            .ok_or_else(|| AwsError::Template(format!("{}: queue without a name", resource.id)))?;
         let fifo = resource
             .property("FifoQueue")
             .and_then(as_bool)
