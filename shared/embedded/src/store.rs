@@ -207,13 +207,18 @@ impl EmbeddedStore {
         self.shared.database.disk_space().map_err(storage_error)
     }
 
-    /// Removes expired items and deduplication ids now; returns how many records went.
-    pub fn sweep_expired(&self) -> Result<usize> {
-        sweep(&self.shared)
+    /// Removes expired items and deduplication ids now (what the janitor does every
+    /// `janitor_interval`); returns how many records went.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || sweep(&shared))
+            .await
+            .map_err(storage_error)?
     }
 
-    /// Finishes queued writes, syncs, and stops the writer and janitor; later operations on
-    /// this store's queue and table fail with `Unavailable`.
+    /// Finishes queued writes, syncs, and stops the writer and janitor; later writes through
+    /// this store's queue and table fail with `Unavailable`. The database files are released
+    /// when the last queue or table handle is dropped too.
     pub fn close(self) {
         self.shared.stop_background();
     }

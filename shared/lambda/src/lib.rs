@@ -34,18 +34,10 @@ pub fn init_tracing() {
 pub async fn aws_context() -> anyhow::Result<StageContext> {
     let settings = AwsSettings::from_env().context("read AWS settings from the environment")?;
     let config = settings.sdk_config().await;
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(aws_sdk_sqs_client(&config), settings.clone()));
-    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb_client(&config), settings));
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_sdk_config(&config, settings.clone()));
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::from_sdk_config(&config, settings));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Ok(StageContext::new(queue, table, clock))
-}
-
-fn aws_sdk_sqs_client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(config)
-}
-
-fn aws_sdk_dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(config)
 }
 
 /// Converts the event's records. A record without a message id cannot be reported failed, so

@@ -11,22 +11,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use worldfleet_classify::Classify;
-use worldfleet_compose::Compose;
-use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_domain::names::{ALL_QUEUES, INTAKE_QUEUE, dead_letter_queue};
+use worldfleet_distribute::RepublishRules;
+use worldfleet_domain::names::{ALL_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
-use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
-use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, OutgoingMessage, Queue, SystemClock, Table, UsageSnapshot};
+use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
-use crate::poller::{PollerConfig, PollerStats, run_stage};
+use crate::fleet::{Fleet, Posting, narrative_stages, post_world, wait_for_drain};
+use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
-use crate::world::{Expectation, World, WorldSpec};
+use crate::world::{World, WorldSpec};
 
 /// Everything `worldfleet run` can be told.
 #[derive(Debug, Clone)]
@@ -116,41 +113,6 @@ impl RunSummary {
     }
 }
 
-struct Fleet {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    stats: Vec<(&'static str, Arc<PollerStats>)>,
-}
-
-impl Fleet {
-    fn distributed(&self) -> u64 {
-        self.stats
-            .iter()
-            .find(|(name, _)| *name == "distribute")
-            .map_or(0, |(_, stats)| {
-                stats.succeeded.load(std::sync::atomic::Ordering::Relaxed)
-            })
-    }
-
-    /// Graceful stop: pollers finish their batch and exit.
-    async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-
-    /// A crash: every in-flight batch is abandoned wherever it is.
-    async fn kill(self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
-
 /// The ports the stages use: the store's, wrapped in fault injection when asked.
 struct Ports {
     queue: Arc<dyn Queue>,
@@ -169,20 +131,6 @@ fn stage_ports(store: &EmbeddedStore, faults: Option<&Arc<FaultPlan>>) -> Ports 
     }
 }
 
-/// The four narrative stages over `context`.
-pub fn narrative_stages(
-    context: &StageContext,
-    intake: IntakeConfig,
-    rules: RepublishRules,
-) -> Vec<Arc<dyn StageHandler>> {
-    vec![
-        Arc::new(Intake::new(context.clone(), intake)),
-        Arc::new(Classify::new(context.clone())),
-        Arc::new(Compose::new(context.clone())),
-        Arc::new(Distribute::new(context.clone(), rules)),
-    ]
-}
-
 fn start_fleet(
     ports: &Ports,
     clock: Arc<dyn Clock>,
@@ -194,39 +142,13 @@ fn start_fleet(
     gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
     let mut intake = IntakeConfig::new(gateways);
     intake.rate_limit = options.rate_limit;
-    let (shutdown, watcher) = watch::channel(false);
     let poller = PollerConfig {
         workers: options.workers_per_stage,
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
-    let mut tasks = Vec::new();
-    let mut stats = Vec::new();
-    for handler in narrative_stages(&context, intake, RepublishRules::default_rules()) {
-        let stage_stats = Arc::new(PollerStats::default());
-        stats.push((handler.name(), Arc::clone(&stage_stats)));
-        tasks.push(tokio::spawn(run_stage(
-            handler,
-            Arc::clone(&ports.queue),
-            poller,
-            watcher.clone(),
-            stage_stats,
-            faults.clone(),
-        )));
-    }
-    Fleet {
-        shutdown,
-        tasks,
-        stats,
-    }
-}
-
-async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for name in ALL_QUEUES {
-        total += queue.depth(name).await?.total();
-    }
-    Ok(total)
+    let handlers = narrative_stages(&context, intake, RepublishRules::default_rules());
+    Fleet::start(handlers, Arc::clone(&ports.queue), poller, faults)
 }
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
@@ -284,7 +206,6 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let partitions = world.partitions();
     let players = world.players();
     let factions = world.factions();
-    let mut expectations: Vec<Expectation> = Vec::new();
 
     let mut ports = stage_ports(&store, faults.as_ref());
     let mut fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
@@ -299,102 +220,61 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
 
     let started = Instant::now();
     let started_ms = clock.now_ms();
-    let mut sent = 0_u64;
+    let posting = Posting {
+        rate: options.rate,
+        max_backlog: options.max_backlog,
+    };
+    let show = |fleet: &Fleet, base: u64| {
+        if let Some(bar) = &progress {
+            bar.set_position((base + fleet.distributed()).min(options.world.events));
+        }
+    };
+    let mut expectations = post_world(
+        store.queue().as_ref(),
+        &mut world,
+        clock.as_ref(),
+        posting,
+        started,
+        0,
+        options.restart_after,
+        || show(&fleet, 0),
+    )
+    .await?;
     let mut restarts = 0;
-    let mut restarted = false;
     let mut progress_base = 0;
-    while !world.finished() {
-        let mut batch = Vec::new();
-        while batch.len() < worldfleet_ports::queue::MAX_BATCH {
-            match world.next(clock.now_ms()) {
-                Some(emitted) => batch.push(emitted),
-                None => break,
-            }
-        }
-        let messages: Vec<OutgoingMessage> = batch
-            .iter()
-            .map(|emitted| {
-                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
-            })
-            .collect();
-        // The gateway's own retry loop: it keeps trying until intake's queue takes the batch.
-        let raw_queue = store.queue();
-        loop {
-            match raw_queue.send_batch(INTAKE_QUEUE, messages.clone()).await {
-                Ok(outcomes)
-                    if outcomes.iter().all(|outcome| {
-                        matches!(outcome, worldfleet_ports::SendOutcome::Sent { .. })
-                    }) =>
-                {
-                    break;
-                }
-                Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        sent += batch.len() as u64;
-        expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
-
-        if let Some(rate) = options.rate {
-            let due = Duration::from_secs_f64(sent as f64 / rate.max(1.0));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        } else if sent % 500 < 10 {
-            while backlog(raw_queue.as_ref()).await? > options.max_backlog {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        if let Some(bar) = &progress {
-            bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
-        }
-        drop(raw_queue);
-        if !restarted
-            && options
-                .restart_after
-                .is_some_and(|after| world.good_emitted() >= after)
-        {
-            restarted = true;
-            restarts += 1;
-            tracing::warn!(
-                sent,
-                "killing every stage mid-flight and reopening the store"
-            );
-            progress_base += fleet.distributed();
-            fleet.kill().await;
-            drop(ports);
-            store.close();
-            store = open(&data_dir)?;
-            ports = stage_ports(&store, faults.as_ref());
-            fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
-        }
+    if !world.finished() {
+        // A crash: every stage dies wherever it is, then the process comes back on the same
+        // store and carries on.
+        restarts += 1;
+        tracing::warn!(sent = expectations.len(), "killing every stage mid-flight and reopening the store");
+        progress_base += fleet.distributed();
+        fleet.kill().await;
+        drop(ports);
+        store.close();
+        store = open(&data_dir)?;
+        ports = stage_ports(&store, faults.as_ref());
+        fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
+        let rest = post_world(
+            store.queue().as_ref(),
+            &mut world,
+            clock.as_ref(),
+            posting,
+            started,
+            expectations.len() as u64,
+            None,
+            || show(&fleet, progress_base),
+        )
+        .await?;
+        expectations.extend(rest);
     }
-
-    let drain_started = Instant::now();
-    let mut drained = false;
-    let mut quiet_checks = 0;
-    while drain_started.elapsed() < options.drain_timeout {
-        if let Some(bar) = &progress {
-            bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
-        }
-        if backlog(store.queue().as_ref()).await? == 0 {
-            quiet_checks += 1;
-            if quiet_checks >= 3 {
-                drained = true;
-                break;
-            }
-        } else {
-            quiet_checks = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(bar) = progress {
+    let sent = expectations.len() as u64;
+    let drained = wait_for_drain(store.queue().as_ref(), options.drain_timeout, || show(&fleet, progress_base)).await?;
+    if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
     fleet.stop().await;
     if !drained {
-        tracing::warn!(
-            "queues did not drain within the timeout; the audit reports what is missing"
-        );
+        tracing::warn!("queues did not drain within the timeout; the audit reports what is missing");
     }
 
     let mut dead_letters = 0;

@@ -7,16 +7,19 @@
 //!   signed envelopes, good and deliberately bad;
 //! - [`faults`]: crash, duplicate-delivery and expired-visibility injection for tests;
 //! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
+//! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
 
 pub mod audit;
 pub mod embedded;
 pub mod faults;
+pub mod fleet;
 pub mod poller;
 pub mod resources;
 pub mod world;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
+pub use fleet::{Fleet, narrative_stages};
 pub use poller::{PollerConfig, PollerStats, run_stage};
 pub use world::{World, WorldSpec};
