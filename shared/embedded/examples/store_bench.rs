@@ -1,6 +1,10 @@
 //! Measures the embedded store's write and queue throughput with fsync durability.
 //!
-//! `cargo run --release -p worldfleet-embedded --example store_bench [-- WRITES]`
+//! `cargo run --release -p worldfleet-embedded --example store_bench [-- WRITES [PHASE]]`
+//!
+//! PHASE is `1`, `100`, `1000` or `queue` to run one phase only (to time it with
+//! `/usr/bin/time`); `STORE_BENCH_BUFFERED=1` acknowledges without fsync, which leaves the
+//! store's own CPU cost as the limit.
 //!
 //! Table phase: `C` concurrent callers (C = 1, 100, 1000) each put 300-byte items under
 //! feed-shaped keys; the writer groups their writes, so C bounds the writes per commit. Queue
@@ -10,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_ports::{
     Item, Key, OutgoingMessage, Queue, QueueSpec, ReceiveRequest, SystemClock, Table, TableSpec,
 };
@@ -19,12 +23,16 @@ const TABLE: &str = "bench-items";
 const QUEUE: &str = "bench-queue.fifo";
 
 fn open(directory: &tempfile::TempDir) -> EmbeddedStore {
-    EmbeddedStore::open(
-        directory.path(),
-        Arc::new(SystemClock),
-        StoreOptions::default(),
-    )
-    .expect("the store opens")
+    let durability = if std::env::var_os("STORE_BENCH_BUFFERED").is_some() {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    };
+    let options = StoreOptions {
+        durability,
+        ..StoreOptions::default()
+    };
+    EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options).expect("the store opens")
 }
 
 async fn table_phase(callers: usize, writes: usize) -> f64 {
@@ -136,11 +144,19 @@ async fn main() {
         .nth(1)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(20_000);
+    let phase = std::env::args().nth(2);
+    let runs = |name: &str| phase.as_deref().is_none_or(|phase| phase == name);
     for callers in [1, 100, 1000] {
+        if !runs(&callers.to_string()) {
+            continue;
+        }
         // One caller waits for each commit: fewer writes keep the run short.
         let writes = if callers == 1 { writes / 10 } else { writes };
         let rate = table_phase(callers, writes).await;
         println!("table put, {callers:>4} concurrent callers: {rate:>9.0} writes/s");
+    }
+    if !runs("queue") {
+        return;
     }
     let rate = queue_phase(writes).await;
     println!("queue send+receive+delete (FIFO, 16+16 tasks): {rate:>9.0} msgs/s");

@@ -14,7 +14,7 @@ use worldfleet_ports::{Clock, Item, Key, OperationCounters, Result, UsageSnapsho
 use crate::codec;
 use crate::queue::{EmbeddedQueue, QueueHandle};
 use crate::table::EmbeddedTable;
-use crate::writer::{Durability, Writer, storage_error};
+use crate::writer::{Durability, Space, Writer, storage_error};
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ impl EmbeddedStore {
         database
             .persist(fjall::PersistMode::SyncAll)
             .map_err(storage_error)?;
-        let writer = Writer::start(database.clone(), options.durability)?;
+        let writer = Writer::start(database.clone(), spaces.clone(), options.durability)?;
         let shared = Arc::new(Shared {
             database,
             spaces,
@@ -207,7 +207,8 @@ impl EmbeddedStore {
         self.shared.database.disk_space().map_err(storage_error)
     }
 
-    /// Removes expired items and deduplication ids now; returns how many records went.
+    /// Removes expired items, deduplication ids and messages past their queue's retention
+    /// now; returns how many records went.
     pub fn sweep_expired(&self) -> Result<usize> {
         sweep(&self.shared)
     }
@@ -264,29 +265,27 @@ fn sweep(shared: &Shared) -> Result<usize> {
         if due.is_empty() {
             break;
         }
-        let spaces = shared.spaces.clone();
-        removed += shared.writer.execute_blocking(move |database| {
-            let mut batch = database.batch();
+        removed += shared.writer.execute_blocking(move |staging| {
             let mut removed = 0;
             for index_key in due {
                 let item_key = &index_key[8..];
-                if let Some(value) = spaces.items.get(item_key).map_err(storage_error)? {
+                if let Some(value) = staging.get(Space::Items, item_key)? {
                     let (_, pk, sk) = codec::split_item_key(item_key)?;
                     let item = Item {
                         key: Key::new(pk, sk),
                         attributes: codec::decode_attributes(&value)?,
                     };
                     if item.is_expired(now_secs) {
-                        batch.remove(&spaces.items, item_key);
+                        staging.remove(Space::Items, item_key);
                         removed += 1;
                     }
                 }
-                batch.remove(&spaces.ttl, index_key);
+                staging.remove(Space::Ttl, index_key);
             }
-            batch.commit().map_err(storage_error)?;
             Ok(removed)
         })?;
     }
     removed += crate::queue::sweep_dedup(shared, now_ms)?;
+    removed += crate::queue::sweep_retention(shared, now_ms)?;
     Ok(removed)
 }
