@@ -1,5 +1,5 @@
 //! The group-commit writer: one thread applies every write, a whole group of callers shares
-//! one fjall batch and one fsync.
+//! one fjall batch, and groups share fsyncs.
 //!
 //! Callers hand the writer a job. The writer thread takes the first waiting job, then every
 //! job that queued up behind it (up to [`MAX_GROUP`]), and runs them one after another against
@@ -7,11 +7,14 @@
 //! of its group (not yet in fjall), evaluates its conditions and stages its own writes. A job
 //! that fails leaves nothing behind; a job that succeeds adds its writes to the group's
 //! overlay. When the group is complete its overlay (the last write per key) becomes one fjall
-//! batch, committed atomically, then made durable with one journal persist; only then is each
-//! job's completion run, answering its caller. Because only this thread writes, check-and-set
-//! is race-free without locks, and a caller never hears of a write (or of a condition decided
-//! by one) that a crash could still lose. Readers on other threads see a group's writes once
-//! its batch is committed, possibly just before the persist; fjall's journal is ordered, so
+//! batch, committed atomically to the journal and memtables, and the group goes to the syncer
+//! thread while the writer starts on the next group. The syncer persists the journal once for
+//! every group that is waiting, and only then runs their jobs' completions, in commit order,
+//! answering the callers. Because only the writer thread writes, check-and-set is race-free
+//! without locks, and a caller never hears of a write (or of a condition decided by one) that
+//! a crash could still lose: a later group's persist covers every earlier group, and after a
+//! failed persist nothing more is acknowledged. Readers on other threads see a group's writes
+//! once its batch is committed, possibly before the persist; fjall's journal is ordered, so
 //! anything they write in response lands after it and cannot survive a crash that it did not.
 
 use std::collections::HashMap;
@@ -177,9 +180,19 @@ impl Writer {
         durability: Durability,
     ) -> Result<Self> {
         let (sender, receiver) = channel();
+        let (to_syncer, syncer_inbox) = channel();
+        let syncer_database = database.clone();
+        let syncer = std::thread::Builder::new()
+            .name("worldfleet-store-syncer".into())
+            .spawn(move || sync(&syncer_database, &syncer_inbox, durability))
+            .map_err(storage_error)?;
         let thread = std::thread::Builder::new()
             .name("worldfleet-store-writer".into())
-            .spawn(move || run(&database, &spaces, &receiver, durability))
+            .spawn(move || {
+                run(&database, &spaces, &receiver, &to_syncer);
+                drop(to_syncer);
+                let _ = syncer.join();
+            })
             .map_err(storage_error)?;
         Ok(Self {
             sender,
@@ -272,16 +285,10 @@ fn apply(job: &mut dyn Job, spaces: &Spaces, overlay: &mut Overlay) {
     }
 }
 
-/// Commits the group's overlay as one batch and persists it.
-fn commit(
-    database: &Database,
-    spaces: &Spaces,
-    overlay: &mut Overlay,
-    mode: PersistMode,
-) -> Result<()> {
+/// Commits the group's overlay as one batch (to the journal and memtables, not yet durable).
+fn commit(database: &Database, spaces: &Spaces, overlay: &mut Overlay) -> Result<()> {
     let writes: usize = overlay.iter().map(HashMap::len).sum();
     if writes == 0 {
-        // Nothing staged: every job read state that an earlier group already made durable.
         return Ok(());
     }
     let mut batch = fjall::OwnedWriteBatch::with_capacity(database.clone(), writes);
@@ -294,8 +301,7 @@ fn commit(
             }
         }
     }
-    batch.commit().map_err(storage_error)?;
-    database.persist(mode).map_err(storage_error)
+    batch.commit().map_err(storage_error)
 }
 
 /// [`Space`]s by their index in an [`Overlay`].
@@ -308,13 +314,22 @@ const SPACES: [Space; SPACE_COUNT] = [
     Space::Meta,
 ];
 
-fn run(database: &Database, spaces: &Spaces, receiver: &Receiver<Command>, durability: Durability) {
-    let mode = match durability {
-        Durability::Sync => PersistMode::SyncAll,
-        Durability::Buffered => PersistMode::Buffer,
-    };
+/// A group whose batch is committed (or failed to commit), on its way to the syncer.
+struct Committed {
+    jobs: Vec<Box<dyn Job>>,
+    committed: Result<()>,
+}
+
+/// The writer thread: applies jobs and commits each group's batch, then hands the group to
+/// the syncer, so the next group is applied while the previous one is being fsynced.
+fn run(
+    database: &Database,
+    spaces: &Spaces,
+    receiver: &Receiver<Command>,
+    syncer: &Sender<Committed>,
+) {
     let mut overlay: Overlay = Default::default();
-    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(256);
+    let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     let mut open = true;
     while open {
         match receiver.recv() {
@@ -337,18 +352,59 @@ fn run(database: &Database, spaces: &Spaces, receiver: &Receiver<Command>, durab
         if jobs.is_empty() {
             continue;
         }
-        let persisted = commit(database, spaces, &mut overlay, mode);
-        if let Err(error) = &persisted {
+        let committed = commit(database, spaces, &mut overlay);
+        if let Err(error) = &committed {
             tracing::error!(%error, "embedded store: group commit failed");
             for writes in &mut overlay {
                 writes.clear();
             }
         }
-        for job in jobs.drain(..) {
-            job.complete(persisted.clone());
+        let group = Committed {
+            jobs: std::mem::take(&mut jobs),
+            committed,
+        };
+        if let Err(unsent) = syncer.send(group) {
+            // The syncer is gone (it panicked): nothing can be made durable any more.
+            for job in unsent.0.jobs {
+                job.complete(Err(Error::Unavailable(
+                    "embedded store syncer stopped".into(),
+                )));
+            }
         }
     }
     // Jobs queued after the shutdown are dropped; their callers see the writer stopped.
+}
+
+/// The syncer thread: makes committed groups durable, several at once when they queued up
+/// during the previous persist, then answers their callers in commit order.
+fn sync(database: &Database, inbox: &Receiver<Committed>, durability: Durability) {
+    let mode = match durability {
+        Durability::Sync => PersistMode::SyncAll,
+        Durability::Buffered => PersistMode::Buffer,
+    };
+    // After a failed persist nothing later can be acknowledged: the journal may have a hole.
+    let mut failure: Option<Error> = None;
+    let mut groups: Vec<Committed> = Vec::new();
+    while let Ok(group) = inbox.recv() {
+        groups.push(group);
+        groups.extend(inbox.try_iter());
+        let persisted = match &failure {
+            Some(error) => Err(error.clone()),
+            None => database.persist(mode).map_err(storage_error),
+        };
+        if let Err(error) = &persisted
+            && failure.is_none()
+        {
+            tracing::error!(%error, "embedded store: journal persist failed");
+            failure = Some(error.clone());
+        }
+        for group in groups.drain(..) {
+            let result = persisted.clone().and(group.committed);
+            for job in group.jobs {
+                job.complete(result.clone());
+            }
+        }
+    }
     if let Err(error) = database.persist(PersistMode::SyncAll) {
         tracing::error!(%error, "embedded store: final persist failed");
     }
