@@ -264,25 +264,29 @@ pub struct EmbeddedQueue {
 }
 
 pub(crate) fn load_queues(shared: &Shared) -> Result<()> {
+    shared.with_spaces(|spaces| load_queues_from(shared, spaces))
+}
+
+fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()> {
     let mut queues = shared
         .queues
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    for entry in shared.spaces.meta.prefix(QUEUE_META_PREFIX) {
+    for entry in spaces.meta.prefix(QUEUE_META_PREFIX) {
         let (_, value) = entry.into_inner().map_err(storage_error)?;
         let spec: QueueSpec = serde_json::from_slice(&value)
             .map_err(|error| Error::Permanent(format!("corrupt queue spec: {error}")))?;
         queues.insert(spec.name.clone(), Arc::new(QueueHandle::new(spec)));
     }
     let now_ms = shared.clock.now_ms();
-    for entry in shared.spaces.messages.iter() {
+    for entry in spaces.messages.iter() {
         let (key, value) = entry.into_inner().map_err(storage_error)?;
         let (name, sequence) = codec::split_message_key(&key)?;
         let Some(handle) = queues.get(name) else {
             continue;
         };
         let record = MessageRecord::decode(&value)?;
-        let receive_count = match shared.spaces.receives.get(&key).map_err(storage_error)? {
+        let receive_count = match spaces.receives.get(&key).map_err(storage_error)? {
             Some(count) => u32::from_be_bytes(count.as_ref().try_into().unwrap_or_default()),
             None => 0,
         };
@@ -300,7 +304,7 @@ pub(crate) fn load_queues(shared: &Shared) -> Result<()> {
             now_ms,
         );
     }
-    for entry in shared.spaces.dedup.iter() {
+    for entry in spaces.dedup.iter() {
         let (key, value) = entry.into_inner().map_err(storage_error)?;
         let Some((&len, rest)) = key.split_first() else {
             continue;
@@ -681,17 +685,18 @@ impl EmbeddedQueue {
             target.arrivals.notify_one();
         }
         let mut deliveries = picked.deliveries;
-        for (sequence, message) in &mut deliveries {
-            let key = codec::message_key(&handle.prefix, *sequence);
-            let record = self
-                .shared
-                .spaces
-                .messages
-                .get(&key)
-                .map_err(storage_error)?
-                .ok_or_else(|| Error::Unavailable("message body missing".into()))?;
-            message.body = MessageRecord::decode(&record)?.body;
-        }
+        self.shared.with_spaces(|spaces| {
+            for (sequence, message) in &mut deliveries {
+                let key = codec::message_key(&handle.prefix, *sequence);
+                let record = spaces
+                    .messages
+                    .get(&key)
+                    .map_err(storage_error)?
+                    .ok_or_else(|| Error::Unavailable("message body missing".into()))?;
+                message.body = MessageRecord::decode(&record)?.body;
+            }
+            Ok(())
+        })?;
         Ok(deliveries.into_iter().map(|(_, message)| message).collect())
     }
 

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
-use worldfleet_ports::{Clock, Item, Key, OperationCounters, Result, UsageSnapshot};
+use worldfleet_ports::{Clock, Error, Item, Key, OperationCounters, Result, UsageSnapshot};
 
 use crate::codec;
 use crate::queue::{EmbeddedQueue, QueueHandle};
@@ -61,10 +61,16 @@ pub(crate) struct Spaces {
     pub meta: Keyspace,
 }
 
-/// State shared by the store, its queue and its table.
-pub(crate) struct Shared {
+/// The fjall handles. [`EmbeddedStore::close`] takes them out, so that the database (its
+/// lock, journal and background threads) is released even while queue or table handles live.
+pub(crate) struct Handles {
     pub database: Database,
     pub spaces: Spaces,
+}
+
+/// State shared by the store, its queue and its table.
+pub(crate) struct Shared {
+    handles: RwLock<Option<Handles>>,
     pub clock: Arc<dyn Clock>,
     pub counters: OperationCounters,
     pub writer: Writer,
@@ -81,6 +87,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Runs `read` over the keyspaces; `Unavailable` once the store is closed. `close` waits
+    /// for reads in progress.
+    pub(crate) fn with_spaces<T>(&self, read: impl FnOnce(&Spaces) -> Result<T>) -> Result<T> {
+        let handles = self.handles.read().unwrap_or_else(PoisonError::into_inner);
+        match handles.as_ref() {
+            Some(handles) => read(&handles.spaces),
+            None => Err(Error::Unavailable("embedded store is closed".into())),
+        }
+    }
+
     fn stop_background(&self) {
         let janitor = self
             .janitor
@@ -154,8 +170,7 @@ impl EmbeddedStore {
             .map_err(storage_error)?;
         let writer = Writer::start(database.clone(), spaces.clone(), options.durability)?;
         let shared = Arc::new(Shared {
-            database,
-            spaces,
+            handles: RwLock::new(Some(Handles { database, spaces })),
             clock,
             counters: OperationCounters::default(),
             writer,
@@ -204,7 +219,15 @@ impl EmbeddedStore {
 
     /// Bytes the database occupies on disk (tables, queues and journal).
     pub fn disk_bytes(&self) -> Result<u64> {
-        self.shared.database.disk_space().map_err(storage_error)
+        let handles = self
+            .shared
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match handles.as_ref() {
+            Some(handles) => handles.database.disk_space().map_err(storage_error),
+            None => Err(Error::Unavailable("embedded store is closed".into())),
+        }
     }
 
     /// Removes expired items, deduplication ids and messages past their queue's retention
@@ -215,8 +238,21 @@ impl EmbeddedStore {
 
     /// Finishes queued writes, syncs, and stops the writer and janitor; later operations on
     /// this store's queue and table fail with `Unavailable`.
+    ///
+    /// Then it releases the database: its lock, journal and background threads are gone when
+    /// `close` returns, even if queue or table handles are still alive, so the directory can be
+    /// reopened or deleted at once.
     pub fn close(self) {
         self.shared.stop_background();
+        let handles = self
+            .shared
+            .handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The writer and syncer threads have exited with their clones; dropping the last
+        // handle waits for fjall's background workers.
+        drop(handles);
     }
 }
 
@@ -252,16 +288,14 @@ fn sweep(shared: &Shared) -> Result<usize> {
     let now_ms = shared.clock.now_ms();
     let mut removed = 0;
     loop {
-        let mut due: Vec<Vec<u8>> = Vec::new();
         let upper = (now_secs + 1).to_be_bytes();
-        for entry in shared
-            .spaces
-            .ttl
-            .range(..upper.as_slice())
-            .take(SWEEP_CHUNK)
-        {
-            due.push(entry.key().map_err(storage_error)?.to_vec());
-        }
+        let due = shared.with_spaces(|spaces| {
+            let mut due: Vec<Vec<u8>> = Vec::new();
+            for entry in spaces.ttl.range(..upper.as_slice()).take(SWEEP_CHUNK) {
+                due.push(entry.key().map_err(storage_error)?.to_vec());
+            }
+            Ok(due)
+        })?;
         if due.is_empty() {
             break;
         }

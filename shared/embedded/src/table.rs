@@ -34,12 +34,14 @@ pub(crate) fn load_tables(shared: &Shared) -> Result<()> {
         .tables
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    for entry in shared.spaces.meta.prefix(TABLE_META_PREFIX) {
-        let key = entry.key().map_err(storage_error)?;
-        let name = String::from_utf8_lossy(&key[TABLE_META_PREFIX.len()..]).into_owned();
-        tables.insert(name);
-    }
-    Ok(())
+    shared.with_spaces(|spaces| {
+        for entry in spaces.meta.prefix(TABLE_META_PREFIX) {
+            let key = entry.key().map_err(storage_error)?;
+            let name = String::from_utf8_lossy(&key[TABLE_META_PREFIX.len()..]).into_owned();
+            tables.insert(name);
+        }
+        Ok(())
+    })
 }
 
 fn condition_failed(table: &str, key: &Key) -> Error {
@@ -131,7 +133,9 @@ impl EmbeddedTable {
     /// Reads a live (unexpired) item.
     fn read_live(&self, table: &str, key: &Key) -> Result<Option<Item>> {
         let item_key = codec::item_key(table, &key.pk, &key.sk);
-        let item = read_raw(&self.shared.spaces.items, &item_key, key)?;
+        let item = self
+            .shared
+            .with_spaces(|spaces| read_raw(&spaces.items, &item_key, key))?;
         Ok(item.filter(|item| !item.is_expired(self.now_secs())))
     }
 
@@ -390,36 +394,36 @@ impl Table for EmbeddedTable {
         let limit = query.limit.unwrap_or(usize::MAX);
         let now_secs = self.now_secs();
         let mut bytes = 0;
-        let range = self.shared.spaces.items.range::<Vec<u8>, _>((lower, upper));
-        let mut entries: Box<dyn Iterator<Item = fjall::Guard>> = if query.ascending {
-            Box::new(range)
-        } else {
-            Box::new(range.rev())
-        };
-        let mut cut = false;
-        for entry in entries.by_ref() {
-            let (key, value) = entry.into_inner().map_err(storage_error)?;
-            let sk = std::str::from_utf8(&key[prefix.len()..])
-                .map_err(|_| Error::Permanent("corrupt sort key".into()))?;
-            let item = Item {
-                key: Key::new(query.pk.clone(), sk),
-                attributes: codec::decode_attributes(&value)?,
+        let cut = self.shared.with_spaces(|spaces| {
+            let range = spaces.items.range::<Vec<u8>, _>((lower, upper));
+            let mut entries: Box<dyn Iterator<Item = fjall::Guard>> = if query.ascending {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
             };
-            if item.is_expired(now_secs) {
-                continue;
+            for entry in entries.by_ref() {
+                let (key, value) = entry.into_inner().map_err(storage_error)?;
+                let sk = std::str::from_utf8(&key[prefix.len()..])
+                    .map_err(|_| Error::Permanent("corrupt sort key".into()))?;
+                let item = Item {
+                    key: Key::new(query.pk.clone(), sk),
+                    attributes: codec::decode_attributes(&value)?,
+                };
+                if item.is_expired(now_secs) {
+                    continue;
+                }
+                let size = item.size_bytes();
+                if !page.items.is_empty() && bytes + size > MAX_QUERY_PAGE_BYTES {
+                    return Ok(true);
+                }
+                bytes += size;
+                page.items.push(item);
+                if page.items.len() >= limit {
+                    return Ok(entries.next().is_some());
+                }
             }
-            let size = item.size_bytes();
-            if !page.items.is_empty() && bytes + size > MAX_QUERY_PAGE_BYTES {
-                cut = true;
-                break;
-            }
-            bytes += size;
-            page.items.push(item);
-            if page.items.len() >= limit {
-                cut = entries.next().is_some();
-                break;
-            }
-        }
+            Ok(false)
+        })?;
         if cut {
             page.last_evaluated_sk = page.items.last().map(|item| item.key.sk.clone());
         }

@@ -282,3 +282,32 @@ async fn the_sweep_drops_messages_past_retention() {
         "the swept messages are gone from disk too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_the_database_while_handles_live() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_with_table(&directory).await;
+    let table = store.table();
+    let queue = store.queue();
+    table
+        .put(TABLE, Item::new(Key::new("kept", "1")), None)
+        .await
+        .expect("a put");
+    store.close();
+    // fjall's directory lock is gone: the store reopens while the old handles still live.
+    let reopened = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options())
+        .expect("the store reopens at once");
+    let item = reopened
+        .table()
+        .get(TABLE, &Key::new("kept", "1"))
+        .await
+        .expect("a read");
+    assert!(item.is_some());
+    let closed = table.get(TABLE, &Key::new("kept", "1")).await;
+    assert!(
+        matches!(closed, Err(Error::Unavailable(_))),
+        "reads through the closed store's handles fail"
+    );
+    reopened.close();
+    drop((table, queue));
+}
