@@ -10,7 +10,8 @@
 //! batch, committed atomically to the journal and memtables, and the group goes to the syncer
 //! thread while the writer starts on the next group. The syncer persists the journal once for
 //! every group that is waiting, and only then runs their jobs' completions, in commit order,
-//! answering the callers. Because only the writer thread writes, check-and-set is race-free
+//! answering the callers. (With [`Durability::Buffered`] the persist is only a write to the
+//! OS, cheaper than a thread hop, so the writer does it itself after each group.) Because only the writer thread writes, check-and-set is race-free
 //! without locks, and a caller never hears of a write (or of a condition decided by one) that
 //! a crash could still lose: a later group's persist covers every earlier group, and after a
 //! failed persist nothing more is acknowledged. Readers on other threads see a group's writes
@@ -180,18 +181,28 @@ impl Writer {
         durability: Durability,
     ) -> Result<Self> {
         let (sender, receiver) = channel();
-        let (to_syncer, syncer_inbox) = channel();
-        let syncer_database = database.clone();
-        let syncer = std::thread::Builder::new()
-            .name("worldfleet-store-syncer".into())
-            .spawn(move || sync(&syncer_database, &syncer_inbox, durability))
-            .map_err(storage_error)?;
+        let (mut finisher, syncer) = match durability {
+            Durability::Sync => {
+                let (to_syncer, syncer_inbox) = channel();
+                let syncer_database = database.clone();
+                let persister = Persister::new(durability);
+                let syncer = std::thread::Builder::new()
+                    .name("worldfleet-store-syncer".into())
+                    .spawn(move || sync(&syncer_database, &syncer_inbox, persister))
+                    .map_err(storage_error)?;
+                (Finisher::Syncer(to_syncer), Some(syncer))
+            }
+            Durability::Buffered => (Finisher::Inline(Persister::new(durability)), None),
+        };
         let thread = std::thread::Builder::new()
             .name("worldfleet-store-writer".into())
             .spawn(move || {
-                run(&database, &spaces, &receiver, &to_syncer);
-                drop(to_syncer);
-                let _ = syncer.join();
+                run(&database, &spaces, &receiver, &mut finisher);
+                // Closing the syncer's inbox lets it finish the queued groups and stop.
+                drop(finisher);
+                if let Some(syncer) = syncer {
+                    let _ = syncer.join();
+                }
             })
             .map_err(storage_error)?;
         Ok(Self {
@@ -320,13 +331,20 @@ struct Committed {
     committed: Result<()>,
 }
 
-/// The writer thread: applies jobs and commits each group's batch, then hands the group to
-/// the syncer, so the next group is applied while the previous one is being fsynced.
+/// Where the writer sends a committed group.
+enum Finisher {
+    /// To the syncer thread (fsync durability: the next group is applied meanwhile).
+    Syncer(Sender<Committed>),
+    /// Persisted right here (buffered durability: the persist is cheap, a thread hop is not).
+    Inline(Persister),
+}
+
+/// The writer thread: applies jobs and commits each group's batch, then finishes the group.
 fn run(
     database: &Database,
     spaces: &Spaces,
     receiver: &Receiver<Command>,
-    syncer: &Sender<Committed>,
+    finisher: &mut Finisher,
 ) {
     let mut overlay: Overlay = Default::default();
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
@@ -363,47 +381,76 @@ fn run(
             jobs: std::mem::take(&mut jobs),
             committed,
         };
-        if let Err(unsent) = syncer.send(group) {
-            // The syncer is gone (it panicked): nothing can be made durable any more.
-            for job in unsent.0.jobs {
-                job.complete(Err(Error::Unavailable(
-                    "embedded store syncer stopped".into(),
-                )));
+        match finisher {
+            Finisher::Syncer(syncer) => {
+                if let Err(unsent) = syncer.send(group) {
+                    // The syncer is gone (it panicked): nothing can be made durable any more.
+                    for job in unsent.0.jobs {
+                        job.complete(Err(Error::Unavailable(
+                            "embedded store syncer stopped".into(),
+                        )));
+                    }
+                }
             }
+            Finisher::Inline(persister) => persister.finish(database, std::iter::once(group)),
         }
     }
     // Jobs queued after the shutdown are dropped; their callers see the writer stopped.
+    if matches!(finisher, Finisher::Inline(_))
+        && let Err(error) = database.persist(PersistMode::SyncAll)
+    {
+        tracing::error!(%error, "embedded store: final persist failed");
+    }
 }
 
-/// The syncer thread: makes committed groups durable, several at once when they queued up
-/// during the previous persist, then answers their callers in commit order.
-fn sync(database: &Database, inbox: &Receiver<Committed>, durability: Durability) {
-    let mode = match durability {
-        Durability::Sync => PersistMode::SyncAll,
-        Durability::Buffered => PersistMode::Buffer,
-    };
-    // After a failed persist nothing later can be acknowledged: the journal may have a hole.
-    let mut failure: Option<Error> = None;
-    let mut groups: Vec<Committed> = Vec::new();
-    while let Ok(group) = inbox.recv() {
-        groups.push(group);
-        groups.extend(inbox.try_iter());
-        let persisted = match &failure {
+/// Makes committed groups durable and answers their callers, in commit order.
+struct Persister {
+    mode: PersistMode,
+    /// After a failed persist nothing later can be acknowledged: the journal may have a hole.
+    failure: Option<Error>,
+}
+
+impl Persister {
+    fn new(durability: Durability) -> Self {
+        let mode = match durability {
+            Durability::Sync => PersistMode::SyncAll,
+            Durability::Buffered => PersistMode::Buffer,
+        };
+        Self {
+            mode,
+            failure: None,
+        }
+    }
+
+    /// One persist for all of `groups`, then their answers.
+    fn finish(&mut self, database: &Database, groups: impl Iterator<Item = Committed>) {
+        let persisted = match &self.failure {
             Some(error) => Err(error.clone()),
-            None => database.persist(mode).map_err(storage_error),
+            None => database.persist(self.mode).map_err(storage_error),
         };
         if let Err(error) = &persisted
-            && failure.is_none()
+            && self.failure.is_none()
         {
             tracing::error!(%error, "embedded store: journal persist failed");
-            failure = Some(error.clone());
+            self.failure = Some(error.clone());
         }
-        for group in groups.drain(..) {
+        for group in groups {
             let result = persisted.clone().and(group.committed);
             for job in group.jobs {
                 job.complete(result.clone());
             }
         }
+    }
+}
+
+/// The syncer thread: persists every group that queued up during the previous persist at
+/// once.
+fn sync(database: &Database, inbox: &Receiver<Committed>, mut persister: Persister) {
+    let mut groups: Vec<Committed> = Vec::new();
+    while let Ok(group) = inbox.recv() {
+        groups.push(group);
+        groups.extend(inbox.try_iter());
+        persister.finish(database, groups.drain(..));
     }
     if let Err(error) = database.persist(PersistMode::SyncAll) {
         tracing::error!(%error, "embedded store: final persist failed");

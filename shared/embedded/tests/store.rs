@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_ports::{
     Condition, Error, Item, Key, ManualClock, OutgoingMessage, Queue, QueueSpec, ReceiveRequest,
     SystemClock, Table, TableSpec, TransactWrite, Update,
@@ -68,7 +68,27 @@ async fn concurrent_conditional_creates_admit_exactly_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_increments_in_shared_groups_all_count() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let store = open_with_table(&directory).await;
+    increments_all_count(open_with_table(&directory).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_all_count_with_buffered_durability() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let options = StoreOptions {
+        durability: Durability::Buffered,
+        ..options()
+    };
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options)
+        .expect("the store opens");
+    store
+        .table()
+        .ensure_table(&TableSpec { name: TABLE.into() })
+        .await
+        .expect("the table");
+    increments_all_count(store).await;
+}
+
+async fn increments_all_count(store: EmbeddedStore) {
     let key = Key::new("counter", "n");
     let tasks: Vec<_> = (0..500)
         .map(|_| {
