@@ -22,8 +22,9 @@ pub struct StoreOptions {
     /// Whether an acknowledged write has been fsynced ([`Durability::Sync`], the default) or
     /// only handed to the OS.
     pub durability: Durability,
-    /// How often the janitor removes expired items and deduplication ids; `None` runs no
-    /// janitor thread (call [`EmbeddedStore::sweep_expired`] yourself).
+    /// How often the janitor removes expired items, deduplication ids and messages past
+    /// their queue's retention; `None` runs no janitor thread (call
+    /// [`EmbeddedStore::sweep_expired`] yourself).
     pub janitor_interval: Option<Duration>,
     /// Block cache size in bytes.
     pub cache_bytes: u64,
