@@ -233,8 +233,12 @@ impl EmbeddedStore {
 
     /// Removes expired items, deduplication ids and messages past their queue's retention
     /// now; returns how many records went.
-    pub fn sweep_expired(&self) -> Result<usize> {
-        sweep(&self.shared)
+    /// Safe to call from async code: the sweep runs on a blocking thread.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || sweep(&shared))
+            .await
+            .map_err(|error| worldfleet_ports::Error::Unavailable(format!("sweep stopped: {error}")))?
     }
 
     /// Finishes queued writes, syncs, and stops the writer and janitor; later operations on

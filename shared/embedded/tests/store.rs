@@ -288,7 +288,7 @@ async fn the_sweep_drops_messages_past_retention() {
     let young = vec![OutgoingMessage::delayed("young".into(), Duration::ZERO)];
     queue.send_batch("retained", young).await.expect("a send");
     clock.advance(31_000);
-    let swept = tokio::task::block_in_place(|| store.sweep_expired()).expect("a sweep");
+    let swept = store.sweep_expired().await.expect("a sweep");
     assert_eq!(swept, 4);
     let depth = queue.depth("retained").await.expect("a depth");
     assert_eq!(depth.total(), 1);
