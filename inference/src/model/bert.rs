@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use super::EmbeddingModel;
-use super::kernels::{BiasGelu, PackedSelfAttention};
+use super::kernels::{BiasGelu, BiasResidualLayerNorm, PackedSelfAttention};
 use crate::error::{InferenceError, Result};
 
 /// The fields of a Hugging Face BERT `config.json` this implementation uses.
@@ -68,12 +68,14 @@ impl BertConfig {
 struct Dense {
     weight_in_out: Tensor,
     bias: Tensor,
+    bias_values: Vec<f32>,
 }
 
 impl Dense {
     fn new(weight_out_in: &Tensor, bias: Tensor) -> Result<Self> {
         Ok(Dense {
             weight_in_out: weight_out_in.t()?.contiguous()?,
+            bias_values: bias.to_vec1::<f32>()?,
             bias,
         })
     }
@@ -91,6 +93,8 @@ impl Dense {
 struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    weight_values: Vec<f32>,
+    bias_values: Vec<f32>,
     eps: f32,
 }
 
@@ -102,6 +106,18 @@ impl LayerNorm {
             &self.bias,
             self.eps,
         )?)
+    }
+
+    /// `layer_norm(x · W + b + residual)`: a dense layer's output, residual connection and
+    /// norm fused into one pass after the matmul.
+    fn dense_residual(&self, dense: &Dense, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let fused = BiasResidualLayerNorm {
+            bias: &dense.bias_values,
+            gamma: &self.weight_values,
+            beta: &self.bias_values,
+            eps: self.eps,
+        };
+        Ok(dense.matmul(x)?.apply_op2_no_bwd(residual, &fused)?)
     }
 }
 
@@ -148,9 +164,13 @@ impl Weights {
     }
 
     fn layer_norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
+        let weight = self.get(&format!("{name}.weight"))?;
+        let bias = self.get(&format!("{name}.bias"))?;
         Ok(LayerNorm {
-            weight: self.get(&format!("{name}.weight"))?,
-            bias: self.get(&format!("{name}.bias"))?,
+            weight_values: weight.to_vec1::<f32>()?,
+            bias_values: bias.to_vec1::<f32>()?,
+            weight,
+            bias,
             eps: eps as f32,
         })
     }
@@ -246,14 +266,17 @@ impl BertEncoder {
         for layer in &self.layers {
             let query_key_value = layer.query_key_value.forward(&hidden)?;
             let context = query_key_value.apply_op1_no_bwd(&attention)?;
-            let attended = layer.attention_output.forward(&context)?.add(&hidden)?;
-            let attended = layer.attention_norm.forward(&attended)?;
+            let attended =
+                layer
+                    .attention_norm
+                    .dense_residual(&layer.attention_output, &context, &hidden)?;
             let intermediate = layer
                 .intermediate
                 .matmul(&attended)?
                 .apply_op2_no_bwd(&layer.intermediate.bias, &BiasGelu)?;
-            let output = layer.output.forward(&intermediate)?.add(&attended)?;
-            hidden = layer.output_norm.forward(&output)?;
+            hidden = layer
+                .output_norm
+                .dense_residual(&layer.output, &intermediate, &attended)?;
         }
         Ok(hidden)
     }
