@@ -136,6 +136,20 @@ struct Measurement {
     p50: Duration,
     p99: Duration,
     mean_batch_size: f64,
+    cpu_ms_per_embedding: Option<f64>,
+}
+
+/// CPU time (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat`; `None` off Linux. Clock ticks are taken to be 10 ms (`USER_HZ` = 100,
+/// fixed on Linux x86-64 and aarch64).
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')')?.1;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user_ticks: u64 = fields.next()?.parse().ok()?;
+    let system_ticks: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user_ticks + system_ticks) * 10))
 }
 
 /// Starts the server in-process, runs every measurement, prints a Markdown table.
@@ -193,11 +207,16 @@ pub async fn run(config: &ServerConfig, options: &BenchOptions) -> anyhow::Resul
         sentences.len(),
         config.compute_threads()
     );
-    println!("| load | embeddings/s | p50 latency | p99 latency | mean texts per model batch |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| load | embeddings/s | p50 latency | p99 latency | CPU ms per embedding | mean texts per model batch |"
+    );
+    println!("|---|---|---|---|---|---|");
     for m in measurements {
+        let cpu = m
+            .cpu_ms_per_embedding
+            .map_or_else(|| "n/a".to_owned(), |ms| format!("{ms:.2}"));
         println!(
-            "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} |",
+            "| {} | {:.0} | {:.1} ms | {:.1} ms | {cpu} | {:.1} |",
             m.label,
             m.embeddings_per_second,
             m.p50.as_secs_f64() * 1e3,
@@ -229,6 +248,7 @@ async fn measure(
     let batches_before = metrics.batch_size.count();
     let texts_before = metrics.batch_size.sum();
     let requests = Arc::new(requests);
+    let cpu_before = process_cpu_time();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for client in 0..clients {
@@ -249,6 +269,9 @@ async fn measure(
         latencies.extend(task.await.context("client task panicked")??);
     }
     let elapsed = started.elapsed();
+    let cpu_used = cpu_before
+        .zip(process_cpu_time())
+        .map(|(before, after)| after.saturating_sub(before));
     latencies.sort();
     let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     let batches = metrics.batch_size.count() - batches_before;
@@ -263,6 +286,7 @@ async fn measure(
         p50: percentile(0.50),
         p99: percentile(0.99),
         mean_batch_size: texts / batches.max(1) as f64,
+        cpu_ms_per_embedding: cpu_used.map(|cpu| cpu.as_secs_f64() * 1e3 / sentences.len() as f64),
     })
 }
 
