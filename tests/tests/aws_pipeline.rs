@@ -22,7 +22,9 @@ use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec, narrative_stages
 fn enabled() -> bool {
     let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");
     if !on {
-        eprintln!("*** SKIPPED: set WORLDFLEET_LOCAL_AWS=1 with the local stack running (scripts/test-aws.sh does both) ***");
+        eprintln!(
+            "*** SKIPPED: set WORLDFLEET_LOCAL_AWS=1 with the local stack running (scripts/test-aws.sh does both) ***"
+        );
     }
     on
 }
@@ -32,36 +34,93 @@ async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_env
     if !enabled() {
         return;
     }
-    let stack = format!("e2e-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
-    let settings = AwsSettings::from_env().expect("settings").with_stack(&stack);
+    let stack = format!(
+        "e2e-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let settings = AwsSettings::from_env()
+        .expect("settings")
+        .with_stack(&stack);
     let config = settings.sdk_config().await;
     let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
     let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
     let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
-    deploy_from_template(&template, &sqs, &dynamo).await.expect("deploy the template's queues and tables");
+    deploy_from_template(&template, &sqs, &dynamo)
+        .await
+        .expect("deploy the template's queues and tables");
     let queue: Arc<dyn Queue> = Arc::new(sqs);
     let table: Arc<dyn Table> = Arc::new(dynamo);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let spec = WorldSpec { events: 150, players: 40, districts: 2, scenes_per_district: 3, fan_out: 4, factions: 2, bad_every: 15, ..WorldSpec::small(5) };
+    let spec = WorldSpec {
+        events: 150,
+        players: 40,
+        districts: 2,
+        scenes_per_district: 3,
+        fan_out: 4,
+        factions: 2,
+        bad_every: 15,
+        ..WorldSpec::small(5)
+    };
     let mut gateways = GatewayKeys::default();
     gateways.insert(&spec.gateway, spec.gateway_key.clone());
     let mut intake = IntakeConfig::new(gateways);
-    intake.rate_limit = RateLimit { burst: 1_000, per_second: 1_000 };
+    intake.rate_limit = RateLimit {
+        burst: 1_000,
+        per_second: 1_000,
+    };
     let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), Arc::clone(&clock));
     let rules = RepublishRules::default_rules();
-    let poller = PollerConfig { workers: 2, wait: Duration::from_secs(1), visibility_timeout: Duration::from_secs(30) };
-    let fleet = Fleet::start(narrative_stages(&context, intake, rules.clone()), Arc::clone(&queue), poller, None);
+    let poller = PollerConfig {
+        workers: 2,
+        wait: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(30),
+    };
+    let fleet = Fleet::start(
+        narrative_stages(&context, intake, rules.clone()),
+        Arc::clone(&queue),
+        poller,
+        None,
+    );
 
     let mut world = World::new(spec);
     let (partitions, players, factions) = (world.partitions(), world.players(), world.factions());
-    let posting = Posting { rate: None, max_backlog: 2_000 };
-    let expectations = post_world(queue.as_ref(), &mut world, clock.as_ref(), posting, Instant::now(), 0, None, || {}).await.expect("post the world");
-    let drained = wait_for_drain(queue.as_ref(), Duration::from_secs(240), || {}).await.expect("depths");
+    let posting = Posting {
+        rate: None,
+        max_backlog: 2_000,
+    };
+    let expectations = post_world(
+        queue.as_ref(),
+        &mut world,
+        clock.as_ref(),
+        posting,
+        Instant::now(),
+        0,
+        None,
+        || {},
+    )
+    .await
+    .expect("post the world");
+    let drained = wait_for_drain(queue.as_ref(), Duration::from_secs(240), || {})
+        .await
+        .expect("depths");
     fleet.stop().await;
     assert!(drained, "the queues drained");
 
-    let report = Audit { table: table.as_ref(), rules: &rules, partitions, players, factions, expectations: &expectations }.run().await.expect("audit");
+    let report = Audit {
+        table: table.as_ref(),
+        rules: &rules,
+        partitions,
+        players,
+        factions,
+        expectations: &expectations,
+    }
+    .run()
+    .await
+    .expect("audit");
     assert_eq!(report.lost, 0, "{:?}", report.problems);
     assert_eq!(report.duplicates, 0, "{:?}", report.problems);
     assert_eq!(report.wrong_reason, 0, "{:?}", report.problems);
@@ -88,9 +147,16 @@ async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_env
             break;
         }
     }
-    assert_eq!(ledger_items, report.good_sent, "one ledger item per accepted event");
+    assert_eq!(
+        ledger_items, report.good_sent,
+        "one ledger item per accepted event"
+    );
     eprintln!(
         "aws e2e: {} good + {} bad envelopes, {} feed entries, p50 {} ms, p99 {} ms",
-        report.good_sent, report.bad_sent, report.feed_entries, report.latency_p50_ms, report.latency_p99_ms
+        report.good_sent,
+        report.bad_sent,
+        report.feed_entries,
+        report.latency_p50_ms,
+        report.latency_p99_ms
     );
 }

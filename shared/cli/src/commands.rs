@@ -41,7 +41,11 @@ enum Command {
 #[derive(Debug, Args)]
 struct WorkerArgs {
     /// Stages to run, comma-separated.
-    #[arg(long, default_value = "intake,classify,compose,distribute", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "intake,classify,compose,distribute",
+        value_delimiter = ','
+    )]
     stages: Vec<String>,
     /// Concurrent pollers per stage.
     #[arg(long, default_value_t = 4)]
@@ -361,9 +365,17 @@ async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir = args.data_dir.clone().context("--data-dir")?;
     if !data_dir.exists() {
-        anyhow::bail!("no store at {} (run `worldfleet run --data-dir {}` first)", data_dir.display(), data_dir.display());
+        anyhow::bail!(
+            "no store at {} (run `worldfleet run --data-dir {}` first)",
+            data_dir.display(),
+            data_dir.display()
+        );
     }
-    let options = StoreOptions { janitor_interval: None, receive_recheck: Duration::from_millis(100), ..StoreOptions::default() };
+    let options = StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
     let store = EmbeddedStore::open(&data_dir, Arc::clone(&clock), options)
         .with_context(|| format!("open the store in {}", data_dir.display()))?;
     let table = store.table();
@@ -373,7 +385,12 @@ async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     code
 }
 
-async fn read_and_print(table: &dyn worldfleet_ports::Table, feed: &FeedId, args: &FeedArgs, clock: &dyn Clock) -> anyhow::Result<ExitCode> {
+async fn read_and_print(
+    table: &dyn worldfleet_ports::Table,
+    feed: &FeedId,
+    args: &FeedArgs,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
     let after = match args.after {
         Some(after) => after,
         None => checkpoint(table, FEEDS_TABLE, feed, &args.reader).await?,
@@ -382,10 +399,27 @@ async fn read_and_print(table: &dyn worldfleet_ports::Table, feed: &FeedId, args
     for entry in &read.entries {
         println!("{:>8}  {}  {}", entry.seq, entry.event_id, entry.text);
     }
-    eprintln!("{} entries after {} in {}; next checkpoint {}", read.entries.len(), after, feed, read.next_after_seq);
+    eprintln!(
+        "{} entries after {} in {}; next checkpoint {}",
+        read.entries.len(),
+        after,
+        feed,
+        read.next_after_seq
+    );
     if args.commit && read.next_after_seq > after {
-        commit_checkpoint(table, FEEDS_TABLE, feed, &args.reader, read.next_after_seq, clock.now_ms()).await?;
-        eprintln!("checkpoint of reader {:?} moved to {}", args.reader, read.next_after_seq);
+        commit_checkpoint(
+            table,
+            FEEDS_TABLE,
+            feed,
+            &args.reader,
+            read.next_after_seq,
+            clock.now_ms(),
+        )
+        .await?;
+        eprintln!(
+            "checkpoint of reader {:?} moved to {}",
+            args.reader, read.next_after_seq
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -399,17 +433,25 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 context.clone(),
                 worldfleet_intake::IntakeConfig::from_env()?,
             ))),
-            "classify" => handlers.push(Arc::new(worldfleet_classify::Classify::new(context.clone()))),
+            "classify" => handlers.push(Arc::new(worldfleet_classify::Classify::new(
+                context.clone(),
+            ))),
             "compose" => handlers.push(Arc::new(worldfleet_compose::Compose::new(context.clone()))),
             "distribute" => handlers.push(Arc::new(worldfleet_distribute::Distribute::new(
                 context.clone(),
                 worldfleet_distribute::RepublishRules::from_env()?,
             ))),
-            other => anyhow::bail!("unknown stage {other:?}; stages are intake, classify, compose, distribute"),
+            other => anyhow::bail!(
+                "unknown stage {other:?}; stages are intake, classify, compose, distribute"
+            ),
         }
     }
     let names: Vec<&str> = handlers.iter().map(|handler| handler.name()).collect();
-    eprintln!("worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches", names.join(", "), args.workers);
+    eprintln!(
+        "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
+        names.join(", "),
+        args.workers
+    );
     let poller = worldfleet_runtime::PollerConfig {
         workers: args.workers.max(1),
         wait: Duration::from_secs(20),
@@ -424,34 +466,65 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     use worldfleet_ports::{OutgoingMessage, SendOutcome};
     let context = worldfleet_lambda::aws_context().await?;
-    let key = args.resign_key.as_deref().map(hex::decode).transpose().context("--resign-key is not hex")?;
+    let key = args
+        .resign_key
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .context("--resign-key is not hex")?;
     let now_ms = context.clock.now_ms();
     let mut messages = Vec::new();
     if let Some(events) = args.world {
-        let key = key.clone().context("--world needs --resign-key (the gateway key to sign with)")?;
-        let mut world = worldfleet_runtime::World::new(WorldSpec { events, gateway_key: key, ..WorldSpec::small(args.seed) });
+        let key = key
+            .clone()
+            .context("--world needs --resign-key (the gateway key to sign with)")?;
+        let mut world = worldfleet_runtime::World::new(WorldSpec {
+            events,
+            gateway_key: key,
+            ..WorldSpec::small(args.seed)
+        });
         while let Some(emitted) = world.next(now_ms) {
-            messages.push(OutgoingMessage::fifo(emitted.body, &emitted.group, &emitted.dedup_id));
+            messages.push(OutgoingMessage::fifo(
+                emitted.body,
+                &emitted.group,
+                &emitted.dedup_id,
+            ));
         }
     }
     for path in &args.files {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let mut envelope: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let mut envelope: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
         if let Some(key) = &key {
-            let object = envelope.as_object_mut().context("an envelope is a JSON object")?;
+            let object = envelope
+                .as_object_mut()
+                .context("an envelope is a JSON object")?;
             object.remove("signature");
             object.insert("sent_at_ms".into(), serde_json::Value::from(now_ms));
             let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope)?;
-            envelope["signature"] = serde_json::Value::from(worldfleet_domain::envelope::signature_hex(key, &canonical)?);
+            envelope["signature"] = serde_json::Value::from(
+                worldfleet_domain::envelope::signature_hex(key, &canonical)?,
+            );
         }
-        let group = envelope["partition"].as_str().unwrap_or("unpartitioned").to_owned();
-        let dedup = envelope["event_id"].as_str().map(str::to_owned).unwrap_or_else(|| format!("{now_ms}-{}", messages.len()));
+        let group = envelope["partition"]
+            .as_str()
+            .unwrap_or("unpartitioned")
+            .to_owned();
+        let dedup = envelope["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{now_ms}-{}", messages.len()));
         messages.push(OutgoingMessage::fifo(envelope.to_string(), &group, &dedup));
     }
     let mut sent = 0;
     let mut failed = 0;
     for chunk in messages.chunks(worldfleet_ports::queue::MAX_BATCH) {
-        for outcome in context.queue.send_batch(worldfleet_domain::names::INTAKE_QUEUE, chunk.to_vec()).await? {
+        for outcome in context
+            .queue
+            .send_batch(worldfleet_domain::names::INTAKE_QUEUE, chunk.to_vec())
+            .await?
+        {
             match outcome {
                 SendOutcome::Sent { .. } => sent += 1,
                 SendOutcome::Failed { reason, .. } => {
@@ -462,5 +535,9 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!("posted {sent} envelopes to intake ({failed} refused by the queue)");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -238,7 +238,9 @@ impl EmbeddedStore {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || sweep(&shared))
             .await
-            .map_err(|error| worldfleet_ports::Error::Unavailable(format!("sweep stopped: {error}")))?
+            .map_err(|error| {
+                worldfleet_ports::Error::Unavailable(format!("sweep stopped: {error}"))
+            })?
     }
 
     /// Finishes queued writes, syncs, and stops the writer and janitor; later operations on

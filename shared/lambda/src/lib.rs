@@ -48,7 +48,9 @@ pub fn records_from_event(event: SqsEvent) -> anyhow::Result<Vec<ReceivedMessage
 }
 
 fn record_from_message(message: SqsMessage) -> anyhow::Result<ReceivedMessage> {
-    let message_id = message.message_id.context("an SQS record without messageId")?;
+    let message_id = message
+        .message_id
+        .context("an SQS record without messageId")?;
     let attribute = |name: &str| message.attributes.get(name).cloned();
     Ok(ReceivedMessage {
         receipt_handle: message.receipt_handle.unwrap_or_default(),
@@ -80,7 +82,10 @@ pub fn batch_response(report: &BatchReport) -> SqsBatchResponse {
 }
 
 /// Handles one invocation: the time budget is the invocation's remaining time.
-pub async fn invoke(handler: &dyn StageHandler, event: LambdaEvent<SqsEvent>) -> anyhow::Result<SqsBatchResponse> {
+pub async fn invoke(
+    handler: &dyn StageHandler,
+    event: LambdaEvent<SqsEvent>,
+) -> anyhow::Result<SqsBatchResponse> {
     let remaining = event
         .context
         .deadline()
@@ -103,7 +108,11 @@ pub async fn invoke(handler: &dyn StageHandler, event: LambdaEvent<SqsEvent>) ->
 pub async fn serve(handler: Arc<dyn StageHandler>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
-        async move { invoke(handler.as_ref(), event).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            invoke(handler.as_ref(), event)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }
@@ -135,7 +144,10 @@ mod tests {
             skipped: 0,
         };
         let response = serde_json::to_value(batch_response(&report)).unwrap();
-        assert_eq!(response, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]}));
+        assert_eq!(
+            response,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+        );
     }
 
     #[test]

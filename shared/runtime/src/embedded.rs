@@ -246,7 +246,10 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         // A crash: every stage dies wherever it is, then the process comes back on the same
         // store and carries on.
         restarts += 1;
-        tracing::warn!(sent = expectations.len(), "killing every stage mid-flight and reopening the store");
+        tracing::warn!(
+            sent = expectations.len(),
+            "killing every stage mid-flight and reopening the store"
+        );
         progress_base += fleet.distributed();
         fleet.kill().await;
         drop(ports);
@@ -268,13 +271,18 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         expectations.extend(rest);
     }
     let sent = expectations.len() as u64;
-    let drained = wait_for_drain(store.queue().as_ref(), options.drain_timeout, || show(&fleet, progress_base)).await?;
+    let drained = wait_for_drain(store.queue().as_ref(), options.drain_timeout, || {
+        show(&fleet, progress_base)
+    })
+    .await?;
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
     fleet.stop().await;
     if !drained {
-        tracing::warn!("queues did not drain within the timeout; the audit reports what is missing");
+        tracing::warn!(
+            "queues did not drain within the timeout; the audit reports what is missing"
+        );
     }
 
     let mut dead_letters = 0;

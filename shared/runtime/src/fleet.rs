@@ -51,7 +51,11 @@ impl Fleet {
                 faults.clone(),
             )));
         }
-        Self { shutdown, tasks, stats }
+        Self {
+            shutdown,
+            tasks,
+            stats,
+        }
     }
 
     /// Per-stage poller statistics.
@@ -63,7 +67,9 @@ impl Fleet {
     pub async fn run_until_signalled(self) {
         let terminate = async {
             #[cfg(unix)]
-            if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut signal) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 signal.recv().await;
                 return;
             }
@@ -131,7 +137,11 @@ pub async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
 
 /// Polls every work queue until all are empty three checks running, or `timeout` passes;
 /// true when drained. `on_tick` runs between checks (progress display).
-pub async fn wait_for_drain(queue: &dyn Queue, timeout: Duration, mut on_tick: impl FnMut()) -> anyhow::Result<bool> {
+pub async fn wait_for_drain(
+    queue: &dyn Queue,
+    timeout: Duration,
+    mut on_tick: impl FnMut(),
+) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut quiet_checks = 0;
     while started.elapsed() < timeout {
@@ -183,16 +193,28 @@ pub async fn post_world(
         }
         let messages: Vec<OutgoingMessage> = batch
             .iter()
-            .map(|emitted| OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id))
+            .map(|emitted| {
+                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
+            })
             .collect();
         let mut attempts = 0;
         loop {
             match queue.send_batch(INTAKE_QUEUE, messages.clone()).await {
-                Ok(outcomes) if outcomes.iter().all(|outcome| matches!(outcome, SendOutcome::Sent { .. })) => break,
+                Ok(outcomes)
+                    if outcomes
+                        .iter()
+                        .all(|outcome| matches!(outcome, SendOutcome::Sent { .. })) =>
+                {
+                    break;
+                }
                 outcome => {
                     attempts += 1;
                     if attempts % 50 == 0 {
-                        tracing::warn!(?outcome, attempts, "intake keeps refusing a batch; retrying");
+                        tracing::warn!(
+                            ?outcome,
+                            attempts,
+                            "intake keeps refusing a batch; retrying"
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
