@@ -91,19 +91,13 @@ async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_env
     let posting = Posting {
         rate: None,
         max_backlog: 2_000,
+        started: Instant::now(),
+        already_sent: 0,
+        stop_after_good: None,
     };
-    let expectations = post_world(
-        queue.as_ref(),
-        &mut world,
-        clock.as_ref(),
-        posting,
-        Instant::now(),
-        0,
-        None,
-        || {},
-    )
-    .await
-    .expect("post the world");
+    let expectations = post_world(queue.as_ref(), &mut world, clock.as_ref(), posting, || {})
+        .await
+        .expect("post the world");
     let drained = wait_for_drain(queue.as_ref(), Duration::from_secs(240), || {})
         .await
         .expect("depths");

@@ -223,6 +223,9 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let posting = Posting {
         rate: options.rate,
         max_backlog: options.max_backlog,
+        started,
+        already_sent: 0,
+        stop_after_good: options.restart_after,
     };
     let show = |fleet: &Fleet, base: u64| {
         if let Some(bar) = &progress {
@@ -234,9 +237,6 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         &mut world,
         clock.as_ref(),
         posting,
-        started,
-        0,
-        options.restart_after,
         || show(&fleet, 0),
     )
     .await?;
@@ -261,10 +261,11 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             store.queue().as_ref(),
             &mut world,
             clock.as_ref(),
-            posting,
-            started,
-            expectations.len() as u64,
-            None,
+            Posting {
+                already_sent: expectations.len() as u64,
+                stop_after_good: None,
+                ..posting
+            },
             || show(&fleet, progress_base),
         )
         .await?;

@@ -166,6 +166,12 @@ pub struct Posting {
     pub rate: Option<f64>,
     /// Most messages waiting in the work queues before posting holds back.
     pub max_backlog: u64,
+    /// When posting began (the rate is kept relative to it).
+    pub started: Instant,
+    /// Envelopes already posted since `started` (a resumed posting keeps the rate).
+    pub already_sent: u64,
+    /// Stop once this many good events were emitted (`None`: when the world is finished).
+    pub stop_after_good: Option<u64>,
 }
 
 /// Posts the world's envelopes to intake, ten per request, until the world is finished or
@@ -176,14 +182,16 @@ pub async fn post_world(
     world: &mut World,
     clock: &dyn Clock,
     posting: Posting,
-    started: Instant,
-    already_sent: u64,
-    stop_after_good: Option<u64>,
     mut on_batch: impl FnMut(),
 ) -> anyhow::Result<Vec<Expectation>> {
     let mut expectations = Vec::new();
-    let mut sent = already_sent;
-    while !world.finished() && stop_after_good.is_none_or(|limit| world.good_emitted() < limit) {
+    let mut sent = posting.already_sent;
+    let started = posting.started;
+    while !world.finished()
+        && posting
+            .stop_after_good
+            .is_none_or(|limit| world.good_emitted() < limit)
+    {
         let mut batch = Vec::new();
         while batch.len() < worldfleet_ports::queue::MAX_BATCH {
             match world.next(clock.now_ms()) {
