@@ -1,7 +1,7 @@
 //! The crate's one error type. Each variant says what went wrong in domain terms; the HTTP
 //! status it maps to is decided only at the edge, in [`crate::http`].
 
-/// Everything that can go wrong between receiving texts and returning embeddings.
+/// Everything that can go wrong between receiving a request and answering it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InferenceError {
     /// The request is malformed: bad JSON, wrong shape, empty input list, empty label set.
@@ -23,6 +23,19 @@ pub enum InferenceError {
         /// Its length in tokens, special tokens included.
         tokens: usize,
         /// The model's maximum sequence length.
+        limit: usize,
+    },
+    /// A chat prompt plus the tokens asked for do not fit the model's context.
+    #[error(
+        "prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} exceeds the context \
+         length of {limit} tokens"
+    )]
+    ContextTooLong {
+        /// Tokens of the rendered prompt.
+        prompt_tokens: usize,
+        /// Completion tokens asked for.
+        max_tokens: usize,
+        /// The model's context length.
         limit: usize,
     },
     /// The request body is larger than the server accepts.

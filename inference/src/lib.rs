@@ -1,8 +1,10 @@
 //! worldfleet inference pool: an HTTP server (OpenAI-compatible embeddings, prototype
-//! classification, health, Prometheus metrics) in front of a dynamic-batching pool that runs
-//! a candle BERT sentence encoder on its own thread.
+//! classification, chat completions, health, Prometheus metrics) in front of a
+//! dynamic-batching pool that runs a candle BERT sentence encoder on its own thread, and a
+//! generation queue that runs a GGUF llama-family chat model on another.
 
 pub mod bench;
+pub mod chat;
 pub mod classify;
 pub mod config;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod pool;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use chat::{ChatLimits, ChatPool};
 pub use config::ServerConfig;
 pub use error::{InferenceError, Result};
 pub use http::{AppState, app};

@@ -1,4 +1,5 @@
-//! `worldfleet-inference`: `serve` (default) runs the HTTP server; `bench` measures the pool
+//! `worldfleet-inference`: `serve` (default) runs the HTTP server (embeddings, classification
+//! and, with `--chat-model`, chat completions); `bench` measures the pool
 //! end to end over HTTP; `bench-sentences` prints the benchmark's sentences for the reference
 //! script.
 
@@ -8,7 +9,8 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand};
 use worldfleet_inference::bench::{self, BenchOptions};
-use worldfleet_inference::{AppState, Metrics, ServerConfig};
+use worldfleet_inference::chat::ChatModelSpec;
+use worldfleet_inference::{AppState, ChatPool, Metrics, ServerConfig};
 
 /// mimalloc, told never to purge, keeps freed activation buffers for reuse; with glibc's
 /// allocator every large buffer was a fresh mmap, and page faults took ~8–13% of a batched
@@ -78,22 +80,63 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let state = AppState::loading(&config.model_name, Arc::clone(&metrics));
+    let mut state = AppState::loading(&config.model_name, Arc::clone(&metrics));
+    if config.disable_embeddings {
+        state = state.without_embeddings();
+    }
+    let chat_model = match (&config.chat_model, &config.chat_tokenizer) {
+        (Some(gguf_path), Some(tokenizer_path)) => {
+            let device = config
+                .chat_device()
+                .map_err(anyhow::Error::msg)
+                .context("choosing the chat model's device")?;
+            let name = config.chat_model_name().unwrap_or_default();
+            state = state.expecting_chat(&name);
+            Some((gguf_path.clone(), tokenizer_path.clone(), device))
+        }
+        (Some(_), None) => anyhow::bail!("--chat-model needs --chat-tokenizer"),
+        (None, _) => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    tracing::info!(bind = %config.bind, model_dir = %config.model_dir.display(), "listening; loading model");
-    // The model loads off the runtime; until it is ready the model endpoints answer 503.
-    let loading_state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        match worldfleet_inference::load_pool(&config.model_dir, config.pool_limits(), metrics) {
-            Ok(pool) => {
-                loading_state.set_pool(pool);
-                tracing::info!("model loaded");
+    tracing::info!(bind = %config.bind, model_dir = %config.model_dir.display(), chat_model = ?config.chat_model, "listening; loading models");
+    // The models load off the runtime; until they are ready their endpoints answer 503.
+    if !config.disable_embeddings {
+        let loading_state = state.clone();
+        let model_dir = config.model_dir.clone();
+        let limits = config.pool_limits();
+        let metrics = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || {
+            match worldfleet_inference::load_pool(&model_dir, limits, metrics) {
+                Ok(pool) => {
+                    loading_state.set_pool(pool);
+                    tracing::info!("embedding model loaded");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "embedding model failed to load; serving 503")
+                }
             }
-            Err(error) => tracing::error!(%error, "model failed to load; serving 503"),
-        }
-    });
+        });
+    }
+    if let Some((gguf_path, tokenizer_path, device)) = chat_model {
+        let loading_state = state.clone();
+        let template = config.chat_template;
+        let limits = config.chat_limits();
+        let metrics = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || {
+            let spec = ChatModelSpec {
+                gguf_path: &gguf_path,
+                tokenizer_path: &tokenizer_path,
+                template,
+                device,
+            };
+            match ChatPool::load(&spec, limits, metrics) {
+                Ok(chat) => loading_state.set_chat(chat),
+                Err(error) => tracing::error!(%error, "chat model failed to load; serving 503"),
+            }
+        });
+    }
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::warn!(%error, "could not set TCP_NODELAY");

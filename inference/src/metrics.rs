@@ -68,6 +68,10 @@ const BATCH_SIZE_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0,
 const BATCH_TOKEN_BOUNDS: &[f64] = &[
     16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
 ];
+const CHAT_STEP_SEQUENCE_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+const CHAT_LATENCY_BOUNDS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
 const LATENCY_BOUNDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -89,6 +93,29 @@ pub struct Metrics {
     pub request_duration: Histogram,
     /// Requests refused with 429 because the in-flight bound was reached.
     pub rejected_overloaded: AtomicU64,
+    /// Chat requests admitted and not yet generating.
+    pub chat_queue_depth: AtomicI64,
+    /// Chat requests admitted and not yet answered.
+    pub chat_in_flight: AtomicI64,
+    /// Conversations the chat model thread is generating.
+    pub chat_active_sequences: AtomicI64,
+    /// Conversations advanced by one scheduler step (the chat batch size).
+    pub chat_step_sequences: Histogram,
+    /// Tokens computed in one scheduler step (prompts started plus one per decoding
+    /// conversation).
+    pub chat_step_tokens: Histogram,
+    /// Time from receiving a chat request to its first generated token, in seconds.
+    pub chat_time_to_first_token: Histogram,
+    /// Time from receiving a chat request to its completion, in seconds.
+    pub chat_generation_duration: Histogram,
+    /// Prompt tokens of finished completions.
+    pub chat_prompt_tokens: AtomicU64,
+    /// Generated tokens of finished completions.
+    pub chat_completion_tokens: AtomicU64,
+    /// Chat requests refused with 429.
+    pub chat_rejected: AtomicU64,
+    /// Chat requests dropped because the caller went away.
+    pub chat_cancelled: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -101,6 +128,17 @@ impl Default for Metrics {
             batch_tokens: Histogram::new(BATCH_TOKEN_BOUNDS),
             request_duration: Histogram::new(LATENCY_BOUNDS),
             rejected_overloaded: AtomicU64::new(0),
+            chat_queue_depth: AtomicI64::new(0),
+            chat_in_flight: AtomicI64::new(0),
+            chat_active_sequences: AtomicI64::new(0),
+            chat_step_sequences: Histogram::new(CHAT_STEP_SEQUENCE_BOUNDS),
+            chat_step_tokens: Histogram::new(BATCH_TOKEN_BOUNDS),
+            chat_time_to_first_token: Histogram::new(CHAT_LATENCY_BOUNDS),
+            chat_generation_duration: Histogram::new(CHAT_LATENCY_BOUNDS),
+            chat_prompt_tokens: AtomicU64::new(0),
+            chat_completion_tokens: AtomicU64::new(0),
+            chat_rejected: AtomicU64::new(0),
+            chat_cancelled: AtomicU64::new(0),
         }
     }
 }
@@ -125,23 +163,59 @@ impl Metrics {
                 "Requests admitted and not yet answered.",
                 self.in_flight.load(Ordering::Relaxed),
             ),
+            (
+                "worldfleet_inference_chat_queue_depth",
+                "Chat requests waiting to start generating.",
+                self.chat_queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "worldfleet_inference_chat_in_flight",
+                "Chat requests admitted and not yet answered.",
+                self.chat_in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "worldfleet_inference_chat_active_sequences",
+                "Conversations being generated.",
+                self.chat_active_sequences.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {value}");
         }
-        let name = "worldfleet_inference_rejected_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Requests refused with 429 (in-flight bound)."
-        );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(
-            out,
-            "{name} {}",
-            self.rejected_overloaded.load(Ordering::Relaxed)
-        );
+        let counters = [
+            (
+                "worldfleet_inference_rejected_total",
+                "Requests refused with 429 (in-flight bound).",
+                &self.rejected_overloaded,
+            ),
+            (
+                "worldfleet_inference_chat_rejected_total",
+                "Chat requests refused with 429 (in-flight bound).",
+                &self.chat_rejected,
+            ),
+            (
+                "worldfleet_inference_chat_cancelled_total",
+                "Chat requests dropped because the caller went away.",
+                &self.chat_cancelled,
+            ),
+            (
+                "worldfleet_inference_chat_prompt_tokens_total",
+                "Prompt tokens of finished chat completions.",
+                &self.chat_prompt_tokens,
+            ),
+            (
+                "worldfleet_inference_chat_completion_tokens_total",
+                "Tokens generated by finished chat completions.",
+                &self.chat_completion_tokens,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
         self.batch_requests.render(
             &mut out,
             "worldfleet_inference_batch_requests",
@@ -161,6 +235,26 @@ impl Metrics {
             &mut out,
             "worldfleet_inference_request_duration_seconds",
             "Time from request received to answer ready.",
+        );
+        self.chat_step_sequences.render(
+            &mut out,
+            "worldfleet_inference_chat_step_sequences",
+            "Conversations advanced by one chat scheduler step.",
+        );
+        self.chat_step_tokens.render(
+            &mut out,
+            "worldfleet_inference_chat_step_tokens",
+            "Tokens computed in one chat scheduler step.",
+        );
+        self.chat_time_to_first_token.render(
+            &mut out,
+            "worldfleet_inference_chat_time_to_first_token_seconds",
+            "Time from chat request received to its first generated token.",
+        );
+        self.chat_generation_duration.render(
+            &mut out,
+            "worldfleet_inference_chat_generation_duration_seconds",
+            "Time from chat request received to completion.",
         );
         out
     }
