@@ -61,7 +61,11 @@ pub struct ServerConfig {
     #[arg(long, env = "WORLDFLEET_INFERENCE_DISABLE_EMBEDDINGS")]
     pub disable_embeddings: bool,
     /// GGUF file of a llama-family chat model; `/v1/chat/completions` answers 503 without one.
-    #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_MODEL", requires = "chat_tokenizer")]
+    #[arg(
+        long,
+        env = "WORLDFLEET_INFERENCE_CHAT_MODEL",
+        requires = "chat_tokenizer"
+    )]
     pub chat_model: Option<PathBuf>,
     /// `tokenizer.json` of the chat model (GGUF files carry no Hugging Face tokenizer).
     #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_TOKENIZER")]
@@ -74,7 +78,11 @@ pub struct ServerConfig {
     #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_TEMPLATE")]
     pub chat_template: Option<ChatTemplate>,
     /// Conversations generated at once (interleaved token by token); more wait in line.
-    #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_MAX_SEQUENCES", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "WORLDFLEET_INFERENCE_CHAT_MAX_SEQUENCES",
+        default_value_t = 8
+    )]
     pub chat_max_sequences: usize,
     /// Token budget of one generation step: one token per decoding conversation plus the
     /// prompts of those starting in that step.
@@ -85,10 +93,18 @@ pub struct ServerConfig {
     )]
     pub chat_max_step_tokens: usize,
     /// Longest the idle generator waits for more requests once it holds one, in milliseconds.
-    #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_MAX_WAIT_MS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "WORLDFLEET_INFERENCE_CHAT_MAX_WAIT_MS",
+        default_value_t = 5
+    )]
     pub chat_max_wait_ms: u64,
     /// Chat requests admitted at once (waiting or generating); one more is refused with 429.
-    #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_MAX_IN_FLIGHT", default_value_t = 32)]
+    #[arg(
+        long,
+        env = "WORLDFLEET_INFERENCE_CHAT_MAX_IN_FLIGHT",
+        default_value_t = 32
+    )]
     pub chat_max_in_flight: usize,
     /// `max_tokens` of a chat request that gives none.
     #[arg(
@@ -98,7 +114,11 @@ pub struct ServerConfig {
     )]
     pub chat_default_max_tokens: usize,
     /// Largest `max_tokens` a chat request may ask for.
-    #[arg(long, env = "WORLDFLEET_INFERENCE_CHAT_MAX_TOKENS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "WORLDFLEET_INFERENCE_CHAT_MAX_TOKENS",
+        default_value_t = 1024
+    )]
     pub chat_max_tokens: usize,
     /// Where the chat model runs: `cpu`, or `cuda` / `cuda:N` in a build with the `cuda`
     /// feature.
@@ -123,8 +143,10 @@ impl ServerConfig {
     pub fn chat_model_name(&self) -> Option<String> {
         self.chat_model_name.clone().or_else(|| {
             self.chat_model.as_ref().map(|path| {
-                path.file_stem()
-                    .map_or_else(|| path.display().to_string(), |stem| stem.to_string_lossy().into_owned())
+                path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |stem| stem.to_string_lossy().into_owned(),
+                )
             })
         })
     }

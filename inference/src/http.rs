@@ -442,7 +442,9 @@ impl ChatCompletionRequest {
             ("presence_penalty", self.presence_penalty),
         ] {
             if let Some(value) = value.filter(|&value| value != 0.0) {
-                return invalid(format!("{name} is not supported (got {value}); send 0 or omit it"));
+                return invalid(format!(
+                    "{name} is not supported (got {value}); send 0 or omit it"
+                ));
             }
         }
         let max_tokens = match (self.max_tokens, self.max_completion_tokens) {
@@ -457,7 +459,9 @@ impl ChatCompletionRequest {
         }
         let temperature = self.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
-            return invalid(format!("temperature must be between 0 and 2, got {temperature}"));
+            return invalid(format!(
+                "temperature must be between 0 and 2, got {temperature}"
+            ));
         }
         let top_p = self.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {

@@ -124,16 +124,43 @@ fn write_tiny_model(dir: &Path, variant: Variant) -> (PathBuf, PathBuf) {
         tensors.push((format!("{prefix}.ffn_norm.weight"), norm(1.0)));
     }
     let metadata: Vec<(&str, gguf_file::Value)> = vec![
-        ("general.architecture", gguf_file::Value::String("llama".into())),
-        ("general.name", gguf_file::Value::String("tiny-test-llama".into())),
-        ("llama.context_length", gguf_file::Value::U32(CONTEXT as u32)),
-        ("llama.embedding_length", gguf_file::Value::U32(HIDDEN as u32)),
+        (
+            "general.architecture",
+            gguf_file::Value::String("llama".into()),
+        ),
+        (
+            "general.name",
+            gguf_file::Value::String("tiny-test-llama".into()),
+        ),
+        (
+            "llama.context_length",
+            gguf_file::Value::U32(CONTEXT as u32),
+        ),
+        (
+            "llama.embedding_length",
+            gguf_file::Value::U32(HIDDEN as u32),
+        ),
         ("llama.block_count", gguf_file::Value::U32(LAYERS as u32)),
-        ("llama.feed_forward_length", gguf_file::Value::U32(FEED_FORWARD as u32)),
-        ("llama.attention.head_count", gguf_file::Value::U32(HEADS as u32)),
-        ("llama.attention.head_count_kv", gguf_file::Value::U32(KV_HEADS as u32)),
-        ("llama.rope.dimension_count", gguf_file::Value::U32(head_dim as u32)),
-        ("llama.attention.layer_norm_rms_epsilon", gguf_file::Value::F32(1e-5)),
+        (
+            "llama.feed_forward_length",
+            gguf_file::Value::U32(FEED_FORWARD as u32),
+        ),
+        (
+            "llama.attention.head_count",
+            gguf_file::Value::U32(HEADS as u32),
+        ),
+        (
+            "llama.attention.head_count_kv",
+            gguf_file::Value::U32(KV_HEADS as u32),
+        ),
+        (
+            "llama.rope.dimension_count",
+            gguf_file::Value::U32(head_dim as u32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            gguf_file::Value::F32(1e-5),
+        ),
         ("tokenizer.ggml.bos_token_id", gguf_file::Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", gguf_file::Value::U32(0)),
         (
@@ -238,7 +265,10 @@ async fn send(state: &AppState, method: &str, path: &str, body: String) -> (Stat
         .header("content-type", "application/json")
         .body(Body::from(body))
         .expect("request");
-    let response = app(state.clone()).oneshot(request).await.expect("infallible");
+    let response = app(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
     let status = response.status();
     let bytes = response
         .into_body()
@@ -286,19 +316,33 @@ async fn loads_the_gguf_detects_the_template_and_answers_in_openai_shape() {
 
     let (status, answer) = chat(
         &harness.state,
-        request("apple river stone", json!({"temperature": 0, "max_tokens": 5})),
+        request(
+            "apple river stone",
+            json!({"temperature": 0, "max_tokens": 5}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["model"], "tiny-test-llama");
-    assert!(answer["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")));
+    assert!(
+        answer["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-"))
+    );
     assert_eq!(answer["choices"][0]["message"]["role"], "assistant");
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
-    let words: Vec<String> = content(&answer).split_whitespace().map(str::to_owned).collect();
+    let words: Vec<String> = content(&answer)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(words.len(), 5, "five word tokens: {answer}");
     let vocabulary = vocabulary();
-    assert!(words.iter().all(|word| vocabulary[SPECIAL.len()..].contains(word)));
+    assert!(
+        words
+            .iter()
+            .all(|word| vocabulary[SPECIAL.len()..].contains(word))
+    );
     // BOS + "<|system|>" + 4 words + "</s>" + "<|user|>" + 3 words + "</s>" + "<|assistant|>"
     // ("\n" is whitespace to the word-level tokenizer).
     assert_eq!(answer["usage"]["prompt_tokens"], 13);
@@ -315,7 +359,10 @@ async fn loads_the_gguf_detects_the_template_and_answers_in_openai_shape() {
 #[tokio::test]
 async fn greedy_decoding_is_deterministic_and_respects_max_tokens() {
     let harness = harness();
-    let body = request("orchard pebble", json!({"temperature": 0, "max_tokens": 12}));
+    let body = request(
+        "orchard pebble",
+        json!({"temperature": 0, "max_tokens": 12}),
+    );
     let (_, first) = chat(&harness.state, body.clone()).await;
     // A seed must not matter at temperature 0.
     let mut seeded = body.clone();
@@ -335,7 +382,9 @@ async fn greedy_decoding_is_deterministic_and_respects_max_tokens() {
 
     // No max_tokens: the configured default (6).
     let mut default = body;
-    default.as_object_mut().map(|object| object.remove("max_tokens"));
+    default
+        .as_object_mut()
+        .map(|object| object.remove("max_tokens"));
     let (_, answer) = chat(&harness.state, default).await;
     assert_eq!(answer["usage"]["completion_tokens"], 6);
 }
@@ -389,7 +438,12 @@ fn incremental_decoding_with_the_kv_cache_matches_a_full_recompute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_are_interleaved_and_each_matches_its_solo_run() {
-    let prompts = ["apple", "river stone cloud", "ember frost", "grove harbor island jade"];
+    let prompts = [
+        "apple",
+        "river stone cloud",
+        "ember frost",
+        "grove harbor island jade",
+    ];
     let max_tokens = [9, 3, 14, 6];
     let body = |index: usize| {
         request(
@@ -420,14 +474,21 @@ async fn concurrent_requests_are_interleaved_and_each_matches_its_solo_run() {
         for (index, task) in tasks.into_iter().enumerate() {
             let (status, answer) = task.await.expect("task");
             assert_eq!(status, StatusCode::OK, "{answer}");
-            assert_eq!(content(&answer), solo[index], "request {index} changed under batching");
+            assert_eq!(
+                content(&answer),
+                solo[index],
+                "request {index} changed under batching"
+            );
             assert_eq!(answer["usage"]["completion_tokens"], max_tokens[index]);
         }
         let steps = harness.metrics.chat_step_sequences.count() - steps_before;
         let advanced = harness.metrics.chat_step_sequences.sum() - advanced_before;
         // Every generated token is one conversation advanced by one step.
         assert_eq!(advanced as usize, max_tokens.iter().sum::<usize>());
-        assert!(steps as usize >= 14, "{steps} steps cannot produce 14 tokens of one answer");
+        assert!(
+            steps as usize >= 14,
+            "{steps} steps cannot produce 14 tokens of one answer"
+        );
         if (steps as usize) < max_tokens.iter().sum::<usize>() {
             interleaved = true;
             break;
@@ -560,7 +621,8 @@ async fn malformed_requests_get_clear_client_errors() {
         ),
     ];
     for (body, expected, fragment) in cases {
-        let (status, answer) = send(&harness.state, "POST", "/v1/chat/completions", body.clone()).await;
+        let (status, answer) =
+            send(&harness.state, "POST", "/v1/chat/completions", body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(fragment), "{body} -> {message}");
@@ -589,7 +651,12 @@ async fn without_a_chat_model_the_endpoint_and_health_say_so() {
     let state = AppState::loading("unused", Arc::clone(&metrics)).without_embeddings();
     let (status, answer) = chat(&state, request("apple", json!({}))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("--chat-model"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--chat-model")
+    );
 
     let loading = AppState::loading("unused", metrics)
         .without_embeddings()
@@ -606,8 +673,13 @@ fn loading_refuses_files_that_are_not_llama_gguf() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bogus = dir.path().join("bogus.gguf");
     std::fs::write(&bogus, b"definitely not gguf").expect("write");
-    let error = LlamaModel::load(&bogus, &Device::Cpu).err().expect("refused");
-    assert!(error.to_string().contains("not a readable GGUF file"), "{error}");
+    let error = LlamaModel::load(&bogus, &Device::Cpu)
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("not a readable GGUF file"),
+        "{error}"
+    );
     let missing = LlamaModel::load(&dir.path().join("missing.gguf"), &Device::Cpu)
         .err()
         .expect("refused");

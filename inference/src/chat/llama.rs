@@ -70,8 +70,7 @@ impl LlamaModel {
             name: metadata_string(&content, "general.name"),
             context_length,
             vocab_size,
-            bos_token_id: metadata_u32(&content, "tokenizer.ggml.bos_token_id")
-                .filter(|_| add_bos),
+            bos_token_id: metadata_u32(&content, "tokenizer.ggml.bos_token_id").filter(|_| add_bos),
             eos_token_id: metadata_u32(&content, "tokenizer.ggml.eos_token_id"),
             chat_template: metadata_string(&content, "tokenizer.chat_template"),
         };
@@ -158,7 +157,10 @@ impl Sequence {
 }
 
 fn metadata_u32(content: &gguf_file::Content, key: &str) -> Option<u32> {
-    content.metadata.get(key).and_then(|value| value.to_u32().ok())
+    content
+        .metadata
+        .get(key)
+        .and_then(|value| value.to_u32().ok())
 }
 
 fn metadata_string(content: &gguf_file::Content, key: &str) -> Option<String> {

@@ -63,9 +63,10 @@ impl GenerationParams {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
         // SplitMix64 finaliser over time and a counter, so two calls in one tick differ.
-        let mut z = nanos ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut z = nanos
+            ^ COUNTER
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
@@ -153,21 +154,24 @@ pub struct ChatPool {
 
 impl ChatPool {
     /// Loads the GGUF model and its tokenizer (offline) and starts the model thread.
-    pub fn load(spec: &ChatModelSpec<'_>, limits: ChatLimits, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn load(
+        spec: &ChatModelSpec<'_>,
+        limits: ChatLimits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let (model, facts) = LlamaModel::load(spec.gguf_path, &spec.device)?;
         // The vocabulary decides the template only through the tokenizer, which needs the
         // template for its stop token: detect with a first load, then load for real.
         let template = match spec.template {
             Some(template) => template,
             None => {
-                let probe = tokenizers::Tokenizer::from_file(spec.tokenizer_path).map_err(
-                    |error| {
+                let probe =
+                    tokenizers::Tokenizer::from_file(spec.tokenizer_path).map_err(|error| {
                         InferenceError::ModelUnavailable(format!(
                             "loading {}: {error}",
                             spec.tokenizer_path.display()
                         ))
-                    },
-                )?;
+                    })?;
                 ChatTemplate::detect(facts.chat_template.as_deref(), |token| {
                     probe.token_to_id(token).is_some()
                 })
@@ -197,7 +201,9 @@ impl ChatPool {
             max_step_tokens: limits.max_step_tokens.max(1),
             max_in_flight: limits.max_in_flight.max(1),
             max_tokens_cap: limits.max_tokens_cap.max(1),
-            default_max_tokens: limits.default_max_tokens.clamp(1, limits.max_tokens_cap.max(1)),
+            default_max_tokens: limits
+                .default_max_tokens
+                .clamp(1, limits.max_tokens_cap.max(1)),
             ..limits
         };
         let tokenizer = Arc::new(tokenizer);
@@ -280,9 +286,13 @@ impl ChatPool {
             reply,
             permit,
         };
-        self.metrics.chat_queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .chat_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         if let Err(error) = self.queue.try_send(job) {
-            self.metrics.chat_queue_depth.fetch_sub(1, Ordering::Relaxed);
+            self.metrics
+                .chat_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
             return Err(match error {
                 TrySendError::Full(_) => InferenceError::Overloaded {
                     limit: self.limits.max_in_flight,

@@ -168,7 +168,9 @@ impl Scheduler {
             let Some(job) = self.waiting.pop_front() else {
                 break;
             };
-            self.metrics.chat_queue_depth.fetch_sub(1, Ordering::Relaxed);
+            self.metrics
+                .chat_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
             step_tokens += prompt_tokens;
             prefills += 1;
             self.active.push(Active {

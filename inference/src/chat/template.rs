@@ -194,8 +194,8 @@ fn render_llama2(messages: &[Message]) -> String {
         .filter(|message| message.role == Role::System)
         .map(|message| message.content.trim())
         .collect();
-    let mut pending_system = (!system.is_empty())
-        .then(|| format!("<<SYS>>\n{}\n<</SYS>>\n\n", system.join("\n")));
+    let mut pending_system =
+        (!system.is_empty()).then(|| format!("<<SYS>>\n{}\n<</SYS>>\n\n", system.join("\n")));
     let mut text = String::new();
     for message in messages {
         match message.role {
