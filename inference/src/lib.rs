@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod chat_bench;
 pub mod classify;
 pub mod config;
 pub mod error;

@@ -1,7 +1,7 @@
 //! `worldfleet-inference`: `serve` (default) runs the HTTP server (embeddings, classification
-//! and, with `--chat-model`, chat completions); `bench` measures the pool
-//! end to end over HTTP; `bench-sentences` prints the benchmark's sentences for the reference
-//! script.
+//! and, with `--chat-model`, chat completions); `bench` measures the pool end to end over
+//! HTTP; `bench-chat` measures chat generation; `bench-sentences` prints the benchmark's
+//! sentences for the reference script.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand};
 use worldfleet_inference::bench::{self, BenchOptions};
 use worldfleet_inference::chat::ChatModelSpec;
+use worldfleet_inference::chat_bench::{self, ChatBenchOptions};
 use worldfleet_inference::{AppState, ChatPool, Metrics, ServerConfig};
 
 /// mimalloc, told never to purge, keeps freed activation buffers for reuse; with glibc's
@@ -37,6 +38,8 @@ enum Command {
     Serve,
     /// Benchmark the pool over HTTP on 127.0.0.1 (port 0).
     Bench(BenchOptions),
+    /// Benchmark chat generation (in process) on `--chat-model` or a tiny random model.
+    BenchChat(ChatBenchOptions),
     /// Print the benchmark sentences, one per line.
     BenchSentences {
         /// How many sentences.
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(cli.config)),
         Command::Bench(options) => runtime.block_on(bench::run(&cli.config, &options)),
+        Command::BenchChat(options) => runtime.block_on(chat_bench::run(&cli.config, &options)),
         Command::BenchSentences { count } => {
             for sentence in bench::sentences(count) {
                 println!("{sentence}");

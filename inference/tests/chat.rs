@@ -1,6 +1,6 @@
-//! `/v1/chat/completions` end to end on a tiny llama model that each test builds: random
-//! weights quantised to Q8_0/Q4_0 and written as GGUF, plus a word-level `tokenizer.json`,
-//! both loaded through the server's real loading code. Covers loading and template
+//! `/v1/chat/completions` end to end on a tiny llama model that each test builds
+//! (`chat::tiny`: random weights quantised to Q8_0/Q4_0 and written with candle's GGUF writer,
+//! plus a word-level `tokenizer.json`), loaded through the server's real loading code. Covers loading and template
 //! detection, greedy determinism, KV-cache consistency, interleaved concurrent generation,
 //! seeded sampling, the max_tokens cap, stop strings and tokens, and 4xx answers.
 
@@ -10,206 +10,28 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use worldfleet_inference::chat::llama::LlamaModel;
 use worldfleet_inference::chat::template::ChatTemplate;
+use worldfleet_inference::chat::tiny::{
+    SPECIAL_TOKENS, TinyLlamaShape, vocabulary, write_tiny_llama,
+};
 use worldfleet_inference::chat::{ChatLimits, ChatModelSpec, ChatPool};
 use worldfleet_inference::{AppState, Metrics, app};
 
-const HIDDEN: usize = 64;
-const HEADS: usize = 4;
-const KV_HEADS: usize = 2;
-const LAYERS: usize = 2;
-const FEED_FORWARD: usize = 128;
 const CONTEXT: usize = 96;
-const SPECIAL: [&str; 6] = [
-    "</s>",
-    "<s>",
-    "<unk>",
-    "<|system|>",
-    "<|user|>",
-    "<|assistant|>",
-];
-const WORDS: &str = "apple river stone cloud ember frost grove harbor island jade kettle lantern \
-    meadow nectar orchard pebble quartz raven saddle thistle umber valley willow yarrow zephyr \
-    amber birch cedar dune elm fern garnet heath iris juniper kelp lichen moss nettle onyx pine \
-    quill reed sage tansy urchin vine wren yew zinnia aspen bramble clover daisy egret fjord \
-    gorse hazel";
+const SPECIAL: [&str; 6] = SPECIAL_TOKENS;
 
-fn vocabulary() -> Vec<String> {
-    SPECIAL
-        .iter()
-        .map(|token| (*token).to_owned())
-        .chain(WORDS.split_whitespace().map(str::to_owned))
-        .collect()
-}
-
-/// Deterministic uniform numbers in [-scale, scale).
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn values(&mut self, count: usize, scale: f32) -> Vec<f32> {
-        (0..count)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                ((self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
-}
-
-/// How the test model differs from the default one.
-#[derive(Clone, Copy, Default)]
-struct Variant {
-    /// Output norm weights of zero: every logit is 0, so arg max picks id 0, `</s>`.
-    silent: bool,
-}
-
-fn write_tiny_model(dir: &Path, variant: Variant) -> (PathBuf, PathBuf) {
-    let vocab = vocabulary();
-    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
-    let quantized = |rng: &mut Xorshift, rows: usize, cols: usize, scale: f32, dtype| {
-        let tensor = Tensor::from_vec(rng.values(rows * cols, scale), (rows, cols), &Device::Cpu)
-            .expect("tensor");
-        QTensor::quantize(&tensor, dtype).expect("quantize")
+fn write_tiny_model(dir: &Path, silent: bool) -> (PathBuf, PathBuf) {
+    let shape = TinyLlamaShape {
+        silent,
+        ..TinyLlamaShape::default()
     };
-    let norm = |value: f32| {
-        let tensor = Tensor::from_vec(vec![value; HIDDEN], HIDDEN, &Device::Cpu).expect("tensor");
-        QTensor::quantize(&tensor, GgmlDType::F32).expect("f32 tensor")
-    };
-    let head_dim = HIDDEN / HEADS;
-    let mut tensors: Vec<(String, QTensor)> = vec![
-        (
-            "token_embd.weight".into(),
-            quantized(&mut rng, vocab.len(), HIDDEN, 1.0, GgmlDType::Q8_0),
-        ),
-        (
-            "output_norm.weight".into(),
-            norm(if variant.silent { 0.0 } else { 1.0 }),
-        ),
-    ];
-    // Special tokens get zero output rows (logit 0): with the other logits spread around 0,
-    // greedy decoding never picks them, so completions run to max_tokens.
-    let mut output = rng.values(vocab.len() * HIDDEN, 0.25);
-    output[..SPECIAL.len() * HIDDEN].fill(0.0);
-    let output = Tensor::from_vec(output, (vocab.len(), HIDDEN), &Device::Cpu).expect("tensor");
-    tensors.push((
-        "output.weight".into(),
-        QTensor::quantize(&output, GgmlDType::Q8_0).expect("quantize"),
-    ));
-    for layer in 0..LAYERS {
-        let prefix = format!("blk.{layer}");
-        let kv = KV_HEADS * head_dim;
-        for (name, rows, cols, dtype) in [
-            ("attn_q", HIDDEN, HIDDEN, GgmlDType::Q8_0),
-            ("attn_k", kv, HIDDEN, GgmlDType::Q8_0),
-            ("attn_v", kv, HIDDEN, GgmlDType::Q8_0),
-            ("attn_output", HIDDEN, HIDDEN, GgmlDType::Q8_0),
-            ("ffn_gate", FEED_FORWARD, HIDDEN, GgmlDType::Q4_0),
-            ("ffn_up", FEED_FORWARD, HIDDEN, GgmlDType::Q4_0),
-            ("ffn_down", HIDDEN, FEED_FORWARD, GgmlDType::Q4_0),
-        ] {
-            tensors.push((
-                format!("{prefix}.{name}.weight"),
-                quantized(&mut rng, rows, cols, 0.3, dtype),
-            ));
-        }
-        tensors.push((format!("{prefix}.attn_norm.weight"), norm(1.0)));
-        tensors.push((format!("{prefix}.ffn_norm.weight"), norm(1.0)));
-    }
-    let metadata: Vec<(&str, gguf_file::Value)> = vec![
-        (
-            "general.architecture",
-            gguf_file::Value::String("llama".into()),
-        ),
-        (
-            "general.name",
-            gguf_file::Value::String("tiny-test-llama".into()),
-        ),
-        (
-            "llama.context_length",
-            gguf_file::Value::U32(CONTEXT as u32),
-        ),
-        (
-            "llama.embedding_length",
-            gguf_file::Value::U32(HIDDEN as u32),
-        ),
-        ("llama.block_count", gguf_file::Value::U32(LAYERS as u32)),
-        (
-            "llama.feed_forward_length",
-            gguf_file::Value::U32(FEED_FORWARD as u32),
-        ),
-        (
-            "llama.attention.head_count",
-            gguf_file::Value::U32(HEADS as u32),
-        ),
-        (
-            "llama.attention.head_count_kv",
-            gguf_file::Value::U32(KV_HEADS as u32),
-        ),
-        (
-            "llama.rope.dimension_count",
-            gguf_file::Value::U32(head_dim as u32),
-        ),
-        (
-            "llama.attention.layer_norm_rms_epsilon",
-            gguf_file::Value::F32(1e-5),
-        ),
-        ("tokenizer.ggml.bos_token_id", gguf_file::Value::U32(1)),
-        ("tokenizer.ggml.eos_token_id", gguf_file::Value::U32(0)),
-        (
-            "tokenizer.chat_template",
-            gguf_file::Value::String(
-                "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}\
-                 <|assistant|>\n"
-                    .into(),
-            ),
-        ),
-    ];
-    let gguf_path = dir.join("tiny.gguf");
-    let mut file = std::fs::File::create(&gguf_path).expect("create gguf");
-    let metadata_refs: Vec<(&str, &gguf_file::Value)> =
-        metadata.iter().map(|(key, value)| (*key, value)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors
-        .iter()
-        .map(|(name, tensor)| (name.as_str(), tensor))
-        .collect();
-    gguf_file::write(&mut file, &metadata_refs, &tensor_refs).expect("write gguf");
-
-    let added_tokens: Vec<Value> = SPECIAL
-        .iter()
-        .enumerate()
-        .filter(|(_, token)| **token != "<unk>")
-        .map(|(id, token)| {
-            json!({"id": id, "content": token, "single_word": false, "lstrip": false,
-                   "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let vocab_map: serde_json::Map<String, Value> = vocab
-        .iter()
-        .enumerate()
-        .map(|(id, token)| (token.clone(), json!(id)))
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added_tokens,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab_map, "unk_token": "<unk>"}
-    });
-    let tokenizer_path = dir.join("tokenizer.json");
-    std::fs::write(&tokenizer_path, tokenizer.to_string()).expect("write tokenizer");
-    (gguf_path, tokenizer_path)
+    assert_eq!(shape.context_length, CONTEXT);
+    write_tiny_llama(dir, shape).expect("tiny model written")
 }
 
 fn limits() -> ChatLimits {
@@ -230,9 +52,9 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-fn harness_with(variant: Variant, limits: ChatLimits) -> Harness {
+fn harness_with(silent: bool, limits: ChatLimits) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (gguf_path, tokenizer_path) = write_tiny_model(dir.path(), variant);
+    let (gguf_path, tokenizer_path) = write_tiny_model(dir.path(), silent);
     let metrics = Arc::new(Metrics::default());
     let spec = ChatModelSpec {
         gguf_path: &gguf_path,
@@ -255,7 +77,7 @@ fn harness_with(variant: Variant, limits: ChatLimits) -> Harness {
 }
 
 fn harness() -> Harness {
-    harness_with(Variant::default(), limits())
+    harness_with(false, limits())
 }
 
 async fn send(state: &AppState, method: &str, path: &str, body: String) -> (StatusCode, Value) {
@@ -392,7 +214,7 @@ async fn greedy_decoding_is_deterministic_and_respects_max_tokens() {
 #[test]
 fn incremental_decoding_with_the_kv_cache_matches_a_full_recompute() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (gguf_path, _) = write_tiny_model(dir.path(), Variant::default());
+    let (gguf_path, _) = write_tiny_model(dir.path(), false);
     let (model, facts) = LlamaModel::load(&gguf_path, &Device::Cpu).expect("load");
     assert_eq!(facts.context_length, CONTEXT);
     assert_eq!(facts.vocab_size, vocabulary().len());
@@ -564,7 +386,7 @@ async fn stop_strings_cut_the_answer_and_end_of_sequence_stops_it() {
     let cut_at = full.find(&stop_word).expect("stop word in full answer");
     assert_eq!(content(&cut), full[..cut_at]);
 
-    let silent = harness_with(Variant { silent: true }, limits());
+    let silent = harness_with(true, limits());
     let (status, answer) = chat(
         &silent.state,
         request("apple", json!({"temperature": 0, "max_tokens": 10})),

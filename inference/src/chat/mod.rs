@@ -6,6 +6,7 @@
 pub mod llama;
 mod scheduler;
 pub mod template;
+pub mod tiny;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,10 @@
 //! Checks `infra/template.yaml` against `worldfleet_domain::names::STAGES`: least-privilege
 //! roles (no wildcards, nothing a stage does not use, everything it does), event sources,
 //! queues with dead-letter queues and safe visibility timeouts, and table shape.
-//! Needs no emulator. The mutation tests prove each rule can fail.
+//! Roles that no function uses (the inference pool's instance and task-execution roles) are held
+//! to the same no-wildcard rule, with "*" resources allowed only for the few actions AWS offers
+//! no resource-level permission for. Needs no emulator. The mutation tests prove each rule can
+//! fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -540,6 +543,206 @@ fn violations(template: &Template) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Actions that AWS authorises only on `"*"`: the one case where a service role may name it.
+const NO_RESOURCE_LEVEL_PERMISSION: [&str; 2] =
+    ["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken"];
+
+/// Rules for IAM roles that no function uses (assumed by EC2 instances or ECS tasks): inline
+/// policies only, Allow only, no wildcard actions, and resources that are template resources,
+/// ARNs scoped under one (`.../${Resource}/*`), or `"*"` only for actions without
+/// resource-level permissions.
+fn service_role_violations(template: &Template) -> Vec<String> {
+    let mut problems = Vec::new();
+    let function_roles: BTreeSet<String> = template
+        .resources_of("AWS::Serverless::Function")
+        .iter()
+        .filter_map(|function| function.property("Role").and_then(referenced_resource))
+        .collect();
+    for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
+        for policy in template.resources_of(kind) {
+            problems.push(format!(
+                "{}: {kind} is not checked here; put policies inline in their role",
+                policy.id
+            ));
+        }
+    }
+    for role in template.resources_of("AWS::IAM::Role") {
+        if function_roles.contains(role.id) {
+            continue;
+        }
+        for managed in ["ManagedPolicyArns", "PermissionsBoundary"] {
+            if role.property(managed).is_some() {
+                problems.push(format!("{}: role has {managed}", role.id));
+            }
+        }
+        let trusted_services: Vec<String> = role
+            .property("AssumeRolePolicyDocument")
+            .and_then(|document| document.get("Statement"))
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|statement| {
+                let principal = statement.get("Principal");
+                if principal
+                    .and_then(|principal| principal.get("Service"))
+                    .is_none()
+                {
+                    problems.push(format!(
+                        "{}: may be assumed by a principal that is not an AWS service",
+                        role.id
+                    ));
+                }
+                principal
+                    .and_then(|principal| principal.get("Service"))
+                    .map(string_list)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(text)
+            })
+            .collect();
+        if trusted_services.is_empty() {
+            problems.push(format!("{}: trusts no service", role.id));
+        }
+        let statements: Vec<&Value> = role
+            .property("Policies")
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|policy| {
+                policy
+                    .get("PolicyDocument")
+                    .and_then(|document| document.get("Statement"))
+                    .map(string_list)
+                    .unwrap_or_default()
+            })
+            .collect();
+        for statement in statements {
+            if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+                problems.push(format!("{}: only Allow statements are expected", role.id));
+            }
+            for forbidden in ["NotAction", "NotResource"] {
+                if statement.get(forbidden).is_some() {
+                    problems.push(format!(
+                        "{}: {forbidden} is a wildcard in disguise",
+                        role.id
+                    ));
+                }
+            }
+            let actions: Vec<String> = statement
+                .get("Action")
+                .map(string_list)
+                .unwrap_or_default()
+                .into_iter()
+                .map(text)
+                .collect();
+            for action in &actions {
+                if action.contains('*') {
+                    problems.push(format!("{}: wildcard action {action}", role.id));
+                }
+            }
+            for resource in statement
+                .get("Resource")
+                .map(string_list)
+                .unwrap_or_default()
+            {
+                if text(resource) == "*" {
+                    let unscoped: Vec<&String> = actions
+                        .iter()
+                        .filter(|action| !NO_RESOURCE_LEVEL_PERMISSION.contains(&action.as_str()))
+                        .collect();
+                    if !unscoped.is_empty() {
+                        problems.push(format!(
+                            "{}: wildcard resource for {unscoped:?}, which can be scoped",
+                            role.id
+                        ));
+                    }
+                    continue;
+                }
+                if referenced_resource(resource).is_some_and(|id| template.resource(&id).is_some())
+                {
+                    continue;
+                }
+                // A !Sub ARN: a wildcard only after a reference to a resource of this template.
+                let scoped = match intrinsic(resource) {
+                    Some((function, argument)) if function == "Sub" => {
+                        let pattern = text(argument);
+                        match pattern.find('*') {
+                            None => true,
+                            Some(star) => template.resources().iter().any(|candidate| {
+                                pattern[..star].contains(&format!("${{{}}}", candidate.id))
+                            }),
+                        }
+                    }
+                    _ => false,
+                };
+                if !scoped {
+                    problems.push(format!(
+                        "{}: resource {resource:?} is neither a template resource nor an ARN \
+                         scoped under one",
+                        role.id
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn service_roles_are_least_privilege() {
+    let template = Template::from_path(template_path()).expect("template parses");
+    let problems = service_role_violations(&template);
+    assert!(
+        problems.is_empty(),
+        "service role violations:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn a_wildcard_in_a_service_role_fails() {
+    let mutated = |from: &str, to: &str| {
+        let original = template_text();
+        assert!(
+            original.contains(from),
+            "mutation anchor {from:?} not in the template"
+        );
+        service_role_violations(
+            &Template::parse(&original.replacen(from, to, 1)).expect("mutated template parses"),
+        )
+    };
+    let problems = mutated(
+        "                  - ecs:DiscoverPollEndpoint",
+        "                  - \"ecs:*\"",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard action ecs:*")),
+        "{problems:?}"
+    );
+    let problems = mutated(
+        "                Resource: !GetAtt InferenceCluster.Arn",
+        "                Resource: \"*\"",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard resource for")),
+        "{problems:?}"
+    );
+    let problems = mutated(
+        "container-instance/${InferenceCluster}/*",
+        "container-instance/*",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("scoped under one")),
+        "{problems:?}"
+    );
 }
 
 #[test]
