@@ -40,6 +40,12 @@ enum Command {
     Bench(BenchOptions),
     /// Benchmark chat generation (in process) on `--chat-model` or a tiny random model.
     BenchChat(ChatBenchOptions),
+    /// Write a tiny random-weight llama (`tiny.gguf` + `tokenizer.json`) into a directory, to
+    /// try `/v1/chat/completions` without a real model. It answers random words.
+    WriteTinyChatModel {
+        /// Directory to write into (created if missing).
+        dir: std::path::PathBuf,
+    },
     /// Print the benchmark sentences, one per line.
     BenchSentences {
         /// How many sentences.
@@ -73,6 +79,15 @@ fn main() -> anyhow::Result<()> {
         Command::Serve => runtime.block_on(serve(cli.config)),
         Command::Bench(options) => runtime.block_on(bench::run(&cli.config, &options)),
         Command::BenchChat(options) => runtime.block_on(chat_bench::run(&cli.config, &options)),
+        Command::WriteTinyChatModel { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let (gguf, tokenizer) = worldfleet_inference::chat::tiny::write_tiny_llama(
+                &dir,
+                worldfleet_inference::chat::tiny::TinyLlamaShape::default(),
+            )?;
+            println!("{}\n{}", gguf.display(), tokenizer.display());
+            Ok(())
+        }
         Command::BenchSentences { count } => {
             for sentence in bench::sentences(count) {
                 println!("{sentence}");
