@@ -522,11 +522,12 @@ impl ChatCompletionRequest {
     }
 }
 
+/// A unique id for a completion: random bits (the fresh-seed generator) and a counter.
 fn completion_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let started = GenerationParams::fresh_seed();
+    let random = GenerationParams::fresh_seed();
     format!(
-        "chatcmpl-{started:016x}{:08x}",
+        "chatcmpl-{random:016x}{:08x}",
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }
