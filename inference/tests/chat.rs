@@ -507,3 +507,35 @@ fn loading_refuses_files_that_are_not_llama_gguf() {
         .expect("refused");
     assert!(missing.to_string().contains("missing.gguf"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_sequences_bounds_the_conversations_of_a_step() {
+    let harness = harness_with(
+        false,
+        ChatLimits {
+            max_sequences: 2,
+            ..limits()
+        },
+    );
+    let tasks: Vec<_> = ["apple", "river", "stone", "cloud", "ember"]
+        .into_iter()
+        .map(|word| {
+            let state = harness.state.clone();
+            let body = request(word, json!({"temperature": 0, "max_tokens": 5}));
+            tokio::spawn(async move { chat(&state, body).await })
+        })
+        .collect();
+    for task in tasks {
+        let (status, answer) = task.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["usage"]["completion_tokens"], 5);
+    }
+    let steps = harness.metrics.chat_step_sequences.count();
+    let advanced = harness.metrics.chat_step_sequences.sum() as u64;
+    assert_eq!(advanced, 25);
+    // At most two per step: at least 13 steps for 25 tokens.
+    assert!(
+        steps >= 13,
+        "{steps} steps for {advanced} tokens with max_sequences 2"
+    );
+}
