@@ -109,7 +109,9 @@ impl CircuitBreaker {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
         // The state is a plain value, valid whatever a panicking holder did.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -136,7 +138,10 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open { until_ms: 1_500 });
         assert!(!breaker.try_acquire());
         clock.advance(500);
-        assert!(breaker.try_acquire(), "the first call after the wait probes");
+        assert!(
+            breaker.try_acquire(),
+            "the first call after the wait probes"
+        );
         assert!(!breaker.try_acquire(), "only one probe at a time");
         breaker.record_failure();
         assert!(!breaker.try_acquire(), "a failed probe reopens the circuit");

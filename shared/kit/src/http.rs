@@ -76,7 +76,8 @@ impl BaseUrl {
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
                 host,
-                port.parse::<u16>().map_err(|_| bad("port is not a number"))?,
+                port.parse::<u16>()
+                    .map_err(|_| bad("port is not a number"))?,
             ),
             _ => (authority, 80),
         };

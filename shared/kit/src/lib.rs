@@ -17,7 +17,7 @@ pub mod http;
 pub mod idempotency;
 pub mod stage;
 
-pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use batch::{BatchReport, RecordError, process_batch};
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
 pub use stage::{StageContext, StageHandler, forward_batch, send_all};
