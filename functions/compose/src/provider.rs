@@ -3,8 +3,8 @@
 //!
 //! [`OpenAiProvider`] speaks `POST /v1/chat/completions`, which the project's inference pool,
 //! vLLM, Ollama and the cloud APIs all serve: base URL, model and key come from configuration.
-//! Calls carry a deadline and go through a circuit breaker; any failure is reported to the
-//! caller, which falls back to the template. [`TemplateProvider`] answers every prompt with its
+//! Calls carry a deadline, are retried once after a jittered pause when the server sheds load,
+//! and go through a circuit breaker; any failure is reported to the caller, which falls back to the template. [`TemplateProvider`] answers every prompt with its
 //! deterministic template line at no cost — the floor every budget and failure degrades to.
 
 use std::time::Duration;
@@ -110,6 +110,15 @@ impl std::fmt::Debug for OpenAiConfig {
     }
 }
 
+/// 100–300 ms, spread by the clock's sub-millisecond digits so that callers that failed together
+/// do not retry together.
+fn retry_pause() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    Duration::from_millis(100 + u64::from(nanos % 200))
+}
+
 /// An OpenAI-compatible chat-completions client.
 pub struct OpenAiProvider {
     base: BaseUrl,
@@ -199,14 +208,22 @@ impl LlmProvider for OpenAiProvider {
             temperature: self.config.temperature,
             stream: false,
         };
-        let answer: Result<ChatResponse, HttpError> = post_json(
-            &self.base,
-            "/v1/chat/completions",
-            &request,
-            self.config.api_key.as_deref(),
-            self.config.timeout,
-        )
-        .await;
+        let call = || {
+            post_json::<_, ChatResponse>(
+                &self.base,
+                "/v1/chat/completions",
+                &request,
+                self.config.api_key.as_deref(),
+                self.config.timeout,
+            )
+        };
+        let mut answer = call().await;
+        // One retry after a jittered pause when the server sheds load or hiccups (429, 5xx,
+        // refused connection) — not after a timeout, which already spent the deadline.
+        if let Err(HttpError::Throttled(_) | HttpError::Unavailable(_)) = &answer {
+            tokio::time::sleep(retry_pause()).await;
+            answer = call().await;
+        }
         let response = match answer {
             Ok(response) => {
                 self.breaker.record_success();

@@ -467,4 +467,9 @@ async fn failing_model_falls_back_to_templates() {
     assert_eq!(written[0].composer, "template");
     assert_eq!(fixture.metrics.snapshot().provider_failures, 1);
     assert_eq!(fixture.metrics.snapshot().model_calls, 0);
+    assert_eq!(
+        fixture.model.calls(),
+        2,
+        "a 503 is retried once, then the template writes"
+    );
 }
