@@ -12,24 +12,67 @@ use worldfleet_kit::{
 };
 use worldfleet_ports::{OutgoingMessage, ReceivedMessage};
 
+use crate::embedding::EmbeddingClassifier;
 use crate::rules;
+
+/// Which classifier decides.
+#[derive(Clone)]
+pub enum Classifier {
+    /// Keyword and structure rules only.
+    Rules,
+    /// Embedding similarity, falling back to the rules per event.
+    Embeddings(Arc<EmbeddingClassifier>),
+}
+
+impl Classifier {
+    /// What classifies, for logs and run summaries.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Rules => "rules".to_owned(),
+            Self::Embeddings(classifier) => classifier.describe(),
+        }
+    }
+
+    /// Classifies `event`.
+    pub async fn classify(&self, event: &AcceptedEvent) -> Classification {
+        match self {
+            Self::Rules => rules::classify(event),
+            Self::Embeddings(classifier) => classifier.classify(event).await,
+        }
+    }
+}
 
 /// The classify stage.
 pub struct Classify {
     context: StageContext,
     decisions: IdempotencyStore,
+    classifier: Classifier,
 }
 
 impl Classify {
-    /// classify over `context`.
+    /// classify over `context`, by rules.
     pub fn new(context: StageContext) -> Self {
+        Self::with_classifier(context, Classifier::Rules)
+    }
+
+    /// classify over `context` with `classifier`.
+    pub fn with_classifier(context: StageContext, classifier: Classifier) -> Self {
         let decisions = IdempotencyStore::new(
             Arc::clone(&context.table),
             IDEMPOTENCY_TABLE,
             Arc::clone(&context.clock),
             IdempotencyConfig::default(),
         );
-        Self { context, decisions }
+        Self {
+            context,
+            decisions,
+            classifier,
+        }
+    }
+
+    /// The classifier in use.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
     }
 
     async fn decide(
@@ -43,7 +86,9 @@ impl Classify {
         let decision = self
             .decisions
             .run(&key, record.body.as_bytes(), remaining, || async {
-                Ok::<Classification, std::convert::Infallible>(rules::classify(&event))
+                Ok::<Classification, std::convert::Infallible>(
+                    self.classifier.classify(&event).await,
+                )
             })
             .await
             .map_err(|error: IdempotencyError<std::convert::Infallible>| {

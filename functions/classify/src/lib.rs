@@ -4,11 +4,17 @@
 //! and the tier that will compose it (deep model, driver model, or template). The decision is
 //! made once per event under an idempotency record, so a retry — even one that would now decide
 //! differently, say because the inference pool came back — forwards the decision already made.
-//! This build classifies with [`rules`]; the embedding classifier arrives with the inference
-//! pool and falls back to these rules when the pool is slow or down.
+//! Two classifiers: [`rules`] (keywords and structure, instant, the default) and [`embedding`]
+//! (similarity to labelled prototype sentences through the inference pool), which falls back to
+//! the rules per event when the pool is slow, failing or its circuit is open. [`eval`] scores
+//! both on a held-out set; [`config`] picks one from the environment.
 
+pub mod config;
+pub mod embedding;
+pub mod eval;
 pub mod handler;
 pub mod rules;
 
-pub use handler::Classify;
+pub use embedding::{Embedder, EmbeddingClassifier, HttpEmbedder, Prototypes};
+pub use handler::{Classifier, Classify};
 pub use rules::classify;

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use worldfleet_classify::Classify;
+use worldfleet_classify::config::classifier_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     worldfleet_lambda::init_tracing();
     let context = worldfleet_lambda::aws_context().await?;
-    worldfleet_lambda::serve(Arc::new(Classify::new(context))).await
+    let classifier = classifier_from_env(Arc::clone(&context.clock))?;
+    tracing::info!(classifier = %classifier.describe(), "classify starting");
+    worldfleet_lambda::serve(Arc::new(Classify::with_classifier(context, classifier))).await
 }

@@ -41,45 +41,70 @@ pub const DRIVER_THRESHOLD: u8 = 50;
 
 /// Classifies `event` by rules.
 pub fn classify(event: &AcceptedEvent) -> Classification {
-    let (intent, base) = match &event.payload {
-        EventPayload::Dialogue(dialogue) => {
-            let intent = text_intent(&dialogue.text).unwrap_or(Intent::Social);
-            let length_bonus = (dialogue.text.len() / 40).min(15) as u8;
-            (intent, 20 + length_bonus)
+    let intent = match &event.payload {
+        EventPayload::Dialogue(dialogue) => text_intent(&dialogue.text).unwrap_or(Intent::Social),
+        EventPayload::Action(action) => structural_intent(event).unwrap_or_else(|| {
+            action
+                .text
+                .as_deref()
+                .and_then(text_intent)
+                .unwrap_or(Intent::Social)
+        }),
+        EventPayload::Combat(_) | EventPayload::Quest(_) => {
+            structural_intent(event).unwrap_or(Intent::Social)
         }
-        EventPayload::Action(action) => {
-            let verb = action.verb.to_lowercase();
-            let intent = match verb.as_str() {
-                "attack" | "strike" | "duel" => Intent::Fight,
-                "buy" | "sell" | "trade" | "haggle" => Intent::Trade,
-                "greet" | "wave" | "bow" | "salute" => Intent::Greeting,
-                "read" | "study" | "inspect" | "decipher" => Intent::Lore,
-                _ => action
-                    .text
-                    .as_deref()
-                    .and_then(text_intent)
-                    .unwrap_or(Intent::Social),
-            };
-            (intent, 25)
-        }
-        EventPayload::Combat(combat) => {
-            let base = match combat.outcome {
-                CombatOutcome::Defeat => 85,
-                CombatOutcome::Hit => 40 + (combat.damage.unwrap_or(0) / 10).min(20) as u8,
-                CombatOutcome::Flee => 35,
-                CombatOutcome::Miss => 20,
-            };
-            (Intent::Fight, base)
-        }
-        EventPayload::Quest(quest) => {
-            let base = match quest.status {
-                QuestStatus::Completed => 90,
-                QuestStatus::Failed => 70,
-                QuestStatus::Started => 55,
-                QuestStatus::Advanced => 40,
-            };
-            (Intent::QuestProgress, base)
-        }
+    };
+    decide(event, intent, CLASSIFIER)
+}
+
+/// The intent the event's structure decides without reading its text: combat is a fight,
+/// quests progress, and well-known action verbs mean what they say. `None` when only the text
+/// can tell (dialogue, or an action with an unknown verb).
+pub fn structural_intent(event: &AcceptedEvent) -> Option<Intent> {
+    match &event.payload {
+        EventPayload::Dialogue(_) => None,
+        EventPayload::Action(action) => match action.verb.to_lowercase().as_str() {
+            "attack" | "strike" | "duel" => Some(Intent::Fight),
+            "buy" | "sell" | "trade" | "haggle" => Some(Intent::Trade),
+            "greet" | "wave" | "bow" | "salute" => Some(Intent::Greeting),
+            "read" | "study" | "inspect" | "decipher" => Some(Intent::Lore),
+            _ => None,
+        },
+        EventPayload::Combat(_) => Some(Intent::Fight),
+        EventPayload::Quest(_) => Some(Intent::QuestProgress),
+    }
+}
+
+/// The full decision for `event` once its intent is known: salience from kind, outcome,
+/// intent and audience size, and the tier that salience earns. Both classifiers decide
+/// salience and tier this way, so they differ only in how they read intent.
+pub fn decide(event: &AcceptedEvent, intent: Intent, classifier: &str) -> Classification {
+    let salience = salience(event, intent);
+    Classification {
+        intent,
+        salience,
+        tier: tier_for(salience),
+        classifier: classifier.to_owned(),
+    }
+}
+
+/// Salience 0–100 of `event` read as `intent`.
+pub fn salience(event: &AcceptedEvent, intent: Intent) -> u8 {
+    let base = match &event.payload {
+        EventPayload::Dialogue(dialogue) => 20 + (dialogue.text.len() / 40).min(15) as u8,
+        EventPayload::Action(_) => 25,
+        EventPayload::Combat(combat) => match combat.outcome {
+            CombatOutcome::Defeat => 85,
+            CombatOutcome::Hit => 40 + (combat.damage.unwrap_or(0) / 10).min(20) as u8,
+            CombatOutcome::Flee => 35,
+            CombatOutcome::Miss => 20,
+        },
+        EventPayload::Quest(quest) => match quest.status {
+            QuestStatus::Completed => 90,
+            QuestStatus::Failed => 70,
+            QuestStatus::Started => 55,
+            QuestStatus::Advanced => 40,
+        },
     };
     let intent_bonus = match intent {
         Intent::Threat => 25,
@@ -88,16 +113,9 @@ pub fn classify(event: &AcceptedEvent) -> Classification {
         _ => 0,
     };
     let audience_bonus = (event.audience().len().min(8) * 2) as u8;
-    let salience = base
-        .saturating_add(intent_bonus)
+    base.saturating_add(intent_bonus)
         .saturating_add(audience_bonus)
-        .min(100);
-    Classification {
-        intent,
-        salience,
-        tier: tier_for(salience),
-        classifier: CLASSIFIER.to_owned(),
-    }
+        .min(100)
 }
 
 /// The tier that composes an event of `salience`.
@@ -111,7 +129,8 @@ pub fn tier_for(salience: u8) -> Tier {
     }
 }
 
-fn text_intent(text: &str) -> Option<Intent> {
+/// The intent keywords and sentence shape give `text`, if any.
+pub fn text_intent(text: &str) -> Option<Intent> {
     let lower = format!("{} ", text.to_lowercase());
     let has = |words: &[&str]| words.iter().any(|word| lower.contains(word));
     if has(THREAT) {

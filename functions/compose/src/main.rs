@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use worldfleet_compose::Compose;
+use worldfleet_compose::config::composer_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     worldfleet_lambda::init_tracing();
     let context = worldfleet_lambda::aws_context().await?;
-    worldfleet_lambda::serve(Arc::new(Compose::new(context))).await
+    let composer = composer_from_env(Arc::clone(&context.table), Arc::clone(&context.clock))?;
+    tracing::info!(composer = %composer.describe(), "compose starting");
+    worldfleet_lambda::serve(Arc::new(Compose::with_composer(context, composer))).await
 }

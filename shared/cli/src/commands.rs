@@ -14,7 +14,7 @@ use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::RateLimit;
 use worldfleet_ports::{Clock, SystemClock};
-use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+use worldfleet_runtime::{ModelChoice, RunOptions, RunSummary, WorldSpec, run_embedded};
 
 /// worldfleet keeps an online game world alive between the game servers.
 #[derive(Debug, Parser)]
@@ -103,6 +103,9 @@ struct WorldArgs {
     /// Acknowledge writes once handed to the OS instead of after fsync.
     #[arg(long)]
     buffered: bool,
+    /// Classify by rules and compose by templates even when models are configured or present.
+    #[arg(long)]
+    no_models: bool,
 }
 
 impl WorldArgs {
@@ -119,6 +122,11 @@ impl WorldArgs {
             ..WorldSpec::small(self.seed)
         };
         let mut options = RunOptions::new(spec);
+        options.models = if self.no_models {
+            ModelChoice::RulesAndTemplates
+        } else {
+            ModelChoice::Auto
+        };
         options.rate = (self.rate > 0.0).then_some(self.rate);
         options.workers_per_stage = self.workers.max(1);
         options.data_dir = self.data_dir.clone();
@@ -237,6 +245,20 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn print_summary(summary: &RunSummary) {
     let audit = &summary.audit;
+    println!("classifier:    {}", summary.classifier);
+    println!("composer:      {}", summary.composer);
+    if let Some(compose) = &summary.compose {
+        println!(
+            "models:        {} calls, {} cache hits, {} provider failures, {} breaker trips, ${:.4} spent; budget denials {:?}; alerts {:?}",
+            compose.model_calls,
+            compose.cache_hits,
+            compose.provider_failures,
+            compose.breaker_trips,
+            compose.cost_micro_usd as f64 / 1_000_000.0,
+            compose.budget_denials,
+            compose.budget_alerts
+        );
+    }
     println!(
         "sent:          {} envelopes ({} good, {} deliberately bad)",
         summary.events_sent, audit.good_sent, audit.bad_sent
@@ -296,6 +318,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             workers: args.workers,
             data_dir: None,
             buffered: false,
+            // The pipeline's own figures, comparable whether or not a model is present.
+            no_models: true,
         };
         world_args.options()
     };

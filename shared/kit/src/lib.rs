@@ -7,12 +7,17 @@
 //!   to the invocation's remaining time and a payload hash that refuses a different payload under
 //!   the same key, expiry checked in code;
 //! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
-//!   the Lambda binaries all drive.
+//!   the Lambda binaries all drive;
+//! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
+//!   services (the inference pool, model servers), whose failures stages fall back from.
 
 pub mod batch;
+pub mod breaker;
+pub mod http;
 pub mod idempotency;
 pub mod stage;
 
 pub use batch::{BatchReport, RecordError, process_batch};
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
 pub use stage::{StageContext, StageHandler, forward_batch, send_all};

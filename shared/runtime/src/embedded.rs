@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
+use worldfleet_classify::Classifier;
+use worldfleet_compose::Composer;
+use worldfleet_compose::metrics::ComposeSnapshot;
 use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::names::{ALL_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
@@ -20,7 +23,8 @@ use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
-use crate::fleet::{Fleet, Posting, narrative_stages, post_world, wait_for_drain};
+use crate::fleet::{Fleet, Posting, narrative_stages_with, post_world, wait_for_drain};
+use crate::models::{self, ModelChoice};
 use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
 use crate::world::{World, WorldSpec};
@@ -47,6 +51,8 @@ pub struct RunOptions {
     pub max_backlog: u64,
     /// Give up waiting for the queues to drain after this long.
     pub drain_timeout: Duration,
+    /// Whether classify and compose use models when configured or present.
+    pub models: ModelChoice,
 }
 
 impl RunOptions {
@@ -65,6 +71,7 @@ impl RunOptions {
             progress: false,
             max_backlog: 20_000,
             drain_timeout: Duration::from_secs(300),
+            models: ModelChoice::Auto,
         }
     }
 }
@@ -87,6 +94,13 @@ pub struct RunSummary {
     pub restarts: u32,
     pub store_bytes: u64,
     pub drained: bool,
+    /// Which classifier ran, and why when it is the rules.
+    pub classifier: String,
+    /// Which composer ran, and why when it is templates.
+    pub composer: String,
+    /// Model calls, cache hits, budget alerts and fallbacks, when models composed (counted
+    /// since the last restart).
+    pub compose: Option<ComposeSnapshot>,
 }
 
 impl RunSummary {
@@ -109,6 +123,9 @@ impl RunSummary {
             "wrong_reason": self.audit.wrong_reason,
             "dead_letters": self.dead_letters,
             "peak_rss_mb": (self.peak_rss_mb * 10.0).round() / 10.0,
+            "classifier": self.classifier,
+            "composer": self.composer,
+            "compose": self.compose,
         })
     }
 }
@@ -136,7 +153,10 @@ fn start_fleet(
     clock: Arc<dyn Clock>,
     options: &RunOptions,
     faults: Option<Arc<FaultPlan>>,
-) -> Fleet {
+    classifier: &Classifier,
+) -> anyhow::Result<(Fleet, Composer, String)> {
+    let (composer, composer_description) =
+        models::composer(options.models, Arc::clone(&ports.table), Arc::clone(&clock))?;
     let context = StageContext::new(Arc::clone(&ports.queue), Arc::clone(&ports.table), clock);
     let mut gateways = GatewayKeys::default();
     gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
@@ -147,8 +167,15 @@ fn start_fleet(
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
-    let handlers = narrative_stages(&context, intake, RepublishRules::default_rules());
-    Fleet::start(handlers, Arc::clone(&ports.queue), poller, faults)
+    let handlers = narrative_stages_with(
+        &context,
+        intake,
+        RepublishRules::default_rules(),
+        classifier.clone(),
+        composer.clone(),
+    );
+    let fleet = Fleet::start(handlers, Arc::clone(&ports.queue), poller, faults);
+    Ok((fleet, composer, composer_description))
 }
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
@@ -207,8 +234,18 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let players = world.players();
     let factions = world.factions();
 
+    let (classifier, classifier_description) =
+        models::classifier(options.models, Arc::clone(&clock))?;
+    tracing::info!(classifier = %classifier_description, "classify");
     let mut ports = stage_ports(&store, faults.as_ref());
-    let mut fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
+    let (mut fleet, mut composer, composer_description) = start_fleet(
+        &ports,
+        Arc::clone(&clock),
+        &options,
+        faults.clone(),
+        &classifier,
+    )?;
+    tracing::info!(composer = %composer_description, "compose");
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new(options.world.events);
         bar.set_style(
@@ -256,7 +293,13 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         store.close();
         store = open(&data_dir)?;
         ports = stage_ports(&store, faults.as_ref());
-        fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
+        (fleet, composer, _) = start_fleet(
+            &ports,
+            Arc::clone(&clock),
+            &options,
+            faults.clone(),
+            &classifier,
+        )?;
         let rest = post_world(
             store.queue().as_ref(),
             &mut world,
@@ -316,6 +359,9 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         restarts,
         store_bytes: store.disk_bytes().unwrap_or(0),
         drained,
+        classifier: classifier_description,
+        composer: composer_description,
+        compose: composer.metrics().map(|metrics| metrics.snapshot()),
     };
     // Every handle goes before the store closes, and the store before its directory.
     drop(table);

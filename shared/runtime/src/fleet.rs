@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use worldfleet_classify::Classify;
-use worldfleet_compose::Compose;
+use worldfleet_classify::{Classifier, Classify};
+use worldfleet_compose::{Compose, Composer};
 use worldfleet_distribute::{Distribute, RepublishRules};
 use worldfleet_domain::names::{ALL_QUEUES, INTAKE_QUEUE};
 use worldfleet_intake::{Intake, IntakeConfig};
@@ -112,16 +112,33 @@ impl Fleet {
     }
 }
 
-/// The four narrative stages over `context`.
+/// The four narrative stages over `context`, classifying by rules and composing by templates.
 pub fn narrative_stages(
     context: &StageContext,
     intake: IntakeConfig,
     rules: RepublishRules,
 ) -> Vec<Arc<dyn StageHandler>> {
+    narrative_stages_with(
+        context,
+        intake,
+        rules,
+        Classifier::Rules,
+        Composer::Templates,
+    )
+}
+
+/// The four narrative stages over `context` with the given classifier and composer.
+pub fn narrative_stages_with(
+    context: &StageContext,
+    intake: IntakeConfig,
+    rules: RepublishRules,
+    classifier: Classifier,
+    composer: Composer,
+) -> Vec<Arc<dyn StageHandler>> {
     vec![
         Arc::new(Intake::new(context.clone(), intake)),
-        Arc::new(Classify::new(context.clone())),
-        Arc::new(Compose::new(context.clone())),
+        Arc::new(Classify::with_classifier(context.clone(), classifier)),
+        Arc::new(Compose::with_composer(context.clone(), composer)),
         Arc::new(Distribute::new(context.clone(), rules)),
     ]
 }

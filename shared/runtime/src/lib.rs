@@ -8,18 +8,22 @@
 //! - [`faults`]: crash, duplicate-delivery and expired-visibility injection for tests;
 //! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
 //! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
-//! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
+//! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store;
+//! - [`models`]: which classifier and composer the narrative stages use (models when
+//!   configured or present, rules and templates otherwise), and why.
 
 pub mod audit;
 pub mod embedded;
 pub mod faults;
 pub mod fleet;
+pub mod models;
 pub mod poller;
 pub mod resources;
 pub mod world;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
-pub use fleet::{Fleet, narrative_stages};
+pub use fleet::{Fleet, narrative_stages, narrative_stages_with};
+pub use models::ModelChoice;
 pub use poller::{PollerConfig, PollerStats, run_stage};
 pub use world::{World, WorldSpec};
