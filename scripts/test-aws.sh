@@ -42,6 +42,13 @@ cargo test -p worldfleet-aws "$@"
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
 cargo test -p worldfleet-tests --test aws_pipeline "$@" -- --nocapture
 
+echo "== the stage Lambda binaries through the Lambda Runtime API (intake -> classify -> compose -> distribute)"
+# The workspace test build (as scripts/test.sh runs it first) puts the stage binaries in
+# ${CARGO_TARGET_DIR:-target}/debug with the same features as the test itself, so nothing is
+# built twice; tests/tests/lambda_runtime.rs starts them from there.
+cargo test --workspace --locked --no-run
+cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
+
 echo "== lint the template"
 "${ROOT}/scripts/lint-template.sh"
 
