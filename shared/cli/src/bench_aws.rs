@@ -30,7 +30,7 @@ use worldfleet_ports::{
 };
 use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
-use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec};
+use worldfleet_runtime::{Fleet, PollerConfig, PollerStats, World, WorldSpec};
 
 /// What the AWS cost benchmark runs.
 #[derive(Debug, Clone)]
@@ -135,6 +135,8 @@ pub struct StageCost {
     pub stage: &'static str,
     /// Messages the stage consumed (the gateway: messages it posted).
     pub messages: u64,
+    /// Messages per non-empty receive (the gateway: per send request).
+    pub mean_batch: f64,
     pub sqs_requests: u64,
     /// Requests that do not scale with traffic: receives that returned nothing (idle long
     /// polls) and the benchmark's own depth checks.
@@ -166,6 +168,7 @@ fn stage_cost(
     stage: &'static str,
     usage: &UsageSnapshot,
     messages: u64,
+    batches: u64,
     idle_requests: u64,
     events: u64,
     prices: &PriceList,
@@ -176,6 +179,7 @@ fn stage_cost(
     StageCost {
         stage,
         messages,
+        mean_batch: per(messages, batches),
         sqs_requests: usage.queue_requests,
         idle_requests,
         sqs_requests_per_message: per(usage.queue_requests, messages),
@@ -218,6 +222,8 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         .await
         .with_context(|| format!("deploy the queues and tables of {}", options.template))?;
     let gateway_counters = Arc::clone(gateway_queue.counters());
+    // Creating the queues is set-up, not the gateway's traffic.
+    let after_deploy = gateway_counters.snapshot();
     let gateway_tally = Arc::new(IdleTally::default());
     let gateway_queue: Arc<dyn Queue> = Arc::new(TalliedQueue {
         inner: Arc::new(gateway_queue),
@@ -291,24 +297,29 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
     )
     .await
     .context("post the world to intake")?;
-    let gateway_usage = gateway_counters.snapshot();
+    let gateway_usage = gateway_counters.snapshot().since(&after_deploy);
     let gateway_idle = gateway_tally.idle_requests();
     let drained = wait_for_drain(gateway_queue.as_ref(), options.drain_timeout, || {}).await?;
     let elapsed_s = began.elapsed().as_secs_f64();
     let mut consumed = Vec::new();
     for stage in stages {
-        let records: u64 = stage
-            .fleet
-            .stats()
-            .iter()
-            .map(|(_, stats)| stats.records.load(Ordering::Relaxed))
-            .sum();
+        let count = |read: fn(&PollerStats) -> u64| -> u64 {
+            stage
+                .fleet
+                .stats()
+                .iter()
+                .map(|(_, stats)| read(stats))
+                .sum()
+        };
+        let records = count(|stats| stats.records.load(Ordering::Relaxed));
+        let batches = count(|stats| stats.batches.load(Ordering::Relaxed));
         stage.fleet.stop().await;
         consumed.push((
             stage.name,
             stage.queue_counters.snapshot(),
             stage.table_counters.snapshot(),
             records,
+            batches,
             stage.tally.idle_requests(),
         ));
     }
@@ -347,11 +358,12 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         "gateway",
         &gateway_sends,
         gateway_usage.queue_messages_sent,
+        gateway_sends.queue_requests,
         0,
         events,
         &prices,
     )];
-    for (stage, queue, table, records, idle) in consumed {
+    for (stage, queue, table, records, batches, idle) in consumed {
         let usage = UsageSnapshot {
             table_requests: table.table_requests,
             table_write_units: table.table_write_units,
@@ -360,7 +372,9 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
             table_items_read: table.table_items_read,
             ..queue
         };
-        costs.push(stage_cost(stage, &usage, records, idle, events, &prices));
+        costs.push(stage_cost(
+            stage, &usage, records, batches, idle, events, &prices,
+        ));
     }
     let total = costs
         .iter()
@@ -398,9 +412,10 @@ pub fn print(report: &AwsBenchReport) {
         report.prices.dynamodb_per_million_read_units
     );
     println!(
-        "{:<11} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:<11} {:>8} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "stage",
         "messages",
+        "batch",
         "sqs req",
         "idle",
         "req/msg",
@@ -412,9 +427,10 @@ pub fn print(report: &AwsBenchReport) {
     );
     for stage in &report.stages {
         println!(
-            "{:<11} {:>8} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.2} {:>9.2} {:>10.2}",
+            "{:<11} {:>8} {:>6.2} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.2} {:>9.2} {:>10.2}",
             stage.stage,
             stage.messages,
+            stage.mean_batch,
             stage.sqs_requests,
             stage.idle_requests,
             stage.sqs_requests_per_message,
@@ -443,7 +459,8 @@ mod tests {
             table_read_units: 100,
             ..UsageSnapshot::default()
         };
-        let cost = stage_cost("classify", &usage, 100, 10, 100, &US_EAST_1_ON_DEMAND);
+        let cost = stage_cost("classify", &usage, 100, 20, 10, 100, &US_EAST_1_ON_DEMAND);
+        assert!((cost.mean_batch - 5.0).abs() < 1e-9);
         assert!((cost.sqs_requests_per_message - 0.4).abs() < 1e-9);
         assert!((cost.sqs_requests_per_message_busy - 0.3).abs() < 1e-9);
         assert!((cost.write_units_per_event - 3.0).abs() < 1e-9);
