@@ -29,8 +29,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 /// Where the stage binaries are: `WORLDFLEET_LAMBDA_BIN_DIR`, else the profile directory this
-/// test binary was built into (`<target>/debug`), where `cargo build -p worldfleet-<stage>`
-/// puts them.
+/// test binary was built into (`<target>/debug`), where the workspace test build puts them.
+/// `<target>/debug/<stage>` is whichever build wrote it last: when other checkouts share the
+/// target directory, copy the binaries right after building and point the variable at the copy.
 pub fn lambda_binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("WORLDFLEET_LAMBDA_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
@@ -47,7 +48,7 @@ pub fn lambda_binary(name: &str) -> PathBuf {
     let binary = dir.join(name);
     assert!(
         binary.is_file(),
-        "{} is not built: run `cargo build -p worldfleet-{name} --bin {name}` first \
+        "{} is not built: run `cargo test --workspace --no-run` first \
          (scripts/test-aws.sh builds every stage binary before this test)",
         binary.display()
     );
