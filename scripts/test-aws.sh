@@ -39,8 +39,17 @@ cargo run --quiet -p worldfleet-aws --bin worldfleet-local-deploy -- infra/templ
 echo "== cargo test -p worldfleet-aws (contract suites on both adapters, local deploy, template policy)"
 cargo test -p worldfleet-aws "$@"
 
+# The cross-crate tests run inside the workspace test build (the one scripts/test.sh runs first),
+# so they share its features and nothing is compiled twice. That build also puts the stage
+# binaries in ${CARGO_TARGET_DIR:-target}/debug (each function crate's tests/binary.rs needs
+# them), where tests/tests/lambda_runtime.rs starts them.
+cargo test --workspace --locked --no-run
+
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
-cargo test -p worldfleet-tests --test aws_pipeline "$@" -- --nocapture
+cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
+
+echo "== the stage Lambda binaries through the Lambda Runtime API (intake -> classify -> compose -> distribute)"
+cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
 
 echo "== lint the template"
 "${ROOT}/scripts/lint-template.sh"

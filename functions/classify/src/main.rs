@@ -7,9 +7,12 @@ use worldfleet_classify::config::classifier_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    worldfleet_lambda::init_tracing();
-    let context = worldfleet_lambda::aws_context().await?;
-    let classifier = classifier_from_env(Arc::clone(&context.clock))?;
-    tracing::info!(classifier = %classifier.describe(), "classify starting");
-    worldfleet_lambda::serve(Arc::new(Classify::with_classifier(context, classifier))).await
+    worldfleet_lambda::run_stage(|| async {
+        let context = worldfleet_lambda::aws_context().await?;
+        let classifier =
+            classifier_from_env(Arc::clone(&context.clock)).map_err(anyhow::Error::msg)?;
+        tracing::info!(classifier = %classifier.describe(), "classify starting");
+        Ok(Classify::with_classifier(context, classifier))
+    })
+    .await
 }

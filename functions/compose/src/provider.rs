@@ -85,7 +85,7 @@ impl LlmProvider for TemplateProvider {
 /// Settings of [`OpenAiProvider`].
 #[derive(Clone)]
 pub struct OpenAiConfig {
-    /// Base URL, up to but not including `/v1` (`http://pool:8080`, `http://localhost:11434`).
+    /// Base URL, with or without the trailing `/v1` (`http://pool:8080/v1`, `http://localhost:11434`).
     pub base_url: String,
     /// The `model` field of requests.
     pub model: String,
@@ -168,10 +168,13 @@ struct ChatUsage {
 }
 
 impl OpenAiProvider {
-    /// A provider for `config`, failing over through `breaker`.
+    /// A provider for `config`, failing over through `breaker`. The base URL may be given with
+    /// or without the `/v1` that OpenAI-style clients usually include (`http://host:8000/v1`).
     pub fn new(config: OpenAiConfig, breaker: CircuitBreaker) -> Result<Self, HttpError> {
+        let base = config.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
         Ok(Self {
-            base: BaseUrl::parse(&config.base_url)?,
+            base: BaseUrl::parse(base)?,
             config,
             breaker,
         })
@@ -267,5 +270,50 @@ impl LlmProvider for OpenAiProvider {
             prompt_tokens,
             completion_tokens,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use worldfleet_kit::breaker::BreakerConfig;
+    use worldfleet_ports::clock::{Clock, SystemClock};
+
+    use super::*;
+
+    fn provider(base_url: &str) -> Result<OpenAiProvider, HttpError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        OpenAiProvider::new(
+            OpenAiConfig {
+                base_url: base_url.to_owned(),
+                model: "m".into(),
+                api_key: None,
+                timeout: Duration::from_secs(1),
+                temperature: 0.0,
+            },
+            CircuitBreaker::new(BreakerConfig::default(), clock),
+        )
+    }
+
+    #[test]
+    fn base_url_is_accepted_with_or_without_v1() {
+        for url in [
+            "http://pool:8080",
+            "http://pool:8080/",
+            "http://pool:8080/v1",
+            "http://pool:8080/v1/",
+        ] {
+            assert_eq!(
+                provider(url).unwrap().describe(),
+                "m at http://pool:8080",
+                "{url}"
+            );
+        }
+        assert_eq!(
+            provider("http://gw:80/llm/v1").unwrap().describe(),
+            "m at http://gw:80/llm"
+        );
+        assert!(provider("https://api.example/v1").is_err());
     }
 }

@@ -155,9 +155,21 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Events for the throughput phase (as fast as possible).
-    #[arg(long, default_value_t = 100_000)]
-    events: u64,
+    /// Events for the throughput phase (as fast as possible); with --aws, the events of the
+    /// cost run. Default: 100,000 embedded, 1,000 with --aws.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Measure per-stage SQS requests, DynamoDB units and cost per million events on SQS and
+    /// DynamoDB instead (endpoints and credentials from the environment, e.g.
+    /// `. localstack/env.sh`); deploys the template's queues and tables under a fresh stack.
+    #[arg(long)]
+    aws: bool,
+    /// With --aws: the template whose queues and tables are deployed.
+    #[arg(long, default_value = "infra/template.yaml")]
+    template: String,
+    /// With --aws: long-poll wait of each receive, seconds (Lambda's pollers wait 20).
+    #[arg(long, default_value_t = 20)]
+    wait_secs: u64,
     /// Rate of the latency phase, events per second.
     #[arg(long, default_value_t = 5_000.0)]
     latency_rate: f64,
@@ -304,6 +316,23 @@ fn print_summary(summary: &RunSummary) {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.aws {
+        let report = crate::bench_aws::run(crate::bench_aws::AwsBenchOptions {
+            events: args.events.unwrap_or(1_000),
+            fan_out: args.fan_out,
+            workers: args.workers,
+            wait: Duration::from_secs(args.wait_secs.clamp(1, 20)),
+            template: args.template.clone(),
+            drain_timeout: Duration::from_secs(1_800),
+        })
+        .await?;
+        crate::bench_aws::print(&report);
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let events = args.events.unwrap_or(100_000);
     let world = |events: u64, rate: f64| {
         let world_args = WorldArgs {
             events,
@@ -325,9 +354,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!(
         "bench 1/2: throughput, {} events as fast as possible, fan-out {}",
-        args.events, args.fan_out
+        events, args.fan_out
     );
-    let throughput = run_embedded(world(args.events, 0.0)).await?;
+    let throughput = run_embedded(world(events, 0.0)).await?;
     eprintln!(
         "bench 2/2: latency, {} events at {} events/s",
         args.latency_events, args.latency_rate
@@ -352,7 +381,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "throughput:  {:.0} events/s end to end ({} events, fan-out {}), p50 {} ms, p99 {} ms under saturation",
         throughput.events_per_s,
-        args.events,
+        events,
         args.fan_out,
         throughput.audit.latency_p50_ms,
         throughput.audit.latency_p99_ms

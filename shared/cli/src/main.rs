@@ -1,5 +1,6 @@
-//! `worldfleet`: run the world embedded, benchmark it, read feeds.
+//! `worldfleet`: run the world embedded, benchmark it (embedded, or per-stage cost on AWS), read feeds.
 
+mod bench_aws;
 mod commands;
 
 use clap::Parser;

@@ -1,11 +1,15 @@
 //! Lambda glue: an SQS event in, the stage handler run, `batchItemFailures` out.
 //!
-//! Every stage binary is a few lines: build the stage from the environment with
-//! [`aws_context`], then [`serve`] it. The event source mapping must enable
+//! Every stage binary is a few lines: [`run_stage`] with a closure that builds the stage from
+//! the environment (usually over [`aws_context`]). It checks the Lambda environment first, so a
+//! binary started outside Lambda says what is missing instead of panicking; a stage that cannot
+//! be built is reported to the Runtime API's `/init/error`, as Lambda expects of a custom
+//! runtime, before the process exits. The event source mapping must enable
 //! `ReportBatchItemFailures`, so the records the handler reports failed — and only those — are
 //! retried (on FIFO queues a failure also holds back the rest of its message group, which the
 //! handler reports failed too).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -104,6 +108,98 @@ pub async fn invoke(
     Ok(batch_response(&report))
 }
 
+/// The variables the Lambda service sets for a custom runtime and `lambda_runtime` requires.
+pub const RUNTIME_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
+/// Checks that `lookup` has every [`RUNTIME_VARIABLES`] entry and a numeric memory size
+/// (`lambda_runtime` panics on either), and returns the Runtime API's `host:port`.
+pub fn check_runtime_environment(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let missing: Vec<&str> = RUNTIME_VARIABLES
+        .into_iter()
+        .filter(|name| lookup(name).is_none_or(|value| value.is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "not in a Lambda execution environment: {} not set (the Lambda service or a Runtime API emulator sets them)",
+            missing.join(", ")
+        );
+    }
+    let memory = lookup("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
+        anyhow::bail!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory:?} is not a whole number of MB");
+    }
+    Ok(lookup("AWS_LAMBDA_RUNTIME_API").unwrap_or_default())
+}
+
+/// Runs a stage function: JSON tracing, the Lambda environment checked, the handler built once
+/// by `build`, then invocations served until the environment is shut down. When `build` fails
+/// the error goes to the Runtime API's `/init/error` (Lambda reports `Runtime.InitError` with
+/// the message rather than an unexplained exit) and is returned, so the process exits non-zero.
+pub async fn run_stage<H, F, Fut>(build: F) -> Result<(), lambda_runtime::Error>
+where
+    H: StageHandler + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<H>>,
+{
+    init_tracing();
+    let runtime_api = check_runtime_environment(|name| std::env::var(name).ok())?;
+    match build().await {
+        Ok(handler) => serve(Arc::new(handler)).await,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "stage initialisation failed");
+            if let Err(report) = report_init_error(&runtime_api, &error).await {
+                tracing::error!(
+                    error = format!("{report:#}"),
+                    "could not report the initialisation error to the Runtime API"
+                );
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// The `/init/error` body: the Runtime API's error document.
+pub fn init_error_body(error: &anyhow::Error) -> serde_json::Value {
+    serde_json::json!({
+        "errorType": "Runtime.InitError",
+        "errorMessage": format!("{error:#}"),
+    })
+}
+
+async fn report_init_error(runtime_api: &str, error: &anyhow::Error) -> anyhow::Result<()> {
+    let base: http::Uri = format!("http://{runtime_api}")
+        .parse()
+        .with_context(|| format!("AWS_LAMBDA_RUNTIME_API={runtime_api:?} is not host:port"))?;
+    let client = lambda_runtime_api_client::Client::builder()
+        .with_endpoint(base)
+        .build()
+        .map_err(|error| anyhow::anyhow!("Runtime API client: {error}"))?;
+    let body = serde_json::to_vec(&init_error_body(error))?;
+    let request = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .body(lambda_runtime_api_client::body::Body::from(body))
+        .context("build the /init/error request")?;
+    let response = client
+        .call(request)
+        .await
+        .map_err(|error| anyhow::anyhow!("POST /init/error: {error}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "POST /init/error answered {}",
+        response.status()
+    );
+    Ok(())
+}
+
 /// Serves `handler` on the Lambda Runtime API until the environment is shut down.
 pub async fn serve(handler: Arc<dyn StageHandler>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -147,6 +243,41 @@ mod tests {
         assert_eq!(
             response,
             serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+        );
+    }
+
+    #[test]
+    fn names_every_missing_runtime_variable_and_a_bad_memory_size() {
+        let empty = check_runtime_environment(|_| None).unwrap_err().to_string();
+        for name in RUNTIME_VARIABLES {
+            assert!(empty.contains(name), "{empty}");
+        }
+        let lambda = |memory: &'static str| {
+            move |name: &str| {
+                Some(match name {
+                    "AWS_LAMBDA_RUNTIME_API" => "127.0.0.1:9001".to_owned(),
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => memory.to_owned(),
+                    _ => "x".to_owned(),
+                })
+            }
+        };
+        assert_eq!(
+            check_runtime_environment(lambda("256")).unwrap(),
+            "127.0.0.1:9001"
+        );
+        let bad = check_runtime_environment(lambda("lots")).unwrap_err();
+        assert!(bad.to_string().contains("lots"), "{bad}");
+    }
+
+    #[test]
+    fn init_error_body_carries_the_whole_cause_chain() {
+        let error = anyhow::anyhow!("WORLDFLEET_GATEWAY_KEYS is not set").context("intake config");
+        assert_eq!(
+            init_error_body(&error),
+            serde_json::json!({
+                "errorType": "Runtime.InitError",
+                "errorMessage": "intake config: WORLDFLEET_GATEWAY_KEYS is not set"
+            })
         );
     }
 

@@ -1,0 +1,470 @@
+//! `worldfleet bench --aws`: what each stage costs on SQS and DynamoDB, per message and per
+//! event, and in dollars per million events.
+//!
+//! The template's queues and tables are deployed under a fresh stack name (on the local
+//! emulators: `. localstack/env.sh` first), a synthetic world is posted to intake, and every
+//! stage runs as fleet pollers with the batch semantics of the Lambda event source mapping.
+//! Each stage has adapters of its own, so their counters attribute every request and unit to
+//! the stage that made it: the receives and deletes of its pollers, the sends of its handler,
+//! its table reads and writes. Receives that come back empty (idle long polls, which Lambda's
+//! pollers make too) are tallied apart, because they depend on idle time, not on traffic. The
+//! run is audited (nothing lost, nothing doubled) before any figure is printed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde::Serialize;
+use worldfleet_aws::cost::{PriceList, US_EAST_1_ON_DEMAND};
+use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
+use worldfleet_classify::Classify;
+use worldfleet_compose::Compose;
+use worldfleet_distribute::{Distribute, RepublishRules};
+use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
+use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_ports::{
+    Clock, DeleteOutcome, OperationCounters, OutgoingMessage, Queue, QueueDepth, QueueSpec,
+    ReceiveRequest, ReceivedMessage, SendOutcome, SystemClock, Table, UsageSnapshot,
+};
+use worldfleet_runtime::audit::Audit;
+use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
+use worldfleet_runtime::{Fleet, PollerConfig, PollerStats, World, WorldSpec};
+
+/// What the AWS cost benchmark runs.
+#[derive(Debug, Clone)]
+pub struct AwsBenchOptions {
+    /// Good events the world emits.
+    pub events: u64,
+    /// Audience of every event.
+    pub fan_out: u32,
+    /// Concurrent pollers per stage.
+    pub workers: usize,
+    /// Long-poll wait of a receive (20 s is what Lambda's pollers use).
+    pub wait: Duration,
+    /// The SAM template whose queues and tables are deployed.
+    pub template: String,
+    /// How long the queues may take to drain.
+    pub drain_timeout: Duration,
+}
+
+/// Counts the calls through a queue that do not scale with traffic — receives that came back
+/// empty, and depth checks (the benchmark's own backlog checks) — so they can be told apart
+/// from the requests traffic costs; every call passes straight through.
+#[derive(Default)]
+struct IdleTally {
+    empty_receives: AtomicU64,
+    depth_checks: AtomicU64,
+}
+
+impl IdleTally {
+    fn idle_requests(&self) -> u64 {
+        self.empty_receives.load(Ordering::Relaxed) + self.depth_checks.load(Ordering::Relaxed)
+    }
+}
+
+struct TalliedQueue {
+    inner: Arc<dyn Queue>,
+    tally: Arc<IdleTally>,
+}
+
+#[async_trait]
+impl Queue for TalliedQueue {
+    async fn ensure_queue(&self, spec: &QueueSpec) -> worldfleet_ports::Result<()> {
+        self.inner.ensure_queue(spec).await
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> worldfleet_ports::Result<Vec<SendOutcome>> {
+        self.inner.send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        request: ReceiveRequest,
+    ) -> worldfleet_ports::Result<Vec<ReceivedMessage>> {
+        let received = self.inner.receive(queue, request).await;
+        if received.as_ref().is_ok_and(Vec::is_empty) {
+            self.tally.empty_receives.fetch_add(1, Ordering::Relaxed);
+        }
+        received
+    }
+
+    async fn delete_batch(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> worldfleet_ports::Result<Vec<DeleteOutcome>> {
+        self.inner.delete_batch(queue, receipt_handles).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner
+            .change_visibility(queue, receipt_handle, timeout)
+            .await
+    }
+
+    async fn depth(&self, queue: &str) -> worldfleet_ports::Result<QueueDepth> {
+        self.tally.depth_checks.fetch_add(1, Ordering::Relaxed);
+        self.inner.depth(queue).await
+    }
+}
+
+/// One stage with adapters (and so counters) of its own.
+struct MeteredStage {
+    name: &'static str,
+    queue_counters: Arc<OperationCounters>,
+    table_counters: Arc<OperationCounters>,
+    tally: Arc<IdleTally>,
+    fleet: Fleet,
+}
+
+/// The figures of one stage (or of the gateway posting to intake).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageCost {
+    pub stage: &'static str,
+    /// Messages the stage consumed (the gateway: messages it posted).
+    pub messages: u64,
+    /// Messages per non-empty receive (the gateway: per send request).
+    pub mean_batch: f64,
+    pub sqs_requests: u64,
+    /// Requests that do not scale with traffic: receives that returned nothing (idle long
+    /// polls) and the benchmark's own depth checks.
+    pub idle_requests: u64,
+    pub sqs_requests_per_message: f64,
+    /// The same without the idle requests: what traffic itself costs.
+    pub sqs_requests_per_message_busy: f64,
+    pub sqs_requests_per_event: f64,
+    pub write_units_per_event: f64,
+    pub read_units_per_event: f64,
+    pub dollars_per_million_events: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsBenchReport {
+    pub events: u64,
+    pub fan_out: u32,
+    pub feed_entries: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub elapsed_s: f64,
+    pub prices: PriceList,
+    pub stages: Vec<StageCost>,
+    pub total_dollars_per_million_events: f64,
+}
+
+fn stage_cost(
+    stage: &'static str,
+    usage: &UsageSnapshot,
+    messages: u64,
+    batches: u64,
+    idle_requests: u64,
+    events: u64,
+    prices: &PriceList,
+) -> StageCost {
+    let per = |count: u64, of: u64| count as f64 / of.max(1) as f64;
+    // Every queue is FIFO; DynamoDB units are priced the same for every table.
+    let cost = prices.per_event(usage, events.max(1), true);
+    StageCost {
+        stage,
+        messages,
+        mean_batch: per(messages, batches),
+        sqs_requests: usage.queue_requests,
+        idle_requests,
+        sqs_requests_per_message: per(usage.queue_requests, messages),
+        sqs_requests_per_message_busy: per(
+            usage.queue_requests.saturating_sub(idle_requests),
+            messages,
+        ),
+        sqs_requests_per_event: per(usage.queue_requests, events),
+        write_units_per_event: per(usage.table_write_units, events),
+        read_units_per_event: per(usage.table_read_units, events),
+        dollars_per_million_events: cost.map_or(0.0, |cost| cost.total_dollars_per_million),
+    }
+}
+
+fn handler_for(
+    stage: &'static str,
+    context: StageContext,
+    intake: &IntakeConfig,
+    rules: &RepublishRules,
+) -> Arc<dyn StageHandler> {
+    match stage {
+        "intake" => Arc::new(Intake::new(context, intake.clone())),
+        "classify" => Arc::new(Classify::new(context)),
+        "compose" => Arc::new(Compose::new(context)),
+        _ => Arc::new(Distribute::new(context, rules.clone())),
+    }
+}
+
+/// Runs the benchmark on the AWS endpoints of the environment.
+pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
+    anyhow::ensure!(options.events > 0, "--events must be at least 1");
+    let started_ms = SystemClock.now_ms();
+    let settings = AwsSettings::from_env()
+        .context("read AWS settings from the environment")?
+        .with_stack(&format!("bench-{started_ms}"));
+    let config = settings.sdk_config().await;
+    let gateway_queue = SqsQueue::from_sdk_config(&config, settings.clone());
+    let audit_table = DynamoTable::from_sdk_config(&config, settings.clone());
+    deploy_from_template(&options.template, &gateway_queue, &audit_table)
+        .await
+        .with_context(|| format!("deploy the queues and tables of {}", options.template))?;
+    let gateway_counters = Arc::clone(gateway_queue.counters());
+    // Creating the queues is set-up, not the gateway's traffic.
+    let after_deploy = gateway_counters.snapshot();
+    let gateway_tally = Arc::new(IdleTally::default());
+    let gateway_queue: Arc<dyn Queue> = Arc::new(TalliedQueue {
+        inner: Arc::new(gateway_queue),
+        tally: Arc::clone(&gateway_tally),
+    });
+
+    let spec = WorldSpec {
+        events: options.events,
+        players: 2_000,
+        districts: 8,
+        scenes_per_district: 16,
+        fan_out: options.fan_out,
+        factions: 4,
+        bad_every: 0,
+        ..WorldSpec::small(7)
+    };
+    let mut gateways = GatewayKeys::default();
+    gateways.insert(&spec.gateway, spec.gateway_key.clone());
+    let mut intake = IntakeConfig::new(gateways);
+    // The synthetic world is honest traffic: limits far above its per-player rate.
+    intake.rate_limit = RateLimit {
+        burst: 1_000,
+        per_second: 1_000,
+    };
+    let rules = RepublishRules::default_rules();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let poller = PollerConfig {
+        workers: options.workers.max(1),
+        wait: options.wait,
+        visibility_timeout: Duration::from_secs(30),
+    };
+    let mut stages = Vec::new();
+    for stage in ["intake", "classify", "compose", "distribute"] {
+        let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
+        let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
+        let queue_counters = Arc::clone(sqs.counters());
+        let table_counters = Arc::clone(dynamo.counters());
+        let tally = Arc::new(IdleTally::default());
+        let queue: Arc<dyn Queue> = Arc::new(TalliedQueue {
+            inner: Arc::new(sqs),
+            tally: Arc::clone(&tally),
+        });
+        let table: Arc<dyn Table> = Arc::new(dynamo);
+        let context = StageContext::new(Arc::clone(&queue), table, Arc::clone(&clock));
+        let handler = handler_for(stage, context, &intake, &rules);
+        stages.push(MeteredStage {
+            name: stage,
+            queue_counters,
+            table_counters,
+            tally,
+            fleet: Fleet::start(vec![handler], queue, poller, None),
+        });
+    }
+
+    let began = Instant::now();
+    let mut world = World::new(spec);
+    let (partitions, players, factions) = (world.partitions(), world.players(), world.factions());
+    let posting = Posting {
+        rate: None,
+        max_backlog: 2_000,
+        started: began,
+        already_sent: 0,
+        stop_after_good: None,
+    };
+    let expectations = post_world(
+        gateway_queue.as_ref(),
+        &mut world,
+        clock.as_ref(),
+        posting,
+        || {},
+    )
+    .await
+    .context("post the world to intake")?;
+    let gateway_usage = gateway_counters.snapshot().since(&after_deploy);
+    let gateway_idle = gateway_tally.idle_requests();
+    let drained = wait_for_drain(gateway_queue.as_ref(), options.drain_timeout, || {}).await?;
+    let elapsed_s = began.elapsed().as_secs_f64();
+    let mut consumed = Vec::new();
+    for stage in stages {
+        let count = |read: fn(&PollerStats) -> u64| -> u64 {
+            stage
+                .fleet
+                .stats()
+                .iter()
+                .map(|(_, stats)| read(stats))
+                .sum()
+        };
+        let records = count(|stats| stats.records.load(Ordering::Relaxed));
+        let batches = count(|stats| stats.batches.load(Ordering::Relaxed));
+        stage.fleet.stop().await;
+        consumed.push((
+            stage.name,
+            stage.queue_counters.snapshot(),
+            stage.table_counters.snapshot(),
+            records,
+            batches,
+            stage.tally.idle_requests(),
+        ));
+    }
+    anyhow::ensure!(
+        drained,
+        "the queues did not drain within {:?}",
+        options.drain_timeout
+    );
+
+    let report = Audit {
+        table: &audit_table,
+        rules: &rules,
+        partitions,
+        players,
+        factions,
+        expectations: &expectations,
+    }
+    .run()
+    .await
+    .context("audit the run")?;
+    anyhow::ensure!(
+        report.lost == 0 && report.duplicates == 0,
+        "the run lost {} and doubled {} entries: {:?}",
+        report.lost,
+        report.duplicates,
+        report.problems
+    );
+    let events = report.good_sent;
+    let prices = US_EAST_1_ON_DEMAND;
+    // The gateway's row is its sends alone: its depth checks are the benchmark's back-pressure.
+    let gateway_sends = UsageSnapshot {
+        queue_requests: gateway_usage.queue_requests.saturating_sub(gateway_idle),
+        ..gateway_usage
+    };
+    let mut costs = vec![stage_cost(
+        "gateway",
+        &gateway_sends,
+        gateway_usage.queue_messages_sent,
+        gateway_sends.queue_requests,
+        0,
+        events,
+        &prices,
+    )];
+    for (stage, queue, table, records, batches, idle) in consumed {
+        let usage = UsageSnapshot {
+            table_requests: table.table_requests,
+            table_write_units: table.table_write_units,
+            table_read_units: table.table_read_units,
+            table_items_written: table.table_items_written,
+            table_items_read: table.table_items_read,
+            ..queue
+        };
+        costs.push(stage_cost(
+            stage, &usage, records, batches, idle, events, &prices,
+        ));
+    }
+    let total = costs
+        .iter()
+        .map(|cost| cost.dollars_per_million_events)
+        .sum();
+    Ok(AwsBenchReport {
+        events,
+        fan_out: options.fan_out,
+        feed_entries: report.feed_entries,
+        lost: report.lost,
+        duplicates: report.duplicates,
+        elapsed_s,
+        prices,
+        stages: costs,
+        total_dollars_per_million_events: total,
+    })
+}
+
+/// The report as a table for the terminal.
+pub fn print(report: &AwsBenchReport) {
+    println!(
+        "{} events (fan-out {}), {} feed entries, lost {}, duplicates {}, {:.1} s",
+        report.events,
+        report.fan_out,
+        report.feed_entries,
+        report.lost,
+        report.duplicates,
+        report.elapsed_s
+    );
+    println!(
+        "prices: us-east-1 on-demand as of {}: SQS FIFO ${}/M requests, DynamoDB ${}/M WRU, ${}/M RRU",
+        report.prices.taken_on,
+        report.prices.sqs_fifo_per_million_requests,
+        report.prices.dynamodb_per_million_write_units,
+        report.prices.dynamodb_per_million_read_units
+    );
+    println!(
+        "{:<11} {:>8} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "stage",
+        "messages",
+        "batch",
+        "sqs req",
+        "idle",
+        "req/msg",
+        "busy/msg",
+        "req/event",
+        "WCU/event",
+        "RCU/event",
+        "$/M events"
+    );
+    for stage in &report.stages {
+        println!(
+            "{:<11} {:>8} {:>6.2} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.2} {:>9.2} {:>10.2}",
+            stage.stage,
+            stage.messages,
+            stage.mean_batch,
+            stage.sqs_requests,
+            stage.idle_requests,
+            stage.sqs_requests_per_message,
+            stage.sqs_requests_per_message_busy,
+            stage.sqs_requests_per_event,
+            stage.write_units_per_event,
+            stage.read_units_per_event,
+            stage.dollars_per_million_events
+        );
+    }
+    println!(
+        "total: ${:.2} per million events (SQS and DynamoDB requests only; Lambda duration, storage and transfer excluded)",
+        report.total_dollars_per_million_events
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_message_figures_leave_out_idle_requests_only_in_the_busy_column() {
+        let usage = UsageSnapshot {
+            queue_requests: 40,
+            table_write_units: 300,
+            table_read_units: 100,
+            ..UsageSnapshot::default()
+        };
+        let cost = stage_cost("classify", &usage, 100, 20, 10, 100, &US_EAST_1_ON_DEMAND);
+        assert!((cost.mean_batch - 5.0).abs() < 1e-9);
+        assert!((cost.sqs_requests_per_message - 0.4).abs() < 1e-9);
+        assert!((cost.sqs_requests_per_message_busy - 0.3).abs() < 1e-9);
+        assert!((cost.write_units_per_event - 3.0).abs() < 1e-9);
+        let expected = 0.4 * 0.50 + 3.0 * 0.625 + 1.0 * 0.125;
+        assert!((cost.dollars_per_million_events - expected).abs() < 1e-9);
+    }
+}
