@@ -71,6 +71,10 @@ pub fn classify(event: &AcceptedEvent) -> Classification {
             };
             (Intent::Fight, base)
         }
+        // World kinds are routed to the market and the ecology, not here; should one arrive,
+        // it is background trade or wildlife business.
+        EventPayload::Trade(_) => (Intent::Trade, 15),
+        EventPayload::Capture(_) | EventPayload::Breed(_) => (Intent::Other, 15),
         EventPayload::Quest(quest) => {
             let base = match quest.status {
                 QuestStatus::Completed => 90,
