@@ -118,16 +118,22 @@ impl ProductionStage {
             self.config.write_mode,
         )?;
         let now_ms = self.context.clock.now_ms();
+        let mut completed = true;
         for step in outcome.plan.iter().cloned() {
-            execute(&self.context, step, now_ms).await?;
+            completed = execute(&self.context, step, now_ms).await?;
         }
-        if let Ok(mut samples) = self.latencies_us.lock()
+        if completed
+            && let Ok(mut samples) = self.latencies_us.lock()
             && samples.len() < LATENCY_SAMPLES
         {
             samples.push(started.elapsed().as_micros() as u64);
         }
         self.schedule_next(&timer.region, timer.tick, remaining)
             .await?;
+        if !completed {
+            // A concurrent delivery wrote the marker first (our puts carried the same bytes).
+            return Ok(RegionTick::AlreadyApplied);
+        }
         Ok(RegionTick::Applied {
             planets: outcome.updates.len(),
             items_written: outcome.items_written(),
@@ -200,9 +206,9 @@ pub async fn read_region(context: &StageContext, region: &PartitionUid) -> Resul
     })
 }
 
-/// Executes one step of a write plan. A failed condition means another worker already wrote
-/// this step's tick: the step is done.
-async fn execute(context: &StageContext, step: WriteStep, now_ms: u64) -> Result<()> {
+/// Executes one step of a write plan; false when a failed condition said another worker
+/// already wrote this step's tick (the step is done either way).
+async fn execute(context: &StageContext, step: WriteStep, now_ms: u64) -> Result<bool> {
     let table = context.table.as_ref();
     let outcome = match step {
         WriteStep::Batch(writes) => table.batch_write(PRODUCTION_TABLE, writes).await,
@@ -213,8 +219,8 @@ async fn execute(context: &StageContext, step: WriteStep, now_ms: u64) -> Result
         WriteStep::Transact(operations) => table.transact(operations).await,
     };
     match outcome {
-        Ok(()) => Ok(()),
-        Err(error) if error.is_condition_failed() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(error) if error.is_condition_failed() => Ok(false),
         Err(error) => Err(error.into()),
     }
 }
