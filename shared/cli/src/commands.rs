@@ -14,7 +14,7 @@ use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::RateLimit;
 use worldfleet_ports::{Clock, SystemClock};
-use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+use worldfleet_runtime::{RunOptions, RunSummary, WorldReport, WorldSpec, run_embedded};
 
 /// worldfleet keeps an online game world alive between the game servers.
 #[derive(Debug, Parser)]
@@ -67,6 +67,13 @@ struct WorldArgs {
     /// Acknowledge writes once handed to the OS instead of after fsync.
     #[arg(long)]
     buffered: bool,
+    /// One world event (trade, capture, breed) after every N good narrative events; the
+    /// ecology, market and production then run too (0: narrative only).
+    #[arg(long, default_value_t = 5)]
+    world_every: u64,
+    /// Ecology ticks every cell runs before the run ends (5 s apart).
+    #[arg(long, default_value_t = 3)]
+    ecology_ticks: u64,
 }
 
 impl WorldArgs {
@@ -80,8 +87,11 @@ impl WorldArgs {
             factions: self.factions,
             seed: self.seed,
             bad_every: self.bad_every,
+            world_every: self.world_every,
             ..WorldSpec::small(self.seed)
         };
+        let mut spec = spec;
+        spec.layout.min_ecology_ticks = self.ecology_ticks.max(1);
         let mut options = RunOptions::new(spec);
         options.rate = (self.rate > 0.0).then_some(self.rate);
         options.workers_per_stage = self.workers.max(1);
@@ -186,6 +196,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if summary.audit.lost == 0
             && summary.audit.duplicates == 0
             && summary.audit.wrong_reason == 0
+            && summary
+                .world
+                .as_ref()
+                .is_none_or(|world| world.lost == 0 && world.duplicates == 0)
         {
             ExitCode::SUCCESS
         } else {
@@ -235,8 +249,88 @@ fn print_summary(summary: &RunSummary) {
             per_event(usage.table_read_units)
         );
     }
+    if let Some(world) = &summary.world {
+        print_world(world);
+    }
     if !summary.drained {
         println!("warning: the queues did not drain in time");
+    }
+}
+
+fn print_world(world: &WorldReport) {
+    println!("world:");
+    println!(
+        "  market:      {} trades sent, {} recorded once ({} applied, {} refused), {} recomputes; windows miscounted {}, stock mismatches {}",
+        world.trades_sent,
+        world.trades_recorded,
+        world.trades_applied,
+        world.trades_refused,
+        world.recomputes,
+        world.miscounted_windows,
+        world.stock_mismatches
+    );
+    let mut moves: Vec<_> = world
+        .price_moves
+        .iter()
+        .filter(|price| price.from_milli != price.to_milli)
+        .collect();
+    moves.sort_by_key(|price| std::cmp::Reverse((price.to_milli - price.from_milli).abs()));
+    println!(
+        "  prices:      {} of {} station goods moved; largest:",
+        moves.len(),
+        world.price_moves.len()
+    );
+    for price in moves.iter().take(3) {
+        println!(
+            "               {} {}: {:.3} -> {:.3} cr",
+            price.station,
+            price.good,
+            price.from_milli as f64 / 1000.0,
+            price.to_milli as f64 / 1000.0
+        );
+    }
+    println!(
+        "  production:  {} region ticks, p50 {:.1} ms, p99 {:.1} ms (read + decide + bulk write)",
+        world.production_ticks, world.production_tick_p50_ms, world.production_tick_p99_ms
+    );
+    let species: Vec<String> = world
+        .population_by_species
+        .iter()
+        .map(|(species, count)| format!("{species} {count}"))
+        .collect();
+    println!(
+        "  ecology:     {} cells, {} ticks; population {} ({}); {} lineages alive, {} founded",
+        world.cells,
+        world.ecology_ticks,
+        world.population,
+        species.join(", "),
+        world.lineages,
+        world.lineages_founded
+    );
+    println!(
+        "               births {}, deaths {}, migrations {} out / {} in / {} waiting / {} returned; unbalanced cells {}",
+        world.births,
+        world.deaths,
+        world.emigrated,
+        world.arrived,
+        world.migrants_waiting,
+        world.migrants_returned,
+        world.unbalanced_cells
+    );
+    println!(
+        "  players:     {} captures, {} breed requests: {} applied, {} refused",
+        world.captures_sent, world.breeds_sent, world.requests_applied, world.requests_refused
+    );
+    println!(
+        "  news:        {} events, {} published to district feeds",
+        world.news_events, world.news_published
+    );
+    println!(
+        "  world lost: {}   world duplicates: {}",
+        world.lost, world.duplicates
+    );
+    for problem in &world.problems {
+        println!("  ! {problem}");
     }
 }
 
@@ -255,6 +349,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             workers: args.workers,
             data_dir: None,
             buffered: false,
+            world_every: 0,
+            ecology_ticks: 1,
         };
         world_args.options()
     };

@@ -4,6 +4,11 @@
 //! the embedded queue, all sharing one durable store. A synthetic world posts signed envelopes
 //! to the intake queue at the requested rate; when every queue has drained, the stages stop and
 //! the independent [`crate::audit`] reads the tables and reports.
+//!
+//! With a world simulation (`WorldSpec::world_every > 0`) the run also seeds the world's cells
+//! and regions, runs the market, ecology and production stages and the watchdog, waits until
+//! the world has settled ([`crate::simulation::settled`]), stops the timer stages first,
+//! completes the last ticks' outboxes, drains, and adds the world audit to the summary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +21,9 @@ use tokio::task::JoinHandle;
 use worldfleet_classify::Classify;
 use worldfleet_compose::Compose;
 use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_domain::names::{ALL_QUEUES, INTAKE_QUEUE, dead_letter_queue};
+use worldfleet_domain::names::{
+    ALL_QUEUES, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, MARKET_QUEUE, WORLD_QUEUES, dead_letter_queue,
+};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
 use worldfleet_kit::{StageContext, StageHandler};
@@ -26,6 +33,7 @@ use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
 use crate::poller::{PollerConfig, PollerStats, run_stage};
 use crate::resources::{QueueSettings, declare};
+use crate::simulation::{self, WorldReport};
 use crate::world::{Expectation, World, WorldSpec};
 
 /// Everything `worldfleet run` can be told.
@@ -50,6 +58,8 @@ pub struct RunOptions {
     pub max_backlog: u64,
     /// Give up waiting for the queues to drain after this long.
     pub drain_timeout: Duration,
+    /// How often the watchdog re-arms quiet timer chains (world simulation only).
+    pub watchdog_interval: Duration,
 }
 
 impl RunOptions {
@@ -68,6 +78,7 @@ impl RunOptions {
             progress: false,
             max_backlog: 20_000,
             drain_timeout: Duration::from_secs(300),
+            watchdog_interval: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +101,8 @@ pub struct RunSummary {
     pub restarts: u32,
     pub store_bytes: u64,
     pub drained: bool,
+    /// The world audit, when the run simulated the world.
+    pub world: Option<WorldReport>,
 }
 
 impl RunSummary {
@@ -112,6 +125,18 @@ impl RunSummary {
             "wrong_reason": self.audit.wrong_reason,
             "dead_letters": self.dead_letters,
             "peak_rss_mb": (self.peak_rss_mb * 10.0).round() / 10.0,
+            "world": self.world.as_ref().map(|world| serde_json::json!({
+                "trades_sent": world.trades_sent,
+                "trades_recorded": world.trades_recorded,
+                "recomputes": world.recomputes,
+                "population": world.population,
+                "lineages": world.lineages,
+                "news_events": world.news_events,
+                "news_published": world.news_published,
+                "production_tick_p99_ms": world.production_tick_p99_ms,
+                "lost": world.lost,
+                "duplicates": world.duplicates,
+            })),
         })
     }
 }
@@ -120,6 +145,10 @@ struct Fleet {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     stats: Vec<(&'static str, Arc<PollerStats>)>,
+    /// The world's timer stages and watchdog: stopped before everything else.
+    world_shutdown: watch::Sender<bool>,
+    world_tasks: Vec<JoinHandle<()>>,
+    production_latencies_us: Option<Arc<std::sync::Mutex<Vec<u64>>>>,
 }
 
 impl Fleet {
@@ -132,8 +161,25 @@ impl Fleet {
             })
     }
 
+    /// Production tick durations measured so far, microseconds.
+    fn production_latencies(&self) -> Vec<u64> {
+        self.production_latencies_us
+            .as_ref()
+            .and_then(|samples| samples.lock().ok().map(|samples| samples.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Graceful stop of the world's timer stages and watchdog only.
+    async fn stop_world(&mut self) {
+        let _ = self.world_shutdown.send(true);
+        for task in self.world_tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+
     /// Graceful stop: pollers finish their batch and exit.
-    async fn stop(self) {
+    async fn stop(mut self) {
+        self.stop_world().await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -142,10 +188,10 @@ impl Fleet {
 
     /// A crash: every in-flight batch is abandoned wherever it is.
     async fn kill(self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.world_tasks) {
             task.abort();
         }
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.world_tasks) {
             let _ = task.await;
         }
     }
@@ -188,7 +234,7 @@ fn start_fleet(
     clock: Arc<dyn Clock>,
     options: &RunOptions,
     faults: Option<Arc<FaultPlan>>,
-) -> Fleet {
+) -> anyhow::Result<Fleet> {
     let context = StageContext::new(Arc::clone(&ports.queue), Arc::clone(&ports.table), clock);
     let mut gateways = GatewayKeys::default();
     gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
@@ -200,30 +246,58 @@ fn start_fleet(
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
+    let (world_shutdown, world_watcher) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut world_tasks = Vec::new();
     let mut stats = Vec::new();
-    for handler in narrative_stages(&context, intake, RepublishRules::default_rules()) {
+    let mut spawn = |handler: Arc<dyn StageHandler>, watcher: watch::Receiver<bool>| {
         let stage_stats = Arc::new(PollerStats::default());
         stats.push((handler.name(), Arc::clone(&stage_stats)));
-        tasks.push(tokio::spawn(run_stage(
+        tokio::spawn(run_stage(
             handler,
             Arc::clone(&ports.queue),
             poller,
-            watcher.clone(),
+            watcher,
             stage_stats,
             faults.clone(),
+        ))
+    };
+    for handler in narrative_stages(&context, intake, RepublishRules::default_rules()) {
+        tasks.push(spawn(handler, watcher.clone()));
+    }
+    let mut production_latencies_us = None;
+    if options.world.world_every > 0 {
+        let world = simulation::world_stages(&context, &options.world.layout)?;
+        production_latencies_us = Some(world.production_latencies_us);
+        for handler in world.inputs {
+            tasks.push(spawn(handler, watcher.clone()));
+        }
+        for handler in world.timers {
+            world_tasks.push(spawn(handler, world_watcher.clone()));
+        }
+        world_tasks.push(tokio::spawn(simulation::run_watchdog(
+            context.clone(),
+            options.watchdog_interval,
+            world_watcher,
         )));
     }
-    Fleet {
+    Ok(Fleet {
         shutdown,
         tasks,
         stats,
-    }
+        world_shutdown,
+        world_tasks,
+        production_latencies_us,
+    })
 }
 
 async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
     let mut total = 0;
-    for name in ALL_QUEUES {
+    // The world's input queues count; its timer queues never run dry and do not.
+    for name in ALL_QUEUES
+        .into_iter()
+        .chain([MARKET_QUEUE, ECOLOGY_INPUT_QUEUE])
+    {
         total += queue.depth(name).await?.total();
     }
     Ok(total)
@@ -279,6 +353,12 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let faults = options
         .faults
         .map(|(rates, seed)| Arc::new(FaultPlan::new(rates, seed)));
+    let simulate_world = options.world.world_every > 0;
+    if simulate_world {
+        let setup = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        simulation::seed(&setup, &options.world.layout).await?;
+    }
+    let mut production_latencies: Vec<u64> = Vec::new();
 
     let mut world = World::new(options.world.clone());
     let partitions = world.partitions();
@@ -287,7 +367,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let mut expectations: Vec<Expectation> = Vec::new();
 
     let mut ports = stage_ports(&store, faults.as_ref());
-    let mut fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
+    let mut fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone())?;
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new(options.world.events);
         bar.set_style(
@@ -360,12 +440,13 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
                 "killing every stage mid-flight and reopening the store"
             );
             progress_base += fleet.distributed();
+            production_latencies.extend(fleet.production_latencies());
             fleet.kill().await;
             drop(ports);
             store.close();
             store = open(&data_dir)?;
             ports = stage_ports(&store, faults.as_ref());
-            fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone());
+            fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone())?;
         }
     }
 
@@ -376,7 +457,14 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         if let Some(bar) = &progress {
             bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
         }
-        if backlog(store.queue().as_ref()).await? == 0 {
+        let world_settled = !simulate_world
+            || simulation::settled(
+                store.queue().as_ref(),
+                store.table().as_ref(),
+                &options.world.layout,
+            )
+            .await?;
+        if world_settled && backlog(store.queue().as_ref()).await? == 0 {
             quiet_checks += 1;
             if quiet_checks >= 3 {
                 drained = true;
@@ -390,6 +478,19 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    if simulate_world {
+        // Timers never run dry: stop them, finish what the last ticks owe, then drain the rest.
+        fleet.stop_world().await;
+        let finisher = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        simulation::finish_outboxes(&finisher, &options.world.layout).await?;
+        let settle_started = Instant::now();
+        while backlog(store.queue().as_ref()).await? > 0
+            && settle_started.elapsed() < options.drain_timeout
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;
     if !drained {
         tracing::warn!(
@@ -398,7 +499,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
 
     let mut dead_letters = 0;
-    for name in ALL_QUEUES {
+    for name in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
     let rules = RepublishRules::default_rules();
@@ -413,6 +514,19 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     .run()
     .await?;
+    let world = if simulate_world {
+        Some(
+            simulation::audit(
+                table.as_ref(),
+                &options.world.layout,
+                &expectations,
+                &production_latencies,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let finished_ms = audit.last_feed_write_ms.max(started_ms + 1);
     let elapsed_s = (finished_ms - started_ms) as f64 / 1000.0;
     let summary = RunSummary {
@@ -427,6 +541,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         restarts,
         store_bytes: store.disk_bytes().unwrap_or(0),
         drained,
+        world,
     };
     // Every handle goes before the store closes, and the store before its directory.
     drop(table);

@@ -7,6 +7,8 @@
 //!   signed envelopes, good and deliberately bad;
 //! - [`faults`]: crash, duplicate-delivery and expired-visibility injection for tests;
 //! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
+//! - [`simulation`]: the world simulation (ecology, market, production) in the embedded run:
+//!   seeding, the watchdog, settling and the world audit;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
 
 pub mod audit;
@@ -14,9 +16,11 @@ pub mod embedded;
 pub mod faults;
 pub mod poller;
 pub mod resources;
+pub mod simulation;
 pub mod world;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
 pub use poller::{PollerConfig, PollerStats, run_stage};
-pub use world::{World, WorldSpec};
+pub use simulation::WorldReport;
+pub use world::{World, WorldLayout, WorldSpec};
