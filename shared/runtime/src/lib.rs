@@ -9,6 +9,7 @@
 //! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
 //! - [`simulation`]: the world simulation (ecology, market, production) in the embedded run:
 //!   seeding, the watchdog, settling and the world audit;
+//! - [`world_bench`]: `worldfleet bench-world` — the world stages' throughput and latency;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
 
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod poller;
 pub mod resources;
 pub mod simulation;
 pub mod world;
+pub mod world_bench;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
