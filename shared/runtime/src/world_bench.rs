@@ -209,7 +209,7 @@ pub async fn bench_world(options: WorldBenchOptions) -> anyhow::Result<WorldBenc
         faction: None,
         payload: EventPayload::Trade(TradePayload {
             good: TRADED_GOODS[index % TRADED_GOODS.len()].into(),
-            side: if index % 2 == 0 {
+            side: if index.is_multiple_of(2) {
                 TradeSide::Buy
             } else {
                 TradeSide::Sell
