@@ -31,10 +31,14 @@ enum Command {
     Run(RunArgs),
     /// Measure throughput, latency and memory of the embedded pipeline.
     Bench(BenchArgs),
-    /// Read a feed from an embedded store, from a checkpoint.
+    /// Read a feed from a checkpoint (embedded store, or DynamoDB with --aws).
     Feed(FeedArgs),
     /// Measure the world stages: creature updates/s, station recomputes/s, region tick P99.
     BenchWorld(BenchWorldArgs),
+    /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
+    Worker(WorkerArgs),
+    /// Sign and post envelopes to the intake queue on SQS.
+    Send(SendArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +69,39 @@ struct BenchWorldArgs {
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Stages to run, comma-separated: intake, classify, compose, distribute, market,
+    /// price-window, production, ecology-input, ecology, watchdog (a pass once a minute).
+    #[arg(
+        long,
+        default_value = "intake,classify,compose,distribute",
+        value_delimiter = ','
+    )]
+    stages: Vec<String>,
+    /// Concurrent pollers per stage.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Handler time budget per batch (keep it ≤ the queues' visibility timeout / 6).
+    #[arg(long, default_value_t = 30)]
+    budget_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// Envelope files to post (e.g. `events/samples/*.json`).
+    files: Vec<PathBuf>,
+    /// Re-stamp `sent_at_ms` with now and re-sign each file with this gateway key (hex).
+    #[arg(long)]
+    resign_key: Option<String>,
+    /// Instead of files: post a synthetic world of this many events, signed with --resign-key
+    /// as gateway `gw-synthetic`.
+    #[arg(long)]
+    world: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -175,8 +212,11 @@ struct BenchArgs {
 #[derive(Debug, Args)]
 struct FeedArgs {
     /// The store written by `worldfleet run --data-dir`.
+    #[arg(long, required_unless_present = "aws")]
+    data_dir: Option<PathBuf>,
+    /// Read from DynamoDB (settings and endpoints from the environment) instead.
     #[arg(long)]
-    data_dir: PathBuf,
+    aws: bool,
     /// `player:ID`, `faction:NAME` or `district:UID`.
     #[arg(long)]
     feed: String,
@@ -200,6 +240,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench(args).await,
         Command::Feed(args) => feed(args).await,
         Command::BenchWorld(args) => bench_world(args).await,
+        Command::Worker(args) => worker(args).await,
+        Command::Send(args) => send(args).await,
     }
 }
 
@@ -489,27 +531,44 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     let feed = FeedId::parse(&args.feed).context("--feed")?;
-    if !args.data_dir.exists() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if args.aws {
+        let context = worldfleet_lambda::aws_context().await?;
+        return read_and_print(context.table.as_ref(), &feed, &args, clock.as_ref()).await;
+    }
+    let data_dir = args.data_dir.clone().context("--data-dir")?;
+    if !data_dir.exists() {
         anyhow::bail!(
             "no store at {} (run `worldfleet run --data-dir {}` first)",
-            args.data_dir.display(),
-            args.data_dir.display()
+            data_dir.display(),
+            data_dir.display()
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = StoreOptions {
         janitor_interval: None,
         receive_recheck: Duration::from_millis(100),
         ..StoreOptions::default()
     };
-    let store = EmbeddedStore::open(&args.data_dir, Arc::clone(&clock), options)
-        .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
+    let store = EmbeddedStore::open(&data_dir, Arc::clone(&clock), options)
+        .with_context(|| format!("open the store in {}", data_dir.display()))?;
     let table = store.table();
+    let code = read_and_print(table.as_ref(), &feed, &args, clock.as_ref()).await;
+    drop(table);
+    store.close();
+    code
+}
+
+async fn read_and_print(
+    table: &dyn worldfleet_ports::Table,
+    feed: &FeedId,
+    args: &FeedArgs,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
     let after = match args.after {
         Some(after) => after,
-        None => checkpoint(table.as_ref(), FEEDS_TABLE, &feed, &args.reader).await?,
+        None => checkpoint(table, FEEDS_TABLE, feed, &args.reader).await?,
     };
-    let read = read_feed(table.as_ref(), FEEDS_TABLE, &feed, after, args.limit).await?;
+    let read = read_feed(table, FEEDS_TABLE, feed, after, args.limit).await?;
     for entry in &read.entries {
         println!("{:>8}  {}  {}", entry.seq, entry.event_id, entry.text);
     }
@@ -522,9 +581,9 @@ async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     );
     if args.commit && read.next_after_seq > after {
         commit_checkpoint(
-            table.as_ref(),
+            table,
             FEEDS_TABLE,
-            &feed,
+            feed,
             &args.reader,
             read.next_after_seq,
             clock.now_ms(),
@@ -535,7 +594,154 @@ async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
             args.reader, read.next_after_seq
         );
     }
-    drop(table);
-    store.close();
     Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let context = worldfleet_lambda::aws_context().await?;
+    let mut handlers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
+    // The world's timer stages and the watchdog stop first on shutdown.
+    let mut timers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
+    let mut watchdog = None;
+    let price = || worldfleet_price::PriceConfig::builtin().context("market rules");
+    for stage in &args.stages {
+        match stage.trim() {
+            "intake" => handlers.push(Arc::new(worldfleet_intake::Intake::new(
+                context.clone(),
+                worldfleet_intake::IntakeConfig::from_env()?,
+            ))),
+            "classify" => handlers.push(Arc::new(worldfleet_classify::Classify::new(
+                context.clone(),
+            ))),
+            "compose" => handlers.push(Arc::new(worldfleet_compose::Compose::new(context.clone()))),
+            "distribute" => handlers.push(Arc::new(worldfleet_distribute::Distribute::new(
+                context.clone(),
+                worldfleet_distribute::RepublishRules::from_env()?,
+            ))),
+            "market" => handlers.push(Arc::new(worldfleet_price::MarketStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "ecology-input" => handlers.push(Arc::new(worldfleet_ecology::EcologyInputStage::new(
+                context.clone(),
+            ))),
+            "price-window" => timers.push(Arc::new(worldfleet_price::WindowStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "production" => timers.push(Arc::new(worldfleet_price::ProductionStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "ecology" => timers.push(Arc::new(worldfleet_ecology::EcologyTickStage::new(
+                context.clone(),
+                worldfleet_ecology::EcologyConfig::builtin().context("ecology rules")?,
+            ))),
+            "watchdog" => watchdog = Some((context.clone(), Duration::from_secs(60))),
+            other => anyhow::bail!(
+                "unknown stage {other:?}; stages are intake, classify, compose, distribute, \
+                 market, price-window, production, ecology-input, ecology, watchdog"
+            ),
+        }
+    }
+    let stages = worldfleet_runtime::FleetStages {
+        inputs: handlers,
+        timers,
+        watchdog,
+        production_latencies_us: None,
+    };
+    let names = stages.names();
+    eprintln!(
+        "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
+        names.join(", "),
+        args.workers
+    );
+    let poller = worldfleet_runtime::PollerConfig {
+        workers: args.workers.max(1),
+        wait: Duration::from_secs(20),
+        visibility_timeout: Duration::from_secs(args.budget_secs.max(1)),
+    };
+    worldfleet_runtime::Fleet::launch(stages, Arc::clone(&context.queue), poller, None)
+        .run_until_signalled()
+        .await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    use worldfleet_ports::{OutgoingMessage, SendOutcome};
+    let context = worldfleet_lambda::aws_context().await?;
+    let key = args
+        .resign_key
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .context("--resign-key is not hex")?;
+    let now_ms = context.clock.now_ms();
+    let mut messages = Vec::new();
+    if let Some(events) = args.world {
+        let key = key
+            .clone()
+            .context("--world needs --resign-key (the gateway key to sign with)")?;
+        let mut world = worldfleet_runtime::World::new(WorldSpec {
+            events,
+            gateway_key: key,
+            ..WorldSpec::small(args.seed)
+        });
+        while let Some(emitted) = world.next(now_ms) {
+            messages.push(OutgoingMessage::fifo(
+                emitted.body,
+                &emitted.group,
+                &emitted.dedup_id,
+            ));
+        }
+    }
+    for path in &args.files {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let mut envelope: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        if let Some(key) = &key {
+            let object = envelope
+                .as_object_mut()
+                .context("an envelope is a JSON object")?;
+            object.remove("signature");
+            object.insert("sent_at_ms".into(), serde_json::Value::from(now_ms));
+            let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope)?;
+            envelope["signature"] = serde_json::Value::from(
+                worldfleet_domain::envelope::signature_hex(key, &canonical)?,
+            );
+        }
+        let group = envelope["partition"]
+            .as_str()
+            .unwrap_or("unpartitioned")
+            .to_owned();
+        let dedup = envelope["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{now_ms}-{}", messages.len()));
+        messages.push(OutgoingMessage::fifo(envelope.to_string(), &group, &dedup));
+    }
+    let mut sent = 0;
+    let mut failed = 0;
+    for chunk in messages.chunks(worldfleet_ports::queue::MAX_BATCH) {
+        for outcome in context
+            .queue
+            .send_batch(worldfleet_domain::names::INTAKE_QUEUE, chunk.to_vec())
+            .await?
+        {
+            match outcome {
+                SendOutcome::Sent { .. } => sent += 1,
+                SendOutcome::Failed { reason, .. } => {
+                    failed += 1;
+                    eprintln!("refused by the queue: {reason}");
+                }
+            }
+        }
+    }
+    eprintln!("posted {sent} envelopes to intake ({failed} refused by the queue)");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -479,15 +479,20 @@ impl Envelope {
 
     /// Everyone who should hear of the event: the actor, then participants, without repeats.
     pub fn audience(&self) -> Vec<String> {
-        let mut audience = Vec::with_capacity(self.participants.len() + 1);
-        audience.push(self.actor.clone());
-        for participant in &self.participants {
-            if !audience.contains(participant) {
-                audience.push(participant.clone());
-            }
-        }
-        audience
+        audience_of(&self.actor, &self.participants)
     }
+}
+
+/// Everyone who should hear of an event: `actor` first, then `participants`, without repeats.
+pub fn audience_of(actor: &str, participants: &[String]) -> Vec<String> {
+    let mut audience = Vec::with_capacity(participants.len() + 1);
+    audience.push(actor.to_owned());
+    for participant in participants {
+        if !audience.contains(participant) {
+            audience.push(participant.clone());
+        }
+    }
+    audience
 }
 
 /// RFC 8785 canonical bytes of `value`.

@@ -28,14 +28,7 @@ pub struct AcceptedEvent {
 impl AcceptedEvent {
     /// The actor followed by the participants, without repeats.
     pub fn audience(&self) -> Vec<String> {
-        let mut audience = Vec::with_capacity(self.participants.len() + 1);
-        audience.push(self.actor.clone());
-        for participant in &self.participants {
-            if !audience.contains(participant) {
-                audience.push(participant.clone());
-            }
-        }
-        audience
+        crate::envelope::audience_of(&self.actor, &self.participants)
     }
 
     /// The district that owns the event: the first two UID segments.

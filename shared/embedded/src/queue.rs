@@ -12,7 +12,7 @@
 //! the writer thread; so a FIFO group's messages are seen in sequence order and a receiver can
 //! never act on a message a crash would lose.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,7 +30,7 @@ use worldfleet_ports::{
 
 use crate::codec::{self, MessageRecord};
 use crate::store::Shared;
-use crate::writer::{storage_error, wait};
+use crate::writer::{Space, storage_error, wait};
 
 const QUEUE_META_PREFIX: &[u8] = b"queue/";
 /// Longest visibility timeout (SQS: 12 hours).
@@ -70,6 +70,13 @@ pub(crate) struct QueueState {
     /// FIFO deduplication ids: id → (expires at ms, message id).
     dedup: HashMap<String, (u64, Arc<str>)>,
     next_generation: u64,
+    /// Messages that were not yet visible when last looked at: `(visible_at_ms, sequence)` →
+    /// whether the message is in flight (else delayed). Entries leave when they are promoted
+    /// by [`QueueState::promote`], so `depth` costs O(1) amortised instead of a scan.
+    hidden: BTreeMap<(u64, u64), bool>,
+    /// How many `hidden` entries are in flight, and how many delayed.
+    in_flight: u64,
+    delayed: u64,
 }
 
 /// A declared queue.
@@ -94,6 +101,9 @@ impl QueueHandle {
                 rotation: VecDeque::new(),
                 dedup: HashMap::new(),
                 next_generation: 1,
+                hidden: BTreeMap::new(),
+                in_flight: 0,
+                delayed: 0,
             }),
             arrivals: Notify::new(),
         }
@@ -105,7 +115,54 @@ impl QueueHandle {
 }
 
 impl QueueState {
-    fn insert(&mut self, sequence: u64, message: Message) {
+    /// Counts the message as hidden (in flight or delayed) if it is not visible at `now_ms`.
+    fn hide(&mut self, sequence: u64, visible_at_ms: u64, in_flight: bool, now_ms: u64) {
+        if visible_at_ms > now_ms {
+            self.hidden.insert((visible_at_ms, sequence), in_flight);
+            if in_flight {
+                self.in_flight += 1;
+            } else {
+                self.delayed += 1;
+            }
+        }
+    }
+
+    /// Stops counting the message as hidden, if it was.
+    fn unhide(&mut self, sequence: u64, visible_at_ms: u64) {
+        match self.hidden.remove(&(visible_at_ms, sequence)) {
+            Some(true) => self.in_flight -= 1,
+            Some(false) => self.delayed -= 1,
+            None => {}
+        }
+    }
+
+    /// Uncounts every hidden message that is visible at `now_ms`.
+    fn promote(&mut self, now_ms: u64) {
+        while let Some(entry) = self.hidden.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            if entry.remove() {
+                self.in_flight -= 1;
+            } else {
+                self.delayed -= 1;
+            }
+        }
+    }
+
+    /// Visible, in-flight and delayed messages at `now_ms` (which must not go backwards).
+    fn depth(&mut self, now_ms: u64) -> QueueDepth {
+        self.promote(now_ms);
+        let hidden = self.in_flight + self.delayed;
+        QueueDepth {
+            visible: (self.messages.len() as u64).saturating_sub(hidden),
+            in_flight: self.in_flight,
+            delayed: self.delayed,
+        }
+    }
+
+    fn insert(&mut self, sequence: u64, message: Message, now_ms: u64) {
+        self.hide(sequence, message.visible_at_ms, message.handed_out, now_ms);
         match &message.group {
             Some(group) => {
                 if !self.groups.contains_key(group) {
@@ -126,6 +183,7 @@ impl QueueState {
 
     fn remove(&mut self, sequence: u64) -> Option<Message> {
         let message = self.messages.remove(&sequence)?;
+        self.unhide(sequence, message.visible_at_ms);
         match &message.group {
             Some(group) => {
                 if let Some(group) = self.groups.get_mut(group) {
@@ -139,14 +197,18 @@ impl QueueState {
         Some(message)
     }
 
-    fn set_visible_at(&mut self, sequence: u64, visible_at_ms: u64) {
-        if let Some(message) = self.messages.get_mut(&sequence) {
-            if message.group.is_none() {
-                self.schedule.remove(&(message.visible_at_ms, sequence));
-                self.schedule.insert((visible_at_ms, sequence));
-            }
-            message.visible_at_ms = visible_at_ms;
+    fn set_visible_at(&mut self, sequence: u64, visible_at_ms: u64, now_ms: u64) {
+        let Some(message) = self.messages.get_mut(&sequence) else {
+            return;
+        };
+        let (previous, in_flight) = (message.visible_at_ms, message.handed_out);
+        if message.group.is_none() {
+            self.schedule.remove(&(previous, sequence));
+            self.schedule.insert((visible_at_ms, sequence));
         }
+        message.visible_at_ms = visible_at_ms;
+        self.unhide(sequence, previous);
+        self.hide(sequence, visible_at_ms, in_flight, now_ms);
     }
 
     /// Sequences to hand out now, in delivery order.
@@ -202,25 +264,29 @@ pub struct EmbeddedQueue {
 }
 
 pub(crate) fn load_queues(shared: &Shared) -> Result<()> {
+    shared.with_spaces(|spaces| load_queues_from(shared, spaces))
+}
+
+fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()> {
     let mut queues = shared
         .queues
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    for entry in shared.spaces.meta.prefix(QUEUE_META_PREFIX) {
+    for entry in spaces.meta.prefix(QUEUE_META_PREFIX) {
         let (_, value) = entry.into_inner().map_err(storage_error)?;
         let spec: QueueSpec = serde_json::from_slice(&value)
             .map_err(|error| Error::Permanent(format!("corrupt queue spec: {error}")))?;
         queues.insert(spec.name.clone(), Arc::new(QueueHandle::new(spec)));
     }
     let now_ms = shared.clock.now_ms();
-    for entry in shared.spaces.messages.iter() {
+    for entry in spaces.messages.iter() {
         let (key, value) = entry.into_inner().map_err(storage_error)?;
         let (name, sequence) = codec::split_message_key(&key)?;
         let Some(handle) = queues.get(name) else {
             continue;
         };
         let record = MessageRecord::decode(&value)?;
-        let receive_count = match shared.spaces.receives.get(&key).map_err(storage_error)? {
+        let receive_count = match spaces.receives.get(&key).map_err(storage_error)? {
             Some(count) => u32::from_be_bytes(count.as_ref().try_into().unwrap_or_default()),
             None => 0,
         };
@@ -235,9 +301,10 @@ pub(crate) fn load_queues(shared: &Shared) -> Result<()> {
                 generation: 0,
                 handed_out: false,
             },
+            now_ms,
         );
     }
-    for entry in shared.spaces.dedup.iter() {
+    for entry in spaces.dedup.iter() {
         let (key, value) = entry.into_inner().map_err(storage_error)?;
         let Some((&len, rest)) = key.split_first() else {
             continue;
@@ -297,13 +364,50 @@ pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
         return Ok(0);
     }
     let count = expired.len();
-    let dedup = shared.spaces.dedup.clone();
-    shared.writer.execute_blocking(move |database| {
-        let mut batch = database.batch();
+    shared.writer.execute_blocking(move |staging| {
         for key in expired {
-            batch.remove(&dedup, key);
+            staging.remove(Space::Dedup, key);
         }
-        batch.commit().map_err(storage_error)
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Drops messages older than their queue's retention from memory and disk; returns how many
+/// went. Receives drop them too when they meet them; this catches those nobody receives.
+pub(crate) fn sweep_retention(shared: &Shared, now_ms: u64) -> Result<usize> {
+    let handles: Vec<Arc<QueueHandle>> = shared
+        .queues
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
+    let mut expired = Vec::new();
+    for handle in handles {
+        let mut state = handle.lock();
+        let retention_ms = millis(state.spec.retention);
+        let due: Vec<u64> = state
+            .messages
+            .iter()
+            .filter(|(_, message)| message.sent_at_ms.saturating_add(retention_ms) <= now_ms)
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        for sequence in due {
+            state.remove(sequence);
+            expired.push(codec::message_key(&handle.prefix, sequence));
+        }
+    }
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let count = expired.len();
+    shared.writer.execute_blocking(move |staging| {
+        for key in expired {
+            staging.remove(Space::Messages, key.clone());
+            staging.remove(Space::Receives, key);
+        }
+        Ok(())
     })?;
     Ok(count)
 }
@@ -473,13 +577,16 @@ impl EmbeddedQueue {
                 }
                 let generation = state.next_generation;
                 state.next_generation += 1;
-                state.set_visible_at(sequence, now_ms.saturating_add(millis(visibility)));
                 let Some(message) = state.messages.get_mut(&sequence) else {
                     continue;
                 };
                 message.receive_count = count;
                 message.generation = generation;
                 message.handed_out = true;
+                state.set_visible_at(sequence, now_ms.saturating_add(millis(visibility)), now_ms);
+                let Some(message) = state.messages.get(&sequence) else {
+                    continue;
+                };
                 picked.counts.push((sequence, count));
                 picked.deliveries.push((
                     sequence,
@@ -517,7 +624,6 @@ impl EmbeddedQueue {
             let name = handle.lock().spec.dead_letter_queue.clone();
             name.and_then(|name| self.handle(&name).ok())
         };
-        let spaces = self.shared.spaces.clone();
         let prefix = handle.prefix.clone();
         let counts = picked.counts;
         let dropped = picked.dropped;
@@ -533,39 +639,37 @@ impl EmbeddedQueue {
         let moved = self
             .shared
             .writer
-            .execute(move |database| {
-                let mut batch = database.batch();
+            .execute(move |staging| {
                 for (sequence, count) in &counts {
-                    batch.insert(
-                        &spaces.receives,
+                    staging.insert(
+                        Space::Receives,
                         codec::message_key(&prefix, *sequence),
-                        count.to_be_bytes(),
+                        &count.to_be_bytes()[..],
                     );
                 }
                 for sequence in &dropped {
                     let key = codec::message_key(&prefix, *sequence);
-                    batch.remove(&spaces.messages, key.clone());
-                    batch.remove(&spaces.receives, key);
+                    staging.remove(Space::Messages, key.clone());
+                    staging.remove(Space::Receives, key);
                 }
                 let mut moved = Vec::new();
                 for (sequence, moved_to, message) in redrives {
                     let key = codec::message_key(&prefix, sequence);
                     if let Some(target) = &target
-                        && let Some(record) = spaces.messages.get(&key).map_err(storage_error)?
+                        && let Some(record) = staging.get(Space::Messages, &key)?
                     {
                         let mut record = MessageRecord::decode(&record)?;
                         record.visible_at_ms = 0;
-                        batch.insert(
-                            &spaces.messages,
+                        staging.insert(
+                            Space::Messages,
                             codec::message_key(&target.prefix, moved_to),
                             record.encode(),
                         );
                         moved.push((moved_to, message));
                     }
-                    batch.remove(&spaces.messages, key.clone());
-                    batch.remove(&spaces.receives, key);
+                    staging.remove(Space::Messages, key.clone());
+                    staging.remove(Space::Receives, key);
                 }
-                batch.commit().map_err(storage_error)?;
                 Ok(moved)
             })
             .await?;
@@ -575,23 +679,24 @@ impl EmbeddedQueue {
                 message.visible_at_ms = 0;
                 message.receive_count = 0;
                 message.handed_out = false;
-                state.insert(sequence, message);
+                state.insert(sequence, message, 0);
             }
             drop(state);
-            target.arrivals.notify_waiters();
+            target.arrivals.notify_one();
         }
         let mut deliveries = picked.deliveries;
-        for (sequence, message) in &mut deliveries {
-            let key = codec::message_key(&handle.prefix, *sequence);
-            let record = self
-                .shared
-                .spaces
-                .messages
-                .get(&key)
-                .map_err(storage_error)?
-                .ok_or_else(|| Error::Unavailable("message body missing".into()))?;
-            message.body = MessageRecord::decode(&record)?.body;
-        }
+        self.shared.with_spaces(|spaces| {
+            for (sequence, message) in &mut deliveries {
+                let key = codec::message_key(&handle.prefix, *sequence);
+                let record = spaces
+                    .messages
+                    .get(&key)
+                    .map_err(storage_error)?
+                    .ok_or_else(|| Error::Unavailable("message body missing".into()))?;
+                message.body = MessageRecord::decode(&record)?.body;
+            }
+            Ok(())
+        })?;
         Ok(deliveries.into_iter().map(|(_, message)| message).collect())
     }
 
@@ -632,13 +737,11 @@ impl Queue for EmbeddedQueue {
         key.extend_from_slice(spec.name.as_bytes());
         let value = serde_json::to_vec(spec)
             .map_err(|error| Error::Permanent(format!("queue spec: {error}")))?;
-        let meta = self.shared.spaces.meta.clone();
         self.shared
             .writer
-            .execute(move |database| {
-                let mut batch = database.batch();
-                batch.insert(&meta, key, value);
-                batch.commit().map_err(storage_error)
+            .execute(move |staging| {
+                staging.insert(Space::Meta, key, value);
+                Ok(())
             })
             .await?;
         self.shared
@@ -717,7 +820,6 @@ impl Queue for EmbeddedQueue {
                 None
             } else {
                 // Submitted under the queue lock: commit order is sequence order.
-                let spaces = self.shared.spaces.clone();
                 let target = handle.clone();
                 let pending: Vec<(u64, Message)> = records
                     .iter()
@@ -742,11 +844,10 @@ impl Queue for EmbeddedQueue {
                     .map(|(id, _, message_id)| (id.clone(), message_id.clone()))
                     .collect();
                 Some(self.shared.writer.enqueue(
-                    move |database| {
-                        let mut batch = database.batch();
+                    move |staging| {
                         for (sequence, record) in &records {
-                            batch.insert(
-                                &spaces.messages,
+                            staging.insert(
+                                Space::Messages,
                                 codec::message_key(&prefix, *sequence),
                                 record.encode(),
                             );
@@ -754,9 +855,8 @@ impl Queue for EmbeddedQueue {
                         for (id, expires, message_id) in &reserved {
                             let mut value = expires.to_be_bytes().to_vec();
                             value.extend_from_slice(message_id.as_bytes());
-                            batch.insert(&spaces.dedup, dedup_key(&prefix, id), value);
+                            staging.insert(Space::Dedup, dedup_key(&prefix, id), value);
                         }
-                        batch.commit().map_err(storage_error)?;
                         Ok(reserved)
                     },
                     move |result: &Result<Vec<(String, u64, Arc<str>)>>| {
@@ -764,10 +864,12 @@ impl Queue for EmbeddedQueue {
                         match result {
                             Ok(_) => {
                                 for (sequence, message) in pending {
-                                    state.insert(sequence, message);
+                                    state.insert(sequence, message, now_ms);
                                 }
                                 drop(state);
-                                target.arrivals.notify_waiters();
+                                // One receiver takes up to a whole batch; if it fills its
+                                // batch it wakes the next waiter (see `receive`).
+                                target.arrivals.notify_one();
                             }
                             Err(_) => {
                                 // Nothing was stored: forget the reservations so a retry works.
@@ -840,6 +942,11 @@ impl Queue for EmbeddedQueue {
             let messages = self
                 .receive_now(&handle, request.max_messages, request.visibility_timeout)
                 .await?;
+            if messages.len() == request.max_messages {
+                // A full batch: more may be waiting. Pass the wake-up on (a send wakes one
+                // waiter, not all of them, so the waiters do not stampede on every send).
+                handle.arrivals.notify_one();
+            }
             let now = Instant::now();
             if !messages.is_empty() || now >= deadline {
                 self.shared.counters.messages_received(messages.len());
@@ -897,22 +1004,20 @@ impl Queue for EmbeddedQueue {
         }
         if handle.fifo {
             // A deleted message may unblock its group.
-            handle.arrivals.notify_waiters();
+            handle.arrivals.notify_one();
         }
-        let spaces = self.shared.spaces.clone();
         let prefix = handle.prefix.clone();
         let count = removed.len();
         let stored = self
             .shared
             .writer
-            .execute(move |database| {
-                let mut batch = database.batch();
+            .execute(move |staging| {
                 for sequence in removed {
                     let key = codec::message_key(&prefix, sequence);
-                    batch.remove(&spaces.messages, key.clone());
-                    batch.remove(&spaces.receives, key);
+                    staging.remove(Space::Messages, key.clone());
+                    staging.remove(Space::Receives, key);
                 }
-                batch.commit().map_err(storage_error)
+                Ok(())
             })
             .await;
         if let Err(error) = stored {
@@ -962,10 +1067,10 @@ impl Queue for EmbeddedQueue {
                     )));
                 }
             }
-            state.set_visible_at(sequence, now_ms.saturating_add(millis(timeout)));
+            state.set_visible_at(sequence, now_ms.saturating_add(millis(timeout)), now_ms);
         }
         if timeout.is_zero() {
-            handle.arrivals.notify_waiters();
+            handle.arrivals.notify_one();
         }
         Ok(())
     }
@@ -974,17 +1079,6 @@ impl Queue for EmbeddedQueue {
         self.shared.counters.queue_request();
         let handle = self.handle(queue)?;
         let now_ms = self.shared.clock.now_ms();
-        let state = handle.lock();
-        let mut depth = QueueDepth::default();
-        for message in state.messages.values() {
-            if message.visible_at_ms <= now_ms {
-                depth.visible += 1;
-            } else if message.handed_out {
-                depth.in_flight += 1;
-            } else {
-                depth.delayed += 1;
-            }
-        }
-        Ok(depth)
+        Ok(handle.lock().depth(now_ms))
     }
 }

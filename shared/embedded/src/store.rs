@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
-use worldfleet_ports::{Clock, Item, Key, OperationCounters, Result, UsageSnapshot};
+use worldfleet_ports::{Clock, Error, Item, Key, OperationCounters, Result, UsageSnapshot};
 
 use crate::codec;
 use crate::queue::{EmbeddedQueue, QueueHandle};
 use crate::table::EmbeddedTable;
-use crate::writer::{Durability, Writer, storage_error};
+use crate::writer::{Durability, Space, Writer, storage_error};
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -22,8 +22,9 @@ pub struct StoreOptions {
     /// Whether an acknowledged write has been fsynced ([`Durability::Sync`], the default) or
     /// only handed to the OS.
     pub durability: Durability,
-    /// How often the janitor removes expired items and deduplication ids; `None` runs no
-    /// janitor thread (call [`EmbeddedStore::sweep_expired`] yourself).
+    /// How often the janitor removes expired items, deduplication ids and messages past
+    /// their queue's retention; `None` runs no janitor thread (call
+    /// [`EmbeddedStore::sweep_expired`] yourself).
     pub janitor_interval: Option<Duration>,
     /// Block cache size in bytes.
     pub cache_bytes: u64,
@@ -61,10 +62,16 @@ pub(crate) struct Spaces {
     pub meta: Keyspace,
 }
 
-/// State shared by the store, its queue and its table.
-pub(crate) struct Shared {
+/// The fjall handles. [`EmbeddedStore::close`] takes them out, so that the database (its
+/// lock, journal and background threads) is released even while queue or table handles live.
+pub(crate) struct Handles {
     pub database: Database,
     pub spaces: Spaces,
+}
+
+/// State shared by the store, its queue and its table.
+pub(crate) struct Shared {
+    handles: RwLock<Option<Handles>>,
     pub clock: Arc<dyn Clock>,
     pub counters: OperationCounters,
     pub writer: Writer,
@@ -81,6 +88,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Runs `read` over the keyspaces; `Unavailable` once the store is closed. `close` waits
+    /// for reads in progress.
+    pub(crate) fn with_spaces<T>(&self, read: impl FnOnce(&Spaces) -> Result<T>) -> Result<T> {
+        let handles = self.handles.read().unwrap_or_else(PoisonError::into_inner);
+        match handles.as_ref() {
+            Some(handles) => read(&handles.spaces),
+            None => Err(Error::Unavailable("embedded store is closed".into())),
+        }
+    }
+
     fn stop_background(&self) {
         let janitor = self
             .janitor
@@ -152,10 +169,9 @@ impl EmbeddedStore {
         database
             .persist(fjall::PersistMode::SyncAll)
             .map_err(storage_error)?;
-        let writer = Writer::start(database.clone(), options.durability)?;
+        let writer = Writer::start(database.clone(), spaces.clone(), options.durability)?;
         let shared = Arc::new(Shared {
-            database,
-            spaces,
+            handles: RwLock::new(Some(Handles { database, spaces })),
             clock,
             counters: OperationCounters::default(),
             writer,
@@ -204,18 +220,46 @@ impl EmbeddedStore {
 
     /// Bytes the database occupies on disk (tables, queues and journal).
     pub fn disk_bytes(&self) -> Result<u64> {
-        self.shared.database.disk_space().map_err(storage_error)
+        let handles = self
+            .shared
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match handles.as_ref() {
+            Some(handles) => handles.database.disk_space().map_err(storage_error),
+            None => Err(Error::Unavailable("embedded store is closed".into())),
+        }
     }
 
-    /// Removes expired items and deduplication ids now; returns how many records went.
-    pub fn sweep_expired(&self) -> Result<usize> {
-        sweep(&self.shared)
+    /// Removes expired items, deduplication ids and messages past their queue's retention
+    /// now; returns how many records went.
+    /// Safe to call from async code: the sweep runs on a blocking thread.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || sweep(&shared))
+            .await
+            .map_err(|error| {
+                worldfleet_ports::Error::Unavailable(format!("sweep stopped: {error}"))
+            })?
     }
 
     /// Finishes queued writes, syncs, and stops the writer and janitor; later operations on
     /// this store's queue and table fail with `Unavailable`.
+    ///
+    /// Then it releases the database: its lock, journal and background threads are gone when
+    /// `close` returns, even if queue or table handles are still alive, so the directory can be
+    /// reopened or deleted at once.
     pub fn close(self) {
         self.shared.stop_background();
+        let handles = self
+            .shared
+            .handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The writer and syncer threads have exited with their clones; dropping the last
+        // handle waits for fjall's background workers.
+        drop(handles);
     }
 }
 
@@ -251,42 +295,38 @@ fn sweep(shared: &Shared) -> Result<usize> {
     let now_ms = shared.clock.now_ms();
     let mut removed = 0;
     loop {
-        let mut due: Vec<Vec<u8>> = Vec::new();
         let upper = (now_secs + 1).to_be_bytes();
-        for entry in shared
-            .spaces
-            .ttl
-            .range(..upper.as_slice())
-            .take(SWEEP_CHUNK)
-        {
-            due.push(entry.key().map_err(storage_error)?.to_vec());
-        }
+        let due = shared.with_spaces(|spaces| {
+            let mut due: Vec<Vec<u8>> = Vec::new();
+            for entry in spaces.ttl.range(..upper.as_slice()).take(SWEEP_CHUNK) {
+                due.push(entry.key().map_err(storage_error)?.to_vec());
+            }
+            Ok(due)
+        })?;
         if due.is_empty() {
             break;
         }
-        let spaces = shared.spaces.clone();
-        removed += shared.writer.execute_blocking(move |database| {
-            let mut batch = database.batch();
+        removed += shared.writer.execute_blocking(move |staging| {
             let mut removed = 0;
             for index_key in due {
                 let item_key = &index_key[8..];
-                if let Some(value) = spaces.items.get(item_key).map_err(storage_error)? {
+                if let Some(value) = staging.get(Space::Items, item_key)? {
                     let (_, pk, sk) = codec::split_item_key(item_key)?;
                     let item = Item {
                         key: Key::new(pk, sk),
                         attributes: codec::decode_attributes(&value)?,
                     };
                     if item.is_expired(now_secs) {
-                        batch.remove(&spaces.items, item_key);
+                        staging.remove(Space::Items, item_key);
                         removed += 1;
                     }
                 }
-                batch.remove(&spaces.ttl, index_key);
+                staging.remove(Space::Ttl, index_key);
             }
-            batch.commit().map_err(storage_error)?;
             Ok(removed)
         })?;
     }
     removed += crate::queue::sweep_dedup(shared, now_ms)?;
+    removed += crate::queue::sweep_retention(shared, now_ms)?;
     Ok(removed)
 }

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
-use fjall::{Keyspace, OwnedWriteBatch};
+use fjall::Keyspace;
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE, MAX_QUERY_PAGE_BYTES, MAX_TRANSACT};
 use worldfleet_ports::{
     BatchWrite, Condition, Error, Item, Key, Query, QueryPage, Result, SortKeyRange, TTL_ATTRIBUTE,
@@ -13,8 +13,8 @@ use worldfleet_ports::{
 };
 
 use crate::codec;
-use crate::store::{Shared, Spaces};
-use crate::writer::storage_error;
+use crate::store::Shared;
+use crate::writer::{Space, Staging, storage_error};
 
 const TABLE_META_PREFIX: &[u8] = b"table/";
 /// Longest table name (DynamoDB's limit).
@@ -34,12 +34,14 @@ pub(crate) fn load_tables(shared: &Shared) -> Result<()> {
         .tables
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    for entry in shared.spaces.meta.prefix(TABLE_META_PREFIX) {
-        let key = entry.key().map_err(storage_error)?;
-        let name = String::from_utf8_lossy(&key[TABLE_META_PREFIX.len()..]).into_owned();
-        tables.insert(name);
-    }
-    Ok(())
+    shared.with_spaces(|spaces| {
+        for entry in spaces.meta.prefix(TABLE_META_PREFIX) {
+            let key = entry.key().map_err(storage_error)?;
+            let name = String::from_utf8_lossy(&key[TABLE_META_PREFIX.len()..]).into_owned();
+            tables.insert(name);
+        }
+        Ok(())
+    })
 }
 
 fn condition_failed(table: &str, key: &Key) -> Error {
@@ -75,16 +77,27 @@ fn read_raw(items: &Keyspace, item_key: &[u8], key: &Key) -> Result<Option<Item>
     }
 }
 
-/// Adds the item (and its TTL index entry) to `batch`.
-fn stage_put(batch: &mut OwnedWriteBatch, spaces: &Spaces, item_key: Vec<u8>, item: &Item) {
+/// Reads the item under `item_key` as the writer's current group leaves it, expired or not.
+fn read_staged(staging: &Staging<'_>, item_key: &[u8], key: &Key) -> Result<Option<Item>> {
+    match staging.get(Space::Items, item_key)? {
+        Some(value) => Ok(Some(Item {
+            key: key.clone(),
+            attributes: codec::decode_attributes(&value)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Stages the item (and its TTL index entry).
+fn stage_put(staging: &mut Staging<'_>, item_key: Vec<u8>, item: &Item) {
     if let Some(expiry) = item.i64(TTL_ATTRIBUTE).filter(|expiry| *expiry >= 0) {
         let mut index_key = Vec::with_capacity(8 + item_key.len());
         index_key.extend_from_slice(&(expiry as u64).to_be_bytes());
         index_key.extend_from_slice(&item_key);
-        batch.insert(&spaces.ttl, index_key, []);
+        staging.insert(Space::Ttl, index_key, &[][..]);
     }
-    batch.insert(
-        &spaces.items,
+    staging.insert(
+        Space::Items,
         item_key,
         codec::encode_attributes(&item.attributes),
     );
@@ -120,7 +133,9 @@ impl EmbeddedTable {
     /// Reads a live (unexpired) item.
     fn read_live(&self, table: &str, key: &Key) -> Result<Option<Item>> {
         let item_key = codec::item_key(table, &key.pk, &key.sk);
-        let item = read_raw(&self.shared.spaces.items, &item_key, key)?;
+        let item = self
+            .shared
+            .with_spaces(|spaces| read_raw(&spaces.items, &item_key, key))?;
         Ok(item.filter(|item| !item.is_expired(self.now_secs())))
     }
 
@@ -130,7 +145,7 @@ impl EmbeddedTable {
     }
 }
 
-/// A range of encoded keys.
+/// Lower and upper bound of a key range.
 type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// The key bounds of a query over one partition, `start_after` applied.
@@ -216,15 +231,13 @@ impl Table for EmbeddedTable {
         if self.check_table(name).is_ok() {
             return Ok(());
         }
-        let meta = self.shared.spaces.meta.clone();
         let mut key = TABLE_META_PREFIX.to_vec();
         key.extend_from_slice(name.as_bytes());
         self.shared
             .writer
-            .execute(move |database| {
-                let mut batch = database.batch();
-                batch.insert(&meta, key, []);
-                batch.commit().map_err(storage_error)
+            .execute(move |staging| {
+                staging.insert(Space::Meta, key, &[][..]);
+                Ok(())
             })
             .await?;
         self.shared
@@ -280,21 +293,19 @@ impl Table for EmbeddedTable {
         validate_key(&item.key)?;
         item.validate()?;
         self.count_write(Some(&item), false);
-        let spaces = self.shared.spaces.clone();
         let table = table.to_owned();
         self.shared
             .writer
-            .execute(move |database| {
+            .execute(move |staging| {
                 let item_key = codec::item_key(&table, &item.key.pk, &item.key.sk);
                 if condition.is_some() {
-                    let current = read_raw(&spaces.items, &item_key, &item.key)?;
+                    let current = read_staged(staging, &item_key, &item.key)?;
                     if !passes(condition.as_ref(), current.as_ref()) {
                         return Err(condition_failed(&table, &item.key));
                     }
                 }
-                let mut batch = database.batch();
-                stage_put(&mut batch, &spaces, item_key, &item);
-                batch.commit().map_err(storage_error)
+                stage_put(staging, item_key, &item);
+                Ok(())
             })
             .await
     }
@@ -310,22 +321,19 @@ impl Table for EmbeddedTable {
         self.check_table(table)?;
         validate_key(key)?;
         update.validate()?;
-        let spaces = self.shared.spaces.clone();
         let table = table.to_owned();
         let key = key.clone();
         let item = self
             .shared
             .writer
-            .execute(move |database| {
+            .execute(move |staging| {
                 let item_key = codec::item_key(&table, &key.pk, &key.sk);
-                let current = read_raw(&spaces.items, &item_key, &key)?;
+                let current = read_staged(staging, &item_key, &key)?;
                 if !passes(condition.as_ref(), current.as_ref()) {
                     return Err(condition_failed(&table, &key));
                 }
                 let next = update.apply(&key, current)?;
-                let mut batch = database.batch();
-                stage_put(&mut batch, &spaces, item_key, &next);
-                batch.commit().map_err(storage_error)?;
+                stage_put(staging, item_key, &next);
                 Ok(next)
             })
             .await?;
@@ -342,22 +350,19 @@ impl Table for EmbeddedTable {
         self.shared.counters.table_request();
         self.check_table(table)?;
         validate_key(key)?;
-        let spaces = self.shared.spaces.clone();
         let table = table.to_owned();
         let key = key.clone();
         let removed = self
             .shared
             .writer
-            .execute(move |database| {
+            .execute(move |staging| {
                 let item_key = codec::item_key(&table, &key.pk, &key.sk);
-                let current = read_raw(&spaces.items, &item_key, &key)?;
+                let current = read_staged(staging, &item_key, &key)?;
                 if !passes(condition.as_ref(), current.as_ref()) {
                     return Err(condition_failed(&table, &key));
                 }
                 if current.is_some() {
-                    let mut batch = database.batch();
-                    batch.remove(&spaces.items, item_key);
-                    batch.commit().map_err(storage_error)?;
+                    staging.remove(Space::Items, item_key);
                 }
                 Ok(current)
             })
@@ -389,36 +394,36 @@ impl Table for EmbeddedTable {
         let limit = query.limit.unwrap_or(usize::MAX);
         let now_secs = self.now_secs();
         let mut bytes = 0;
-        let range = self.shared.spaces.items.range::<Vec<u8>, _>((lower, upper));
-        let mut entries: Box<dyn Iterator<Item = fjall::Guard>> = if query.ascending {
-            Box::new(range)
-        } else {
-            Box::new(range.rev())
-        };
-        let mut cut = false;
-        for entry in entries.by_ref() {
-            let (key, value) = entry.into_inner().map_err(storage_error)?;
-            let sk = std::str::from_utf8(&key[prefix.len()..])
-                .map_err(|_| Error::Permanent("corrupt sort key".into()))?;
-            let item = Item {
-                key: Key::new(query.pk.clone(), sk),
-                attributes: codec::decode_attributes(&value)?,
+        let cut = self.shared.with_spaces(|spaces| {
+            let range = spaces.items.range::<Vec<u8>, _>((lower, upper));
+            let mut entries: Box<dyn Iterator<Item = fjall::Guard>> = if query.ascending {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
             };
-            if item.is_expired(now_secs) {
-                continue;
+            for entry in entries.by_ref() {
+                let (key, value) = entry.into_inner().map_err(storage_error)?;
+                let sk = std::str::from_utf8(&key[prefix.len()..])
+                    .map_err(|_| Error::Permanent("corrupt sort key".into()))?;
+                let item = Item {
+                    key: Key::new(query.pk.clone(), sk),
+                    attributes: codec::decode_attributes(&value)?,
+                };
+                if item.is_expired(now_secs) {
+                    continue;
+                }
+                let size = item.size_bytes();
+                if !page.items.is_empty() && bytes + size > MAX_QUERY_PAGE_BYTES {
+                    return Ok(true);
+                }
+                bytes += size;
+                page.items.push(item);
+                if page.items.len() >= limit {
+                    return Ok(entries.next().is_some());
+                }
             }
-            let size = item.size_bytes();
-            if !page.items.is_empty() && bytes + size > MAX_QUERY_PAGE_BYTES {
-                cut = true;
-                break;
-            }
-            bytes += size;
-            page.items.push(item);
-            if page.items.len() >= limit {
-                cut = entries.next().is_some();
-                break;
-            }
-        }
+            Ok(false)
+        })?;
         if cut {
             page.last_evaluated_sk = page.items.last().map(|item| item.key.sk.clone());
         }
@@ -460,24 +465,22 @@ impl Table for EmbeddedTable {
                 BatchWrite::Delete(_) => self.count_write(None, false),
             }
         }
-        let spaces = self.shared.spaces.clone();
         let table = table.to_owned();
         self.shared
             .writer
-            .execute(move |database| {
-                let mut batch = database.batch();
+            .execute(move |staging| {
                 for write in &writes {
                     match write {
                         BatchWrite::Put(item) => {
                             let item_key = codec::item_key(&table, &item.key.pk, &item.key.sk);
-                            stage_put(&mut batch, &spaces, item_key, item);
+                            stage_put(staging, item_key, item);
                         }
                         BatchWrite::Delete(key) => {
-                            batch.remove(&spaces.items, codec::item_key(&table, &key.pk, &key.sk));
+                            staging.remove(Space::Items, codec::item_key(&table, &key.pk, &key.sk));
                         }
                     }
                 }
-                batch.commit().map_err(storage_error)
+                Ok(())
             })
             .await
     }
@@ -507,17 +510,16 @@ impl Table for EmbeddedTable {
             }
         }
         drop(seen);
-        let spaces = self.shared.spaces.clone();
         let written = self
             .shared
             .writer
-            .execute(move |database| {
+            .execute(move |staging| {
                 let mut reasons = Vec::with_capacity(operations.len());
                 let mut currents = Vec::with_capacity(operations.len());
                 for operation in &operations {
                     let (table, key) = operation.target();
                     let item_key = codec::item_key(table, &key.pk, &key.sk);
-                    let current = read_raw(&spaces.items, &item_key, key)?;
+                    let current = read_staged(staging, &item_key, key)?;
                     let condition = match operation {
                         TransactWrite::Put { condition, .. }
                         | TransactWrite::Update { condition, .. }
@@ -533,27 +535,25 @@ impl Table for EmbeddedTable {
                 if reasons.iter().any(Option::is_some) {
                     return Err(Error::TransactionCanceled { reasons });
                 }
-                let mut batch = database.batch();
                 let mut written = Vec::with_capacity(operations.len());
                 for (operation, (item_key, current)) in operations.into_iter().zip(currents) {
                     match operation {
                         TransactWrite::Put { item, .. } => {
-                            stage_put(&mut batch, &spaces, item_key, &item);
+                            stage_put(staging, item_key, &item);
                             written.push(Some(item.size_bytes()));
                         }
                         TransactWrite::Update { key, update, .. } => {
                             let next = update.apply(&key, current)?;
-                            stage_put(&mut batch, &spaces, item_key, &next);
+                            stage_put(staging, item_key, &next);
                             written.push(Some(next.size_bytes()));
                         }
                         TransactWrite::Delete { .. } => {
-                            batch.remove(&spaces.items, item_key);
+                            staging.remove(Space::Items, item_key);
                             written.push(Some(current.as_ref().map_or(1, Item::size_bytes)));
                         }
                         TransactWrite::ConditionCheck { .. } => written.push(None),
                     }
                 }
-                batch.commit().map_err(storage_error)?;
                 Ok(written)
             })
             .await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, ReceivedMessage, SendOutcome, Table};
 
-use crate::batch::{BatchReport, RecordError, process_batch};
+use crate::batch::{BatchReport, RecordError};
 
 /// The ports a stage reaches the world through, built once per process.
 #[derive(Clone)]
@@ -80,10 +80,15 @@ pub async fn send_all(
     failures
 }
 
-/// Runs `produce` over every record with FIFO batch semantics ([`process_batch`]), then sends
-/// what the records produced — `(queue, message)`, or nothing — with [`send_all`], in record
-/// order. A record whose send fails is reported failed, so the queue redelivers it; the stages
-/// downstream are idempotent, so a re-send is harmless.
+/// Runs `produce` over every record of the batch *concurrently*, then sends what the records
+/// produced — `(queue, message)`, or nothing — with [`send_all`], in record order.
+///
+/// Concurrency is safe because every stage is idempotent per record and the only order that
+/// matters downstream is the order of the messages sent, which is the records' order. FIFO
+/// semantics are kept where they are observable: once a record of a message group fails, no
+/// later record of that group is forwarded — they are reported failed, and their redelivery
+/// resumes idempotently. Records of one batch therefore share their store round trips (one
+/// group commit instead of one per record), which is what makes a batch of one busy scene cheap.
 pub async fn forward_batch<'a, F, Fut>(
     context: &StageContext,
     records: &'a [ReceivedMessage],
@@ -93,31 +98,43 @@ where
     F: Fn(&'a ReceivedMessage) -> Fut,
     Fut: std::future::Future<Output = Result<Option<(&'static str, OutgoingMessage)>, RecordError>>,
 {
-    let produced = std::sync::Mutex::new(Vec::new());
-    let mut report = process_batch(records, true, |record| {
-        let produced = &produced;
-        let outcome = produce(record);
-        async move {
-            if let Some((queue, message)) = outcome.await? {
-                let index = records
-                    .iter()
-                    .position(|candidate| candidate.message_id == record.message_id)
-                    .unwrap_or(usize::MAX);
-                if let Ok(mut produced) = produced.lock() {
-                    produced.push((index, queue, message));
+    let outcomes = futures::future::join_all(records.iter().map(&produce)).await;
+    let mut report = BatchReport::default();
+    let mut failed_groups: Vec<&str> = Vec::new();
+    let mut produced = Vec::new();
+    for (index, (record, outcome)) in records.iter().zip(outcomes).enumerate() {
+        let group = record.group_id.as_deref();
+        if group.is_some_and(|group| failed_groups.contains(&group)) {
+            report.skipped += 1;
+            report.fail(&record.message_id);
+            continue;
+        }
+        match outcome {
+            Ok(Some((queue, message))) => produced.push((index, queue, message)),
+            Ok(None) => report.succeeded += 1,
+            Err(error) => {
+                tracing::warn!(
+                    message_id = %record.message_id,
+                    group = group.unwrap_or("-"),
+                    receive_count = record.receive_count,
+                    retryable = error.retryable,
+                    reason = %error.reason,
+                    "record failed; it will be redelivered"
+                );
+                report.fail(&record.message_id);
+                if let Some(group) = group {
+                    failed_groups.push(group);
                 }
             }
-            Ok(())
         }
-    })
-    .await;
-    let mut produced = produced.into_inner().unwrap_or_default();
-    produced.sort_by_key(|(index, _, _)| *index);
-    for (index, reason) in send_all(context, produced).await {
+    }
+    let to_send = produced.len();
+    let failures = send_all(context, produced).await;
+    report.succeeded += to_send - failures.len();
+    for (index, reason) in failures {
         if let Some(record) = records.get(index) {
             tracing::warn!(message_id = %record.message_id, reason, "forwarding failed; the record will be redelivered");
             report.fail(&record.message_id);
-            report.succeeded = report.succeeded.saturating_sub(1);
         }
     }
     report

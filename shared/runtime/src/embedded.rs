@@ -6,9 +6,10 @@
 //! the independent [`crate::audit`] reads the tables and reports.
 //!
 //! With a world simulation (`WorldSpec::world_every > 0`) the run also seeds the world's cells
-//! and regions, runs the market, ecology and production stages and the watchdog, waits until
-//! the world has settled ([`crate::simulation::settled`]), stops the timer stages first,
-//! completes the last ticks' outboxes, drains, and adds the world audit to the summary.
+//! and regions, runs the market, ecology and production stages and the watchdog in the same
+//! [`Fleet`], waits until the world has settled ([`crate::simulation::settled`]), stops the
+//! timer stages first, completes the last ticks' outboxes, drains, and adds the world audit to
+//! the summary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,25 +17,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use worldfleet_classify::Classify;
-use worldfleet_compose::Compose;
-use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_domain::names::{
-    ALL_QUEUES, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, MARKET_QUEUE, WORLD_QUEUES, dead_letter_queue,
-};
+use worldfleet_distribute::RepublishRules;
+use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
-use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
-use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, OutgoingMessage, Queue, SystemClock, Table, UsageSnapshot};
+use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
-use crate::poller::{PollerConfig, PollerStats, run_stage};
+use crate::fleet::{
+    Fleet, FleetStages, Posting, distributed, narrative_stages, post_world, settle_world,
+    wait_for_drain,
+};
+use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
 use crate::simulation::{self, WorldReport};
-use crate::world::{Expectation, World, WorldSpec};
+use crate::world::{World, WorldSpec};
 
 /// Everything `worldfleet run` can be told.
 #[derive(Debug, Clone)]
@@ -141,62 +140,6 @@ impl RunSummary {
     }
 }
 
-struct Fleet {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    stats: Vec<(&'static str, Arc<PollerStats>)>,
-    /// The world's timer stages and watchdog: stopped before everything else.
-    world_shutdown: watch::Sender<bool>,
-    world_tasks: Vec<JoinHandle<()>>,
-    production_latencies_us: Option<Arc<std::sync::Mutex<Vec<u64>>>>,
-}
-
-impl Fleet {
-    fn distributed(&self) -> u64 {
-        self.stats
-            .iter()
-            .find(|(name, _)| *name == "distribute")
-            .map_or(0, |(_, stats)| {
-                stats.succeeded.load(std::sync::atomic::Ordering::Relaxed)
-            })
-    }
-
-    /// Production tick durations measured so far, microseconds.
-    fn production_latencies(&self) -> Vec<u64> {
-        self.production_latencies_us
-            .as_ref()
-            .and_then(|samples| samples.lock().ok().map(|samples| samples.clone()))
-            .unwrap_or_default()
-    }
-
-    /// Graceful stop of the world's timer stages and watchdog only.
-    async fn stop_world(&mut self) {
-        let _ = self.world_shutdown.send(true);
-        for task in self.world_tasks.drain(..) {
-            let _ = task.await;
-        }
-    }
-
-    /// Graceful stop: pollers finish their batch and exit.
-    async fn stop(mut self) {
-        self.stop_world().await;
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-
-    /// A crash: every in-flight batch is abandoned wherever it is.
-    async fn kill(self) {
-        for task in self.tasks.iter().chain(&self.world_tasks) {
-            task.abort();
-        }
-        for task in self.tasks.into_iter().chain(self.world_tasks) {
-            let _ = task.await;
-        }
-    }
-}
-
 /// The ports the stages use: the store's, wrapped in fault injection when asked.
 struct Ports {
     queue: Arc<dyn Queue>,
@@ -215,20 +158,6 @@ fn stage_ports(store: &EmbeddedStore, faults: Option<&Arc<FaultPlan>>) -> Ports 
     }
 }
 
-/// The four narrative stages over `context`.
-pub fn narrative_stages(
-    context: &StageContext,
-    intake: IntakeConfig,
-    rules: RepublishRules,
-) -> Vec<Arc<dyn StageHandler>> {
-    vec![
-        Arc::new(Intake::new(context.clone(), intake)),
-        Arc::new(Classify::new(context.clone())),
-        Arc::new(Compose::new(context.clone())),
-        Arc::new(Distribute::new(context.clone(), rules)),
-    ]
-}
-
 fn start_fleet(
     ports: &Ports,
     clock: Arc<dyn Clock>,
@@ -240,67 +169,26 @@ fn start_fleet(
     gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
     let mut intake = IntakeConfig::new(gateways);
     intake.rate_limit = options.rate_limit;
-    let (shutdown, watcher) = watch::channel(false);
     let poller = PollerConfig {
         workers: options.workers_per_stage,
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
-    let (world_shutdown, world_watcher) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut world_tasks = Vec::new();
-    let mut stats = Vec::new();
-    let mut spawn = |handler: Arc<dyn StageHandler>, watcher: watch::Receiver<bool>| {
-        let stage_stats = Arc::new(PollerStats::default());
-        stats.push((handler.name(), Arc::clone(&stage_stats)));
-        tokio::spawn(run_stage(
-            handler,
-            Arc::clone(&ports.queue),
-            poller,
-            watcher,
-            stage_stats,
-            faults.clone(),
-        ))
-    };
-    for handler in narrative_stages(&context, intake, RepublishRules::default_rules()) {
-        tasks.push(spawn(handler, watcher.clone()));
-    }
-    let mut production_latencies_us = None;
+    let mut stages = FleetStages::inputs(narrative_stages(
+        &context,
+        intake,
+        RepublishRules::default_rules(),
+    ));
     if options.world.world_every > 0 {
         let world = simulation::world_stages(&context, &options.world.layout)?;
-        production_latencies_us = Some(world.production_latencies_us);
-        for handler in world.inputs {
-            tasks.push(spawn(handler, watcher.clone()));
-        }
-        for handler in world.timers {
-            world_tasks.push(spawn(handler, world_watcher.clone()));
-        }
-        world_tasks.push(tokio::spawn(simulation::run_watchdog(
-            context.clone(),
-            options.watchdog_interval,
-            world_watcher,
-        )));
+        stages = stages.with_world(world, &context, options.watchdog_interval);
     }
-    Ok(Fleet {
-        shutdown,
-        tasks,
-        stats,
-        world_shutdown,
-        world_tasks,
-        production_latencies_us,
-    })
-}
-
-async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
-    let mut total = 0;
-    // The world's input queues count; its timer queues never run dry and do not.
-    for name in ALL_QUEUES
-        .into_iter()
-        .chain([MARKET_QUEUE, ECOLOGY_INPUT_QUEUE])
-    {
-        total += queue.depth(name).await?.total();
-    }
-    Ok(total)
+    Ok(Fleet::launch(
+        stages,
+        Arc::clone(&ports.queue),
+        poller,
+        faults,
+    ))
 }
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
@@ -364,7 +252,6 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let partitions = world.partitions();
     let players = world.players();
     let factions = world.factions();
-    let mut expectations: Vec<Expectation> = Vec::new();
 
     let mut ports = stage_ports(&store, faults.as_ref());
     let mut fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone())?;
@@ -379,116 +266,81 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
 
     let started = Instant::now();
     let started_ms = clock.now_ms();
-    let mut sent = 0_u64;
+    let posting = Posting {
+        rate: options.rate,
+        max_backlog: options.max_backlog,
+        started,
+        already_sent: 0,
+        stop_after_good: options.restart_after,
+    };
+    let show = |fleet: &Fleet, base: u64| {
+        if let Some(bar) = &progress {
+            bar.set_position((base + fleet.distributed()).min(options.world.events));
+        }
+    };
+    let mut expectations = post_world(
+        store.queue().as_ref(),
+        &mut world,
+        clock.as_ref(),
+        posting,
+        || show(&fleet, 0),
+    )
+    .await?;
     let mut restarts = 0;
-    let mut restarted = false;
     let mut progress_base = 0;
-    while !world.finished() {
-        let mut batch = Vec::new();
-        while batch.len() < worldfleet_ports::queue::MAX_BATCH {
-            match world.next(clock.now_ms()) {
-                Some(emitted) => batch.push(emitted),
-                None => break,
-            }
-        }
-        let messages: Vec<OutgoingMessage> = batch
-            .iter()
-            .map(|emitted| {
-                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
-            })
-            .collect();
-        // The gateway's own retry loop: it keeps trying until intake's queue takes the batch.
-        let raw_queue = store.queue();
-        loop {
-            match raw_queue.send_batch(INTAKE_QUEUE, messages.clone()).await {
-                Ok(outcomes)
-                    if outcomes.iter().all(|outcome| {
-                        matches!(outcome, worldfleet_ports::SendOutcome::Sent { .. })
-                    }) =>
-                {
-                    break;
-                }
-                Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        sent += batch.len() as u64;
-        expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
-
-        if let Some(rate) = options.rate {
-            let due = Duration::from_secs_f64(sent as f64 / rate.max(1.0));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        } else if sent % 500 < 10 {
-            while backlog(raw_queue.as_ref()).await? > options.max_backlog {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        if let Some(bar) = &progress {
-            bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
-        }
-        drop(raw_queue);
-        if !restarted
-            && options
-                .restart_after
-                .is_some_and(|after| world.good_emitted() >= after)
-        {
-            restarted = true;
-            restarts += 1;
-            tracing::warn!(
-                sent,
-                "killing every stage mid-flight and reopening the store"
-            );
-            progress_base += fleet.distributed();
-            production_latencies.extend(fleet.production_latencies());
-            fleet.kill().await;
-            drop(ports);
-            store.close();
-            store = open(&data_dir)?;
-            ports = stage_ports(&store, faults.as_ref());
-            fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone())?;
-        }
+    if !world.finished() {
+        // A crash: every stage dies wherever it is, then the process comes back on the same
+        // store and carries on.
+        restarts += 1;
+        tracing::warn!(
+            sent = expectations.len(),
+            "killing every stage mid-flight and reopening the store"
+        );
+        progress_base += fleet.distributed();
+        production_latencies.extend(fleet.production_latencies());
+        fleet.kill().await;
+        drop(ports);
+        store.close();
+        store = open(&data_dir)?;
+        ports = stage_ports(&store, faults.as_ref());
+        fleet = start_fleet(&ports, Arc::clone(&clock), &options, faults.clone())?;
+        let rest = post_world(
+            store.queue().as_ref(),
+            &mut world,
+            clock.as_ref(),
+            Posting {
+                already_sent: expectations.len() as u64,
+                stop_after_good: None,
+                ..posting
+            },
+            || show(&fleet, progress_base),
+        )
+        .await?;
+        expectations.extend(rest);
     }
-
-    let drain_started = Instant::now();
-    let mut drained = false;
-    let mut quiet_checks = 0;
-    while drain_started.elapsed() < options.drain_timeout {
+    let sent = expectations.len() as u64;
+    let distribute_stats = fleet.distribute_stats();
+    let show_drain = || {
         if let Some(bar) = &progress {
-            bar.set_position((progress_base + fleet.distributed()).min(options.world.events));
+            let done = progress_base + distributed(distribute_stats.as_deref());
+            bar.set_position(done.min(options.world.events));
         }
-        let world_settled = !simulate_world
-            || simulation::settled(
-                store.queue().as_ref(),
-                store.table().as_ref(),
-                &options.world.layout,
-            )
-            .await?;
-        if world_settled && backlog(store.queue().as_ref()).await? == 0 {
-            quiet_checks += 1;
-            if quiet_checks >= 3 {
-                drained = true;
-                break;
-            }
-        } else {
-            quiet_checks = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(bar) = progress {
+    };
+    let drained = if simulate_world {
+        let world_context = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        settle_world(
+            &mut fleet,
+            &world_context,
+            &options.world.layout,
+            options.drain_timeout,
+            show_drain,
+        )
+        .await?
+    } else {
+        wait_for_drain(store.queue().as_ref(), options.drain_timeout, show_drain).await?
+    };
+    if let Some(bar) = &progress {
         bar.finish_and_clear();
-    }
-    if simulate_world {
-        // Timers never run dry: stop them, finish what the last ticks owe, then drain the rest.
-        fleet.stop_world().await;
-        let finisher = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
-        simulation::finish_outboxes(&finisher, &options.world.layout).await?;
-        let settle_started = Instant::now();
-        while backlog(store.queue().as_ref()).await? > 0
-            && settle_started.elapsed() < options.drain_timeout
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
     production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;

@@ -10,11 +10,13 @@
 //! - [`simulation`]: the world simulation (ecology, market, production) in the embedded run:
 //!   seeding, the watchdog, settling and the world audit;
 //! - [`world_bench`]: `worldfleet bench-world` — the world stages' throughput and latency;
+//! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store.
 
 pub mod audit;
 pub mod embedded;
 pub mod faults;
+pub mod fleet;
 pub mod poller;
 pub mod resources;
 pub mod simulation;
@@ -23,6 +25,7 @@ pub mod world_bench;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
+pub use fleet::{Fleet, FleetStages, narrative_stages};
 pub use poller::{PollerConfig, PollerStats, run_stage};
 pub use simulation::WorldReport;
 pub use world::{World, WorldLayout, WorldSpec};

@@ -643,7 +643,8 @@ mod tests {
                 Expectation::Accepted { .. } | Expectation::World { .. } => None,
             })
             .collect();
-        // Eight bad variants; the truncated and the unknown-field ones are both `malformed`.
+        // Eight bad variants, seven reasons: truncated JSON and an unknown field are both
+        // `malformed`.
         assert_eq!(reasons.len(), 7, "{reasons:?}");
         assert_eq!(
             first

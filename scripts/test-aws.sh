@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The AWS path end to end, from a fresh clone and without Docker:
+#   install + start LocalStack (SQS) and DynamoDB Local, deploy infra/template.yaml's queues
+#   and tables with worldfleet-local-deploy, run `cargo test -p worldfleet-aws` with the
+#   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test on the
+#   emulators, lint the template, stop the stack.
+# A stack that was already running is left running. Extra arguments go to `cargo test`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}"
+
+started_here=0
+stop_stack() {
+  if (( started_here )); then
+    "${ROOT}/localstack/stop.sh" || true
+  fi
+}
+trap stop_stack EXIT
+
+if [[ "${WORLDFLEET_AWS_LAYOUT:-}" != "single" && -z "${AWS_ENDPOINT_URL:-}" ]]; then
+  echo "== install the local AWS stack (needs python3, npm, java 17, curl)"
+  "${ROOT}/localstack/install.sh"
+fi
+
+echo "== start it"
+if [[ "${WORLDFLEET_AWS_LAYOUT:-}" != "single" && -z "${AWS_ENDPOINT_URL:-}" ]] && ! { [[ -f .localstack/localstack.pid ]] && kill -0 "$(cat .localstack/localstack.pid)" 2>/dev/null; }; then
+  started_here=1
+fi
+"${ROOT}/localstack/start.sh"
+# shellcheck source=../localstack/env.sh
+. "${ROOT}/localstack/env.sh"
+export WORLDFLEET_LOCAL_AWS=1
+
+echo "== deploy the template's queues and tables (stack ${WORLDFLEET_STACK:=worldfleet-local})"
+export WORLDFLEET_STACK
+cargo run --quiet -p worldfleet-aws --bin worldfleet-local-deploy -- infra/template.yaml
+
+echo "== cargo test -p worldfleet-aws (contract suites on both adapters, local deploy, template policy)"
+cargo test -p worldfleet-aws "$@"
+
+echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
+cargo test -p worldfleet-tests --test aws_pipeline "$@" -- --nocapture
+
+echo "== lint the template"
+"${ROOT}/scripts/lint-template.sh"
+
+echo "== all AWS checks passed"

@@ -1,0 +1,677 @@
+//! Checks `infra/template.yaml` against `worldfleet_domain::names::STAGES`: least-privilege
+//! roles (no wildcards, nothing a stage does not use, everything it does), event sources,
+//! queues with dead-letter queues and safe visibility timeouts, and table shape.
+//! Needs no emulator. The mutation tests prove each rule can fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_yaml::Value;
+use worldfleet_aws::local_deploy::declared_resources;
+use worldfleet_aws::template::{
+    Resource, Template, as_bool, as_u64, intrinsic, logical_name, referenced_resource, string_list,
+};
+use worldfleet_domain::names::{ALL_QUEUES, ALL_TABLES, STAGES, StageResources, dead_letter_queue};
+
+const CONSUME: [&str; 4] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+];
+const SEND: [&str; 1] = ["sqs:SendMessage"];
+const TABLE_WRITE: [&str; 8] = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+];
+const TABLE_READ: [&str; 4] = [
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+];
+const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
+/// The one function that is not a stage: the scheduled watchdog.
+const WATCHDOG: &str = "watchdog";
+
+fn template_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml")
+}
+
+fn template_text() -> String {
+    std::fs::read_to_string(template_path()).expect("infra/template.yaml is readable")
+}
+
+/// What a template grants one function: resource logical id → actions.
+type Grants = BTreeMap<String, BTreeSet<String>>;
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn queue_names(template: &Template) -> BTreeMap<String, String> {
+    template
+        .resources_of("AWS::SQS::Queue")
+        .iter()
+        .filter_map(|queue| {
+            Some((
+                queue.id.to_owned(),
+                logical_name(queue.property("QueueName")?)?,
+            ))
+        })
+        .collect()
+}
+
+fn table_names(template: &Template) -> BTreeMap<String, String> {
+    template
+        .resources_of("AWS::DynamoDB::Table")
+        .iter()
+        .filter_map(|table| {
+            Some((
+                table.id.to_owned(),
+                logical_name(table.property("TableName")?)?,
+            ))
+        })
+        .collect()
+}
+
+/// Every statement of the function's role and any SAM `Policies`, flattened into grants.
+fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<String>) -> Grants {
+    let mut statements: Vec<&Value> = Vec::new();
+    if let Some(policies) = function.property("Policies") {
+        problems.push(format!(
+            "{}: SAM `Policies` add managed policies with wildcard resources; use the role",
+            function.id
+        ));
+        for policy in string_list(policies) {
+            statements.extend(policy.get("Statement").map(string_list).unwrap_or_default());
+        }
+    }
+    let role = function.property("Role").and_then(referenced_resource);
+    match role.as_deref().and_then(|id| template.resource(id)) {
+        Some(role) if role.kind == "AWS::IAM::Role" => {
+            for managed in ["ManagedPolicyArns", "PermissionsBoundary"] {
+                if role.property(managed).is_some() {
+                    problems.push(format!("{}: role has {managed}", function.id));
+                }
+            }
+            for policy in role
+                .property("Policies")
+                .map(string_list)
+                .unwrap_or_default()
+            {
+                let document = policy.get("PolicyDocument");
+                statements.extend(
+                    document
+                        .and_then(|document| document.get("Statement"))
+                        .map(string_list)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        _ => problems.push(format!(
+            "{}: Role must be !GetAtt <AWS::IAM::Role in this template>.Arn",
+            function.id
+        )),
+    }
+    let mut grants = Grants::new();
+    for statement in statements {
+        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            problems.push(format!(
+                "{}: only Allow statements are expected",
+                function.id
+            ));
+            continue;
+        }
+        for forbidden in ["NotAction", "NotResource"] {
+            if statement.get(forbidden).is_some() {
+                problems.push(format!(
+                    "{}: {forbidden} is a wildcard in disguise",
+                    function.id
+                ));
+            }
+        }
+        let actions: Vec<String> = statement
+            .get("Action")
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(text)
+            .collect();
+        for action in &actions {
+            if action.contains('*') {
+                problems.push(format!("{}: wildcard action {action}", function.id));
+            }
+        }
+        for resource in statement
+            .get("Resource")
+            .map(string_list)
+            .unwrap_or_default()
+        {
+            if text(resource).contains('*') {
+                problems.push(format!(
+                    "{}: wildcard resource {}",
+                    function.id,
+                    text(resource)
+                ));
+                continue;
+            }
+            let Some(target) =
+                referenced_resource(resource).filter(|id| template.resource(id).is_some())
+            else {
+                problems.push(format!(
+                    "{}: resource {resource:?} is not a reference to a resource of this template",
+                    function.id
+                ));
+                continue;
+            };
+            if intrinsic(resource).is_some_and(|(function, _)| function == "Sub") {
+                problems.push(format!(
+                    "{}: !Sub resources may hide wildcards",
+                    function.id
+                ));
+            }
+            grants
+                .entry(target)
+                .or_default()
+                .extend(actions.iter().cloned());
+        }
+    }
+    grants
+}
+
+fn set(actions: &[&str]) -> BTreeSet<String> {
+    actions.iter().map(|action| (*action).to_owned()).collect()
+}
+
+/// Timeout of a function: its own, else the global one, else Lambda's default of 3 s.
+fn function_timeout(template: &Template, function: &Resource<'_>) -> u64 {
+    function
+        .property("Timeout")
+        .or_else(|| template.function_global("Timeout"))
+        .and_then(as_u64)
+        .unwrap_or(3)
+}
+
+/// Every rule this test enforces; empty when the template is fine.
+fn violations(template: &Template) -> Vec<String> {
+    let mut problems = Vec::new();
+    let queues = queue_names(template);
+    let tables = table_names(template);
+    let stage_of: BTreeMap<&str, &StageResources> =
+        STAGES.iter().map(|stage| (stage.stage, stage)).collect();
+    let mut consumer_timeouts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen_stages = BTreeSet::new();
+
+    for function in template.resources_of("AWS::Serverless::Function") {
+        let Some(name) = function.property("FunctionName").and_then(logical_name) else {
+            problems.push(format!(
+                "{}: FunctionName must be !Sub \"${{AWS::StackName}}-<stage>\"",
+                function.id
+            ));
+            continue;
+        };
+        let grants = grants_of(template, &function, &mut problems);
+        let stage = stage_of.get(name.as_str()).copied();
+        if stage.is_none() && name != WATCHDOG {
+            problems.push(format!(
+                "{}: {name} is neither a stage in STAGES nor the watchdog",
+                function.id
+            ));
+            continue;
+        }
+        seen_stages.insert(name.clone());
+        let expected_code = format!("../target/lambda/{name}/");
+        if function.property("CodeUri").and_then(Value::as_str) != Some(expected_code.as_str()) {
+            problems.push(format!("{}: CodeUri must be {expected_code}", function.id));
+        }
+
+        let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if let Some(stage) = stage {
+            expected.insert(stage.consumes.to_owned(), set(&CONSUME));
+            for queue in stage.sends_to {
+                expected
+                    .entry((*queue).to_owned())
+                    .or_default()
+                    .extend(set(&SEND));
+            }
+            for table in stage.writes {
+                expected.insert((*table).to_owned(), set(&TABLE_WRITE));
+            }
+            for table in stage.reads {
+                if !stage.writes.contains(table) {
+                    expected.insert((*table).to_owned(), set(&TABLE_READ));
+                }
+            }
+        }
+        let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (target, actions) in &grants {
+            let resource = template
+                .resource(target)
+                .map(|resource| resource.kind)
+                .unwrap_or("");
+            let logical = match resource {
+                "AWS::SQS::Queue" => queues.get(target).cloned(),
+                "AWS::DynamoDB::Table" => tables.get(target).cloned(),
+                "AWS::Logs::LogGroup" => {
+                    let group = template
+                        .resource(target)
+                        .and_then(|group| group.property("LogGroupName"))
+                        .and_then(|group| intrinsic(group).map(|(_, argument)| text(argument)));
+                    let own = format!("/aws/lambda/${{AWS::StackName}}-{name}");
+                    if group.as_deref() != Some(own.as_str()) {
+                        problems.push(format!(
+                            "{}: log permissions on another function's log group {target}",
+                            function.id
+                        ));
+                    }
+                    if actions != &set(&LOGS) {
+                        problems.push(format!("{}: log actions {actions:?}", function.id));
+                    }
+                    continue;
+                }
+                other => {
+                    problems.push(format!("{}: permission on {target} ({other})", function.id));
+                    continue;
+                }
+            };
+            match logical {
+                Some(logical) => {
+                    granted
+                        .entry(logical)
+                        .or_default()
+                        .extend(actions.iter().cloned());
+                }
+                None => problems.push(format!(
+                    "{}: {target} has no stack-relative name",
+                    function.id
+                )),
+            }
+        }
+        for (resource, actions) in &granted {
+            match expected.get(resource) {
+                None => problems.push(format!(
+                    "{}: {name} may touch {resource}, which STAGES says it does not use ({actions:?})",
+                    function.id
+                )),
+                Some(wanted) if wanted != actions => problems.push(format!(
+                    "{}: {name} on {resource}: granted {actions:?}, expected exactly {wanted:?}",
+                    function.id
+                )),
+                Some(_) => {}
+            }
+        }
+        for resource in expected.keys() {
+            if !granted.contains_key(resource) {
+                problems.push(format!(
+                    "{}: {name} lacks permissions on {resource}",
+                    function.id
+                ));
+            }
+        }
+
+        // Event sources: exactly the consumed queue, per-record failures, FIFO batch size.
+        let events: Vec<&Value> = match function.property("Events") {
+            Some(Value::Mapping(events)) => events.values().collect(),
+            _ => Vec::new(),
+        };
+        let sqs_events: Vec<&Value> = events
+            .iter()
+            .copied()
+            .filter(|event| event.get("Type").and_then(Value::as_str) == Some("SQS"))
+            .collect();
+        match stage {
+            Some(stage) => {
+                if sqs_events.len() != 1 {
+                    problems.push(format!(
+                        "{}: expected one SQS event, found {}",
+                        function.id,
+                        sqs_events.len()
+                    ));
+                }
+                for event in sqs_events {
+                    let properties = event.get("Properties").unwrap_or(&Value::Null);
+                    let queue = properties
+                        .get("Queue")
+                        .and_then(referenced_resource)
+                        .and_then(|id| queues.get(&id).cloned());
+                    if queue.as_deref() != Some(stage.consumes) {
+                        problems.push(format!(
+                            "{}: event source {queue:?} is not {}",
+                            function.id, stage.consumes
+                        ));
+                    }
+                    let batch = properties.get("BatchSize").and_then(as_u64).unwrap_or(10);
+                    if !(1..=10).contains(&batch) {
+                        problems.push(format!(
+                            "{}: FIFO batch size {batch} not in 1..=10",
+                            function.id
+                        ));
+                    }
+                    let reports = properties
+                        .get("FunctionResponseTypes")
+                        .map(string_list)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .any(|kind| kind.as_str() == Some("ReportBatchItemFailures"));
+                    if !reports {
+                        problems.push(format!(
+                            "{}: event source lacks ReportBatchItemFailures",
+                            function.id
+                        ));
+                    }
+                }
+                consumer_timeouts.insert(
+                    stage.consumes.to_owned(),
+                    function_timeout(template, &function),
+                );
+            }
+            None if !sqs_events.is_empty() => {
+                problems.push(format!("{}: the watchdog consumes no queue", function.id));
+            }
+            None => {}
+        }
+    }
+    for stage in STAGES {
+        if !seen_stages.contains(stage.stage) {
+            problems.push(format!("no function for stage {}", stage.stage));
+        }
+    }
+    if !seen_stages.contains(WATCHDOG) {
+        problems.push("no watchdog function".into());
+    }
+
+    // Queues: every work queue has a FIFO DLQ, maxReceiveCount 5, visibility >= 6x timeout.
+    let declared_queues: BTreeSet<&str> = queues.values().map(String::as_str).collect();
+    let mut wanted_queues: BTreeSet<String> = BTreeSet::new();
+    for queue in ALL_QUEUES {
+        wanted_queues.insert(queue.to_owned());
+        wanted_queues.insert(dead_letter_queue(queue));
+    }
+    if declared_queues != wanted_queues.iter().map(String::as_str).collect() {
+        problems.push(format!(
+            "queues {declared_queues:?}, expected {wanted_queues:?}"
+        ));
+    }
+    for resource in template.resources_of("AWS::SQS::Queue") {
+        let Some(name) = queues.get(resource.id) else {
+            problems.push(format!("{}: QueueName is not stack-relative", resource.id));
+            continue;
+        };
+        if resource.property("FifoQueue").and_then(as_bool) != Some(true) {
+            problems.push(format!("{name}: not FIFO"));
+        }
+        if !ALL_QUEUES.contains(&name.as_str()) {
+            continue;
+        }
+        let redrive = resource.property("RedrivePolicy");
+        let target = redrive
+            .and_then(|policy| policy.get("deadLetterTargetArn"))
+            .and_then(referenced_resource)
+            .and_then(|id| queues.get(&id).cloned());
+        if target != Some(dead_letter_queue(name)) {
+            problems.push(format!("{name}: dead-letter target {target:?}"));
+        }
+        let count = redrive
+            .and_then(|policy| policy.get("maxReceiveCount"))
+            .and_then(as_u64);
+        if count != Some(5) {
+            problems.push(format!("{name}: maxReceiveCount {count:?}, expected 5"));
+        }
+        let visibility = resource
+            .property("VisibilityTimeout")
+            .and_then(as_u64)
+            .unwrap_or(30);
+        let timeout = consumer_timeouts.get(name).copied().unwrap_or(u64::MAX / 6);
+        if visibility < 6 * timeout {
+            problems.push(format!(
+                "{name}: visibility {visibility}s < 6 x function timeout {timeout}s"
+            ));
+        }
+    }
+
+    // Tables: exactly ALL_TABLES, pk/sk strings, on demand, TTL on `ttl`.
+    let declared_tables: BTreeSet<&str> = tables.values().map(String::as_str).collect();
+    if declared_tables != ALL_TABLES.iter().copied().collect() {
+        problems.push(format!(
+            "tables {declared_tables:?}, expected {ALL_TABLES:?}"
+        ));
+    }
+    for resource in template.resources_of("AWS::DynamoDB::Table") {
+        let id = resource.id;
+        if resource.property("BillingMode").and_then(Value::as_str) != Some("PAY_PER_REQUEST") {
+            problems.push(format!("{id}: not PAY_PER_REQUEST"));
+        }
+        let schema: Vec<(String, String)> = resource
+            .property("KeySchema")
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|key| {
+                (
+                    text(key.get("AttributeName").unwrap_or(&Value::Null)),
+                    text(key.get("KeyType").unwrap_or(&Value::Null)),
+                )
+            })
+            .collect();
+        if schema != [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())] {
+            problems.push(format!("{id}: key schema {schema:?}"));
+        }
+        let definitions: BTreeSet<(String, String)> = resource
+            .property("AttributeDefinitions")
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|definition| {
+                (
+                    text(definition.get("AttributeName").unwrap_or(&Value::Null)),
+                    text(definition.get("AttributeType").unwrap_or(&Value::Null)),
+                )
+            })
+            .collect();
+        if definitions != BTreeSet::from([("pk".into(), "S".into()), ("sk".into(), "S".into())]) {
+            problems.push(format!("{id}: attribute definitions {definitions:?}"));
+        }
+        let ttl = resource.property("TimeToLiveSpecification");
+        if ttl
+            .and_then(|ttl| ttl.get("AttributeName"))
+            .and_then(Value::as_str)
+            != Some("ttl")
+            || ttl.and_then(|ttl| ttl.get("Enabled")).and_then(as_bool) != Some(true)
+        {
+            problems.push(format!("{id}: TTL must be enabled on `ttl`"));
+        }
+    }
+
+    // The watchdog: a once-a-minute rule invoking the watchdog function, allowed to.
+    let watchdog_id = template
+        .resources_of("AWS::Serverless::Function")
+        .into_iter()
+        .find(|function| {
+            function
+                .property("FunctionName")
+                .and_then(logical_name)
+                .as_deref()
+                == Some(WATCHDOG)
+        })
+        .map(|function| function.id.to_owned());
+    let rules = template.resources_of("AWS::Events::Rule");
+    let scheduled = rules.iter().find(|rule| {
+        rule.property("ScheduleExpression").and_then(Value::as_str) == Some("rate(1 minute)")
+            && rule
+                .property("Targets")
+                .map(string_list)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|target| target.get("Arn").and_then(referenced_resource) == watchdog_id)
+    });
+    match scheduled {
+        None => problems.push("no rate(1 minute) rule targeting the watchdog".into()),
+        Some(rule) => {
+            let permitted =
+                template
+                    .resources_of("AWS::Lambda::Permission")
+                    .iter()
+                    .any(|permission| {
+                        permission.property("Principal").and_then(Value::as_str)
+                            == Some("events.amazonaws.com")
+                            && permission
+                                .property("SourceArn")
+                                .and_then(referenced_resource)
+                                .as_deref()
+                                == Some(rule.id)
+                            && permission
+                                .property("FunctionName")
+                                .and_then(referenced_resource)
+                                == watchdog_id
+                    });
+            if !permitted {
+                problems.push("the watchdog rule has no permission to invoke the function".into());
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn template_grants_each_stage_exactly_what_it_uses() {
+    let template = Template::from_path(template_path()).expect("template parses");
+    let problems = violations(&template);
+    assert!(
+        problems.is_empty(),
+        "template violations:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn local_deploy_declares_every_queue_and_table_of_the_domain() {
+    let template = Template::from_path(template_path()).unwrap();
+    let declared = declared_resources(&template).unwrap();
+    let queues: BTreeSet<String> = declared
+        .queues
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
+    let mut wanted: BTreeSet<String> = ALL_QUEUES.iter().map(|queue| (*queue).to_owned()).collect();
+    wanted.extend(ALL_QUEUES.iter().map(|queue| dead_letter_queue(queue)));
+    assert_eq!(queues, wanted);
+    let tables: BTreeSet<&str> = declared
+        .tables
+        .iter()
+        .map(|spec| spec.name.as_str())
+        .collect();
+    assert_eq!(tables, ALL_TABLES.iter().copied().collect());
+    for spec in &declared.queues {
+        if ALL_QUEUES.contains(&spec.name.as_str()) {
+            assert_eq!(spec.max_receive_count, 5);
+            assert_eq!(spec.dead_letter_queue, Some(dead_letter_queue(&spec.name)));
+        }
+    }
+}
+
+/// Applies a textual change to the real template and returns what the checker says.
+fn violations_after(from: &str, to: &str) -> Vec<String> {
+    let original = template_text();
+    assert!(
+        original.contains(from),
+        "mutation anchor {from:?} not in the template"
+    );
+    let mutated = original.replacen(from, to, 1);
+    violations(&Template::parse(&mutated).expect("mutated template parses"))
+}
+
+#[test]
+fn a_wildcard_resource_fails() {
+    let problems = violations_after(
+        "                Resource: !GetAtt IntakeQueue.Arn",
+        "                Resource: \"*\"",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard resource")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_wildcard_action_fails() {
+    let problems = violations_after(
+        "                  - sqs:SendMessage",
+        "                  - \"sqs:*\"",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("wildcard action")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn access_to_an_unused_table_or_queue_fails() {
+    let problems = violations_after(
+        "                  - !GetAtt LedgerTable.Arn",
+        "                  - !GetAtt LedgerTable.Arn\n                  - !GetAtt FeedsTable.Arn",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("intake may touch feeds")),
+        "{problems:?}"
+    );
+    let problems = violations_after(
+        "                  - !GetAtt ClassifyQueue.Arn",
+        "                  - !GetAtt DistributeQueue.Arn",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("distribute.fifo")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("lacks permissions on classify.fifo")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_weak_queue_fails() {
+    let problems = violations_after("        maxReceiveCount: 5", "        maxReceiveCount: 50");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("maxReceiveCount")),
+        "{problems:?}"
+    );
+    let problems = violations_after(
+        "      VisibilityTimeout: 180",
+        "      VisibilityTimeout: 60",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("visibility 60s")),
+        "{problems:?}"
+    );
+    let problems = violations_after("            BatchSize: 10", "            BatchSize: 11");
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("batch size")),
+        "{problems:?}"
+    );
+}

@@ -1,0 +1,463 @@
+//! Restart durability, race-freedom of conditional writes, and clock-driven visibility and TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_ports::{
+    Condition, DeleteOutcome, Error, Item, Key, ManualClock, OutgoingMessage, Query, Queue,
+    QueueDepth, QueueSpec, ReceiveRequest, SendOutcome, TTL_ATTRIBUTE, Table, TableSpec,
+};
+
+const START_MS: u64 = 1_700_000_000_000;
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(10),
+        ..StoreOptions::default()
+    }
+}
+
+fn open(directory: &tempfile::TempDir, clock: &ManualClock) -> EmbeddedStore {
+    EmbeddedStore::open(directory.path(), Arc::new(clock.clone()), options()).expect("store opens")
+}
+
+fn now(max_messages: usize) -> ReceiveRequest {
+    ReceiveRequest {
+        max_messages,
+        wait: Duration::ZERO,
+        visibility_timeout: None,
+    }
+}
+
+async fn declare(queue: &dyn Queue) {
+    queue
+        .ensure_queue(&QueueSpec::dead_letter("work-dlq.fifo"))
+        .await
+        .unwrap();
+    let mut spec =
+        QueueSpec::with_dead_letter("work.fifo", "work-dlq.fifo", Duration::from_secs(30));
+    spec.max_receive_count = 3;
+    queue.ensure_queue(&spec).await.unwrap();
+    queue
+        .ensure_queue(&QueueSpec::dead_letter("plain"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn messages_receive_counts_dedup_ids_and_items_survive_a_restart() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    {
+        let store = open(&directory, &clock);
+        let queue = store.queue();
+        declare(queue.as_ref()).await;
+        let sent = queue
+            .send_batch(
+                "work.fifo",
+                vec![
+                    OutgoingMessage::fifo("first".into(), "g", "d1"),
+                    OutgoingMessage::fifo("second".into(), "g", "d2"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(sent.iter().all(|o| matches!(o, SendOutcome::Sent { .. })));
+        queue
+            .send_batch(
+                "plain",
+                vec![OutgoingMessage::delayed(
+                    "later".into(),
+                    Duration::from_secs(60),
+                )],
+            )
+            .await
+            .unwrap();
+        let received = queue.receive("work.fifo", now(1)).await.unwrap();
+        assert_eq!(received[0].receive_count, 1);
+        let table = store.table();
+        table
+            .ensure_table(&TableSpec {
+                name: "ledger".into(),
+            })
+            .await
+            .unwrap();
+        table
+            .put("ledger", Item::new(Key::new("p", "s")).with("n", 7), None)
+            .await
+            .unwrap();
+        drop(table);
+        drop(queue);
+        store.close();
+    }
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    // Every undeleted message is visible again after a restart; its receive count is kept.
+    let received = queue.receive("work.fifo", now(10)).await.unwrap();
+    let bodies: Vec<_> = received.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+    assert_eq!(
+        received[0].receive_count, 2,
+        "receive count must be durable"
+    );
+    assert_eq!(received[1].receive_count, 1);
+    // The deduplication id is remembered across the restart.
+    queue
+        .send_batch(
+            "work.fifo",
+            vec![OutgoingMessage::fifo("again".into(), "g", "d1")],
+        )
+        .await
+        .unwrap();
+    let depth = queue.depth("work.fifo").await.unwrap();
+    assert_eq!(depth.total(), 2, "a duplicate was stored after a restart");
+    // The delay is durable too.
+    assert_eq!(
+        queue.depth("plain").await.unwrap(),
+        QueueDepth {
+            visible: 0,
+            in_flight: 0,
+            delayed: 1
+        }
+    );
+    let item = store
+        .table()
+        .get("ledger", &Key::new("p", "s"))
+        .await
+        .unwrap();
+    assert_eq!(item.and_then(|i| i.i64("n")), Some(7));
+    // A receipt issued before the restart is refused.
+    let stale = received[0].receipt_handle.clone();
+    drop(queue);
+    store.close();
+    let store = open(&directory, &clock);
+    let outcome = store
+        .queue()
+        .delete_batch("work.fifo", vec![stale])
+        .await
+        .unwrap();
+    assert!(matches!(outcome[0], DeleteOutcome::Failed { .. }));
+}
+
+#[tokio::test]
+async fn a_message_that_crashes_every_receiver_still_reaches_the_dead_letter_queue() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    {
+        let store = open(&directory, &clock);
+        declare(store.queue().as_ref()).await;
+        store
+            .queue()
+            .send_batch(
+                "work.fifo",
+                vec![OutgoingMessage::fifo("poison".into(), "g", "p")],
+            )
+            .await
+            .unwrap();
+        store.close();
+    }
+    for attempt in 1..=3 {
+        let store = open(&directory, &clock);
+        let received = store.queue().receive("work.fifo", now(1)).await.unwrap();
+        assert_eq!(received.len(), 1, "attempt {attempt}");
+        assert_eq!(received[0].receive_count, attempt);
+        // The "crash": the store goes away without a delete.
+        store.close();
+    }
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    assert!(queue.receive("work.fifo", now(1)).await.unwrap().is_empty());
+    let dead = queue.receive("work-dlq.fifo", now(1)).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "poison");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conditional_writes_never_both_succeed() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec {
+            name: "claims".into(),
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for key in 0..50 {
+        for writer in 0..4 {
+            let table = table.clone();
+            tasks.push(tokio::spawn(async move {
+                let item = Item::new(Key::new("claim", format!("{key}"))).with("writer", writer);
+                match table
+                    .put("claims", item, Some(Condition::ItemNotExists))
+                    .await
+                {
+                    Ok(()) => 1,
+                    Err(Error::ConditionFailed { .. }) => 0,
+                    Err(error) => panic!("unexpected error {error}"),
+                }
+            }));
+        }
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += task.await.unwrap();
+    }
+    assert_eq!(winners, 50, "exactly one conditional put per key may win");
+}
+
+#[tokio::test]
+async fn visibility_delay_and_dedup_window_follow_the_manual_clock() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    declare(queue.as_ref()).await;
+    queue
+        .send_batch(
+            "plain",
+            vec![OutgoingMessage::delayed(
+                "d".into(),
+                Duration::from_secs(10),
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(queue.receive("plain", now(1)).await.unwrap().is_empty());
+    clock.advance(10_000);
+    let first = queue.receive("plain", now(1)).await.unwrap();
+    assert_eq!(first.len(), 1, "the delay ended on the manual clock");
+    clock.advance(29_999);
+    assert!(queue.receive("plain", now(1)).await.unwrap().is_empty());
+    clock.advance(1);
+    let second = queue.receive("plain", now(1)).await.unwrap();
+    assert_eq!(second[0].receive_count, 2);
+    // The first receipt is stale now.
+    let stale = queue
+        .delete_batch("plain", vec![first[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(stale[0], DeleteOutcome::Failed { .. }));
+    let stale = queue
+        .change_visibility("plain", &first[0].receipt_handle, Duration::ZERO)
+        .await;
+    assert!(matches!(stale, Err(Error::InvalidReceipt(_))));
+    assert_eq!(
+        queue
+            .delete_batch("plain", vec![second[0].receipt_handle.clone()])
+            .await
+            .unwrap(),
+        [DeleteOutcome::Deleted]
+    );
+    // Deduplication ids expire after five minutes on the clock.
+    let send = |dedup: &str| OutgoingMessage::fifo("x".into(), "g", dedup);
+    queue
+        .send_batch("work.fifo", vec![send("once")])
+        .await
+        .unwrap();
+    queue
+        .send_batch("work.fifo", vec![send("once")])
+        .await
+        .unwrap();
+    assert_eq!(queue.depth("work.fifo").await.unwrap().total(), 1);
+    clock.advance(300_001);
+    assert_eq!(
+        store.sweep_expired().await.unwrap(),
+        1,
+        "the expired id is swept"
+    );
+    queue
+        .send_batch("work.fifo", vec![send("once")])
+        .await
+        .unwrap();
+    assert_eq!(queue.depth("work.fifo").await.unwrap().total(), 2);
+}
+
+#[tokio::test]
+async fn a_waiting_receive_notices_visibility_expiring_on_the_clock() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    declare(queue.as_ref()).await;
+    queue
+        .send_batch(
+            "plain",
+            vec![OutgoingMessage::delayed("m".into(), Duration::ZERO)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.receive("plain", now(1)).await.unwrap().len(), 1);
+    let waiting = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            queue
+                .receive("plain", ReceiveRequest::batch(Duration::from_secs(5)))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    clock.advance(30_000);
+    let received = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the waiting receive returned once the clock moved")
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].receive_count, 2);
+}
+
+#[tokio::test]
+async fn expired_items_are_hidden_then_swept_but_conditions_see_them_until_then() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec {
+            name: "feeds".into(),
+        })
+        .await
+        .unwrap();
+    let expires = (START_MS / 1000 + 60) as i64;
+    for sk in ["a", "b"] {
+        table
+            .put(
+                "feeds",
+                Item::new(Key::new("p", sk)).with(TTL_ATTRIBUTE, expires),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    table
+        .put(
+            "feeds",
+            Item::new(Key::new("p", "c")).with("keep", true),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        table
+            .query("feeds", &Query::partition("p"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    clock.advance(60_000);
+    assert_eq!(table.get("feeds", &Key::new("p", "a")).await.unwrap(), None);
+    assert_eq!(
+        table
+            .query("feeds", &Query::partition("p"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // Until the janitor runs, a condition still sees the expired item (as in DynamoDB).
+    let blocked = table
+        .put(
+            "feeds",
+            Item::new(Key::new("p", "a")),
+            Some(Condition::ItemNotExists),
+        )
+        .await;
+    assert!(matches!(blocked, Err(Error::ConditionFailed { .. })));
+    assert_eq!(store.sweep_expired().await.unwrap(), 2);
+    table
+        .put(
+            "feeds",
+            Item::new(Key::new("p", "a")),
+            Some(Condition::ItemNotExists),
+        )
+        .await
+        .expect("after the sweep the key is free");
+    assert_eq!(store.sweep_expired().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn counters_charge_like_dynamodb_and_sqs() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec {
+            name: "ledger".into(),
+        })
+        .await
+        .unwrap();
+    let before = store.counters();
+    table
+        .put(
+            "ledger",
+            Item::new(Key::new("p", "s")).with("blob", vec![0_u8; 1500]),
+            None,
+        )
+        .await
+        .unwrap();
+    table.get("ledger", &Key::new("p", "s")).await.unwrap();
+    let used = store.counters().since(&before);
+    assert_eq!(used.table_requests, 2);
+    assert_eq!(used.table_write_units, 2, "1.5 KB costs two write units");
+    assert_eq!(used.table_read_units, 1);
+    let queue = store.queue();
+    declare(queue.as_ref()).await;
+    let before = store.counters();
+    let messages = (0..10)
+        .map(|i| OutgoingMessage::delayed(format!("{i}"), Duration::ZERO))
+        .collect();
+    queue.send_batch("plain", messages).await.unwrap();
+    let used = store.counters().since(&before);
+    assert_eq!(used.queue_requests, 1, "a batch is one request");
+    assert_eq!(used.queue_messages_sent, 10);
+    assert!(store.disk_bytes().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn reopen_after_close() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    store.close();
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    declare(queue.as_ref()).await;
+    queue
+        .send_batch(
+            "plain",
+            vec![OutgoingMessage::delayed("m".into(), Duration::ZERO)],
+        )
+        .await
+        .unwrap();
+    drop(queue);
+    store.close();
+    let store = open(&directory, &clock);
+    let queue = store.queue();
+    assert_eq!(queue.receive("plain", now(1)).await.unwrap().len(), 1);
+    drop(queue);
+    store.close();
+    let store = open(&directory, &clock);
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec {
+            name: "ledger".into(),
+        })
+        .await
+        .unwrap();
+    table
+        .put("ledger", Item::new(Key::new("p", "s")), None)
+        .await
+        .unwrap();
+    drop(table);
+    store.close();
+    let _store = open(&directory, &clock);
+}

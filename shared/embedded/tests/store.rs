@@ -1,0 +1,333 @@
+//! Store-level properties the contract suites do not reach: check-and-set inside one commit
+//! group, failed jobs leaving nothing behind, durability across a reopen, O(1) queue depth
+//! counters against a manual clock, and the janitor's retention sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
+use worldfleet_ports::{
+    Condition, Error, Item, Key, ManualClock, OutgoingMessage, Queue, QueueSpec, ReceiveRequest,
+    SystemClock, Table, TableSpec, TransactWrite, Update,
+};
+
+const TABLE: &str = "store-tests";
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        janitor_interval: None,
+        ..StoreOptions::default()
+    }
+}
+
+async fn open_with_table(directory: &tempfile::TempDir) -> EmbeddedStore {
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options())
+        .expect("the store opens");
+    store
+        .table()
+        .ensure_table(&TableSpec { name: TABLE.into() })
+        .await
+        .expect("the table");
+    store
+}
+
+fn standard_queue(name: &str, retention: Duration) -> QueueSpec {
+    QueueSpec {
+        name: name.into(),
+        visibility_timeout: Duration::from_secs(30),
+        max_receive_count: 0,
+        dead_letter_queue: None,
+        retention,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conditional_creates_admit_exactly_one() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_with_table(&directory).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let table = store.table();
+            tokio::spawn(async move {
+                let item = Item::new(Key::new("claim", "once")).with("winner", n);
+                table.put(TABLE, item, Some(Condition::ItemNotExists)).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("a task") {
+            Ok(()) => won += 1,
+            Err(Error::ConditionFailed { .. }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one conditional create wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_in_shared_groups_all_count() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    increments_all_count(open_with_table(&directory).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_all_count_with_buffered_durability() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let options = StoreOptions {
+        durability: Durability::Buffered,
+        ..options()
+    };
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options)
+        .expect("the store opens");
+    store
+        .table()
+        .ensure_table(&TableSpec { name: TABLE.into() })
+        .await
+        .expect("the table");
+    increments_all_count(store).await;
+}
+
+async fn increments_all_count(store: EmbeddedStore) {
+    let key = Key::new("counter", "n");
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let table = store.table();
+            let key = key.clone();
+            tokio::spawn(async move {
+                table
+                    .update(TABLE, &key, Update::new().add("n", 1), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let item = task.await.expect("a task").expect("an update");
+        seen.push(item.i64("n").expect("a count"));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=500).collect::<Vec<_>>(),
+        "each update saw its own count"
+    );
+    let stored = store.table().get(TABLE, &key).await.expect("a read");
+    assert_eq!(stored.and_then(|item| item.i64("n")), Some(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_transaction_leaves_nothing_while_its_group_commits() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_with_table(&directory).await;
+    let table = store.table();
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let table = table.clone();
+        tasks.push(tokio::spawn(async move {
+            let operations = vec![
+                TransactWrite::Put {
+                    table: TABLE.into(),
+                    item: Item::new(Key::new("tx", format!("doomed-{n}"))),
+                    condition: None,
+                },
+                TransactWrite::ConditionCheck {
+                    table: TABLE.into(),
+                    key: Key::new("tx", "absent"),
+                    condition: Condition::ItemExists,
+                },
+            ];
+            let cancelled = table.transact(operations).await;
+            assert!(matches!(cancelled, Err(Error::TransactionCanceled { .. })));
+            table
+                .put(TABLE, Item::new(Key::new("tx", format!("kept-{n}"))), None)
+                .await
+                .expect("a plain put");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a task");
+    }
+    for n in 0..50 {
+        let doomed = table
+            .get(TABLE, &Key::new("tx", format!("doomed-{n}")))
+            .await;
+        assert_eq!(doomed.expect("a read"), None, "doomed-{n} was not written");
+        let kept = table.get(TABLE, &Key::new("tx", format!("kept-{n}"))).await;
+        assert!(kept.expect("a read").is_some(), "kept-{n} was written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_close_and_reopen() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    {
+        let store = open_with_table(&directory).await;
+        let queue = store.queue();
+        queue
+            .ensure_queue(&standard_queue("durable", Duration::from_secs(3600)))
+            .await
+            .expect("the queue");
+        let table = store.table();
+        let writes: Vec<_> = (0..100)
+            .map(|n| {
+                let table = table.clone();
+                tokio::spawn(async move {
+                    let item = Item::new(Key::new("p", format!("{n:03}"))).with("n", n);
+                    table.put(TABLE, item, None).await
+                })
+            })
+            .collect();
+        for write in writes {
+            write.await.expect("a task").expect("a put");
+        }
+        let messages = (0..5)
+            .map(|n| OutgoingMessage::delayed(format!("m{n}"), Duration::ZERO))
+            .collect();
+        queue.send_batch("durable", messages).await.expect("a send");
+        drop((queue, table));
+        store.close();
+    }
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options())
+        .expect("the store reopens");
+    for n in 0..100 {
+        let item = store
+            .table()
+            .get(TABLE, &Key::new("p", format!("{n:03}")))
+            .await
+            .expect("a read");
+        assert_eq!(item.and_then(|item| item.i64("n")), Some(n), "item {n}");
+    }
+    let depth = store.queue().depth("durable").await.expect("a depth");
+    assert_eq!((depth.visible, depth.in_flight, depth.delayed), (5, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_counts_follow_receives_delays_and_the_clock() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let store =
+        EmbeddedStore::open(directory.path(), clock.clone(), options()).expect("the store opens");
+    let queue = store.queue();
+    queue
+        .ensure_queue(&standard_queue("depths", Duration::from_secs(3600)))
+        .await
+        .expect("the queue");
+    let mut messages: Vec<_> = (0..2)
+        .map(|n| OutgoingMessage::delayed(format!("now{n}"), Duration::ZERO))
+        .collect();
+    messages.extend(
+        (0..3).map(|n| OutgoingMessage::delayed(format!("later{n}"), Duration::from_secs(10))),
+    );
+    queue.send_batch("depths", messages).await.expect("a send");
+    let depth = queue.depth("depths").await.expect("a depth");
+    assert_eq!((depth.visible, depth.in_flight, depth.delayed), (2, 0, 3));
+
+    let request = ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::ZERO,
+        visibility_timeout: Some(Duration::from_secs(5)),
+    };
+    let received = queue.receive("depths", request).await.expect("a receive");
+    assert_eq!(received.len(), 1);
+    let depth = queue.depth("depths").await.expect("a depth");
+    assert_eq!((depth.visible, depth.in_flight, depth.delayed), (1, 1, 3));
+
+    clock.advance(6_000);
+    let depth = queue.depth("depths").await.expect("a depth");
+    assert_eq!(
+        (depth.visible, depth.in_flight, depth.delayed),
+        (2, 0, 3),
+        "the visibility timeout ended"
+    );
+    clock.advance(5_000);
+    let depth = queue.depth("depths").await.expect("a depth");
+    assert_eq!(
+        (depth.visible, depth.in_flight, depth.delayed),
+        (5, 0, 0),
+        "the delays ended"
+    );
+
+    let received = queue
+        .receive("depths", ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .expect("a receive");
+    assert_eq!(received.len(), 5);
+    let receipts = received[..2]
+        .iter()
+        .map(|message| message.receipt_handle.clone())
+        .collect();
+    queue
+        .delete_batch("depths", receipts)
+        .await
+        .expect("a delete");
+    queue
+        .change_visibility("depths", &received[2].receipt_handle, Duration::ZERO)
+        .await
+        .expect("a visibility change");
+    let depth = queue.depth("depths").await.expect("a depth");
+    assert_eq!((depth.visible, depth.in_flight, depth.delayed), (1, 2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_drops_messages_past_retention() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let store =
+        EmbeddedStore::open(directory.path(), clock.clone(), options()).expect("the store opens");
+    let queue = store.queue();
+    queue
+        .ensure_queue(&standard_queue("retained", Duration::from_secs(60)))
+        .await
+        .expect("the queue");
+    let old = (0..4)
+        .map(|n| OutgoingMessage::delayed(format!("old{n}"), Duration::ZERO))
+        .collect();
+    queue.send_batch("retained", old).await.expect("a send");
+    clock.advance(30_000);
+    let young = vec![OutgoingMessage::delayed("young".into(), Duration::ZERO)];
+    queue.send_batch("retained", young).await.expect("a send");
+    clock.advance(31_000);
+    let swept = store.sweep_expired().await.expect("a sweep");
+    assert_eq!(swept, 4);
+    let depth = queue.depth("retained").await.expect("a depth");
+    assert_eq!(depth.total(), 1);
+    drop(queue);
+    store.close();
+    let store = EmbeddedStore::open(directory.path(), clock, options()).expect("the store reopens");
+    let depth = store.queue().depth("retained").await.expect("a depth");
+    assert_eq!(
+        depth.total(),
+        1,
+        "the swept messages are gone from disk too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_the_database_while_handles_live() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_with_table(&directory).await;
+    let table = store.table();
+    let queue = store.queue();
+    table
+        .put(TABLE, Item::new(Key::new("kept", "1")), None)
+        .await
+        .expect("a put");
+    store.close();
+    // fjall's directory lock is gone: the store reopens while the old handles still live.
+    let reopened = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options())
+        .expect("the store reopens at once");
+    let item = reopened
+        .table()
+        .get(TABLE, &Key::new("kept", "1"))
+        .await
+        .expect("a read");
+    assert!(item.is_some());
+    let closed = table.get(TABLE, &Key::new("kept", "1")).await;
+    assert!(
+        matches!(closed, Err(Error::Unavailable(_))),
+        "reads through the closed store's handles fail"
+    );
+    reopened.close();
+    drop((table, queue));
+}

@@ -1,0 +1,156 @@
+//! The narrative pipeline end to end on the local AWS emulators: LocalStack's SQS and
+//! DynamoDB Local, with the queues and tables deployed from `infra/template.yaml`.
+//!
+//! Every stage runs as a fleet worker (the same pollers `worldfleet worker` runs) over the SQS
+//! and DynamoDB adapters. A world of good and bad envelopes goes in; the audit must find
+//! nothing lost, nothing doubled and every bad envelope refused, and the ledger is also counted
+//! directly through the DynamoDB SDK. Runs when `WORLDFLEET_LOCAL_AWS=1` (set by
+//! `scripts/test-aws.sh`, which starts the emulators).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
+use worldfleet_distribute::RepublishRules;
+use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{Clock, Queue, SystemClock, Table};
+use worldfleet_runtime::audit::Audit;
+use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
+use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec, narrative_stages};
+
+fn enabled() -> bool {
+    let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");
+    if !on {
+        eprintln!(
+            "*** SKIPPED: set WORLDFLEET_LOCAL_AWS=1 with the local stack running (scripts/test-aws.sh does both) ***"
+        );
+    }
+    on
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_envelope() {
+    if !enabled() {
+        return;
+    }
+    let stack = format!(
+        "e2e-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let settings = AwsSettings::from_env()
+        .expect("settings")
+        .with_stack(&stack);
+    let config = settings.sdk_config().await;
+    let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
+    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
+    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+    deploy_from_template(&template, &sqs, &dynamo)
+        .await
+        .expect("deploy the template's queues and tables");
+    let queue: Arc<dyn Queue> = Arc::new(sqs);
+    let table: Arc<dyn Table> = Arc::new(dynamo);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let spec = WorldSpec {
+        events: 150,
+        players: 40,
+        districts: 2,
+        scenes_per_district: 3,
+        fan_out: 4,
+        factions: 2,
+        bad_every: 15,
+        ..WorldSpec::small(5)
+    };
+    let mut gateways = GatewayKeys::default();
+    gateways.insert(&spec.gateway, spec.gateway_key.clone());
+    let mut intake = IntakeConfig::new(gateways);
+    intake.rate_limit = RateLimit {
+        burst: 1_000,
+        per_second: 1_000,
+    };
+    let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), Arc::clone(&clock));
+    let rules = RepublishRules::default_rules();
+    let poller = PollerConfig {
+        workers: 2,
+        wait: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(30),
+    };
+    let fleet = Fleet::start(
+        narrative_stages(&context, intake, rules.clone()),
+        Arc::clone(&queue),
+        poller,
+        None,
+    );
+
+    let mut world = World::new(spec);
+    let (partitions, players, factions) = (world.partitions(), world.players(), world.factions());
+    let posting = Posting {
+        rate: None,
+        max_backlog: 2_000,
+        started: Instant::now(),
+        already_sent: 0,
+        stop_after_good: None,
+    };
+    let expectations = post_world(queue.as_ref(), &mut world, clock.as_ref(), posting, || {})
+        .await
+        .expect("post the world");
+    let drained = wait_for_drain(queue.as_ref(), Duration::from_secs(240), || {})
+        .await
+        .expect("depths");
+    fleet.stop().await;
+    assert!(drained, "the queues drained");
+
+    let report = Audit {
+        table: table.as_ref(),
+        rules: &rules,
+        partitions,
+        players,
+        factions,
+        expectations: &expectations,
+    }
+    .run()
+    .await
+    .expect("audit");
+    assert_eq!(report.lost, 0, "{:?}", report.problems);
+    assert_eq!(report.duplicates, 0, "{:?}", report.problems);
+    assert_eq!(report.wrong_reason, 0, "{:?}", report.problems);
+    assert_eq!(report.rejected_as_expected, report.bad_sent);
+    assert_eq!(report.canon, report.good_sent);
+    assert!(report.feed_entries >= report.good_sent * 4);
+
+    // The ledger, counted straight through the SDK rather than the port.
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let mut ledger_items = 0;
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(settings.physical_name("ledger"))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan the ledger");
+        ledger_items += page.count() as u64;
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        ledger_items, report.good_sent,
+        "one ledger item per accepted event"
+    );
+    eprintln!(
+        "aws e2e: {} good + {} bad envelopes, {} feed entries, p50 {} ms, p99 {} ms",
+        report.good_sent,
+        report.bad_sent,
+        report.feed_entries,
+        report.latency_p50_ms,
+        report.latency_p99_ms
+    );
+}
