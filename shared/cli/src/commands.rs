@@ -635,7 +635,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             ))),
             "ecology" => timers.push(Arc::new(worldfleet_ecology::EcologyTickStage::new(
                 context.clone(),
-                worldfleet_ecology::EcologyConfig::builtin().context("ecology rules")?,
+                worldfleet_ecology::EcologyConfig::from_env().context("ecology rules")?,
             ))),
             "watchdog" => watchdog = Some((context.clone(), Duration::from_secs(60))),
             other => anyhow::bail!(

@@ -125,15 +125,12 @@ pub async fn seed(context: &StageContext, layout: &WorldLayout) -> anyhow::Resul
 }
 
 /// The watchdog: re-arms ecology chains, station windows and production chains that went
-/// quiet. One function for every mode: the embedded runtime calls it once a minute, an
-/// EventBridge schedule does in AWS.
+/// quiet; returns `(partitions checked, chains re-armed)`. One function for every mode
+/// ([`worldfleet_watchdog::run`]): the embedded runtime and the fleet workers call it once a
+/// minute, an EventBridge schedule does in AWS.
 pub async fn watchdog(context: &StageContext) -> anyhow::Result<(usize, usize)> {
-    let (cells_checked, cells_rearmed) = worldfleet_ecology::watchdog(context).await?;
-    let market = worldfleet_price::watchdog(context).await?;
-    Ok((
-        cells_checked + market.stations_checked + market.regions_checked,
-        cells_rearmed + market.windows_rearmed + market.regions_rearmed,
-    ))
+    let pass = worldfleet_watchdog::run(context).await?;
+    Ok((pass.checked(), pass.rearmed()))
 }
 
 /// Calls [`watchdog`] every `interval` until `shutdown` turns true.

@@ -61,6 +61,46 @@ impl EcologyConfig {
             rules: Arc::new(rules),
         })
     }
+
+    /// The built-in rules, with the tick interval from `WORLDFLEET_ECOLOGY_INTERVAL_MS` when
+    /// set (validated to 5–15 s) — how the Lambda and the fleet workers are configured.
+    pub fn from_env() -> Result<Self> {
+        Self::with_interval_override(std::env::var("WORLDFLEET_ECOLOGY_INTERVAL_MS").ok())
+    }
+
+    /// The built-in rules with the tick interval `raw` (milliseconds) when given.
+    pub fn with_interval_override(raw: Option<String>) -> Result<Self> {
+        let mut config = Self::builtin()?;
+        if let Some(raw) = raw {
+            let millis = raw.trim().parse::<u64>().map_err(|_| {
+                crate::EcologyError::InvalidRules(format!(
+                    "WORLDFLEET_ECOLOGY_INTERVAL_MS={raw:?} is not a number of milliseconds"
+                ))
+            })?;
+            config.interval = TickInterval::from_millis(millis)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_override_is_validated() {
+        let builtin = EcologyConfig::builtin().unwrap().interval;
+        assert_eq!(
+            EcologyConfig::with_interval_override(None)
+                .unwrap()
+                .interval,
+            builtin
+        );
+        let config = EcologyConfig::with_interval_override(Some("7000".into())).unwrap();
+        assert_eq!(config.interval.as_millis(), 7_000);
+        assert!(EcologyConfig::with_interval_override(Some("seven".into())).is_err());
+        assert!(EcologyConfig::with_interval_override(Some("60000".into())).is_err());
+    }
 }
 
 /// The timer of one cell's tick.
