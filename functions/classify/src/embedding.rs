@@ -338,7 +338,11 @@ pub fn intent_text(event: &AcceptedEvent) -> Option<&str> {
     match &event.payload {
         EventPayload::Dialogue(dialogue) => Some(dialogue.text.as_str()),
         EventPayload::Action(action) => action.text.as_deref(),
-        EventPayload::Combat(_) | EventPayload::Quest(_) => None,
+        EventPayload::Combat(_)
+        | EventPayload::Quest(_)
+        | EventPayload::Trade(_)
+        | EventPayload::Capture(_)
+        | EventPayload::Breed(_) => None,
     }
     .filter(|text| !text.trim().is_empty())
 }

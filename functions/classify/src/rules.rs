@@ -50,9 +50,13 @@ pub fn classify(event: &AcceptedEvent) -> Classification {
                 .and_then(text_intent)
                 .unwrap_or(Intent::Social)
         }),
-        EventPayload::Combat(_) | EventPayload::Quest(_) => {
-            structural_intent(event).unwrap_or(Intent::Social)
-        }
+        // World kinds are routed to the market and the ecology, not here; should one arrive,
+        // it is background trade or wildlife business.
+        EventPayload::Combat(_)
+        | EventPayload::Quest(_)
+        | EventPayload::Trade(_)
+        | EventPayload::Capture(_)
+        | EventPayload::Breed(_) => structural_intent(event).unwrap_or(Intent::Social),
     };
     decide(event, intent, CLASSIFIER)
 }
@@ -72,6 +76,8 @@ pub fn structural_intent(event: &AcceptedEvent) -> Option<Intent> {
         },
         EventPayload::Combat(_) => Some(Intent::Fight),
         EventPayload::Quest(_) => Some(Intent::QuestProgress),
+        EventPayload::Trade(_) => Some(Intent::Trade),
+        EventPayload::Capture(_) | EventPayload::Breed(_) => Some(Intent::Other),
     }
 }
 
@@ -105,6 +111,7 @@ pub fn salience(event: &AcceptedEvent, intent: Intent) -> u8 {
             QuestStatus::Started => 55,
             QuestStatus::Advanced => 40,
         },
+        EventPayload::Trade(_) | EventPayload::Capture(_) | EventPayload::Breed(_) => 15,
     };
     let intent_bonus = match intent {
         Intent::Threat => 25,

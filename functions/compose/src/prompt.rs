@@ -52,7 +52,10 @@ pub fn persona(request: &ComposeRequest) -> String {
         EventPayload::Dialogue(dialogue) => dialogue.to.as_deref(),
         EventPayload::Action(action) => action.target.as_deref(),
         EventPayload::Combat(combat) => Some(combat.target.as_str()),
-        EventPayload::Quest(_) => None,
+        EventPayload::Quest(_)
+        | EventPayload::Trade(_)
+        | EventPayload::Capture(_)
+        | EventPayload::Breed(_) => None,
     };
     clean(addressed.unwrap_or(&event.actor))
 }

@@ -57,6 +57,25 @@ pub fn render(request: &ComposeRequest) -> String {
                 CombatOutcome::Flee => format!("{actor} flees from {target} in {place}"),
             }
         }
+        EventPayload::Trade(trade) => {
+            let verb = match trade.side {
+                worldfleet_domain::TradeSide::Buy => "buys",
+                worldfleet_domain::TradeSide::Sell => "sells",
+            };
+            format!(
+                "{actor} {verb} {} {} at {place}",
+                trade.quantity,
+                clean(&trade.good)
+            )
+        }
+        EventPayload::Capture(capture) => {
+            format!("{actor} captures {} in {place}", clean(&capture.creature))
+        }
+        EventPayload::Breed(breed) => format!(
+            "{actor} pairs {} with {} in {place}",
+            clean(&breed.parent_a),
+            clean(&breed.parent_b)
+        ),
         EventPayload::Quest(quest) => {
             let name = clean(&quest.quest);
             match quest.status {

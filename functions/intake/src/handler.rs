@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use worldfleet_domain::names::{
-    CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, RATE_LIMITS_TABLE, REJECTIONS_TABLE,
+    CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, MARKET_QUEUE,
+    RATE_LIMITS_TABLE, REJECTIONS_TABLE,
 };
 use worldfleet_domain::{AcceptedEvent, EventKind, RejectReason};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
@@ -23,12 +24,16 @@ use crate::error::{IntakeError, Result};
 use crate::validate::{Refusal, Validated, check};
 use crate::{ratelimit, rejections};
 
-/// The queue each kind of event goes to next.
+/// The queue each kind of event goes to next: narrative to classify, trades to their
+/// station's market, captures and breed requests to their cell's ecology inputs. Every queue
+/// is FIFO with the partition UID (station, cell, scene) as the message group.
 pub fn route(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Dialogue | EventKind::Action | EventKind::Combat | EventKind::Quest => {
             CLASSIFY_QUEUE
         }
+        EventKind::Trade => MARKET_QUEUE,
+        EventKind::Capture | EventKind::Breed => ECOLOGY_INPUT_QUEUE,
     }
 }
 

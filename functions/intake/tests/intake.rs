@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_domain::names::{ALL_TABLES, CLASSIFY_QUEUE, LEDGER_TABLE, REJECTIONS_TABLE};
+use worldfleet_domain::names::{
+    ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE, REJECTIONS_TABLE,
+};
 use worldfleet_domain::{AcceptedEvent, RejectReason};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_intake::rejections::{RejectionRow, partition, row_key};
@@ -17,6 +19,8 @@ use worldfleet_ports::{
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 const SAMPLE_SENT_AT: u64 = 1_763_700_000_000;
 const KINDS: [&str; 4] = ["dialogue", "action", "combat", "quest"];
+/// World kinds: routed to the market and the ecology instead of classify.
+const WORLD_KINDS: [&str; 3] = ["trade", "capture", "breed"];
 
 fn sample(kind: &str) -> String {
     let path = format!(
@@ -57,14 +61,16 @@ async fn fixture(rate_limit: RateLimit) -> Fixture {
         .ensure_queue(&QueueSpec::dead_letter("classify-dlq.fifo"))
         .await
         .unwrap();
-    queue
-        .ensure_queue(&QueueSpec::with_dead_letter(
-            CLASSIFY_QUEUE,
-            "classify-dlq.fifo",
-            Duration::from_secs(30),
-        ))
-        .await
-        .unwrap();
+    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
+        queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                "classify-dlq.fifo",
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
     let keys = GatewayKeys::parse(&format!("gw-sample={SAMPLE_KEY_HEX}")).unwrap();
     let mut config = IntakeConfig::new(keys);
     config.rate_limit = rate_limit;
@@ -94,24 +100,33 @@ fn record(id: &str, body: &str, receive_count: u32) -> ReceivedMessage {
 }
 
 async fn routed(queue: &dyn Queue) -> Vec<AcceptedEvent> {
+    routed_to(queue, CLASSIFY_QUEUE)
+        .await
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect()
+}
+
+/// Everything waiting in `name`, with each message's group.
+async fn routed_to(queue: &dyn Queue, name: &str) -> Vec<(AcceptedEvent, Option<String>)> {
     let mut events = Vec::new();
     loop {
         let batch = queue
-            .receive(
-                CLASSIFY_QUEUE,
-                ReceiveRequest::batch(Duration::from_millis(50)),
-            )
+            .receive(name, ReceiveRequest::batch(Duration::from_millis(50)))
             .await
             .unwrap();
         if batch.is_empty() {
             return events;
         }
         for message in &batch {
-            events.push(serde_json::from_str(&message.body).unwrap());
+            events.push((
+                serde_json::from_str(&message.body).unwrap(),
+                message.group_id.clone(),
+            ));
         }
         queue
             .delete_batch(
-                CLASSIFY_QUEUE,
+                name,
                 batch
                     .into_iter()
                     .map(|message| message.receipt_handle)
@@ -142,7 +157,7 @@ fn samples_are_valid_against_the_published_schema() {
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for kind in KINDS {
+    for kind in KINDS.into_iter().chain(WORLD_KINDS) {
         let envelope: serde_json::Value = serde_json::from_str(&sample(kind)).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&envelope)
@@ -162,6 +177,65 @@ fn samples_are_valid_against_the_published_schema() {
             "{kind}: the schema must refuse unknown payload fields"
         );
     }
+}
+
+#[test]
+fn schema_holds_world_kinds_to_their_partition_depth() {
+    let schema_path = format!(
+        "{}/../../events/schema/envelope.v1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut trade: serde_json::Value = serde_json::from_str(&sample("trade")).unwrap();
+    trade["partition"] = serde_json::Value::from("region-07/station-3/dock-1");
+    assert!(
+        !validator.is_valid(&trade),
+        "a trade partition is region/station"
+    );
+    let mut capture: serde_json::Value = serde_json::from_str(&sample("capture")).unwrap();
+    capture["partition"] = serde_json::Value::from("wild-1/zone-04");
+    assert!(
+        !validator.is_valid(&capture),
+        "a capture partition is a cell"
+    );
+    let mut dialogue: serde_json::Value = serde_json::from_str(&sample("dialogue")).unwrap();
+    dialogue["partition"] = serde_json::Value::from("gm-0001/district-003");
+    assert!(
+        !validator.is_valid(&dialogue),
+        "narrative keeps 3-4 segments"
+    );
+}
+
+#[tokio::test]
+async fn world_kinds_route_to_the_market_and_the_ecology_keyed_by_partition() {
+    let fixture = fixture(RateLimit::default()).await;
+    let records: Vec<ReceivedMessage> = WORLD_KINDS
+        .iter()
+        .map(|kind| record(kind, &sample(kind), 1))
+        .collect();
+    let report = fixture
+        .intake
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.all_succeeded(), "{report:?}");
+    assert!(routed(fixture.queue.as_ref()).await.is_empty());
+    let trades = routed_to(fixture.queue.as_ref(), MARKET_QUEUE).await;
+    assert_eq!(trades.len(), 1);
+    assert_eq!(trades[0].0.kind.as_str(), "trade");
+    assert_eq!(trades[0].1.as_deref(), Some("region-07/station-3"));
+    let ecology = routed_to(fixture.queue.as_ref(), ECOLOGY_INPUT_QUEUE).await;
+    assert_eq!(
+        ecology
+            .iter()
+            .map(|(event, group)| (event.kind.as_str(), group.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("capture", Some("wild-1/zone-04/cell-09")),
+            ("breed", Some("wild-1/zone-04/cell-09")),
+        ]
+    );
 }
 
 #[tokio::test]

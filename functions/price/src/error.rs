@@ -4,9 +4,10 @@
 use thiserror::Error;
 use worldfleet_domain::DomainError;
 
-/// Why a market or production operation was refused. None is retryable: the same input fails
-/// the same way.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+/// Why a market or production operation failed. The pure core's errors are permanent (the
+/// same input fails the same way); the shell's port and contention errors may be retried
+/// ([`PriceError::is_retryable`]).
+#[derive(Debug, Error, Clone, PartialEq)]
 pub enum PriceError {
     /// The rules file could not be parsed.
     #[error("rules do not parse: {0}")]
@@ -26,6 +27,34 @@ pub enum PriceError {
     /// A UID or identifier failed domain validation.
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// A queue or table operation failed.
+    #[error("port: {0}")]
+    Port(#[from] worldfleet_ports::Error),
+    /// A message or stored item could not be decoded (or encoded).
+    #[error("corrupt {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// Another worker holds the same state (a lost conditional write, an idempotency key in
+    /// progress); retry later.
+    #[error("busy: {0}")]
+    Busy(String),
+}
+
+impl PriceError {
+    /// True when retrying the same message later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
+            Self::Busy(_) => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Result alias for market and production operations.

@@ -1,6 +1,7 @@
 //! Checks `infra/template.yaml` against `worldfleet_domain::names::STAGES`: least-privilege
 //! roles (no wildcards, nothing a stage does not use, everything it does), event sources,
-//! queues with dead-letter queues and safe visibility timeouts, and table shape.
+//! queues with dead-letter queues and safe visibility timeouts (FIFO work queues, standard
+//! timer queues of the world simulation), table shape, and the scheduled watchdog.
 //! Roles that no function uses (the inference pool's instance and task-execution roles) are held
 //! to the same no-wildcard rule, with "*" resources allowed only for the few actions AWS offers
 //! no resource-level permission for. Needs no emulator. The mutation tests prove each rule can
@@ -14,7 +15,10 @@ use worldfleet_aws::local_deploy::declared_resources;
 use worldfleet_aws::template::{
     Resource, Template, as_bool, as_u64, intrinsic, logical_name, referenced_resource, string_list,
 };
-use worldfleet_domain::names::{ALL_QUEUES, ALL_TABLES, STAGES, StageResources, dead_letter_queue};
+use worldfleet_domain::names::{
+    ALL_QUEUES, ALL_TABLES, STAGES, StageResources, WATCHDOG as WATCHDOG_RESOURCES, WORLD_QUEUES,
+    WORLD_TABLES, dead_letter_queue,
+};
 
 const CONSUME: [&str; 4] = [
     "sqs:ReceiveMessage",
@@ -42,6 +46,16 @@ const TABLE_READ: [&str; 4] = [
 const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
 /// The one function that is not a stage: the scheduled watchdog.
 const WATCHDOG: &str = "watchdog";
+
+/// Every work queue: the narrative path's and the world simulation's.
+fn work_queues() -> Vec<&'static str> {
+    ALL_QUEUES.into_iter().chain(WORLD_QUEUES).collect()
+}
+
+/// Every table: the narrative path's and the world simulation's.
+fn all_tables() -> BTreeSet<&'static str> {
+    ALL_TABLES.into_iter().chain(WORLD_TABLES).collect()
+}
 
 fn template_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml")
@@ -239,21 +253,23 @@ fn violations(template: &Template) -> Vec<String> {
         }
 
         let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // The watchdog consumes no queue; it sends and reads what WATCHDOG says.
         if let Some(stage) = stage {
             expected.insert(stage.consumes.to_owned(), set(&CONSUME));
-            for queue in stage.sends_to {
-                expected
-                    .entry((*queue).to_owned())
-                    .or_default()
-                    .extend(set(&SEND));
-            }
-            for table in stage.writes {
-                expected.insert((*table).to_owned(), set(&TABLE_WRITE));
-            }
-            for table in stage.reads {
-                if !stage.writes.contains(table) {
-                    expected.insert((*table).to_owned(), set(&TABLE_READ));
-                }
+        }
+        let resources = stage.unwrap_or(&WATCHDOG_RESOURCES);
+        for queue in resources.sends_to {
+            expected
+                .entry((*queue).to_owned())
+                .or_default()
+                .extend(set(&SEND));
+        }
+        for table in resources.writes {
+            expected.insert((*table).to_owned(), set(&TABLE_WRITE));
+        }
+        for table in resources.reads {
+            if !resources.writes.contains(table) {
+                expected.insert((*table).to_owned(), set(&TABLE_READ));
             }
         }
         let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -393,10 +409,11 @@ fn violations(template: &Template) -> Vec<String> {
         problems.push("no watchdog function".into());
     }
 
-    // Queues: every work queue has a FIFO DLQ, maxReceiveCount 5, visibility >= 6x timeout.
+    // Queues: every work queue has a DLQ of its kind (FIFO exactly when the name ends in
+    // `.fifo`), maxReceiveCount 5, visibility >= 6x timeout.
     let declared_queues: BTreeSet<&str> = queues.values().map(String::as_str).collect();
     let mut wanted_queues: BTreeSet<String> = BTreeSet::new();
-    for queue in ALL_QUEUES {
+    for queue in work_queues() {
         wanted_queues.insert(queue.to_owned());
         wanted_queues.insert(dead_letter_queue(queue));
     }
@@ -410,10 +427,13 @@ fn violations(template: &Template) -> Vec<String> {
             problems.push(format!("{}: QueueName is not stack-relative", resource.id));
             continue;
         };
-        if resource.property("FifoQueue").and_then(as_bool) != Some(true) {
-            problems.push(format!("{name}: not FIFO"));
+        let fifo = resource.property("FifoQueue").and_then(as_bool) == Some(true);
+        if fifo != name.ends_with(".fifo") {
+            problems.push(format!(
+                "{name}: FifoQueue must be true exactly when the name ends in .fifo"
+            ));
         }
-        if !ALL_QUEUES.contains(&name.as_str()) {
+        if !work_queues().contains(&name.as_str()) {
             continue;
         }
         let redrive = resource.property("RedrivePolicy");
@@ -442,11 +462,12 @@ fn violations(template: &Template) -> Vec<String> {
         }
     }
 
-    // Tables: exactly ALL_TABLES, pk/sk strings, on demand, TTL on `ttl`.
+    // Tables: exactly ALL_TABLES and WORLD_TABLES, pk/sk strings, on demand, TTL on `ttl`.
     let declared_tables: BTreeSet<&str> = tables.values().map(String::as_str).collect();
-    if declared_tables != ALL_TABLES.iter().copied().collect() {
+    if declared_tables != all_tables() {
         problems.push(format!(
-            "tables {declared_tables:?}, expected {ALL_TABLES:?}"
+            "tables {declared_tables:?}, expected {:?}",
+            all_tables()
         ));
     }
     for resource in template.resources_of("AWS::DynamoDB::Table") {
@@ -765,17 +786,20 @@ fn local_deploy_declares_every_queue_and_table_of_the_domain() {
         .iter()
         .map(|spec| spec.name.clone())
         .collect();
-    let mut wanted: BTreeSet<String> = ALL_QUEUES.iter().map(|queue| (*queue).to_owned()).collect();
-    wanted.extend(ALL_QUEUES.iter().map(|queue| dead_letter_queue(queue)));
+    let mut wanted: BTreeSet<String> = work_queues()
+        .iter()
+        .map(|queue| (*queue).to_owned())
+        .collect();
+    wanted.extend(work_queues().iter().map(|queue| dead_letter_queue(queue)));
     assert_eq!(queues, wanted);
     let tables: BTreeSet<&str> = declared
         .tables
         .iter()
         .map(|spec| spec.name.as_str())
         .collect();
-    assert_eq!(tables, ALL_TABLES.iter().copied().collect());
+    assert_eq!(tables, all_tables());
     for spec in &declared.queues {
-        if ALL_QUEUES.contains(&spec.name.as_str()) {
+        if work_queues().contains(&spec.name.as_str()) {
             assert_eq!(spec.max_receive_count, 5);
             assert_eq!(spec.dead_letter_queue, Some(dead_letter_queue(&spec.name)));
         }
@@ -875,6 +899,54 @@ fn a_weak_queue_fails() {
         problems
             .iter()
             .any(|problem| problem.contains("batch size")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_fifo_timer_queue_or_a_standard_work_queue_fails() {
+    let problems = violations_after(
+        "      QueueName: !Sub \"${AWS::StackName}-ecology-tick\"\n",
+        "      QueueName: !Sub \"${AWS::StackName}-ecology-tick\"\n      FifoQueue: true\n",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("ecology-tick: FifoQueue")),
+        "{problems:?}"
+    );
+    let problems = violations_after(
+        "      QueueName: !Sub \"${AWS::StackName}-market.fifo\"\n      FifoQueue: true\n",
+        "      QueueName: !Sub \"${AWS::StackName}-market.fifo\"\n",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("market.fifo: FifoQueue")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_watchdog_that_writes_or_misses_a_timer_queue_fails() {
+    let problems = violations_after(
+        "                  - !GetAtt TimersTable.Arn\n                  - !GetAtt EcologyTable.Arn",
+        "                  - !GetAtt TimersTable.Arn\n                  - !GetAtt EcologyTable.Arn\n                  - !GetAtt LedgerTable.Arn",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("watchdog may touch ledger")),
+        "{problems:?}"
+    );
+    let problems = violations_after(
+        "                  - !GetAtt EcologyTickQueue.Arn\n                  - !GetAtt PriceWindowQueue.Arn",
+        "                  - !GetAtt PriceWindowQueue.Arn",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("watchdog lacks permissions on ecology-tick")),
         "{problems:?}"
     );
 }

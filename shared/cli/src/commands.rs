@@ -14,7 +14,10 @@ use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::RateLimit;
 use worldfleet_ports::{Clock, SystemClock};
-use worldfleet_runtime::{ModelChoice, RunOptions, RunSummary, WorldSpec, run_embedded};
+use worldfleet_runtime::world_bench::WorldBenchOptions;
+use worldfleet_runtime::{
+    ModelChoice, RunOptions, RunSummary, WorldReport, WorldSpec, run_embedded,
+};
 
 /// worldfleet keeps an online game world alive between the game servers.
 #[derive(Debug, Parser)]
@@ -32,6 +35,8 @@ enum Command {
     Bench(BenchArgs),
     /// Read a feed from a checkpoint (embedded store, or DynamoDB with --aws).
     Feed(FeedArgs),
+    /// Measure the world stages: creature updates/s, station recomputes/s, region tick P99.
+    BenchWorld(BenchWorldArgs),
     /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
     Worker(WorkerArgs),
     /// Sign and post envelopes to the intake queue on SQS.
@@ -39,8 +44,39 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct BenchWorldArgs {
+    #[arg(long, default_value_t = 64)]
+    cells: u32,
+    /// Creatures per cell at genesis (at most 800).
+    #[arg(long, default_value_t = 300)]
+    creatures: u32,
+    /// Times every cell ticks.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    #[arg(long, default_value_t = 500)]
+    stations: u32,
+    #[arg(long, default_value_t = 4)]
+    regions: u32,
+    #[arg(long, default_value_t = 100)]
+    planets: u32,
+    /// Production ticks per region.
+    #[arg(long, default_value_t = 50)]
+    production_ticks: u32,
+    /// Stage invocations in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Acknowledge writes once handed to the OS instead of after fsync.
+    #[arg(long)]
+    buffered: bool,
+    /// Print the figures as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct WorkerArgs {
-    /// Stages to run, comma-separated.
+    /// Stages to run, comma-separated: intake, classify, compose, distribute, market,
+    /// price-window, production, ecology-input, ecology, watchdog (a pass once a minute).
     #[arg(
         long,
         default_value = "intake,classify,compose,distribute",
@@ -106,6 +142,13 @@ struct WorldArgs {
     /// Classify by rules and compose by templates even when models are configured or present.
     #[arg(long)]
     no_models: bool,
+    /// One world event (trade, capture, breed) after every N good narrative events; the
+    /// ecology, market and production then run too (0: narrative only).
+    #[arg(long, default_value_t = 5)]
+    world_every: u64,
+    /// Ecology ticks every cell runs before the run ends (5 s apart).
+    #[arg(long, default_value_t = 3)]
+    ecology_ticks: u64,
 }
 
 impl WorldArgs {
@@ -119,8 +162,11 @@ impl WorldArgs {
             factions: self.factions,
             seed: self.seed,
             bad_every: self.bad_every,
+            world_every: self.world_every,
             ..WorldSpec::small(self.seed)
         };
+        let mut spec = spec;
+        spec.layout.min_ecology_ticks = self.ecology_ticks.max(1);
         let mut options = RunOptions::new(spec);
         options.models = if self.no_models {
             ModelChoice::RulesAndTemplates
@@ -215,9 +261,52 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Feed(args) => feed(args).await,
+        Command::BenchWorld(args) => bench_world(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Send(args) => send(args).await,
     }
+}
+
+async fn bench_world(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {
+    let options = WorldBenchOptions {
+        cells: args.cells.max(1),
+        creatures: args.creatures.clamp(3, 800),
+        ecology_rounds: args.rounds.max(1),
+        stations: args.stations.max(1),
+        regions: args.regions.max(1),
+        planets: args.planets.clamp(1, 1_000),
+        production_ticks: args.production_ticks.max(1),
+        concurrency: args.concurrency.max(1),
+        durability: if args.buffered {
+            Durability::Buffered
+        } else {
+            Durability::Sync
+        },
+    };
+    eprintln!("bench-world: {options:?}");
+    let figures = worldfleet_runtime::world_bench::bench_world(options).await?;
+    println!(
+        "ecology:     {:.0} creature updates/s ({:.0} cell ticks/s; cell tick p50 {:.2} ms, p99 {:.2} ms, full shell)",
+        figures.creature_updates_per_s,
+        figures.cell_ticks_per_s,
+        figures.cell_tick_p50_ms,
+        figures.cell_tick_p99_ms
+    );
+    println!(
+        "market:      {:.0} station recomputes/s, {:.0} trades/s",
+        figures.station_recomputes_per_s, figures.trades_per_s
+    );
+    println!(
+        "production:  {}-planet region tick p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (read + tick + bulk write)",
+        figures.planets_per_region,
+        figures.region_tick_p50_ms,
+        figures.region_tick_p99_ms,
+        figures.region_tick_max_ms
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&figures)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -247,6 +336,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if summary.audit.lost == 0
             && summary.audit.duplicates == 0
             && summary.audit.wrong_reason == 0
+            && summary
+                .world
+                .as_ref()
+                .is_none_or(|world| world.lost == 0 && world.duplicates == 0)
         {
             ExitCode::SUCCESS
         } else {
@@ -310,8 +403,88 @@ fn print_summary(summary: &RunSummary) {
             per_event(usage.table_read_units)
         );
     }
+    if let Some(world) = &summary.world {
+        print_world(world);
+    }
     if !summary.drained {
         println!("warning: the queues did not drain in time");
+    }
+}
+
+fn print_world(world: &WorldReport) {
+    println!("world:");
+    println!(
+        "  market:      {} trades sent, {} recorded once ({} applied, {} refused), {} recomputes; windows miscounted {}, stock mismatches {}",
+        world.trades_sent,
+        world.trades_recorded,
+        world.trades_applied,
+        world.trades_refused,
+        world.recomputes,
+        world.miscounted_windows,
+        world.stock_mismatches
+    );
+    let mut moves: Vec<_> = world
+        .price_moves
+        .iter()
+        .filter(|price| price.from_milli != price.to_milli)
+        .collect();
+    moves.sort_by_key(|price| std::cmp::Reverse((price.to_milli - price.from_milli).abs()));
+    println!(
+        "  prices:      {} of {} station goods moved; largest:",
+        moves.len(),
+        world.price_moves.len()
+    );
+    for price in moves.iter().take(3) {
+        println!(
+            "               {} {}: {:.3} -> {:.3} cr",
+            price.station,
+            price.good,
+            price.from_milli as f64 / 1000.0,
+            price.to_milli as f64 / 1000.0
+        );
+    }
+    println!(
+        "  production:  {} region ticks, p50 {:.1} ms, p99 {:.1} ms (read + decide + bulk write)",
+        world.production_ticks, world.production_tick_p50_ms, world.production_tick_p99_ms
+    );
+    let species: Vec<String> = world
+        .population_by_species
+        .iter()
+        .map(|(species, count)| format!("{species} {count}"))
+        .collect();
+    println!(
+        "  ecology:     {} cells, {} ticks; population {} ({}); {} lineages alive, {} founded",
+        world.cells,
+        world.ecology_ticks,
+        world.population,
+        species.join(", "),
+        world.lineages,
+        world.lineages_founded
+    );
+    println!(
+        "               births {}, deaths {}, migrations {} out / {} in / {} waiting / {} returned; unbalanced cells {}",
+        world.births,
+        world.deaths,
+        world.emigrated,
+        world.arrived,
+        world.migrants_waiting,
+        world.migrants_returned,
+        world.unbalanced_cells
+    );
+    println!(
+        "  players:     {} captures, {} breed requests: {} applied, {} refused",
+        world.captures_sent, world.breeds_sent, world.requests_applied, world.requests_refused
+    );
+    println!(
+        "  news:        {} events, {} published to district feeds",
+        world.news_events, world.news_published
+    );
+    println!(
+        "  world lost: {}   world duplicates: {}",
+        world.lost, world.duplicates
+    );
+    for problem in &world.problems {
+        println!("  ! {problem}");
     }
 }
 
@@ -349,6 +522,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             buffered: false,
             // The pipeline's own figures, comparable whether or not a model is present.
             no_models: true,
+            world_every: 0,
+            ecology_ticks: 1,
         };
         world_args.options()
     };
@@ -480,6 +655,10 @@ async fn read_and_print(
 async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let context = worldfleet_lambda::aws_context().await?;
     let mut handlers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
+    // The world's timer stages and the watchdog stop first on shutdown.
+    let mut timers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
+    let mut watchdog = None;
+    let price = || worldfleet_price::PriceConfig::builtin().context("market rules");
     for stage in &args.stages {
         match stage.trim() {
             "intake" => handlers.push(Arc::new(worldfleet_intake::Intake::new(
@@ -494,12 +673,39 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 context.clone(),
                 worldfleet_distribute::RepublishRules::from_env()?,
             ))),
+            "market" => handlers.push(Arc::new(worldfleet_price::MarketStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "ecology-input" => handlers.push(Arc::new(worldfleet_ecology::EcologyInputStage::new(
+                context.clone(),
+            ))),
+            "price-window" => timers.push(Arc::new(worldfleet_price::WindowStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "production" => timers.push(Arc::new(worldfleet_price::ProductionStage::new(
+                context.clone(),
+                price()?,
+            ))),
+            "ecology" => timers.push(Arc::new(worldfleet_ecology::EcologyTickStage::new(
+                context.clone(),
+                worldfleet_ecology::EcologyConfig::from_env().context("ecology rules")?,
+            ))),
+            "watchdog" => watchdog = Some((context.clone(), Duration::from_secs(60))),
             other => anyhow::bail!(
-                "unknown stage {other:?}; stages are intake, classify, compose, distribute"
+                "unknown stage {other:?}; stages are intake, classify, compose, distribute, \
+                 market, price-window, production, ecology-input, ecology, watchdog"
             ),
         }
     }
-    let names: Vec<&str> = handlers.iter().map(|handler| handler.name()).collect();
+    let stages = worldfleet_runtime::FleetStages {
+        inputs: handlers,
+        timers,
+        watchdog,
+        production_latencies_us: None,
+    };
+    let names = stages.names();
     eprintln!(
         "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
         names.join(", "),
@@ -510,7 +716,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         wait: Duration::from_secs(20),
         visibility_timeout: Duration::from_secs(args.budget_secs.max(1)),
     };
-    worldfleet_runtime::Fleet::start(handlers, Arc::clone(&context.queue), poller, None)
+    worldfleet_runtime::Fleet::launch(stages, Arc::clone(&context.queue), poller, None)
         .run_until_signalled()
         .await;
     Ok(ExitCode::SUCCESS)

@@ -40,11 +40,40 @@ pub enum EventKind {
     Combat,
     /// Quest progress.
     Quest,
+    /// A market transaction at a station (partition `region/station`).
+    Trade,
+    /// A player capturing a creature in a cell (partition `realm/zone/cell`).
+    Capture,
+    /// A player asking two creatures of a cell to breed (partition `realm/zone/cell`).
+    Breed,
 }
 
 impl EventKind {
     /// Every kind, in schema order.
-    pub const ALL: [EventKind; 4] = [Self::Dialogue, Self::Action, Self::Combat, Self::Quest];
+    pub const ALL: [EventKind; 7] = [
+        Self::Dialogue,
+        Self::Action,
+        Self::Combat,
+        Self::Quest,
+        Self::Trade,
+        Self::Capture,
+        Self::Breed,
+    ];
+
+    /// The depth range of this kind's partition UID: `gm_event/district/scene[/slot]` for
+    /// narrative, `region/station` for trades, `realm/zone/cell` for the ecology.
+    pub fn partition_depth(self) -> (usize, usize) {
+        match self {
+            Self::Dialogue | Self::Action | Self::Combat | Self::Quest => (3, 4),
+            Self::Trade => (2, 2),
+            Self::Capture | Self::Breed => (3, 3),
+        }
+    }
+
+    /// True for the kinds that drive the world simulation rather than the narrative path.
+    pub fn is_world(self) -> bool {
+        matches!(self, Self::Trade | Self::Capture | Self::Breed)
+    }
 
     /// The kind's wire name.
     pub fn as_str(self) -> &'static str {
@@ -53,6 +82,9 @@ impl EventKind {
             Self::Action => "action",
             Self::Combat => "combat",
             Self::Quest => "quest",
+            Self::Trade => "trade",
+            Self::Capture => "capture",
+            Self::Breed => "breed",
         }
     }
 }
@@ -85,6 +117,9 @@ pub enum EventPayload {
     Action(ActionPayload),
     Combat(CombatPayload),
     Quest(QuestPayload),
+    Trade(TradePayload),
+    Capture(CapturePayload),
+    Breed(BreedPayload),
 }
 
 /// `dialogue`: something said, optionally to someone.
@@ -126,6 +161,64 @@ pub struct QuestPayload {
     pub status: QuestStatus,
 }
 
+/// Which way a trade goes, seen from the player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeSide {
+    /// The player buys from the station.
+    Buy,
+    /// The player sells to the station.
+    Sell,
+}
+
+/// Largest quantity one trade may move.
+pub const MAX_TRADE_QUANTITY: u64 = 1_000_000_000;
+/// Longest creature id, in bytes (`realm/zone/cell~tick~ordinal`).
+pub const MAX_CREATURE_ID_BYTES: usize = 192;
+
+/// `trade`: a market transaction at the station named by the partition; the transaction id
+/// is the event id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradePayload {
+    pub good: String,
+    pub side: TradeSide,
+    /// Units, `1..=1_000_000_000`.
+    pub quantity: u64,
+}
+
+/// `capture`: the actor captures a creature of the cell named by the partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePayload {
+    pub creature: String,
+}
+
+/// `breed`: the actor asks two creatures of the cell named by the partition to breed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreedPayload {
+    pub parent_a: String,
+    pub parent_b: String,
+}
+
+/// Refuses a creature id outside 1–192 bytes of `[A-Za-z0-9._:/~-]`.
+pub fn validate_creature_id(field: &'static str, raw: &str) -> Result<()> {
+    let valid = !raw.is_empty()
+        && raw.len() <= MAX_CREATURE_ID_BYTES
+        && raw
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"._:/~-".contains(&byte));
+    if valid {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidField {
+            field,
+            reason: "must be 1-192 characters of [A-Za-z0-9._:/~-]".to_owned(),
+        })
+    }
+}
+
 impl EventPayload {
     /// Parses `value` as the payload of `kind`, refusing unknown fields.
     pub fn from_value(kind: EventKind, value: Value) -> Result<Self> {
@@ -134,6 +227,9 @@ impl EventPayload {
             EventKind::Action => serde_json::from_value(value).map(Self::Action),
             EventKind::Combat => serde_json::from_value(value).map(Self::Combat),
             EventKind::Quest => serde_json::from_value(value).map(Self::Quest),
+            EventKind::Trade => serde_json::from_value(value).map(Self::Trade),
+            EventKind::Capture => serde_json::from_value(value).map(Self::Capture),
+            EventKind::Breed => serde_json::from_value(value).map(Self::Breed),
         };
         let payload = parsed.map_err(|error| DomainError::InvalidField {
             field: "payload",
@@ -150,6 +246,9 @@ impl EventPayload {
             Self::Action(_) => EventKind::Action,
             Self::Combat(_) => EventKind::Combat,
             Self::Quest(_) => EventKind::Quest,
+            Self::Trade(_) => EventKind::Trade,
+            Self::Capture(_) => EventKind::Capture,
+            Self::Breed(_) => EventKind::Breed,
         }
     }
 
@@ -158,7 +257,11 @@ impl EventPayload {
         match self {
             Self::Dialogue(dialogue) => Some(&dialogue.text),
             Self::Action(action) => action.text.as_deref(),
-            Self::Combat(_) | Self::Quest(_) => None,
+            Self::Combat(_)
+            | Self::Quest(_)
+            | Self::Trade(_)
+            | Self::Capture(_)
+            | Self::Breed(_) => None,
         }
     }
 
@@ -205,6 +308,20 @@ impl EventPayload {
             }
             Self::Combat(combat) => check_name("payload.target", &combat.target)?,
             Self::Quest(quest) => check_name("payload.quest", &quest.quest)?,
+            Self::Trade(trade) => {
+                validate_identifier("payload.good", &trade.good)?;
+                if !(1..=MAX_TRADE_QUANTITY).contains(&trade.quantity) {
+                    return Err(DomainError::InvalidField {
+                        field: "payload.quantity",
+                        reason: format!("must be 1-{MAX_TRADE_QUANTITY}"),
+                    });
+                }
+            }
+            Self::Capture(capture) => validate_creature_id("payload.creature", &capture.creature)?,
+            Self::Breed(breed) => {
+                validate_creature_id("payload.parent_a", &breed.parent_a)?;
+                validate_creature_id("payload.parent_b", &breed.parent_b)?;
+            }
         }
         Ok(())
     }
@@ -221,7 +338,8 @@ pub struct Envelope {
     pub event_id: String,
     /// When the gateway sent the event, Unix milliseconds.
     pub sent_at_ms: u64,
-    /// The partition that owns the event's state (`gm_event/district/scene[/slot]`).
+    /// The partition that owns the event's state: `gm_event/district/scene[/slot]` for
+    /// narrative kinds, `region/station` for trades, `realm/zone/cell` for captures and breeds.
     pub partition: PartitionUid,
     /// What happened.
     pub kind: EventKind,
@@ -316,7 +434,8 @@ impl Envelope {
     fn from_wire(wire: WireEnvelope) -> Result<(Self, String)> {
         validate_identifier("gateway", &wire.gateway)?;
         validate_event_id(&wire.event_id)?;
-        let partition = PartitionUid::parse_with_depth(&wire.partition, 3, 4)?;
+        let (min_depth, max_depth) = wire.kind.partition_depth();
+        let partition = PartitionUid::parse_with_depth(&wire.partition, min_depth, max_depth)?;
         validate_identifier("actor", &wire.actor)?;
         if wire.participants.len() > MAX_PARTICIPANTS {
             return Err(DomainError::InvalidField {
@@ -494,6 +613,104 @@ mod tests {
             ReceivedEnvelope::parse(b"[1,2"),
             Err(DomainError::Malformed(_))
         ));
+    }
+
+    fn world_sample(partition: &str, payload: EventPayload) -> Envelope {
+        Envelope {
+            partition: PartitionUid::parse(partition).unwrap(),
+            kind: payload.kind(),
+            payload,
+            faction: None,
+            participants: Vec::new(),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn world_kinds_parse_with_their_own_partition_depth() {
+        let trade = TradePayload {
+            good: "ore".into(),
+            side: TradeSide::Buy,
+            quantity: 5,
+        };
+        let signed = world_sample("region-1/station-2", EventPayload::Trade(trade.clone()))
+            .sign(b"k")
+            .unwrap();
+        let received = ReceivedEnvelope::parse(signed.as_bytes()).unwrap();
+        assert_eq!(received.envelope.kind, EventKind::Trade);
+        // A trade needs a `region/station` partition, a capture a `realm/zone/cell` one.
+        for (partition, payload) in [
+            (
+                "region-1/station-2/extra",
+                EventPayload::Trade(trade.clone()),
+            ),
+            ("region-1", EventPayload::Trade(trade)),
+            (
+                "realm/zone",
+                EventPayload::Capture(CapturePayload {
+                    creature: "realm/zone/cell~0~1".into(),
+                }),
+            ),
+        ] {
+            let signed = world_sample(partition, payload).sign(b"k").unwrap();
+            assert!(
+                matches!(
+                    ReceivedEnvelope::parse(signed.as_bytes()),
+                    Err(DomainError::InvalidUid { .. })
+                ),
+                "{partition}"
+            );
+        }
+        // Narrative kinds keep their 3-4 rule.
+        let mut narrative = sample();
+        narrative.partition = PartitionUid::parse("region-1/station-2").unwrap();
+        let signed = narrative.sign(b"k").unwrap();
+        assert!(ReceivedEnvelope::parse(signed.as_bytes()).is_err());
+        let breed = world_sample(
+            "realm/zone/cell",
+            EventPayload::Breed(BreedPayload {
+                parent_a: "realm/zone/cell~0~1".into(),
+                parent_b: "realm/zone/cell~0~2".into(),
+            }),
+        );
+        let signed = breed.sign(b"k").unwrap();
+        assert_eq!(
+            ReceivedEnvelope::parse(signed.as_bytes()).unwrap().envelope,
+            breed
+        );
+    }
+
+    #[test]
+    fn world_payloads_refuse_unknown_fields_and_bad_values() {
+        for (kind, payload) in [
+            (
+                EventKind::Trade,
+                serde_json::json!({"good": "ore", "side": "buy", "quantity": 1, "price": 3}),
+            ),
+            (
+                EventKind::Trade,
+                serde_json::json!({"good": "ore", "side": "steal", "quantity": 1}),
+            ),
+            (
+                EventKind::Trade,
+                serde_json::json!({"good": "ore", "side": "sell", "quantity": 0}),
+            ),
+            (
+                EventKind::Trade,
+                serde_json::json!({"good": "bad good", "side": "sell", "quantity": 1}),
+            ),
+            (EventKind::Capture, serde_json::json!({"creature": "a b"})),
+            (
+                EventKind::Capture,
+                serde_json::json!({"creature": "x", "net": true}),
+            ),
+            (EventKind::Breed, serde_json::json!({"parent_a": "x"})),
+        ] {
+            assert!(
+                EventPayload::from_value(kind, payload.clone()).is_err(),
+                "{payload}"
+            );
+        }
     }
 
     #[test]

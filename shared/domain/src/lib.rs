@@ -11,7 +11,10 @@ pub mod messages;
 pub mod names;
 pub mod uid;
 
-pub use envelope::{Envelope, EventKind, EventPayload, MAX_ENVELOPE_BYTES};
+pub use envelope::{
+    BreedPayload, CapturePayload, Envelope, EventKind, EventPayload, MAX_ENVELOPE_BYTES,
+    TradePayload, TradeSide,
+};
 pub use error::{DomainError, Result};
 pub use feed::{FeedEntry, FeedId, FeedPage};
 pub use messages::{

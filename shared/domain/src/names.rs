@@ -12,6 +12,18 @@ pub const COMPOSE_QUEUE: &str = "compose.fifo";
 /// Canon waiting to be published to feeds.
 pub const DISTRIBUTE_QUEUE: &str = "distribute.fifo";
 
+/// Trades routed from intake, waiting for their station's market (FIFO; group = station UID).
+pub const MARKET_QUEUE: &str = "market.fifo";
+/// Window-end timers of station markets (standard: per-message delays of 1 s and more).
+pub const PRICE_WINDOW_QUEUE: &str = "price-window";
+/// Production-tick timers of regions (standard: 12 s delays).
+pub const PRODUCTION_TICK_QUEUE: &str = "production-tick";
+/// Captures and breed requests from intake and migrants from neighbouring cells
+/// (FIFO; group = cell UID).
+pub const ECOLOGY_INPUT_QUEUE: &str = "ecology-input.fifo";
+/// Ecology tick timers of cells (standard: 5–15 s delays).
+pub const ECOLOGY_TICK_QUEUE: &str = "ecology-tick";
+
 /// The dead-letter queue of a FIFO queue (`intake.fifo` → `intake-dlq.fifo`).
 pub fn dead_letter_queue(queue: &str) -> String {
     match queue.strip_suffix(".fifo") {
@@ -32,6 +44,32 @@ pub const CANON_TABLE: &str = "canon";
 pub const FEEDS_TABLE: &str = "feeds";
 /// Per-player token buckets and other intake state (pk = `player#id`).
 pub const RATE_LIMITS_TABLE: &str = "ratelimits";
+
+/// Station markets: state, one record per transaction, one per recompute (pk = station UID).
+pub const MARKET_TABLE: &str = "market";
+/// Regional production: planets and the region marker (pk = region UID).
+pub const PRODUCTION_TABLE: &str = "production";
+/// Cells: state, pending and consumed inputs, captured creatures (pk = cell UID).
+pub const ECOLOGY_TABLE: &str = "ecology";
+/// The registry of timer chains the watchdog re-arms (pk = `chain#KIND`, sk = partition).
+pub const TIMERS_TABLE: &str = "timers";
+
+/// The tables of the world simulation (ecology, market, production), declared beside
+/// [`ALL_TABLES`].
+pub const WORLD_TABLES: [&str; 4] = [MARKET_TABLE, PRODUCTION_TABLE, ECOLOGY_TABLE, TIMERS_TABLE];
+
+/// The work queues of the world simulation, declared beside [`ALL_QUEUES`] (each with a
+/// dead-letter queue). The timer queues are standard queues: FIFO queues refuse delays.
+pub const WORLD_QUEUES: [&str; 5] = [
+    MARKET_QUEUE,
+    PRICE_WINDOW_QUEUE,
+    PRODUCTION_TICK_QUEUE,
+    ECOLOGY_INPUT_QUEUE,
+    ECOLOGY_TICK_QUEUE,
+];
+
+/// The watchdog's trigger: a schedule (EventBridge, once a minute), not a queue.
+pub const WATCHDOG_SCHEDULE: &str = "schedule:rate(1 minute)";
 
 /// Every table a deployment declares.
 pub const ALL_TABLES: [&str; 6] = [
@@ -67,12 +105,12 @@ pub struct StageResources {
     pub writes: &'static [&'static str],
 }
 
-/// Every stage of the narrative path and what it touches.
-pub const STAGES: [StageResources; 4] = [
+/// Every stage and what it touches.
+pub const STAGES: [StageResources; 9] = [
     StageResources {
         stage: "intake",
         consumes: INTAKE_QUEUE,
-        sends_to: &[CLASSIFY_QUEUE],
+        sends_to: &[CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE],
         reads: &[],
         writes: &[LEDGER_TABLE, REJECTIONS_TABLE, RATE_LIMITS_TABLE],
     },
@@ -97,4 +135,52 @@ pub const STAGES: [StageResources; 4] = [
         reads: &[],
         writes: &[CANON_TABLE, FEEDS_TABLE],
     },
+    StageResources {
+        stage: "market",
+        consumes: MARKET_QUEUE,
+        sends_to: &[PRICE_WINDOW_QUEUE],
+        reads: &[],
+        writes: &[MARKET_TABLE, TIMERS_TABLE],
+    },
+    StageResources {
+        stage: "price-window",
+        consumes: PRICE_WINDOW_QUEUE,
+        sends_to: &[PRICE_WINDOW_QUEUE],
+        reads: &[],
+        writes: &[MARKET_TABLE],
+    },
+    StageResources {
+        stage: "production",
+        consumes: PRODUCTION_TICK_QUEUE,
+        sends_to: &[PRODUCTION_TICK_QUEUE],
+        reads: &[],
+        writes: &[PRODUCTION_TABLE, IDEMPOTENCY_TABLE],
+    },
+    StageResources {
+        stage: "ecology-input",
+        consumes: ECOLOGY_INPUT_QUEUE,
+        sends_to: &[],
+        reads: &[],
+        writes: &[ECOLOGY_TABLE],
+    },
+    StageResources {
+        stage: "ecology",
+        consumes: ECOLOGY_TICK_QUEUE,
+        sends_to: &[ECOLOGY_INPUT_QUEUE, ECOLOGY_TICK_QUEUE, DISTRIBUTE_QUEUE],
+        reads: &[],
+        writes: &[ECOLOGY_TABLE, CANON_TABLE, IDEMPOTENCY_TABLE],
+    },
 ];
+
+/// The watchdog (scheduled once a minute): re-arms timer chains that went quiet.
+pub const WATCHDOG: StageResources = StageResources {
+    stage: "watchdog",
+    consumes: WATCHDOG_SCHEDULE,
+    sends_to: &[
+        ECOLOGY_TICK_QUEUE,
+        PRICE_WINDOW_QUEUE,
+        PRODUCTION_TICK_QUEUE,
+    ],
+    reads: &[TIMERS_TABLE, ECOLOGY_TABLE, MARKET_TABLE, PRODUCTION_TABLE],
+    writes: &[],
+};

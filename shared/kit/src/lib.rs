@@ -6,6 +6,7 @@
 //! - [`idempotency`]: records that move IN_PROGRESS → COMPLETED, with an in-progress expiry tied
 //!   to the invocation's remaining time and a payload hash that refuses a different payload under
 //!   the same key, expiry checked in code;
+//! - [`timer`]: delayed-message timer chains, their registry and the watchdog's staleness rule;
 //! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
 //!   the Lambda binaries all drive;
 //! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
@@ -16,6 +17,7 @@ pub mod breaker;
 pub mod http;
 pub mod idempotency;
 pub mod stage;
+pub mod timer;
 
 pub use batch::{BatchReport, RecordError, process_batch};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};

@@ -8,6 +8,10 @@
 //! `ReportBatchItemFailures`, so the records the handler reports failed — and only those — are
 //! retried (on FIFO queues a failure also holds back the rest of its message group, which the
 //! handler reports failed too).
+//!
+//! The watchdog is not fed by a queue but by an EventBridge schedule: [`serve_scheduled`]
+//! checks each invocation is a scheduled event ([`ScheduledEvent`]) and runs a job with the
+//! invocation's remaining time.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
+use serde::Deserialize;
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue};
 use worldfleet_kit::{BatchReport, StageContext, StageHandler};
 use worldfleet_ports::{Clock, Queue, ReceivedMessage, SystemClock, Table};
@@ -90,11 +95,10 @@ pub async fn invoke(
     handler: &dyn StageHandler,
     event: LambdaEvent<SqsEvent>,
 ) -> anyhow::Result<SqsBatchResponse> {
-    let remaining = event
-        .context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::from_secs(1));
+    let remaining = match remaining(&event.context) {
+        Duration::ZERO => Duration::from_secs(1),
+        left => left,
+    };
     let records = records_from_event(event.payload)?;
     let report = handler.handle_batch(&records, remaining).await;
     tracing::info!(
@@ -200,6 +204,82 @@ async fn report_init_error(runtime_api: &str, error: &anyhow::Error) -> anyhow::
     Ok(())
 }
 
+/// Time left in an invocation (at least nothing: a passed deadline gives zero).
+fn remaining(context: &lambda_runtime::Context) -> Duration {
+    context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// An EventBridge scheduled event (a `rate(...)` or `cron(...)` rule's invocation). Only the
+/// fields the glue checks are read; the rest of the event is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ScheduledEvent {
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    /// When the rule fired (RFC 3339).
+    pub time: String,
+    /// The rules that fired it.
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+impl ScheduledEvent {
+    /// Reads an invocation payload, refusing anything that is not a scheduled event from
+    /// EventBridge (a test invocation, an SQS batch wired to the wrong function).
+    pub fn from_payload(payload: serde_json::Value) -> anyhow::Result<Self> {
+        let event: Self = serde_json::from_value(payload)
+            .context("not an EventBridge scheduled event (id, detail-type, source, time)")?;
+        if event.source != "aws.events" || event.detail_type != "Scheduled Event" {
+            anyhow::bail!(
+                "expected a scheduled event from aws.events, got {:?} from {:?}",
+                event.detail_type,
+                event.source
+            );
+        }
+        Ok(event)
+    }
+}
+
+/// Handles one scheduled invocation: checks the event, then runs `job` with the time left.
+/// The job's summary is the function's result (it shows in the logs and in test invokes).
+pub async fn invoke_scheduled<F, Fut>(
+    job: &F,
+    payload: serde_json::Value,
+    remaining: Duration,
+) -> anyhow::Result<serde_json::Value>
+where
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    let event = ScheduledEvent::from_payload(payload)?;
+    let summary = job(remaining).await?;
+    tracing::info!(event = %event.id, fired_at = %event.time, %summary, "scheduled run done");
+    Ok(summary)
+}
+
+/// Serves a scheduled `job` on the Lambda Runtime API until the environment is shut down. A
+/// failed run returns an error, which Lambda records; the next scheduled run retries.
+pub async fn serve_scheduled<F, Fut>(job: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Duration) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<serde_json::Value>> + Send,
+{
+    let job = Arc::new(job);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let job = Arc::clone(&job);
+        async move {
+            invoke_scheduled(job.as_ref(), event.payload, remaining(&event.context))
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}
+
 /// Serves `handler` on the Lambda Runtime API until the environment is shut down.
 pub async fn serve(handler: Arc<dyn StageHandler>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -243,6 +323,64 @@ mod tests {
         assert_eq!(
             response,
             serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+        );
+    }
+
+    fn scheduled_payload() -> serde_json::Value {
+        serde_json::json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-21T10:00:00Z",
+            "region": "eu-west-1",
+            "resources": ["arn:aws:events:eu-west-1:123456789012:rule/worldfleet-watchdog"],
+            "detail": {}
+        })
+    }
+
+    #[test]
+    fn reads_a_scheduled_event() {
+        let event = ScheduledEvent::from_payload(scheduled_payload()).unwrap();
+        assert_eq!(event.time, "2026-11-21T10:00:00Z");
+        assert_eq!(event.resources.len(), 1);
+    }
+
+    #[test]
+    fn refuses_events_that_are_not_schedules() {
+        let mut wrong_source = scheduled_payload();
+        wrong_source["source"] = "aws.s3".into();
+        assert!(ScheduledEvent::from_payload(wrong_source).is_err());
+        let mut wrong_kind = scheduled_payload();
+        wrong_kind["detail-type"] = "Object Created".into();
+        assert!(ScheduledEvent::from_payload(wrong_kind).is_err());
+        let sqs = serde_json::json!({"Records": [{"messageId": "m-1", "body": "{}"}]});
+        assert!(ScheduledEvent::from_payload(sqs).is_err());
+    }
+
+    #[tokio::test]
+    async fn runs_the_job_only_for_a_scheduled_event() {
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let job = |budget: Duration| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok(serde_json::json!({"budget_ms": budget.as_millis() as u64})) }
+        };
+        let summary = invoke_scheduled(&job, scheduled_payload(), Duration::from_secs(7))
+            .await
+            .unwrap();
+        assert_eq!(summary, serde_json::json!({"budget_ms": 7000}));
+        assert!(
+            invoke_scheduled(&job, serde_json::json!({}), Duration::from_secs(7))
+                .await
+                .is_err()
+        );
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let failing = |_budget: Duration| async { anyhow::bail!("table unavailable") };
+        assert!(
+            invoke_scheduled(&failing, scheduled_payload(), Duration::from_secs(1))
+                .await
+                .is_err()
         );
     }
 

@@ -177,7 +177,7 @@ impl Audit<'_> {
                 Expectation::Rejected {
                     gateway_partition, ..
                 } => Some(gateway_partition.clone()),
-                Expectation::Accepted { .. } => None,
+                Expectation::Accepted { .. } | Expectation::World { .. } => None,
             })
             .collect();
         for partition in gateway_partitions {
@@ -223,6 +223,8 @@ impl Audit<'_> {
                         }
                     }
                 }
+                // World events are the world audit's (`crate::simulation`).
+                Expectation::World { .. } => {}
                 Expectation::Rejected {
                     reason,
                     gateway_partition,

@@ -4,6 +4,12 @@
 //! the embedded queue, all sharing one durable store. A synthetic world posts signed envelopes
 //! to the intake queue at the requested rate; when every queue has drained, the stages stop and
 //! the independent [`crate::audit`] reads the tables and reports.
+//!
+//! With a world simulation (`WorldSpec::world_every > 0`) the run also seeds the world's cells
+//! and regions, runs the market, ecology and production stages and the watchdog in the same
+//! [`Fleet`], waits until the world has settled ([`crate::simulation::settled`]), stops the
+//! timer stages first, completes the last ticks' outboxes, drains, and adds the world audit to
+//! the summary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +21,7 @@ use worldfleet_classify::Classifier;
 use worldfleet_compose::Composer;
 use worldfleet_compose::metrics::ComposeSnapshot;
 use worldfleet_distribute::RepublishRules;
-use worldfleet_domain::names::{ALL_QUEUES, dead_letter_queue};
+use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::StageContext;
@@ -23,10 +29,14 @@ use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
-use crate::fleet::{Fleet, Posting, narrative_stages_with, post_world, wait_for_drain};
+use crate::fleet::{
+    Fleet, FleetStages, Posting, distributed, narrative_stages_with, post_world, settle_world,
+    wait_for_drain,
+};
 use crate::models::{self, ModelChoice};
 use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
+use crate::simulation::{self, WorldReport};
 use crate::world::{World, WorldSpec};
 
 /// Everything `worldfleet run` can be told.
@@ -53,6 +63,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Whether classify and compose use models when configured or present.
     pub models: ModelChoice,
+    /// How often the watchdog re-arms quiet timer chains (world simulation only).
+    pub watchdog_interval: Duration,
 }
 
 impl RunOptions {
@@ -72,6 +84,7 @@ impl RunOptions {
             max_backlog: 20_000,
             drain_timeout: Duration::from_secs(300),
             models: ModelChoice::Auto,
+            watchdog_interval: Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +114,8 @@ pub struct RunSummary {
     /// Model calls, cache hits, budget alerts and fallbacks, when models composed (counted
     /// since the last restart).
     pub compose: Option<ComposeSnapshot>,
+    /// The world audit, when the run simulated the world.
+    pub world: Option<WorldReport>,
 }
 
 impl RunSummary {
@@ -126,6 +141,18 @@ impl RunSummary {
             "classifier": self.classifier,
             "composer": self.composer,
             "compose": self.compose,
+            "world": self.world.as_ref().map(|world| serde_json::json!({
+                "trades_sent": world.trades_sent,
+                "trades_recorded": world.trades_recorded,
+                "recomputes": world.recomputes,
+                "population": world.population,
+                "lineages": world.lineages,
+                "news_events": world.news_events,
+                "news_published": world.news_published,
+                "production_tick_p99_ms": world.production_tick_p99_ms,
+                "lost": world.lost,
+                "duplicates": world.duplicates,
+            })),
         })
     }
 }
@@ -167,14 +194,18 @@ fn start_fleet(
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
-    let handlers = narrative_stages_with(
+    let mut stages = FleetStages::inputs(narrative_stages_with(
         &context,
         intake,
         RepublishRules::default_rules(),
         classifier.clone(),
         composer.clone(),
-    );
-    let fleet = Fleet::start(handlers, Arc::clone(&ports.queue), poller, faults);
+    ));
+    if options.world.world_every > 0 {
+        let world = simulation::world_stages(&context, &options.world.layout)?;
+        stages = stages.with_world(world, &context, options.watchdog_interval);
+    }
+    let fleet = Fleet::launch(stages, Arc::clone(&ports.queue), poller, faults);
     Ok((fleet, composer, composer_description))
 }
 
@@ -228,6 +259,12 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let faults = options
         .faults
         .map(|(rates, seed)| Arc::new(FaultPlan::new(rates, seed)));
+    let simulate_world = options.world.world_every > 0;
+    if simulate_world {
+        let setup = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        simulation::seed(&setup, &options.world.layout).await?;
+    }
+    let mut production_latencies: Vec<u64> = Vec::new();
 
     let mut world = World::new(options.world.clone());
     let partitions = world.partitions();
@@ -288,6 +325,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             "killing every stage mid-flight and reopening the store"
         );
         progress_base += fleet.distributed();
+        production_latencies.extend(fleet.production_latencies());
         fleet.kill().await;
         drop(ports);
         store.close();
@@ -315,13 +353,30 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         expectations.extend(rest);
     }
     let sent = expectations.len() as u64;
-    let drained = wait_for_drain(store.queue().as_ref(), options.drain_timeout, || {
-        show(&fleet, progress_base)
-    })
-    .await?;
+    let distribute_stats = fleet.distribute_stats();
+    let show_drain = || {
+        if let Some(bar) = &progress {
+            let done = progress_base + distributed(distribute_stats.as_deref());
+            bar.set_position(done.min(options.world.events));
+        }
+    };
+    let drained = if simulate_world {
+        let world_context = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        settle_world(
+            &mut fleet,
+            &world_context,
+            &options.world.layout,
+            options.drain_timeout,
+            show_drain,
+        )
+        .await?
+    } else {
+        wait_for_drain(store.queue().as_ref(), options.drain_timeout, show_drain).await?
+    };
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
+    production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;
     if !drained {
         tracing::warn!(
@@ -330,7 +385,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
 
     let mut dead_letters = 0;
-    for name in ALL_QUEUES {
+    for name in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
     let rules = RepublishRules::default_rules();
@@ -345,6 +400,19 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     .run()
     .await?;
+    let world = if simulate_world {
+        Some(
+            simulation::audit(
+                table.as_ref(),
+                &options.world.layout,
+                &expectations,
+                &production_latencies,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let finished_ms = audit.last_feed_write_ms.max(started_ms + 1);
     let elapsed_s = (finished_ms - started_ms) as f64 / 1000.0;
     let summary = RunSummary {
@@ -362,6 +430,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         classifier: classifier_description,
         composer: composer_description,
         compose: composer.metrics().map(|metrics| metrics.snapshot()),
+        world,
     };
     // Every handle goes before the store closes, and the store before its directory.
     drop(table);

@@ -3,8 +3,14 @@
 //! Used by `worldfleet run` (embedded store), `worldfleet worker` (SQS and DynamoDB) and the
 //! end-to-end tests: start the stages, post a world's envelopes to intake, wait for every queue
 //! to drain, audit.
+//!
+//! A fleet runs two kinds of stages. Input stages consume what gateways and other stages send
+//! (the narrative stages, the market and ecology inputs); their queues run dry when the world
+//! stops posting. Timer stages (price windows, production ticks, ecology ticks) and the
+//! watchdog consume delayed timers that re-arm themselves and never run dry: they have their
+//! own shutdown and stop first ([`Fleet::stop_timers`]) so a run can settle and finish.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -12,7 +18,7 @@ use tokio::task::JoinHandle;
 use worldfleet_classify::{Classifier, Classify};
 use worldfleet_compose::{Compose, Composer};
 use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_domain::names::{ALL_QUEUES, INTAKE_QUEUE};
+use worldfleet_domain::names::{ALL_QUEUES, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, MARKET_QUEUE};
 use worldfleet_intake::{Intake, IntakeConfig};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, SendOutcome};
@@ -21,40 +27,140 @@ use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
 use crate::world::{Expectation, World};
 
+/// What a fleet runs: input stages, timer stages and, optionally, the watchdog.
+#[derive(Default)]
+pub struct FleetStages {
+    /// Stages whose queues run dry once the world stops posting.
+    pub inputs: Vec<Arc<dyn StageHandler>>,
+    /// Stages fed by self-re-arming timers; stopped first.
+    pub timers: Vec<Arc<dyn StageHandler>>,
+    /// Run the watchdog over this context at this interval.
+    pub watchdog: Option<(StageContext, Duration)>,
+    /// Durations of applied production ticks, microseconds (when production runs).
+    pub production_latencies_us: Option<Arc<Mutex<Vec<u64>>>>,
+}
+
+impl FleetStages {
+    /// Input stages only (the narrative path).
+    pub fn inputs(handlers: Vec<Arc<dyn StageHandler>>) -> Self {
+        Self {
+            inputs: handlers,
+            ..Self::default()
+        }
+    }
+
+    /// Adds the world's stages: its input stages beside the others, its timer stages, and the
+    /// watchdog over `context` every `watchdog_interval`.
+    pub fn with_world(
+        mut self,
+        world: crate::simulation::WorldStages,
+        context: &StageContext,
+        watchdog_interval: Duration,
+    ) -> Self {
+        self.inputs.extend(world.inputs);
+        self.timers.extend(world.timers);
+        self.watchdog = Some((context.clone(), watchdog_interval));
+        self.production_latencies_us = Some(world.production_latencies_us);
+        self
+    }
+
+    /// Stage names, input stages first.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .inputs
+            .iter()
+            .chain(&self.timers)
+            .map(|handler| handler.name())
+            .collect();
+        if self.watchdog.is_some() {
+            names.push(worldfleet_domain::names::WATCHDOG.stage);
+        }
+        names
+    }
+}
+
 /// The stages of one process, each driven by its pollers.
 pub struct Fleet {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     stats: Vec<(&'static str, Arc<PollerStats>)>,
+    /// Timer stages and the watchdog: their own shutdown, used first.
+    timer_shutdown: watch::Sender<bool>,
+    timer_tasks: Vec<JoinHandle<()>>,
+    production_latencies_us: Option<Arc<Mutex<Vec<u64>>>>,
 }
 
 impl Fleet {
-    /// Starts pollers for every handler on `queue`.
+    /// Starts pollers for every handler on `queue` (input stages only).
     pub fn start(
         handlers: Vec<Arc<dyn StageHandler>>,
         queue: Arc<dyn Queue>,
         poller: PollerConfig,
         faults: Option<Arc<FaultPlan>>,
     ) -> Self {
+        Self::launch(FleetStages::inputs(handlers), queue, poller, faults)
+    }
+
+    /// Starts pollers for every stage on `queue`, and the watchdog when asked.
+    pub fn launch(
+        stages: FleetStages,
+        queue: Arc<dyn Queue>,
+        poller: PollerConfig,
+        faults: Option<Arc<FaultPlan>>,
+    ) -> Self {
         let (shutdown, watcher) = watch::channel(false);
+        let (timer_shutdown, timer_watcher) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut timer_tasks = Vec::new();
         let mut stats = Vec::new();
-        for handler in handlers {
+        let mut spawn = |handler: Arc<dyn StageHandler>, watcher: watch::Receiver<bool>| {
             let stage_stats = Arc::new(PollerStats::default());
             stats.push((handler.name(), Arc::clone(&stage_stats)));
-            tasks.push(tokio::spawn(run_stage(
+            tokio::spawn(run_stage(
                 handler,
                 Arc::clone(&queue),
                 poller,
-                watcher.clone(),
+                watcher,
                 stage_stats,
                 faults.clone(),
+            ))
+        };
+        for handler in stages.inputs {
+            tasks.push(spawn(handler, watcher.clone()));
+        }
+        for handler in stages.timers {
+            timer_tasks.push(spawn(handler, timer_watcher.clone()));
+        }
+        if let Some((context, interval)) = stages.watchdog {
+            timer_tasks.push(tokio::spawn(crate::simulation::run_watchdog(
+                context,
+                interval,
+                timer_watcher,
             )));
         }
         Self {
             shutdown,
             tasks,
             stats,
+            timer_shutdown,
+            timer_tasks,
+            production_latencies_us: stages.production_latencies_us,
+        }
+    }
+
+    /// Production tick durations measured so far, microseconds.
+    pub fn production_latencies(&self) -> Vec<u64> {
+        self.production_latencies_us
+            .as_ref()
+            .and_then(|samples| samples.lock().ok().map(|samples| samples.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Graceful stop of the timer stages and the watchdog only; input stages keep running.
+    pub async fn stop_timers(&mut self) {
+        let _ = self.timer_shutdown.send(true);
+        for task in self.timer_tasks.drain(..) {
+            let _ = task.await;
         }
     }
 
@@ -85,16 +191,21 @@ impl Fleet {
 
     /// Records distribute has processed so far.
     pub fn distributed(&self) -> u64 {
+        distributed(self.distribute_stats().as_deref())
+    }
+
+    /// Distribute's poller statistics (when this fleet runs distribute), to watch progress
+    /// while the fleet itself is borrowed.
+    pub fn distribute_stats(&self) -> Option<Arc<PollerStats>> {
         self.stats
             .iter()
             .find(|(name, _)| *name == "distribute")
-            .map_or(0, |(_, stats)| {
-                stats.succeeded.load(std::sync::atomic::Ordering::Relaxed)
-            })
+            .map(|(_, stats)| Arc::clone(stats))
     }
 
-    /// Graceful stop: pollers finish their batch and exit.
-    pub async fn stop(self) {
+    /// Graceful stop: timers first, then every poller finishes its batch and exits.
+    pub async fn stop(mut self) {
+        self.stop_timers().await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -103,13 +214,56 @@ impl Fleet {
 
     /// A crash: every in-flight batch is abandoned wherever it is.
     pub async fn kill(self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.timer_tasks) {
             task.abort();
         }
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.timer_tasks) {
             let _ = task.await;
         }
     }
+}
+
+/// Records processed according to `stats` (0 without).
+pub fn distributed(stats: Option<&PollerStats>) -> u64 {
+    stats.map_or(0, |stats| {
+        stats.succeeded.load(std::sync::atomic::Ordering::Relaxed)
+    })
+}
+
+/// The world's end: waits until the world has settled ([`crate::simulation::settled`]) and
+/// every input queue is empty, three checks running; stops the timer stages and the watchdog
+/// (timers never run dry); completes the outbox of every cell's last tick; and waits for the
+/// queues to drain again. True when all of it happened within `timeout` for each wait.
+pub async fn settle_world(
+    fleet: &mut Fleet,
+    context: &StageContext,
+    layout: &crate::world::WorldLayout,
+    timeout: Duration,
+    mut on_tick: impl FnMut(),
+) -> anyhow::Result<bool> {
+    let queue = context.queue.as_ref();
+    let started = Instant::now();
+    let mut quiet_checks = 0;
+    let mut settled = false;
+    while started.elapsed() < timeout {
+        on_tick();
+        let world_settled =
+            crate::simulation::settled(queue, context.table.as_ref(), layout).await?;
+        if world_settled && backlog(queue).await? == 0 {
+            quiet_checks += 1;
+            if quiet_checks >= 3 {
+                settled = true;
+                break;
+            }
+        } else {
+            quiet_checks = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet.stop_timers().await;
+    crate::simulation::finish_outboxes(context, layout).await?;
+    let drained = wait_for_drain(queue, timeout, on_tick).await?;
+    Ok(settled && drained)
 }
 
 /// The four narrative stages over `context`, classifying by rules and composing by templates.
@@ -143,10 +297,14 @@ pub fn narrative_stages_with(
     ]
 }
 
-/// Messages not yet deleted across every work queue.
+/// Messages not yet deleted across every work queue and the world's input queues (the
+/// world's timer queues never run dry and do not count).
 pub async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
     let mut total = 0;
-    for name in ALL_QUEUES {
+    for name in ALL_QUEUES
+        .into_iter()
+        .chain([MARKET_QUEUE, ECOLOGY_INPUT_QUEUE])
+    {
         total += queue.depth(name).await?.total();
     }
     Ok(total)

@@ -7,6 +7,9 @@
 //!   signed envelopes, good and deliberately bad;
 //! - [`faults`]: crash, duplicate-delivery and expired-visibility injection for tests;
 //! - [`audit`]: an independent check, from the tables alone, that nothing was lost or doubled;
+//! - [`simulation`]: the world simulation (ecology, market, production) in the embedded run:
+//!   seeding, the watchdog, settling and the world audit;
+//! - [`world_bench`]: `worldfleet bench-world` — the world stages' throughput and latency;
 //! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store;
 //! - [`models`]: which classifier and composer the narrative stages use (models when
@@ -19,11 +22,14 @@ pub mod fleet;
 pub mod models;
 pub mod poller;
 pub mod resources;
+pub mod simulation;
 pub mod world;
+pub mod world_bench;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
-pub use fleet::{Fleet, narrative_stages, narrative_stages_with};
+pub use fleet::{Fleet, FleetStages, narrative_stages, narrative_stages_with};
 pub use models::ModelChoice;
 pub use poller::{PollerConfig, PollerStats, run_stage};
-pub use world::{World, WorldSpec};
+pub use simulation::WorldReport;
+pub use world::{World, WorldLayout, WorldSpec};

@@ -1,11 +1,14 @@
-//! The queues and tables every deployment declares.
+//! The queues and tables every deployment declares: the narrative path's and the world
+//! simulation's (`WORLD_QUEUES`, `WORLD_TABLES`).
 //!
 //! The embedded runtime declares them through the ports; the AWS path declares the same set in
 //! `infra/template.yaml`, and its local deploy reads them from there.
 
 use std::time::Duration;
 
-use worldfleet_domain::names::{ALL_QUEUES, ALL_TABLES, dead_letter_queue};
+use worldfleet_domain::names::{
+    ALL_QUEUES, ALL_TABLES, WORLD_QUEUES, WORLD_TABLES, dead_letter_queue,
+};
 use worldfleet_ports::{Queue, QueueSpec, Result, Table, TableSpec};
 
 /// How queues are declared.
@@ -29,7 +32,7 @@ impl Default for QueueSettings {
 /// The spec of every work queue and its dead-letter queue, dead-letter queues first.
 pub fn queue_specs(settings: QueueSettings) -> Vec<QueueSpec> {
     let mut specs = Vec::new();
-    for queue in ALL_QUEUES {
+    for queue in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         let dead_letter = dead_letter_queue(queue);
         specs.push(QueueSpec::dead_letter(&dead_letter));
         let mut spec =
@@ -45,7 +48,7 @@ pub async fn declare(queue: &dyn Queue, table: &dyn Table, settings: QueueSettin
     for spec in queue_specs(settings) {
         queue.ensure_queue(&spec).await?;
     }
-    for name in ALL_TABLES {
+    for name in ALL_TABLES.into_iter().chain(WORLD_TABLES) {
         table
             .ensure_table(&TableSpec {
                 name: name.to_owned(),

@@ -6,6 +6,10 @@
 //! seed emit the same events. Every `bad_every`-th envelope is deliberately bad, cycling
 //! through forged, oversized, replayed, malformed, unknown-field, bad-UID, stale and
 //! unknown-gateway envelopes; the world remembers what each should be refused for.
+//!
+//! With `world_every > 0` the world also trades at stations and captures and breeds creatures
+//! in ecology cells (one such event after every `world_every` good narrative events), over
+//! the stations, regions and cells of its [`WorldLayout`].
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -13,9 +17,100 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use worldfleet_domain::envelope::{
-    ActionPayload, CombatOutcome, CombatPayload, DialoguePayload, QuestPayload, QuestStatus,
+    ActionPayload, BreedPayload, CapturePayload, CombatOutcome, CombatPayload, DialoguePayload,
+    QuestPayload, QuestStatus, TradePayload, TradeSide,
 };
 use worldfleet_domain::{Envelope, EventKind, EventPayload, PartitionUid, RejectReason};
+
+/// The world simulation's places: market regions and their stations, ecology zones and cells.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorldLayout {
+    pub regions: u32,
+    pub stations_per_region: u32,
+    /// Planets per region, ticked together every 12 s.
+    pub planets_per_region: u32,
+    pub zones: u32,
+    pub cells_per_zone: u32,
+    /// Founders of each species per cell.
+    pub founders_per_species: u32,
+    pub population_cap: u32,
+    /// Interval between ecology ticks of a cell (5–15 s).
+    pub ecology_interval_ms: u64,
+    /// Ecology ticks every cell must have run before a run ends.
+    pub min_ecology_ticks: u64,
+}
+
+impl Default for WorldLayout {
+    fn default() -> Self {
+        Self {
+            regions: 2,
+            stations_per_region: 4,
+            planets_per_region: 100,
+            zones: 2,
+            cells_per_zone: 4,
+            founders_per_species: 20,
+            population_cap: 300,
+            ecology_interval_ms: 5_000,
+            min_ecology_ticks: 3,
+        }
+    }
+}
+
+/// The species every cell is founded with.
+pub const FOUNDING_SPECIES: [&str; 3] = ["glimmerfox", "mossback", "skitterwing"];
+/// The goods stations trade.
+pub const TRADED_GOODS: [&str; 5] = ["ore", "ice", "alloy", "food", "fuel"];
+
+impl WorldLayout {
+    /// Every region UID (`region-NN`).
+    pub fn regions(&self) -> Vec<PartitionUid> {
+        (0..self.regions)
+            .filter_map(|region| PartitionUid::parse(&format!("region-{region:02}")).ok())
+            .collect()
+    }
+
+    /// Every station UID (`region-NN/station-N`).
+    pub fn stations(&self) -> Vec<PartitionUid> {
+        self.regions()
+            .iter()
+            .flat_map(|region| {
+                (0..self.stations_per_region)
+                    .filter_map(move |station| region.child(&format!("station-{station}")).ok())
+            })
+            .collect()
+    }
+
+    /// Every cell UID (`wild/zone-NN/cell-NN`), zone by zone.
+    pub fn cells(&self) -> Vec<PartitionUid> {
+        (0..self.zones)
+            .flat_map(|zone| {
+                (0..self.cells_per_zone).filter_map(move |cell| {
+                    PartitionUid::parse(&format!("wild/zone-{zone:02}/cell-{cell:02}")).ok()
+                })
+            })
+            .collect()
+    }
+
+    /// A cell's neighbours: the next and previous cells of one ring through every zone.
+    pub fn neighbours(&self, index: usize) -> Vec<PartitionUid> {
+        let cells = self.cells();
+        if cells.len() < 2 {
+            return Vec::new();
+        }
+        let next = cells[(index + 1) % cells.len()].clone();
+        let previous = cells[(index + cells.len() - 1) % cells.len()].clone();
+        if next == previous {
+            vec![next]
+        } else {
+            vec![next, previous]
+        }
+    }
+
+    /// Founders per cell, all species together.
+    pub fn founders_per_cell(&self) -> u32 {
+        self.founders_per_species * FOUNDING_SPECIES.len() as u32
+    }
+}
 
 /// The shape of a synthetic world.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,6 +130,10 @@ pub struct WorldSpec {
     pub gateway: String,
     #[serde(skip)]
     pub gateway_key: Vec<u8>,
+    /// One world event (trade, capture, breed) after every `world_every` good narrative
+    /// events (0: no world simulation).
+    pub world_every: u64,
+    pub layout: WorldLayout,
 }
 
 impl WorldSpec {
@@ -51,6 +150,8 @@ impl WorldSpec {
             bad_every: 50,
             gateway: "gw-synthetic".to_owned(),
             gateway_key: b"worldfleet-synthetic-gateway-key".to_vec(),
+            world_every: 0,
+            layout: WorldLayout::default(),
         }
     }
 }
@@ -78,6 +179,13 @@ pub enum Expectation {
         gateway_partition: String,
         body_hash: String,
     },
+    /// A world event (trade, capture, breed): accepted and applied exactly once by the market
+    /// or the ecology, which the world audit checks.
+    World {
+        kind: EventKind,
+        partition: String,
+        event_id: String,
+    },
 }
 
 struct Scene {
@@ -92,6 +200,7 @@ pub struct World {
     scenes: Vec<Scene>,
     emitted_good: u64,
     emitted_bad: u64,
+    emitted_world: u64,
     recent_good: Vec<String>,
 }
 
@@ -144,6 +253,7 @@ impl World {
             scenes,
             emitted_good: 0,
             emitted_bad: 0,
+            emitted_world: 0,
             recent_good: Vec::new(),
         }
     }
@@ -202,6 +312,14 @@ impl World {
         if bad_due {
             self.emitted_bad += 1;
             return Some(self.bad(now_ms));
+        }
+        let world_due = self.spec.world_every > 0
+            && self.emitted_good > 0
+            && self.emitted_good.is_multiple_of(self.spec.world_every)
+            && self.emitted_world < self.emitted_good / self.spec.world_every;
+        if world_due {
+            self.emitted_world += 1;
+            return Some(self.world_event(now_ms));
         }
         Some(self.good(now_ms))
     }
@@ -288,6 +406,84 @@ impl World {
             participants,
             faction,
             payload,
+        }
+    }
+
+    /// World events emitted so far.
+    pub fn world_emitted(&self) -> u64 {
+        self.emitted_world
+    }
+
+    /// A trade at a random station (60 %), a capture (25 %) or a breed request (15 %) of
+    /// founders of a random cell. Founders die, wander and get caught, so some requests name
+    /// a creature that is gone: the ecology refuses those, exactly once, like any other.
+    fn world_event(&mut self, now_ms: u64) -> Emitted {
+        let layout = self.spec.layout.clone();
+        let actor = format!(
+            "p-{:06}",
+            self.random.random_range(0..self.spec.players.max(1))
+        );
+        let roll = self.random.random_range(0..100);
+        let founders = layout.founders_per_cell().max(2);
+        let (partition, payload) = if roll < 60 {
+            let stations = layout.stations();
+            let station = stations[self.random.random_range(0..stations.len().max(1))].clone();
+            let good = TRADED_GOODS[self.random.random_range(0..TRADED_GOODS.len())];
+            let side = if self.random.random_bool(0.5) {
+                TradeSide::Buy
+            } else {
+                TradeSide::Sell
+            };
+            let payload = EventPayload::Trade(TradePayload {
+                good: good.to_owned(),
+                side,
+                quantity: self.random.random_range(1..50),
+            });
+            (station, payload)
+        } else {
+            let cells = layout.cells();
+            let cell = cells[self.random.random_range(0..cells.len().max(1))].clone();
+            let founder = |ordinal: u32| format!("{cell}~0~{ordinal}");
+            let first = self.random.random_range(0..founders);
+            let payload = if roll < 85 {
+                EventPayload::Capture(CapturePayload {
+                    creature: founder(first),
+                })
+            } else {
+                // Founders are minted species by species: a neighbour is usually a mate.
+                let second = if first + 1 < founders {
+                    first + 1
+                } else {
+                    first - 1
+                };
+                EventPayload::Breed(BreedPayload {
+                    parent_a: founder(first),
+                    parent_b: founder(second),
+                })
+            };
+            (cell, payload)
+        };
+        let envelope = Envelope {
+            v: 1,
+            gateway: self.spec.gateway.clone(),
+            event_id: self.event_id(),
+            sent_at_ms: now_ms,
+            partition,
+            kind: payload.kind(),
+            faction: None,
+            actor,
+            participants: Vec::new(),
+            payload,
+        };
+        Emitted {
+            body: envelope.sign(&self.spec.gateway_key).unwrap_or_default(),
+            group: envelope.partition.to_string(),
+            dedup_id: envelope.event_id.clone(),
+            expectation: Expectation::World {
+                kind: envelope.kind,
+                partition: envelope.partition.to_string(),
+                event_id: envelope.event_id,
+            },
         }
     }
 
@@ -444,7 +640,7 @@ mod tests {
             .iter()
             .filter_map(|emitted| match &emitted.expectation {
                 Expectation::Rejected { reason, .. } => Some(reason.code()),
-                Expectation::Accepted { .. } => None,
+                Expectation::Accepted { .. } | Expectation::World { .. } => None,
             })
             .collect();
         // Eight bad variants, seven reasons: truncated JSON and an unknown field are both

@@ -1,0 +1,524 @@
+//! The ecology tick stage: one timer `(cell, tick)` → one applied tick, exactly once.
+//!
+//! * `tick = state.tick + 1`: read up to [`MAX_INPUTS_PER_TICK`] pending inputs, run the pure
+//!   [`tick`], and write — in one transaction conditioned on the tick read — the next state
+//!   with its outbox and totals, a delete of each consumed input and its seen marker. A lost
+//!   race re-reads. Then carry out the outbox.
+//! * `tick = state.tick`: the tick was applied (perhaps by a worker that died before its
+//!   outbox went out): carry out the outbox.
+//! * anything else: a stale or spare timer; dropped.
+//!
+//! Carrying out the outbox runs under the idempotency record `ecology#CELL#TICK`: of any
+//! number of deliveries of a tick's timer exactly one completes it, so exactly one timer for
+//! the next tick is sent per tick completed (a crash mid-outbox re-sends; the spare is dropped
+//! by the rule above) — a duplicate never forks a chain. Every outbox effect is idempotent on
+//! its own: emigrants are FIFO messages deduplicated by their input key and stored once by the
+//! destination's input stage; news canon is put only if absent and distribute publishes each
+//! canon entry once; captured and returned creatures are puts by deterministic key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use worldfleet_compose::canon;
+use worldfleet_domain::names::{
+    CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
+    IDEMPOTENCY_TABLE, TIMERS_TABLE,
+};
+use worldfleet_domain::{CanonEntry, DistributeRequest, EventKind, Intent, PartitionUid, Tier};
+use worldfleet_kit::timer::register;
+use worldfleet_kit::{
+    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError, StageContext,
+    StageHandler, process_batch, send_all,
+};
+use worldfleet_ports::table::MAX_BATCH_WRITE;
+use worldfleet_ports::{
+    BatchWrite, Condition, Item, Key, OutgoingMessage, Query, ReceivedMessage, SortKeyRange,
+    TransactWrite,
+};
+
+use super::store::{
+    CellTotals, Outbox, PendingInput, StoredCell, pending_from_item, seen_item, state_key,
+};
+use super::{
+    ECOLOGY_CHAIN, EcologyConfig, MAX_INPUTS_PER_TICK, MAX_STORED_POPULATION, MigrantMessage,
+    TickTimer,
+};
+use crate::error::{EcologyError, Result};
+use crate::sim::{Founders, NewsEvent, NewsKind, TickInputs, genesis, tick};
+
+const WRITE_ATTEMPTS: usize = 5;
+/// The actor news canon is attributed to.
+pub const NEWS_ACTOR: &str = "wildlife";
+/// The composer recorded on news canon.
+pub const NEWS_COMPOSER: &str = "ecology";
+
+/// What one timer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickResult {
+    /// Applied now: head counts of the tick and inputs consumed.
+    Applied {
+        tick: u64,
+        population: usize,
+        inputs: usize,
+    },
+    /// Applied before; its outbox was completed (now or earlier).
+    AlreadyApplied { tick: u64 },
+    /// Not the cell's next tick; dropped.
+    Stale,
+    /// No such cell; dropped.
+    UnknownCell,
+}
+
+/// The ecology tick stage.
+pub struct EcologyTickStage {
+    context: StageContext,
+    config: Arc<EcologyConfig>,
+    idempotency: IdempotencyStore,
+}
+
+impl EcologyTickStage {
+    /// The stage over `context`.
+    pub fn new(context: StageContext, config: EcologyConfig) -> Self {
+        let idempotency = IdempotencyStore::new(
+            Arc::clone(&context.table),
+            IDEMPOTENCY_TABLE,
+            Arc::clone(&context.clock),
+            IdempotencyConfig::default(),
+        );
+        Self {
+            context,
+            config: Arc::new(config),
+            idempotency,
+        }
+    }
+
+    /// Handles one timer.
+    pub async fn on_timer(&self, timer: &TickTimer, remaining: Duration) -> Result<TickResult> {
+        let table = self.context.table.as_ref();
+        let cell = timer.cell.as_str();
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(item) = table.get(ECOLOGY_TABLE, &state_key(cell)).await? else {
+                tracing::warn!(
+                    cell,
+                    tick = timer.tick,
+                    "timer for a cell that does not exist; dropped"
+                );
+                return Ok(TickResult::UnknownCell);
+            };
+            let stored = StoredCell::from_item(&item)?;
+            if timer.tick == stored.state.tick {
+                self.complete_outbox(&stored, remaining).await?;
+                return Ok(TickResult::AlreadyApplied { tick: timer.tick });
+            }
+            if timer.tick != stored.state.tick + 1 {
+                tracing::debug!(
+                    cell,
+                    tick = timer.tick,
+                    applied = stored.state.tick,
+                    "stale tick timer dropped"
+                );
+                return Ok(TickResult::Stale);
+            }
+            let page = table
+                .query(
+                    ECOLOGY_TABLE,
+                    &Query::partition(cell)
+                        .range(SortKeyRange::Prefix("pending#".into()))
+                        .limit(MAX_INPUTS_PER_TICK),
+                )
+                .await?;
+            let mut inputs = TickInputs {
+                tick: timer.tick,
+                ..TickInputs::default()
+            };
+            let mut consumed: Vec<(Key, String, Option<PendingInput>)> = Vec::new();
+            for pending in &page.items {
+                let input_key = pending
+                    .key
+                    .sk
+                    .strip_prefix("pending#")
+                    .unwrap_or(&pending.key.sk)
+                    .to_owned();
+                match pending_from_item(pending) {
+                    Ok(input) => {
+                        match &input {
+                            PendingInput::Arrival(migrant) => inputs.arrivals.push(migrant.clone()),
+                            PendingInput::Capture(capture) => inputs.captures.push(capture.clone()),
+                            PendingInput::Breed(breed) => inputs.breed_requests.push(breed.clone()),
+                        }
+                        consumed.push((pending.key.clone(), input_key, Some(input)));
+                    }
+                    Err(error) => {
+                        tracing::warn!(cell, input = %input_key, %error, "corrupt pending input; consumed as refused");
+                        consumed.push((pending.key.clone(), input_key, None));
+                    }
+                }
+            }
+            let outcome = tick(&stored.state, &inputs, &self.config.rules)?;
+            let now_ms = self.context.clock.now_ms();
+            let mut totals = stored.totals;
+            totals.add(&outcome.counts);
+            let returned: Vec<_> = outcome
+                .rejected
+                .iter()
+                .filter_map(|rejection| rejection.returned.clone())
+                .collect();
+            totals.returned += returned.len() as u64;
+            totals.news += outcome.news.len() as u64;
+            totals.lineages_founded += outcome
+                .births
+                .iter()
+                .filter(|birth| birth.founded_lineage)
+                .count() as u64;
+            let next = StoredCell {
+                state: outcome.next.clone(),
+                outbox: Some(Outbox {
+                    tick: timer.tick,
+                    applied_at_ms: now_ms,
+                    emigrants: outcome.emigrants.clone(),
+                    news: outcome.news.clone(),
+                    captured: outcome.captured.clone(),
+                    returned,
+                }),
+                totals,
+                updated_at_ms: now_ms,
+            };
+            let mut operations = Vec::with_capacity(1 + consumed.len() * 2);
+            let mut applied = 0;
+            let mut refused = 0;
+            let mut markers = Vec::new();
+            for (key, input_key, input) in &consumed {
+                let verdict = match input {
+                    None => "corrupt".to_owned(),
+                    Some(input) => outcome
+                        .rejected
+                        .iter()
+                        .find(|rejection| rejection.key == input.rejection_key())
+                        .map_or_else(
+                            || "applied".to_owned(),
+                            |rejection| format!("refused:{:?}", rejection.reason),
+                        ),
+                };
+                if verdict == "applied" {
+                    applied += 1;
+                } else {
+                    refused += 1;
+                }
+                operations.push(TransactWrite::Delete {
+                    table: ECOLOGY_TABLE.to_owned(),
+                    key: key.clone(),
+                    condition: Some(Condition::ItemExists),
+                });
+                markers.push(seen_item(
+                    cell,
+                    input_key,
+                    timer.tick,
+                    &verdict,
+                    now_ms / 1000,
+                ));
+            }
+            let mut next = next;
+            next.totals.inputs_applied += applied;
+            next.totals.inputs_refused += refused;
+            operations.insert(
+                0,
+                TransactWrite::Put {
+                    table: ECOLOGY_TABLE.to_owned(),
+                    item: next.to_item()?,
+                    condition: Some(Condition::eq("tick", stored.state.tick as i64)),
+                },
+            );
+            operations.extend(markers.into_iter().map(|item| TransactWrite::Put {
+                table: ECOLOGY_TABLE.to_owned(),
+                item,
+                condition: None,
+            }));
+            match table.transact(operations).await {
+                Ok(()) => {}
+                Err(error) if error.is_condition_failed() => {
+                    tracing::debug!(
+                        cell,
+                        tick = timer.tick,
+                        "lost the race for the tick; re-reading"
+                    );
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+            self.complete_outbox(&next, remaining).await?;
+            return Ok(TickResult::Applied {
+                tick: timer.tick,
+                population: next.state.creatures.len(),
+                inputs: consumed.len(),
+            });
+        }
+        Err(EcologyError::Busy(format!(
+            "cell {cell} kept changing under tick {}",
+            timer.tick
+        )))
+    }
+
+    /// Carries out the outbox of the stored tick, once per `(cell, tick)`.
+    async fn complete_outbox(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
+        let Some(outbox) = stored
+            .outbox
+            .as_ref()
+            .filter(|outbox| outbox.tick == stored.state.tick)
+        else {
+            return Ok(());
+        };
+        let key = format!("ecology#{}#{}", stored.state.cell, outbox.tick);
+        let result = self
+            .idempotency
+            .run(&key, key.as_bytes(), remaining, || async {
+                self.send_outbox(&stored.state.cell, outbox).await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(IdempotencyError::Work(error)) => Err(error),
+            Err(IdempotencyError::Store(error)) => Err(error.into()),
+            Err(error) if error.is_retryable() => Err(EcologyError::Busy(error.to_string())),
+            Err(error) => Err(EcologyError::corrupt(key, error)),
+        }
+    }
+
+    async fn send_outbox(&self, cell: &PartitionUid, outbox: &Outbox) -> Result<()> {
+        let table = self.context.table.as_ref();
+        // News canon first: distribute refuses a request whose canon it cannot read.
+        let mut messages: Vec<(usize, &'static str, OutgoingMessage)> = Vec::new();
+        for (ordinal, news) in outbox.news.iter().enumerate() {
+            let entry = news_canon(news, ordinal, outbox.applied_at_ms);
+            match table
+                .put(
+                    CANON_TABLE,
+                    canon::to_item(&entry)?,
+                    Some(Condition::ItemNotExists),
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(error) if error.is_condition_failed() => {}
+                Err(error) => return Err(error.into()),
+            }
+            let body = encode(&DistributeRequest {
+                canon: entry.clone(),
+            })?;
+            messages.push((
+                messages.len(),
+                DISTRIBUTE_QUEUE,
+                OutgoingMessage::fifo(body, cell.as_str(), &dedup_id(&entry.event_id)),
+            ));
+        }
+        for migrant in &outbox.emigrants {
+            let input_key = PendingInput::Arrival(migrant.clone()).key();
+            let body = encode(&MigrantMessage {
+                migrant: migrant.clone(),
+            })?;
+            messages.push((
+                messages.len(),
+                ECOLOGY_INPUT_QUEUE,
+                OutgoingMessage::fifo(body, migrant.destination.as_str(), &dedup_id(&input_key)),
+            ));
+        }
+        let mut puts = Vec::new();
+        for captured in &outbox.captured {
+            puts.push(BatchWrite::Put(
+                Item::new(Key::new(
+                    cell.as_str(),
+                    format!("captured#{}", captured.request_id),
+                ))
+                .with("player", captured.player_id.as_str())
+                .with("creature", encode(&captured.creature)?)
+                .with("tick", outbox.tick as i64),
+            ));
+        }
+        for migrant in &outbox.returned {
+            let input_key = PendingInput::Arrival(migrant.clone()).key();
+            puts.push(BatchWrite::Put(
+                Item::new(Key::new(cell.as_str(), format!("returned#{input_key}")))
+                    .with("migrant", encode(migrant)?)
+                    .with("tick", outbox.tick as i64),
+            ));
+        }
+        for chunk in puts.chunks(MAX_BATCH_WRITE) {
+            table.batch_write(ECOLOGY_TABLE, chunk.to_vec()).await?;
+        }
+        let next = TickTimer {
+            cell: cell.clone(),
+            tick: outbox.tick + 1,
+        };
+        messages.push((
+            messages.len(),
+            ECOLOGY_TICK_QUEUE,
+            OutgoingMessage::delayed(
+                encode(&next)?,
+                Duration::from_millis(self.config.interval.as_millis()),
+            ),
+        ));
+        let failures = send_all(&self.context, messages).await;
+        if let Some((_, reason)) = failures.first() {
+            return Err(EcologyError::Port(worldfleet_ports::Error::Unavailable(
+                format!(
+                    "{} outbox messages of {cell} tick {} not sent: {reason}",
+                    failures.len(),
+                    outbox.tick
+                ),
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|error| EcologyError::corrupt("message", error))
+}
+
+/// A FIFO deduplication id (≤ 128 characters) for an arbitrary key.
+fn dedup_id(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The canon entry of a news item: published by distribute to the zone's district feed
+/// (the cell's first two UID segments), attributed to [`NEWS_ACTOR`], salient enough for the
+/// district rule, stamped with the tick's time so a re-sent outbox carries identical canon.
+pub fn news_canon(news: &NewsEvent, ordinal: usize, applied_at_ms: u64) -> CanonEntry {
+    let salience = match news.kind {
+        NewsKind::LineageFounded { .. } | NewsKind::LocalExtinction { .. } => 90,
+        _ => 80,
+    };
+    CanonEntry {
+        event_id: news.idempotency_key(ordinal),
+        partition: news.cell.clone(),
+        kind: EventKind::Action,
+        actor: NEWS_ACTOR.to_owned(),
+        audience: Vec::new(),
+        faction: None,
+        intent: Intent::Lore,
+        salience,
+        tier: Tier::Template,
+        text: news.headline.clone(),
+        composer: NEWS_COMPOSER.to_owned(),
+        accepted_at_ms: applied_at_ms,
+        composed_at_ms: applied_at_ms,
+    }
+}
+
+/// Founds a cell at tick 0, registers its chain and arms tick 1. Returns false (changing
+/// nothing) when the cell exists, so seeding a world twice is harmless. The cap is limited to
+/// [`MAX_STORED_POPULATION`] so the cell always fits one table item.
+pub async fn seed_cell(
+    context: &StageContext,
+    config: &EcologyConfig,
+    cell: PartitionUid,
+    population_cap: u32,
+    neighbours: Vec<PartitionUid>,
+    founders: &[Founders],
+) -> Result<bool> {
+    let state = genesis(
+        cell.clone(),
+        population_cap.min(MAX_STORED_POPULATION),
+        neighbours,
+        founders,
+        &config.rules,
+    )?;
+    let now_ms = context.clock.now_ms();
+    let stored = StoredCell {
+        totals: CellTotals {
+            founders: state.creatures.len() as u64,
+            ..CellTotals::default()
+        },
+        state,
+        outbox: None,
+        updated_at_ms: now_ms,
+    };
+    match context
+        .table
+        .put(
+            ECOLOGY_TABLE,
+            stored.to_item()?,
+            Some(Condition::ItemNotExists),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(error) if error.is_condition_failed() => return Ok(false),
+        Err(error) => return Err(error.into()),
+    }
+    register(
+        context.table.as_ref(),
+        TIMERS_TABLE,
+        ECOLOGY_CHAIN,
+        cell.as_str(),
+        config.interval.as_millis(),
+    )
+    .await?;
+    rearm_cell(
+        context,
+        &cell,
+        &[1],
+        Duration::from_millis(config.interval.as_millis()),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Sends timers for `ticks` of `cell` after `delay`.
+pub async fn rearm_cell(
+    context: &StageContext,
+    cell: &PartitionUid,
+    ticks: &[u64],
+    delay: Duration,
+) -> Result<()> {
+    let mut messages = Vec::new();
+    for tick in ticks {
+        let body = encode(&TickTimer {
+            cell: cell.clone(),
+            tick: *tick,
+        })?;
+        messages.push((
+            messages.len(),
+            ECOLOGY_TICK_QUEUE,
+            OutgoingMessage::delayed(body, delay),
+        ));
+    }
+    let failures = send_all(context, messages).await;
+    match failures.first() {
+        None => Ok(()),
+        Some((_, reason)) => Err(EcologyError::Port(worldfleet_ports::Error::Unavailable(
+            format!("tick timer of {cell} not sent: {reason}"),
+        ))),
+    }
+}
+
+#[async_trait]
+impl StageHandler for EcologyTickStage {
+    fn name(&self) -> &'static str {
+        "ecology"
+    }
+
+    fn source_queue(&self) -> &'static str {
+        ECOLOGY_TICK_QUEUE
+    }
+
+    async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport {
+        process_batch(records, false, |record| async move {
+            let timer: TickTimer = serde_json::from_str(&record.body)
+                .map_err(|error| RecordError::permanent(format!("not a tick timer: {error}")))?;
+            self.on_timer(&timer, remaining)
+                .await
+                .map(|_| ())
+                .map_err(|error| {
+                    if error.is_retryable() {
+                        RecordError::retryable(error)
+                    } else {
+                        RecordError::permanent(error)
+                    }
+                })
+        })
+        .await
+    }
+}

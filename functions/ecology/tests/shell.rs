@@ -1,0 +1,405 @@
+//! The ecology shell on the embedded store: chains that never fork, the watchdog, exactly-once
+//! inputs and creatures conserved across cells through the queue.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_domain::names::{
+    CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
+    IDEMPOTENCY_TABLE, TIMERS_TABLE,
+};
+use worldfleet_domain::{AcceptedEvent, CapturePayload, EventKind, EventPayload, PartitionUid};
+use worldfleet_ecology::shell::store::{StoredCell, state_key};
+use worldfleet_ecology::sim::Founders;
+use worldfleet_ecology::{
+    EcologyConfig, EcologyInputStage, EcologyTickStage, TickInterval, TickTimer, seed_cell,
+    watchdog,
+};
+use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_ports::{
+    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SortKeyRange,
+    Table, TableSpec,
+};
+
+const START_MS: u64 = 1_763_700_000_000;
+const INTERVAL_MS: u64 = 5_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _store: EmbeddedStore,
+    clock: ManualClock,
+    context: StageContext,
+    config: EcologyConfig,
+    inputs: EcologyInputStage,
+    ticks: EcologyTickStage,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let options = StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(10),
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
+    let queue: Arc<dyn Queue> = store.queue();
+    let table: Arc<dyn Table> = store.table();
+    for name in [ECOLOGY_TABLE, TIMERS_TABLE, IDEMPOTENCY_TABLE, CANON_TABLE] {
+        table
+            .ensure_table(&TableSpec { name: name.into() })
+            .await
+            .unwrap();
+    }
+    for (name, dead) in [
+        (ECOLOGY_INPUT_QUEUE, "ecology-input-dlq.fifo"),
+        (ECOLOGY_TICK_QUEUE, "ecology-tick-dlq"),
+        (DISTRIBUTE_QUEUE, "distribute-dlq.fifo"),
+    ] {
+        queue
+            .ensure_queue(&QueueSpec::dead_letter(dead))
+            .await
+            .unwrap();
+        queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                dead,
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
+    let context = StageContext::new(queue, table, shared);
+    let mut config = EcologyConfig::builtin().unwrap();
+    config.interval = TickInterval::from_millis(INTERVAL_MS).unwrap();
+    Fixture {
+        inputs: EcologyInputStage::new(context.clone()),
+        ticks: EcologyTickStage::new(context.clone(), config.clone()),
+        config,
+        context,
+        clock,
+        _store: store,
+        _dir: dir,
+    }
+}
+
+fn uid(raw: &str) -> PartitionUid {
+    PartitionUid::parse(raw).unwrap()
+}
+
+async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue
+            .receive(name, ReceiveRequest::batch(Duration::ZERO))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        queue
+            .delete_batch(
+                name,
+                batch.iter().map(|m| m.receipt_handle.clone()).collect(),
+            )
+            .await
+            .unwrap();
+        all.extend(batch);
+    }
+}
+
+async fn cell(fixture: &Fixture, name: &str) -> StoredCell {
+    let item = fixture
+        .context
+        .table
+        .get(ECOLOGY_TABLE, &state_key(name))
+        .await
+        .unwrap()
+        .unwrap();
+    StoredCell::from_item(&item).unwrap()
+}
+
+/// Moves time one interval and runs every queue until it is empty: inputs, then timers.
+async fn step(fixture: &Fixture) -> usize {
+    fixture.clock.advance(INTERVAL_MS);
+    let queue = fixture.context.queue.as_ref();
+    let mut ticks = 0;
+    loop {
+        let inputs = drain(queue, ECOLOGY_INPUT_QUEUE).await;
+        for chunk in inputs.chunks(10) {
+            let report = fixture
+                .inputs
+                .handle_batch(chunk, Duration::from_secs(30))
+                .await;
+            assert!(report.all_succeeded(), "{report:?}");
+        }
+        let timers = drain(queue, ECOLOGY_TICK_QUEUE).await;
+        for chunk in timers.chunks(10) {
+            let report = fixture
+                .ticks
+                .handle_batch(chunk, Duration::from_secs(30))
+                .await;
+            assert!(report.all_succeeded(), "{report:?}");
+        }
+        ticks += timers.len();
+        drain(queue, DISTRIBUTE_QUEUE).await;
+        if inputs.is_empty() && timers.is_empty() {
+            return ticks;
+        }
+    }
+}
+
+fn founders() -> Vec<Founders> {
+    vec![
+        Founders {
+            species: "glimmerfox".into(),
+            count: 30,
+        },
+        Founders {
+            species: "mossback".into(),
+            count: 30,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn duplicate_tick_deliveries_never_fork_the_chain() {
+    let fixture = fixture().await;
+    let name = "wild/zone-1/cell-1";
+    assert!(
+        seed_cell(
+            &fixture.context,
+            &fixture.config,
+            uid(name),
+            200,
+            vec![],
+            &founders()
+        )
+        .await
+        .unwrap()
+    );
+    let queue = fixture.context.queue.as_ref();
+    for tick in 1..=4_u64 {
+        fixture.clock.advance(INTERVAL_MS);
+        let timers = drain(queue, ECOLOGY_TICK_QUEUE).await;
+        assert_eq!(timers.len(), 1, "one live timer before tick {tick}");
+        let timer: TickTimer = serde_json::from_str(&timers[0].body).unwrap();
+        assert_eq!(timer.tick, tick);
+        // Three copies at once, then all three again (lost deletes).
+        let copies: Vec<ReceivedMessage> = (0..3)
+            .map(|copy| ReceivedMessage {
+                message_id: format!("{}-{copy}", timers[0].message_id),
+                ..timers[0].clone()
+            })
+            .collect();
+        fixture
+            .ticks
+            .handle_batch(&copies, Duration::from_secs(30))
+            .await;
+        let report = fixture
+            .ticks
+            .handle_batch(&copies, Duration::from_secs(30))
+            .await;
+        assert!(report.all_succeeded(), "{report:?}");
+        assert_eq!(cell(&fixture, name).await.state.tick, tick);
+    }
+    fixture.clock.advance(INTERVAL_MS);
+    assert_eq!(
+        drain(queue, ECOLOGY_TICK_QUEUE).await.len(),
+        1,
+        "still one chain"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_rearms_a_lost_chain_once() {
+    let fixture = fixture().await;
+    let name = "wild/zone-1/cell-1";
+    seed_cell(
+        &fixture.context,
+        &fixture.config,
+        uid(name),
+        200,
+        vec![],
+        &founders(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(step(&fixture).await, 1);
+    assert_eq!(step(&fixture).await, 1);
+    // The timer of tick 3 is lost.
+    fixture.clock.advance(INTERVAL_MS);
+    assert_eq!(
+        drain(fixture.context.queue.as_ref(), ECOLOGY_TICK_QUEUE)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        watchdog(&fixture.context).await.unwrap(),
+        (1, 0),
+        "two intervals quiet is not enough"
+    );
+    fixture.clock.advance(2 * INTERVAL_MS + 1);
+    assert_eq!(watchdog(&fixture.context).await.unwrap(), (1, 1));
+    step(&fixture).await;
+    assert_eq!(cell(&fixture, name).await.state.tick, 3);
+    for _ in 0..3 {
+        assert_eq!(step(&fixture).await, 1, "exactly one timer per interval");
+    }
+    assert_eq!(cell(&fixture, name).await.state.tick, 6);
+}
+
+fn capture(event_id: &str, cell: &str, creature: &str) -> String {
+    serde_json::to_string(&AcceptedEvent {
+        event_id: event_id.into(),
+        gateway: "gw".into(),
+        partition: uid(cell),
+        kind: EventKind::Capture,
+        actor: "p-1".into(),
+        participants: vec![],
+        faction: None,
+        payload: EventPayload::Capture(CapturePayload {
+            creature: creature.into(),
+        }),
+        sent_at_ms: START_MS,
+        accepted_at_ms: START_MS,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_redelivered_capture_is_applied_exactly_once() {
+    let fixture = fixture().await;
+    let name = "wild/zone-1/cell-1";
+    seed_cell(
+        &fixture.context,
+        &fixture.config,
+        uid(name),
+        200,
+        vec![],
+        &founders(),
+    )
+    .await
+    .unwrap();
+    let target = cell(&fixture, name).await.state.creatures[0].id.clone();
+    let message = ReceivedMessage {
+        message_id: "m-1".into(),
+        receipt_handle: "r-1".into(),
+        body: capture("01JD3Q7Z8X9Y0A1B2C3D4E5F70", name, target.as_str()),
+        group_id: Some(name.into()),
+        receive_count: 1,
+        sent_at_ms: START_MS,
+    };
+    for _ in 0..2 {
+        assert!(
+            fixture
+                .inputs
+                .handle_batch(std::slice::from_ref(&message), Duration::from_secs(30))
+                .await
+                .all_succeeded()
+        );
+    }
+    step(&fixture).await;
+    // Again after it was consumed.
+    assert!(
+        fixture
+            .inputs
+            .handle_batch(std::slice::from_ref(&message), Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    step(&fixture).await;
+    let stored = cell(&fixture, name).await;
+    assert_eq!(stored.totals.captured, 1);
+    assert!(stored.state.creatures.iter().all(|c| c.id != target));
+    let table = fixture.context.table.as_ref();
+    let seen = table
+        .query(
+            ECOLOGY_TABLE,
+            &Query::partition(name).range(SortKeyRange::Prefix("seen#".into())),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].str("outcome"), Some("applied"));
+    let captured = table
+        .query(
+            ECOLOGY_TABLE,
+            &Query::partition(name).range(SortKeyRange::Prefix("captured#".into())),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(captured.len(), 1);
+    assert_eq!(captured[0].str("player"), Some("p-1"));
+}
+
+#[tokio::test]
+async fn migration_conserves_creatures_across_cells_through_the_queue() {
+    let fixture = fixture().await;
+    let ring = [
+        "wild/zone-1/cell-a",
+        "wild/zone-1/cell-b",
+        "wild/zone-2/cell-c",
+    ];
+    for (index, name) in ring.iter().enumerate() {
+        let neighbours = vec![
+            uid(ring[(index + 1) % ring.len()]),
+            uid(ring[(index + 2) % ring.len()]),
+        ];
+        seed_cell(
+            &fixture.context,
+            &fixture.config,
+            uid(name),
+            120,
+            neighbours,
+            &founders(),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..12 {
+        step(&fixture).await;
+    }
+    let table = fixture.context.table.as_ref();
+    let mut everywhere = Vec::new();
+    let mut emigrated = 0;
+    let mut arrived = 0;
+    let mut returned = 0;
+    let mut pending_arrivals = 0;
+    for name in ring {
+        let stored = cell(&fixture, name).await;
+        assert_eq!(stored.state.tick, 12);
+        assert_eq!(
+            stored.totals.expected_population(),
+            stored.state.creatures.len() as i64,
+            "{name}: head counts balance"
+        );
+        emigrated += stored.totals.emigrated;
+        arrived += stored.totals.arrived;
+        returned += stored.totals.returned;
+        everywhere.extend(stored.state.creatures.iter().map(|c| c.id.clone()));
+        let pending = table
+            .query(
+                ECOLOGY_TABLE,
+                &Query::partition(name).range(SortKeyRange::Prefix("pending#a#".into())),
+            )
+            .await
+            .unwrap()
+            .items;
+        pending_arrivals += pending.len() as u64;
+    }
+    assert!(emigrated > 0, "creatures migrated");
+    assert_eq!(
+        emigrated,
+        arrived + returned + pending_arrivals,
+        "every emigrant arrived, was handed back or waits"
+    );
+    let unique: BTreeSet<_> = everywhere.iter().collect();
+    assert_eq!(unique.len(), everywhere.len(), "no creature in two cells");
+}

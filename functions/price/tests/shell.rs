@@ -1,0 +1,469 @@
+//! The price shells on the embedded store: the window rule end to end, exactly-once trades
+//! under duplicate delivery, production ticks and the watchdog.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_domain::names::{
+    IDEMPOTENCY_TABLE, MARKET_QUEUE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TABLE,
+    PRODUCTION_TICK_QUEUE, TIMERS_TABLE,
+};
+use worldfleet_domain::{
+    AcceptedEvent, EventKind, EventPayload, PartitionUid, TradePayload, TradeSide,
+};
+use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_ports::{
+    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SortKeyRange,
+    Table, TableSpec,
+};
+use worldfleet_price::production::{Planet, Region};
+use worldfleet_price::stages::records::market_key;
+use worldfleet_price::stages::regions::read_region;
+use worldfleet_price::{
+    MarketStage, PriceConfig, ProductionStage, ProductionTimer, WindowStage, WindowTimer,
+    seed_region, watchdog,
+};
+
+const START_MS: u64 = 1_763_700_000_000;
+const STATION: &str = "region-1/station-1";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _store: EmbeddedStore,
+    clock: ManualClock,
+    context: StageContext,
+    market: MarketStage,
+    windows: WindowStage,
+    production: ProductionStage,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let options = StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(10),
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
+    let queue: Arc<dyn Queue> = store.queue();
+    let table: Arc<dyn Table> = store.table();
+    for name in [
+        MARKET_TABLE,
+        PRODUCTION_TABLE,
+        TIMERS_TABLE,
+        IDEMPOTENCY_TABLE,
+    ] {
+        table
+            .ensure_table(&TableSpec { name: name.into() })
+            .await
+            .unwrap();
+    }
+    for name in [MARKET_QUEUE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE] {
+        let dead = format!(
+            "{}-dlq{}",
+            name.trim_end_matches(".fifo"),
+            if name.ends_with(".fifo") { ".fifo" } else { "" }
+        );
+        queue
+            .ensure_queue(&QueueSpec::dead_letter(&dead))
+            .await
+            .unwrap();
+        queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                &dead,
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
+    let context = StageContext::new(queue, table, shared);
+    let config = PriceConfig::builtin().unwrap();
+    Fixture {
+        market: MarketStage::new(context.clone(), config.clone()),
+        windows: WindowStage::new(context.clone(), config.clone()),
+        production: ProductionStage::new(context.clone(), config),
+        context,
+        clock,
+        _store: store,
+        _dir: dir,
+    }
+}
+
+fn trade(index: usize, side: TradeSide, quantity: u64) -> AcceptedEvent {
+    let event_id = ulid::Ulid::from_parts(START_MS + index as u64, index as u128).to_string();
+    AcceptedEvent {
+        event_id,
+        gateway: "gw".into(),
+        partition: PartitionUid::parse(STATION).unwrap(),
+        kind: EventKind::Trade,
+        actor: format!("p-{index}"),
+        participants: Vec::new(),
+        faction: None,
+        payload: EventPayload::Trade(TradePayload {
+            good: "ore".into(),
+            side,
+            quantity,
+        }),
+        sent_at_ms: START_MS,
+        accepted_at_ms: START_MS,
+    }
+}
+
+fn record(index: usize, body: String) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: format!("m-{index}"),
+        receipt_handle: format!("r-{index}"),
+        body,
+        group_id: Some(STATION.into()),
+        receive_count: 1,
+        sent_at_ms: START_MS,
+    }
+}
+
+async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue
+            .receive(name, ReceiveRequest::batch(Duration::ZERO))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        queue
+            .delete_batch(
+                name,
+                batch.iter().map(|m| m.receipt_handle.clone()).collect(),
+            )
+            .await
+            .unwrap();
+        all.extend(batch);
+    }
+}
+
+async fn items(
+    table: &dyn Table,
+    name: &str,
+    pk: &str,
+    prefix: &str,
+) -> Vec<worldfleet_ports::Item> {
+    table
+        .query(
+            name,
+            &Query::partition(pk).range(SortKeyRange::Prefix(prefix.into())),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn a_burst_within_one_second_gets_exactly_one_recompute_holding_every_transaction() {
+    let fixture = fixture().await;
+    let burst = 37;
+    let events: Vec<AcceptedEvent> = (0..burst)
+        .map(|index| trade(index, TradeSide::Buy, 3))
+        .collect();
+    for (chunk_index, chunk) in events.chunks(10).enumerate() {
+        let records: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(offset, event)| {
+                record(
+                    chunk_index * 10 + offset,
+                    serde_json::to_string(event).unwrap(),
+                )
+            })
+            .collect();
+        let report = fixture
+            .market
+            .handle_batch(&records, Duration::from_secs(30))
+            .await;
+        assert!(report.all_succeeded(), "{report:?}");
+        fixture.clock.advance(20); // the burst spans 80 ms
+    }
+    let queue = fixture.context.queue.as_ref();
+    assert!(
+        drain(queue, PRICE_WINDOW_QUEUE).await.is_empty(),
+        "the timer is delayed to the window end"
+    );
+    fixture.clock.advance(1_000);
+    let timers = drain(queue, PRICE_WINDOW_QUEUE).await;
+    assert_eq!(timers.len(), 1, "one window, one timer");
+    // Deliver the timer twice: the second is a duplicate and must not recompute again.
+    for _ in 0..2 {
+        let report = fixture
+            .windows
+            .handle_batch(&timers, Duration::from_secs(30))
+            .await;
+        assert!(report.all_succeeded());
+    }
+    let table = fixture.context.table.as_ref();
+    let recomputes = items(table, MARKET_TABLE, STATION, "recompute#").await;
+    assert_eq!(recomputes.len(), 1, "exactly one recompute");
+    assert_eq!(
+        recomputes[0].i64("transactions"),
+        Some(burst as i64),
+        "every transaction joined it"
+    );
+    let records = items(table, MARKET_TABLE, STATION, "tx#").await;
+    assert_eq!(records.len(), burst);
+    assert!(records.iter().all(|item| item.i64("window_id") == Some(1)));
+    let state = table
+        .get(MARKET_TABLE, &market_key(STATION))
+        .await
+        .unwrap()
+        .unwrap();
+    let market: worldfleet_price::market::StationMarket =
+        serde_json::from_str(state.str("state").unwrap()).unwrap();
+    assert_eq!(market.goods["ore"].supply, 10_000 - 3 * burst as i64);
+    assert_eq!(market.recomputes, 1);
+    assert!(market.pending.is_none());
+    let changes: Vec<worldfleet_price::market::PriceChange> =
+        serde_json::from_str(recomputes[0].str("changes").unwrap()).unwrap();
+    let ore = changes.iter().find(|change| change.good == "ore").unwrap();
+    assert_eq!(
+        ore.supply,
+        10_000 - 3 * burst as i64,
+        "the recompute saw every purchase"
+    );
+    assert_eq!(ore.after_milli, market.goods["ore"].price_milli);
+}
+
+#[tokio::test]
+async fn redelivered_trades_are_counted_once_even_after_their_window_closed() {
+    let fixture = fixture().await;
+    let first: Vec<_> = (0..5)
+        .map(|index| {
+            record(
+                index,
+                serde_json::to_string(&trade(index, TradeSide::Sell, 7)).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        fixture
+            .market
+            .handle_batch(&first, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    fixture.clock.advance(1_500);
+    let timers = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
+    assert!(
+        fixture
+            .windows
+            .handle_batch(&timers, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    // Three windows later the same five arrive again (a lost delete), plus two new ones.
+    for round in 0..3 {
+        let fresh = record(
+            100 + round,
+            serde_json::to_string(&trade(100 + round, TradeSide::Sell, 1)).unwrap(),
+        );
+        assert!(
+            fixture
+                .market
+                .handle_batch(&[fresh], Duration::from_secs(30))
+                .await
+                .all_succeeded()
+        );
+        fixture.clock.advance(1_500);
+        let timers = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
+        assert!(
+            fixture
+                .windows
+                .handle_batch(&timers, Duration::from_secs(30))
+                .await
+                .all_succeeded()
+        );
+    }
+    let mut again = first.clone();
+    for record in &mut again {
+        record.receive_count = 2;
+    }
+    assert!(
+        fixture
+            .market
+            .handle_batch(&again, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    let table = fixture.context.table.as_ref();
+    let state = table
+        .get(MARKET_TABLE, &market_key(STATION))
+        .await
+        .unwrap()
+        .unwrap();
+    let market: worldfleet_price::market::StationMarket =
+        serde_json::from_str(state.str("state").unwrap()).unwrap();
+    assert_eq!(
+        market.goods["ore"].supply,
+        10_000 + 5 * 7 + 3,
+        "each sale counted once"
+    );
+    let recomputes = items(table, MARKET_TABLE, STATION, "recompute#").await;
+    let counted: i64 = recomputes
+        .iter()
+        .filter_map(|item| item.i64("transactions"))
+        .sum();
+    assert_eq!(counted, 8);
+    assert!(market.pending.is_none(), "the duplicates opened no window");
+}
+
+#[tokio::test]
+async fn the_watchdog_flushes_a_station_whose_window_timer_was_lost() {
+    let fixture = fixture().await;
+    let records = vec![record(
+        0,
+        serde_json::to_string(&trade(0, TradeSide::Buy, 1)).unwrap(),
+    )];
+    assert!(
+        fixture
+            .market
+            .handle_batch(&records, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    fixture.clock.advance(10_000);
+    let lost = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
+    assert_eq!(lost.len(), 1, "the timer existed, and is now lost");
+    let report = watchdog(&fixture.context).await.unwrap();
+    assert_eq!(report.windows_rearmed, 1);
+    fixture.clock.advance(1_000); // timers wait at least a second
+    let rearmed = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
+    assert_eq!(rearmed.len(), 1);
+    let timer: WindowTimer = serde_json::from_str(&rearmed[0].body).unwrap();
+    assert_eq!(timer.window_id, 1);
+    assert!(
+        fixture
+            .windows
+            .handle_batch(&rearmed, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    let recomputes = items(
+        fixture.context.table.as_ref(),
+        MARKET_TABLE,
+        STATION,
+        "recompute#",
+    )
+    .await;
+    assert_eq!(recomputes.len(), 1);
+    assert_eq!(
+        watchdog(&fixture.context).await.unwrap().windows_rearmed,
+        0,
+        "nothing left to flush"
+    );
+}
+
+fn region(planets: usize) -> Region {
+    let kinds = ["mining", "agri", "forge", "refinery"];
+    Region {
+        region: PartitionUid::parse("region-1").unwrap(),
+        tick: 0,
+        planets: (0..planets)
+            .map(|index| Planet {
+                id: format!("planet-{index:03}"),
+                kind: kinds[index % kinds.len()].into(),
+                level: 1 + (index % 10) as u32,
+                stock: [
+                    ("ore".to_owned(), 500_i64),
+                    ("ice".to_owned(), 500),
+                    ("food".to_owned(), 500),
+                ]
+                .into_iter()
+                .collect(),
+                last_tick: 0,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn production_ticks_write_every_planet_and_duplicate_timers_never_fork_the_chain() {
+    let fixture = fixture().await;
+    let config = PriceConfig::builtin().unwrap();
+    assert!(
+        seed_region(&fixture.context, &config, &region(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !seed_region(&fixture.context, &config, &region(100))
+            .await
+            .unwrap(),
+        "seeding twice is harmless"
+    );
+    let queue = fixture.context.queue.as_ref();
+    for tick in 1..=3_u64 {
+        fixture.clock.advance(12_000);
+        let timers = drain(queue, PRODUCTION_TICK_QUEUE).await;
+        assert_eq!(timers.len(), 1, "one live timer at tick {tick}");
+        let timer: ProductionTimer = serde_json::from_str(&timers[0].body).unwrap();
+        assert_eq!(timer.tick, tick);
+        // Every timer delivered three times, the copies concurrently.
+        let copies: Vec<ReceivedMessage> = (0..3)
+            .map(|copy| ReceivedMessage {
+                message_id: format!("{}-{copy}", timers[0].message_id),
+                ..timers[0].clone()
+            })
+            .collect();
+        let report = fixture
+            .production
+            .handle_batch(&copies, Duration::from_secs(30))
+            .await;
+        assert!(
+            report.all_succeeded() || report.failed_message_ids.len() < 3,
+            "{report:?}"
+        );
+        let report = fixture
+            .production
+            .handle_batch(&copies, Duration::from_secs(30))
+            .await;
+        assert!(report.all_succeeded(), "{report:?}");
+        let region = read_region(&fixture.context, &timer.region).await.unwrap();
+        assert_eq!(region.tick, tick);
+        assert!(region.planets.iter().all(|planet| planet.last_tick == tick));
+    }
+    assert_eq!(
+        fixture.production.tick_latencies_us().len(),
+        3,
+        "each tick applied once"
+    );
+    // Lose the chain: the next timer disappears; the watchdog re-arms it after 3 intervals.
+    fixture.clock.advance(12_000);
+    assert_eq!(drain(queue, PRODUCTION_TICK_QUEUE).await.len(), 1);
+    assert_eq!(
+        watchdog(&fixture.context).await.unwrap().regions_rearmed,
+        0,
+        "not quiet long enough"
+    );
+    fixture.clock.advance(30_000);
+    assert_eq!(watchdog(&fixture.context).await.unwrap().regions_rearmed, 1);
+    let rearmed = drain(queue, PRODUCTION_TICK_QUEUE).await;
+    assert_eq!(rearmed.len(), 2, "the last tick and the next");
+    assert!(
+        fixture
+            .production
+            .handle_batch(&rearmed, Duration::from_secs(30))
+            .await
+            .all_succeeded()
+    );
+    let region = read_region(&fixture.context, &PartitionUid::parse("region-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(region.tick, 4);
+    fixture.clock.advance(12_000);
+    assert_eq!(
+        drain(queue, PRODUCTION_TICK_QUEUE).await.len(),
+        1,
+        "one chain again, not two"
+    );
+}

@@ -1,0 +1,20 @@
+//! The watchdog Lambda: an EventBridge scheduled event in (once a minute), one pass out.
+
+use worldfleet_watchdog::run;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    worldfleet_lambda::init_tracing();
+    let context = worldfleet_lambda::aws_context().await?;
+    worldfleet_lambda::serve_scheduled(move |_budget| {
+        let context = context.clone();
+        async move {
+            let pass = run(&context).await?;
+            if pass.rearmed() > 0 {
+                tracing::warn!(?pass, "watchdog re-armed quiet chains");
+            }
+            Ok(serde_json::to_value(pass)?)
+        }
+    })
+    .await
+}

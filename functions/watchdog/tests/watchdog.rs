@@ -1,0 +1,136 @@
+//! The watchdog pass on the embedded store: a freshly armed world needs nothing; once every
+//! timer of a cell and a region is lost and three intervals pass, one pass re-arms both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_domain::PartitionUid;
+use worldfleet_domain::names::{
+    CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
+    IDEMPOTENCY_TABLE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TABLE, PRODUCTION_TICK_QUEUE,
+    TIMERS_TABLE, dead_letter_queue,
+};
+use worldfleet_ecology::sim::Founders;
+use worldfleet_ecology::{EcologyConfig, TickInterval, seed_cell};
+use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{
+    Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
+};
+use worldfleet_price::production::{Planet, Region};
+use worldfleet_price::{PriceConfig, seed_region};
+use worldfleet_watchdog::run;
+
+const START_MS: u64 = 1_763_700_000_000;
+const ECOLOGY_INTERVAL_MS: u64 = 5_000;
+
+async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue
+            .receive(name, ReceiveRequest::batch(Duration::ZERO))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        let handles = batch.iter().map(|m| m.receipt_handle.clone()).collect();
+        queue.delete_batch(name, handles).await.unwrap();
+        all.extend(batch);
+    }
+}
+
+#[tokio::test]
+async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let options = StoreOptions {
+        janitor_interval: None,
+        receive_recheck: Duration::from_millis(10),
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
+    let queue: Arc<dyn Queue> = store.queue();
+    let table: Arc<dyn Table> = store.table();
+    for name in [
+        ECOLOGY_TABLE,
+        TIMERS_TABLE,
+        IDEMPOTENCY_TABLE,
+        CANON_TABLE,
+        MARKET_TABLE,
+        PRODUCTION_TABLE,
+    ] {
+        table
+            .ensure_table(&TableSpec { name: name.into() })
+            .await
+            .unwrap();
+    }
+    for name in [
+        ECOLOGY_INPUT_QUEUE,
+        ECOLOGY_TICK_QUEUE,
+        DISTRIBUTE_QUEUE,
+        PRICE_WINDOW_QUEUE,
+        PRODUCTION_TICK_QUEUE,
+    ] {
+        let dead = dead_letter_queue(name);
+        queue
+            .ensure_queue(&QueueSpec::dead_letter(&dead))
+            .await
+            .unwrap();
+        queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                &dead,
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
+    let context = StageContext::new(queue, table, shared);
+
+    let mut ecology = EcologyConfig::builtin().unwrap();
+    ecology.interval = TickInterval::from_millis(ECOLOGY_INTERVAL_MS).unwrap();
+    let founders = [Founders {
+        species: "glimmerfox".into(),
+        count: 4,
+    }];
+    let cell = PartitionUid::parse("wild/zone-1/cell-1").unwrap();
+    assert!(
+        seed_cell(&context, &ecology, cell, 100, vec![], &founders)
+            .await
+            .unwrap()
+    );
+    let price = PriceConfig::builtin().unwrap();
+    let region = Region {
+        region: PartitionUid::parse("region-01").unwrap(),
+        tick: 0,
+        planets: vec![Planet {
+            id: "planet-0000".into(),
+            kind: "mining".into(),
+            level: 3,
+            stock: [("ore".to_owned(), 200)].into_iter().collect(),
+            last_tick: 0,
+        }],
+    };
+    assert!(seed_region(&context, &price, &region).await.unwrap());
+
+    let fresh = run(&context).await.unwrap();
+    assert_eq!(fresh.cells_checked, 1);
+    assert_eq!(fresh.regions_checked, 1);
+    assert_eq!(fresh.rearmed(), 0, "a freshly armed world needs nothing");
+
+    // Every timer is lost, and the chains stay quiet for more than three intervals of both.
+    clock.advance(3 * price.production_interval_ms + 1);
+    let queue = context.queue.as_ref();
+    assert_eq!(drain(queue, ECOLOGY_TICK_QUEUE).await.len(), 1);
+    assert_eq!(drain(queue, PRODUCTION_TICK_QUEUE).await.len(), 1);
+
+    let pass = run(&context).await.unwrap();
+    assert_eq!(pass.cells_rearmed, 1, "{pass:?}");
+    assert_eq!(pass.regions_rearmed, 1, "{pass:?}");
+    assert_eq!(pass.windows_rearmed, 0, "no station has a pending window");
+    clock.advance(price.production_interval_ms);
+    assert!(!drain(queue, ECOLOGY_TICK_QUEUE).await.is_empty());
+    assert!(!drain(queue, PRODUCTION_TICK_QUEUE).await.is_empty());
+}
