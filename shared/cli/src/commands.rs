@@ -441,8 +441,12 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 context.clone(),
                 worldfleet_distribute::RepublishRules::from_env()?,
             ))),
+            "prune" => handlers.push(Arc::new(worldfleet_prune::Prune::new(
+                context.clone(),
+                worldfleet_prune::PruneConfig::from_env()?,
+            ))),
             other => anyhow::bail!(
-                "unknown stage {other:?}; stages are intake, classify, compose, distribute"
+                "unknown stage {other:?}; stages are intake, classify, compose, distribute, prune"
             ),
         }
     }

@@ -11,6 +11,9 @@ pub const CLASSIFY_QUEUE: &str = "classify.fifo";
 pub const COMPOSE_QUEUE: &str = "compose.fifo";
 /// Canon waiting to be published to feeds.
 pub const DISTRIBUTE_QUEUE: &str = "distribute.fifo";
+/// Garbage-collection work keyed by partition: events published, feeds past retention, player
+/// memory over budget, regions idle or active again.
+pub const PRUNE_QUEUE: &str = "prune.fifo";
 
 /// The dead-letter queue of a FIFO queue (`intake.fifo` → `intake-dlq.fifo`).
 pub fn dead_letter_queue(queue: &str) -> String {
@@ -32,23 +35,32 @@ pub const CANON_TABLE: &str = "canon";
 pub const FEEDS_TABLE: &str = "feeds";
 /// Per-player token buckets and other intake state (pk = `player#id`).
 pub const RATE_LIMITS_TABLE: &str = "ratelimits";
+/// Player memory: observations with their sizes and each player's byte count
+/// (pk = `player#id`).
+pub const MEMORY_TABLE: &str = "memory";
+/// What prune sweeps and keeps: region activity records, the feed index and region
+/// tombstones (pk = `activity#shard`, `parts#region`, `feeds#shard`, `tombstone#region`).
+pub const PRUNE_TABLE: &str = "prune";
 
 /// Every table a deployment declares.
-pub const ALL_TABLES: [&str; 6] = [
+pub const ALL_TABLES: [&str; 8] = [
     LEDGER_TABLE,
     REJECTIONS_TABLE,
     IDEMPOTENCY_TABLE,
     CANON_TABLE,
     FEEDS_TABLE,
     RATE_LIMITS_TABLE,
+    MEMORY_TABLE,
+    PRUNE_TABLE,
 ];
 
 /// Every work queue a deployment declares (each has a dead-letter queue beside it).
-pub const ALL_QUEUES: [&str; 4] = [
+pub const ALL_QUEUES: [&str; 5] = [
     INTAKE_QUEUE,
     CLASSIFY_QUEUE,
     COMPOSE_QUEUE,
     DISTRIBUTE_QUEUE,
+    PRUNE_QUEUE,
 ];
 
 /// What one stage function touches: the source of truth for least-privilege roles, checked
@@ -68,7 +80,7 @@ pub struct StageResources {
 }
 
 /// Every stage of the narrative path and what it touches.
-pub const STAGES: [StageResources; 4] = [
+pub const STAGES: [StageResources; 5] = [
     StageResources {
         stage: "intake",
         consumes: INTAKE_QUEUE,
@@ -93,8 +105,21 @@ pub const STAGES: [StageResources; 4] = [
     StageResources {
         stage: "distribute",
         consumes: DISTRIBUTE_QUEUE,
+        sends_to: &[PRUNE_QUEUE],
+        reads: &[],
+        writes: &[CANON_TABLE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_TABLE],
+    },
+    StageResources {
+        stage: "prune",
+        consumes: PRUNE_QUEUE,
         sends_to: &[],
         reads: &[],
-        writes: &[CANON_TABLE, FEEDS_TABLE],
+        writes: &[
+            IDEMPOTENCY_TABLE,
+            CANON_TABLE,
+            FEEDS_TABLE,
+            MEMORY_TABLE,
+            PRUNE_TABLE,
+        ],
     },
 ];

@@ -6,9 +6,11 @@
 //! - [`idempotency`]: records that move IN_PROGRESS → COMPLETED, with an in-progress expiry tied
 //!   to the invocation's remaining time and a payload hash that refuses a different payload under
 //!   the same key, expiry checked in code;
+//! - [`activity`]: region activity records and the feed index that prune's sweep walks;
 //! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
 //!   the Lambda binaries all drive.
 
+pub mod activity;
 pub mod batch;
 pub mod idempotency;
 pub mod stage;

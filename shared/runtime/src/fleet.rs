@@ -16,6 +16,7 @@ use worldfleet_domain::names::{ALL_QUEUES, INTAKE_QUEUE};
 use worldfleet_intake::{Intake, IntakeConfig};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, SendOutcome};
+use worldfleet_prune::{Prune, PruneConfig};
 
 use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
@@ -123,6 +124,7 @@ pub fn narrative_stages(
         Arc::new(Classify::new(context.clone())),
         Arc::new(Compose::new(context.clone())),
         Arc::new(Distribute::new(context.clone(), rules)),
+        Arc::new(Prune::new(context.clone(), PruneConfig::default())),
     ]
 }
 
