@@ -54,6 +54,7 @@ pub fn crosses_check_mark(first_seq: u64, last_seq: u64) -> bool {
 pub struct Distribute {
     context: StageContext,
     rules: Arc<RepublishRules>,
+    memory_cap_bytes: u64,
 }
 
 impl Distribute {
@@ -62,7 +63,15 @@ impl Distribute {
         Self {
             context,
             rules: Arc::new(rules),
+            memory_cap_bytes: memory::MEMORY_CAP_BYTES,
         }
+    }
+
+    /// Asks prune to cap a player's memory past `bytes` instead of
+    /// [`memory::MEMORY_CAP_BYTES`] (keep it equal to prune's cap).
+    pub fn with_memory_cap(mut self, bytes: u64) -> Self {
+        self.memory_cap_bytes = bytes;
+        self
     }
 
     /// Reads the canon items of `keys`, by event id.
@@ -238,7 +247,7 @@ impl Distribute {
         .await?;
         Ok(counts
             .into_iter()
-            .filter(|(_, bytes)| *bytes > memory::MEMORY_CAP_BYTES as i64)
+            .filter(|(_, bytes)| *bytes > self.memory_cap_bytes as i64)
             .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
             .collect())
     }
