@@ -171,7 +171,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let queue: Arc<dyn Queue> = store.queue();
     let dead_letter = dead_letter_queue(PRUNE_QUEUE);
-    queue.ensure_queue(&QueueSpec::dead_letter(&dead_letter)).await?;
+    queue
+        .ensure_queue(&QueueSpec::dead_letter(&dead_letter))
+        .await?;
     queue
         .ensure_queue(&QueueSpec::with_dead_letter(
             PRUNE_QUEUE,
@@ -197,7 +199,9 @@ async fn main() -> anyhow::Result<()> {
         settings.season_days,
         settings.memory_cap_bytes
     );
-    println!("day,events,disk_bytes,feed_pages,observations,canon_rows,classify_records,prune_requests");
+    println!(
+        "day,events,disk_bytes,feed_pages,observations,canon_rows,classify_records,prune_requests"
+    );
     let mut event_number: u64 = 0;
     let mut prune_requests = 0;
     let batches_per_day = settings.events_per_day / 10;
@@ -237,7 +241,9 @@ async fn main() -> anyhow::Result<()> {
                     accepted_at_ms: now_ms,
                     composed_at_ms: now_ms,
                 };
-                table.put(CANON_TABLE, canon::to_item(&entry)?, None).await?;
+                table
+                    .put(CANON_TABLE, canon::to_item(&entry)?, None)
+                    .await?;
                 // classify's per-event record, with its TTL, as classify leaves it.
                 table
                     .put(
@@ -315,9 +321,13 @@ async fn main() -> anyhow::Result<()> {
             };
             for index in 0..settings.players {
                 let feed = FeedId::Player(player(index)).to_string();
-                census.pages +=
-                    count(table.as_ref(), FEEDS_TABLE, &feed, SortKeyRange::Prefix("page#".into()))
-                        .await;
+                census.pages += count(
+                    table.as_ref(),
+                    FEEDS_TABLE,
+                    &feed,
+                    SortKeyRange::Prefix("page#".into()),
+                )
+                .await;
                 census.observations += count(
                     table.as_ref(),
                     MEMORY_TABLE,
@@ -349,7 +359,11 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    eprintln!("simulated {} days in {:.1} s of wall time", settings.days, started.elapsed().as_secs_f64());
+    eprintln!(
+        "simulated {} days in {:.1} s of wall time",
+        settings.days,
+        started.elapsed().as_secs_f64()
+    );
     drop(context);
     drop(table);
     drop(queue);
