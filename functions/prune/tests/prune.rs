@@ -524,7 +524,7 @@ async fn idle_regions_are_tombstoned_and_come_back_on_activity() {
         .await
         .unwrap()
         .unwrap();
-    assert!(activity.attributes.get("tombstoned").is_none());
+    assert!(!activity.attributes.contains_key("tombstoned"));
 }
 
 #[tokio::test]
@@ -568,4 +568,138 @@ async fn a_region_active_while_being_tombstoned_is_not_lost() {
             .await,
         vec![item]
     );
+}
+
+// ---------------------------------------------------------------- distribute → prune
+
+#[tokio::test]
+async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_kit::activity::feed_index_key;
+    use worldfleet_ports::ReceivedMessage;
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-3/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    for index in 0..4 {
+        let entry = CanonEntry {
+            event_id: format!("ev-{index}"),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-a".into(),
+            audience: vec!["p-a".into(), "p-b".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: format!("line {index}"),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_compose::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 1,
+            sent_at_ms: START_MS,
+        });
+    }
+    let distribute = Distribute::new(fixture.context.clone(), RepublishRules::default_rules());
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+
+    // Observations with their size, the region's activity, the feed index.
+    let observations = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-b"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await;
+    assert_eq!(observations.len(), 1);
+    assert_eq!(
+        memory::observation_entries(&observations[0]).unwrap().len(),
+        4
+    );
+    let region = scene.prefix(2);
+    assert!(
+        fixture
+            .table()
+            .get(PRUNE_TABLE, &activity_key(region.as_str()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        fixture
+            .table()
+            .get(PRUNE_TABLE, &feed_index_key("player:p-a"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // prune handles what distribute asked; the plan goes, the feeds stay readable.
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    let requests: Vec<PruneRequest> = queued
+        .iter()
+        .map(|message| serde_json::from_str(&message.body).unwrap())
+        .collect();
+    let plan_id = requests
+        .iter()
+        .find_map(|request| match request {
+            PruneRequest::EventsPublished { plan_id, .. } => Some(plan_id.clone()),
+            _ => None,
+        })
+        .expect("distribute asked prune to end the plan's bookkeeping");
+    assert!(
+        fixture
+            .table()
+            .get(FEEDS_TABLE, &plan_key(&plan_id))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let prune = fixture.prune(PruneConfig::default());
+    let report = prune.handle_batch(&queued, Duration::from_secs(30)).await;
+    assert!(report.failed_message_ids.is_empty());
+    assert!(
+        fixture
+            .table()
+            .get(FEEDS_TABLE, &plan_key(&plan_id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A duplicate delivery of the batch after the plan is gone publishes nothing twice.
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let feed = FeedId::Player("p-b".into());
+    let read = read_feed(fixture.table(), FEEDS_TABLE, &feed, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.entries.len(), 4);
 }
