@@ -52,8 +52,9 @@ pub struct Eviction {
     pub kept_bytes: u64,
 }
 
-/// Over `cap`, the oldest observations go until the rest fits under it. `observations` are in
-/// sort-key order, which is oldest first.
+/// Over `cap`, the oldest observations go until the rest fits under it — with a tenth of the
+/// cap to spare, so that a player at the cap is not evicted from (and told about it) on every
+/// new observation. `observations` are in sort-key order, which is oldest first.
 pub fn evict_memory(observations: &[ObservationSize], cap: u64) -> Eviction {
     let total: u64 = observations
         .iter()
@@ -63,8 +64,12 @@ pub fn evict_memory(observations: &[ObservationSize], cap: u64) -> Eviction {
         kept_bytes: total,
         ..Eviction::default()
     };
+    if total <= cap {
+        return eviction;
+    }
+    let target = cap - cap / 10;
     for observation in observations {
-        if eviction.kept_bytes <= cap {
+        if eviction.kept_bytes <= target {
             break;
         }
         eviction.evict.push(observation.sort_key.clone());
