@@ -11,6 +11,21 @@ pub enum DistributeError {
     Rules(String),
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    /// The reader asked for entries that were trimmed past retention: answering with what is
+    /// left would be a silent gap.
+    #[error(
+        "reader is behind retention: {feed} has trimmed its entries up to seq {trimmed_through}, \
+         and the read asked for entries after seq {after_seq}; entries {first_missing} to \
+         {trimmed_through} are gone. Recover by rebuilding the reader's view from canon, then \
+         read on from seq {trimmed_through} (`worldfleet feed --after {trimmed_through}`, or \
+         commit the reader's checkpoint to {trimmed_through})"
+    )]
+    BehindRetention {
+        feed: String,
+        after_seq: u64,
+        first_missing: u64,
+        trimmed_through: u64,
+    },
 }
 
 impl DistributeError {
@@ -18,7 +33,7 @@ impl DistributeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
-            Self::Rules(_) | Self::Corrupt { .. } => false,
+            Self::Rules(_) | Self::Corrupt { .. } | Self::BehindRetention { .. } => false,
         }
     }
 }

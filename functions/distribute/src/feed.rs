@@ -4,12 +4,51 @@
 //! their last sequence number, so the pages that can hold newer entries are exactly those
 //! whose key sorts after the checkpoint's. Each reader keeps its own checkpoint item in the
 //! feed's partition; checkpoints only move forward.
+//!
+//! Retention: prune deletes the oldest pages once they are older than [`FEED_RETENTION`] and
+//! every live reader's checkpoint has passed them, or once they are older than
+//! [`FEED_HARD_RETENTION`] whatever the readers say. Before it deletes a page it raises the
+//! feed's `trim` row to the page's last sequence number, so a read that asks for anything at
+//! or below it fails with [`DistributeError::BehindRetention`] instead of returning a silent
+//! gap. A checkpoint not moved for [`FEED_HARD_RETENTION`] no longer holds pages back (it is
+//! ignored in code, and its `ttl` lets the store's janitor remove it).
 
 use worldfleet_domain::{FeedEntry, FeedId};
 use worldfleet_ports::{Comparison, Condition, Item, Key, Query, SortKeyRange, Table};
 
-use crate::error::Result;
+use std::time::Duration;
+
+use worldfleet_ports::TTL_ATTRIBUTE;
+
+use crate::error::{DistributeError, Result};
 use crate::plan::{page_from_item, page_sort_key};
+
+/// Pages older than this go once every live reader's checkpoint has passed them.
+pub const FEED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Pages older than this go whatever the readers say; checkpoints idle this long are dead.
+pub const FEED_HARD_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long after the hard retention a page's `ttl` lets the store's janitor remove it: prune
+/// trims well before, so the janitor only ever cleans behind a sweep that did not run.
+pub const PAGE_TTL_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The sort key of a feed's trim row (`trimmed_through`: the highest trimmed sequence number).
+pub const TRIM_SORT_KEY: &str = "trim";
+/// The sort-key prefix of reader checkpoints.
+pub const READER_PREFIX: &str = "reader#";
+
+/// The key of a feed's trim row.
+pub fn trim_key(feed: &FeedId) -> Key {
+    Key::new(feed.to_string(), TRIM_SORT_KEY)
+}
+
+/// The highest sequence number trimmed from `feed` (0 when nothing was).
+pub async fn trimmed_through(table: &dyn Table, table_name: &str, feed: &FeedId) -> Result<u64> {
+    let item = table.get(table_name, &trim_key(feed)).await?;
+    Ok(item
+        .and_then(|item| item.i64("trimmed_through"))
+        .unwrap_or(0)
+        .max(0) as u64)
+}
 
 /// Entries read from a feed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,7 +58,8 @@ pub struct FeedRead {
     pub next_after_seq: u64,
 }
 
-/// Up to `limit` entries of `feed` with sequence numbers above `after_seq`, in order.
+/// Up to `limit` entries of `feed` with sequence numbers above `after_seq`, in order; fails
+/// with [`DistributeError::BehindRetention`] when entries after `after_seq` were trimmed.
 pub async fn read_feed(
     table: &dyn Table,
     table_name: &str,
@@ -28,6 +68,15 @@ pub async fn read_feed(
     limit: usize,
 ) -> Result<FeedRead> {
     let pk = feed.to_string();
+    let trimmed = trimmed_through(table, table_name, feed).await?;
+    if trimmed > after_seq {
+        return Err(DistributeError::BehindRetention {
+            feed: pk,
+            after_seq,
+            first_missing: after_seq + 1,
+            trimmed_through: trimmed,
+        });
+    }
     let mut read = FeedRead {
         entries: Vec::new(),
         next_after_seq: after_seq,
@@ -58,7 +107,7 @@ pub async fn read_feed(
 }
 
 fn checkpoint_key(feed: &FeedId, reader: &str) -> Key {
-    Key::new(feed.to_string(), format!("reader#{reader}"))
+    Key::new(feed.to_string(), format!("{READER_PREFIX}{reader}"))
 }
 
 /// The reader's checkpoint (0 when it has none).
@@ -83,7 +132,11 @@ pub async fn commit_checkpoint(
 ) -> Result<bool> {
     let item = Item::new(checkpoint_key(feed, reader))
         .with("seq", seq as i64)
-        .with("updated_at_ms", now_ms as i64);
+        .with("updated_at_ms", now_ms as i64)
+        .with(
+            TTL_ATTRIBUTE,
+            (now_ms / 1000 + FEED_HARD_RETENTION.as_secs()) as i64,
+        );
     let forward = Condition::Or(vec![
         Condition::ItemNotExists,
         Condition::compare("seq", Comparison::Lt, seq as i64),

@@ -6,7 +6,11 @@
 //!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
 //!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
 //! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
-//!    same bytes), then mark the plan completed so later replays skip it.
+//!    same bytes) and the players' observations ([`crate::memory`]), then mark the plan
+//!    completed so later replays skip it.
+//! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
+//!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
+//!    and touch the regions the events belong to (a tombstoned one is asked back).
 //!
 //! A failure at any step fails every record it touches; redelivery resumes from the durable
 //! state, so no entry is lost and none is written twice.
@@ -18,24 +22,39 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::try_join_all;
 use worldfleet_compose::canon;
-use worldfleet_domain::names::{CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE};
-use worldfleet_domain::{CanonEntry, DistributeRequest};
-use worldfleet_kit::{BatchReport, StageContext, StageHandler};
+use worldfleet_domain::names::{
+    CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
+};
+use worldfleet_domain::{CanonEntry, DistributeRequest, FeedId, PartitionUid, PruneRequest};
+use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
 use worldfleet_ports::{
-    BatchWrite, Condition, Error, Item, Key, ReceivedMessage, TransactWrite, Update,
+    BatchWrite, Condition, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome,
+    TransactWrite, Update,
 };
 
 use crate::error::{DistributeError, Result};
+use crate::memory;
 use crate::plan::{self, Plan, PlannedPage};
 use crate::rules::RepublishRules;
 
 const PLANNING_ATTEMPTS: usize = 3;
+/// A feed is put in the feed index and checked for retention each time its sequence numbers
+/// cross a multiple of this (and at its first entry).
+pub const FEED_CHECK_EVERY: u64 = 256;
+/// How deep a region is: events of `gm/district/scene` belong to the region `gm/district`.
+pub const REGION_DEPTH: usize = 2;
+
+/// True when the run `first_seq..=last_seq` starts a feed or crosses a check mark.
+pub fn crosses_check_mark(first_seq: u64, last_seq: u64) -> bool {
+    first_seq == 1 || (first_seq - 1) / FEED_CHECK_EVERY != last_seq / FEED_CHECK_EVERY
+}
 
 /// The distribute stage.
 pub struct Distribute {
     context: StageContext,
     rules: Arc<RepublishRules>,
+    memory_cap_bytes: u64,
 }
 
 impl Distribute {
@@ -44,7 +63,15 @@ impl Distribute {
         Self {
             context,
             rules: Arc::new(rules),
+            memory_cap_bytes: memory::MEMORY_CAP_BYTES,
         }
+    }
+
+    /// Asks prune to cap a player's memory past `bytes` instead of
+    /// [`memory::MEMORY_CAP_BYTES`] (keep it equal to prune's cap).
+    pub fn with_memory_cap(mut self, bytes: u64) -> Self {
+        self.memory_cap_bytes = bytes;
+        self
     }
 
     /// Reads the canon items of `keys`, by event id.
@@ -119,19 +146,22 @@ impl Distribute {
 
     /// Writes the pages of the plan `plan_id` unless it is already completed.
     async fn execute(&self, plan_id: &str, known: &BTreeMap<String, CanonEntry>) -> Result<()> {
-        let record = self
+        let Some(record) = self
             .context
             .table
             .get(FEEDS_TABLE, &plan::plan_key(plan_id))
             .await?
-            .ok_or_else(|| DistributeError::Corrupt {
-                what: format!("plan {plan_id}"),
-                reason: "an event points at a plan record that does not exist (expired?)".into(),
-            })?;
-        if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
+        else {
+            // Plans are removed only once completed (by prune, or by their TTL much later):
+            // an event pointing at a missing plan was published already.
+            tracing::info!(plan = plan_id, "plan already published and pruned");
             return Ok(());
-        }
+        };
         let plan = plan::plan_from_item(&record)?;
+        if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
+            // A crash may have come between completion and telling prune: tell it again.
+            return self.send_prune(vec![published(&plan)]).await;
+        }
         let mut canon = BTreeMap::new();
         let mut missing = Vec::new();
         for (partition, event_id) in &plan.events {
@@ -146,10 +176,28 @@ impl Distribute {
             let entry = canon::from_item(item)?;
             canon.insert(entry.event_id.clone(), entry);
         }
-        let pages = plan::pages(&plan, &canon, self.context.clock.now_ms())?;
+        let now_ms = self.context.clock.now_ms();
+        let pages = plan::pages(&plan, &canon, now_ms)?;
         for chunk in pages.chunks(MAX_BATCH_WRITE) {
             let writes = chunk.iter().cloned().map(BatchWrite::Put).collect();
             self.context.table.batch_write(FEEDS_TABLE, writes).await?;
+        }
+        let mut requests = vec![published(&plan)];
+        requests.extend(self.remember(&pages, now_ms).await?);
+        for planned in &plan.pages {
+            let last_seq = planned.first_seq + planned.event_ids.len() as u64 - 1;
+            if crosses_check_mark(planned.first_seq, last_seq) {
+                activity::index_feed(
+                    self.context.table.as_ref(),
+                    PRUNE_TABLE,
+                    &planned.feed,
+                    now_ms,
+                )
+                .await?;
+                requests.push(PruneRequest::FeedPastRetention {
+                    feed: planned.feed.clone(),
+                });
+            }
         }
         self.context
             .table
@@ -160,7 +208,110 @@ impl Distribute {
                 Some(Condition::ItemExists),
             )
             .await?;
+        self.send_prune(requests).await
+    }
+
+    /// Writes each player page as the player's observation and counts its bytes; returns a
+    /// request for each player whose count is now over the cap.
+    async fn remember(&self, pages: &[Item], now_ms: u64) -> Result<Vec<PruneRequest>> {
+        let mut observations = Vec::new();
+        for page_item in pages {
+            if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
+                let page = plan::page_from_item(page_item)?;
+                observations.push((
+                    player.clone(),
+                    memory::observation_item(&player, &page, now_ms)?,
+                ));
+            }
+        }
+        for chunk in observations.chunks(MAX_BATCH_WRITE) {
+            let writes = chunk
+                .iter()
+                .map(|(_, item)| BatchWrite::Put(item.clone()))
+                .collect();
+            self.context.table.batch_write(MEMORY_TABLE, writes).await?;
+        }
+        let counts = try_join_all(observations.iter().map(|(player, item)| async move {
+            let budget = self
+                .context
+                .table
+                .update(
+                    MEMORY_TABLE,
+                    &memory::budget_key(player),
+                    Update::new().add("bytes", memory::observation_bytes(item) as i64),
+                    None,
+                )
+                .await?;
+            Ok::<_, DistributeError>((player.clone(), budget.i64("bytes").unwrap_or(0)))
+        }))
+        .await?;
+        Ok(counts
+            .into_iter()
+            .filter(|(_, bytes)| *bytes > self.memory_cap_bytes as i64)
+            .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
+            .collect())
+    }
+
+    /// Sends prune its requests, ten at a time; any refusal fails the batch (it is retried,
+    /// and every request is safe to repeat).
+    async fn send_prune(&self, requests: Vec<PruneRequest>) -> Result<()> {
+        let messages: Vec<OutgoingMessage> = requests
+            .iter()
+            .map(|request| {
+                let body =
+                    serde_json::to_string(request).map_err(|error| DistributeError::Corrupt {
+                        what: "prune request".into(),
+                        reason: error.to_string(),
+                    })?;
+                Ok(OutgoingMessage::fifo(
+                    body,
+                    &request.group(),
+                    &request.dedup_id(),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        for chunk in messages.chunks(worldfleet_ports::queue::MAX_BATCH) {
+            let outcomes = self
+                .context
+                .queue
+                .send_batch(PRUNE_QUEUE, chunk.to_vec())
+                .await?;
+            if let Some(SendOutcome::Failed { reason, .. }) = outcomes
+                .into_iter()
+                .find(|outcome| matches!(outcome, SendOutcome::Failed { .. }))
+            {
+                return Err(Error::Unavailable(format!("prune request not sent: {reason}")).into());
+            }
+        }
         Ok(())
+    }
+
+    /// Records the activity of the batch's regions; asks for tombstoned ones to come back.
+    async fn touch_regions(&self, events: &[CanonEntry]) -> Result<()> {
+        let mut regions: BTreeMap<PartitionUid, BTreeSet<&str>> = BTreeMap::new();
+        for entry in events {
+            regions
+                .entry(entry.partition.prefix(REGION_DEPTH))
+                .or_default()
+                .insert(entry.partition.as_str());
+        }
+        let now_ms = self.context.clock.now_ms();
+        let mut requests = Vec::new();
+        for (region, partitions) in regions {
+            let partitions: Vec<&str> = partitions.into_iter().collect();
+            let tombstoned = activity::touch_region(
+                self.context.table.as_ref(),
+                PRUNE_TABLE,
+                region.as_str(),
+                &partitions,
+                now_ms,
+            )
+            .await?;
+            if tombstoned {
+                requests.push(PruneRequest::RegionActive { region });
+            }
+        }
+        self.send_prune(requests).await
     }
 
     async fn distribute(&self, events: &[CanonEntry]) -> Result<()> {
@@ -209,7 +360,23 @@ impl Distribute {
         for plan_id in &plans {
             self.execute(plan_id, &known).await?;
         }
-        Ok(())
+        self.touch_regions(events).await
+    }
+}
+
+/// The request that ends a published plan's bookkeeping.
+fn published(plan: &Plan) -> PruneRequest {
+    PruneRequest::EventsPublished {
+        plan_id: plan.id.clone(),
+        events: plan
+            .events
+            .iter()
+            .filter_map(|(partition, event_id)| {
+                PartitionUid::parse(partition)
+                    .ok()
+                    .map(|partition| (partition, event_id.clone()))
+            })
+            .collect(),
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod error;
 pub mod feed;
 pub mod handler;
+pub mod memory;
 pub mod plan;
 pub mod rules;
 

@@ -110,7 +110,13 @@ pub fn page_item(feed: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
         .with("first_seq", page.first_seq as i64)
         .with("last_seq", page.last_seq() as i64)
         .with("entries", entries)
-        .with("written_at_ms", now_ms as i64))
+        .with("written_at_ms", now_ms as i64)
+        .with(
+            TTL_ATTRIBUTE,
+            (now_ms / 1000
+                + crate::feed::FEED_HARD_RETENTION.as_secs()
+                + crate::feed::PAGE_TTL_GRACE.as_secs()) as i64,
+        ))
 }
 
 /// Decodes a page item.

@@ -692,10 +692,14 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 context.clone(),
                 worldfleet_ecology::EcologyConfig::from_env().context("ecology rules")?,
             ))),
+            "prune" => handlers.push(Arc::new(worldfleet_prune::Prune::new(
+                context.clone(),
+                worldfleet_prune::PruneConfig::from_env()?,
+            ))),
             "watchdog" => watchdog = Some((context.clone(), Duration::from_secs(60))),
             other => anyhow::bail!(
                 "unknown stage {other:?}; stages are intake, classify, compose, distribute, \
-                 market, price-window, production, ecology-input, ecology, watchdog"
+                 prune, market, price-window, production, ecology-input, ecology, watchdog"
             ),
         }
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod feed;
 pub mod messages;
 pub mod names;
+pub mod prune;
 pub mod uid;
 
 pub use envelope::{
@@ -21,4 +22,5 @@ pub use messages::{
     AcceptedEvent, CanonEntry, Classification, ComposeRequest, DistributeRequest, Intent,
     RejectReason, Tier,
 };
+pub use prune::PruneRequest;
 pub use uid::PartitionUid;

@@ -11,6 +11,9 @@ pub const CLASSIFY_QUEUE: &str = "classify.fifo";
 pub const COMPOSE_QUEUE: &str = "compose.fifo";
 /// Canon waiting to be published to feeds.
 pub const DISTRIBUTE_QUEUE: &str = "distribute.fifo";
+/// Garbage-collection work keyed by partition: events published, feeds past retention, player
+/// memory over budget, regions idle or active again.
+pub const PRUNE_QUEUE: &str = "prune.fifo";
 
 /// Trades routed from intake, waiting for their station's market (FIFO; group = station UID).
 pub const MARKET_QUEUE: &str = "market.fifo";
@@ -44,6 +47,12 @@ pub const CANON_TABLE: &str = "canon";
 pub const FEEDS_TABLE: &str = "feeds";
 /// Per-player token buckets and other intake state (pk = `player#id`).
 pub const RATE_LIMITS_TABLE: &str = "ratelimits";
+/// Player memory: observations with their sizes and each player's byte count
+/// (pk = `player#id`).
+pub const MEMORY_TABLE: &str = "memory";
+/// What prune sweeps and keeps: region activity records, the feed index and region
+/// tombstones (pk = `activity#shard`, `parts#region`, `feeds#shard`, `tombstone#region`).
+pub const PRUNE_TABLE: &str = "prune";
 
 /// Station markets: state, one record per transaction, one per recompute (pk = station UID).
 pub const MARKET_TABLE: &str = "market";
@@ -72,21 +81,24 @@ pub const WORLD_QUEUES: [&str; 5] = [
 pub const WATCHDOG_SCHEDULE: &str = "schedule:rate(1 minute)";
 
 /// Every table a deployment declares.
-pub const ALL_TABLES: [&str; 6] = [
+pub const ALL_TABLES: [&str; 8] = [
     LEDGER_TABLE,
     REJECTIONS_TABLE,
     IDEMPOTENCY_TABLE,
     CANON_TABLE,
     FEEDS_TABLE,
     RATE_LIMITS_TABLE,
+    MEMORY_TABLE,
+    PRUNE_TABLE,
 ];
 
 /// Every work queue a deployment declares (each has a dead-letter queue beside it).
-pub const ALL_QUEUES: [&str; 4] = [
+pub const ALL_QUEUES: [&str; 5] = [
     INTAKE_QUEUE,
     CLASSIFY_QUEUE,
     COMPOSE_QUEUE,
     DISTRIBUTE_QUEUE,
+    PRUNE_QUEUE,
 ];
 
 /// What one stage function touches: the source of truth for least-privilege roles, checked
@@ -106,7 +118,7 @@ pub struct StageResources {
 }
 
 /// Every stage and what it touches.
-pub const STAGES: [StageResources; 9] = [
+pub const STAGES: [StageResources; 10] = [
     StageResources {
         stage: "intake",
         consumes: INTAKE_QUEUE,
@@ -131,9 +143,22 @@ pub const STAGES: [StageResources; 9] = [
     StageResources {
         stage: "distribute",
         consumes: DISTRIBUTE_QUEUE,
+        sends_to: &[PRUNE_QUEUE],
+        reads: &[],
+        writes: &[CANON_TABLE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_TABLE],
+    },
+    StageResources {
+        stage: "prune",
+        consumes: PRUNE_QUEUE,
         sends_to: &[],
         reads: &[],
-        writes: &[CANON_TABLE, FEEDS_TABLE],
+        writes: &[
+            IDEMPOTENCY_TABLE,
+            CANON_TABLE,
+            FEEDS_TABLE,
+            MEMORY_TABLE,
+            PRUNE_TABLE,
+        ],
     },
     StageResources {
         stage: "market",

@@ -6,12 +6,14 @@
 //! - [`idempotency`]: records that move IN_PROGRESS → COMPLETED, with an in-progress expiry tied
 //!   to the invocation's remaining time and a payload hash that refuses a different payload under
 //!   the same key, expiry checked in code;
+//! - [`activity`]: region activity records and the feed index that prune's sweep walks;
 //! - [`timer`]: delayed-message timer chains, their registry and the watchdog's staleness rule;
 //! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
 //!   the Lambda binaries all drive;
 //! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
 //!   services (the inference pool, model servers), whose failures stages fall back from.
 
+pub mod activity;
 pub mod batch;
 pub mod breaker;
 pub mod http;

@@ -22,6 +22,7 @@ use worldfleet_domain::names::{ALL_QUEUES, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, MA
 use worldfleet_intake::{Intake, IntakeConfig};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, SendOutcome};
+use worldfleet_prune::{Prune, PruneConfig};
 
 use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
@@ -266,7 +267,8 @@ pub async fn settle_world(
     Ok(settled && drained)
 }
 
-/// The four narrative stages over `context`, classifying by rules and composing by templates.
+/// The narrative stages (intake, classify, compose, distribute, prune) over `context`,
+/// classifying by rules and composing by templates.
 pub fn narrative_stages(
     context: &StageContext,
     intake: IntakeConfig,
@@ -281,7 +283,7 @@ pub fn narrative_stages(
     )
 }
 
-/// The four narrative stages over `context` with the given classifier and composer.
+/// The narrative stages over `context` with the given classifier and composer.
 pub fn narrative_stages_with(
     context: &StageContext,
     intake: IntakeConfig,
@@ -294,6 +296,7 @@ pub fn narrative_stages_with(
         Arc::new(Classify::with_classifier(context.clone(), classifier)),
         Arc::new(Compose::with_composer(context.clone(), composer)),
         Arc::new(Distribute::new(context.clone(), rules)),
+        Arc::new(Prune::new(context.clone(), PruneConfig::default())),
     ]
 }
 

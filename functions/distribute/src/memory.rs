@@ -1,0 +1,99 @@
+//! Player memory: what each player has observed, with its size accounted.
+//!
+//! Every page distribute writes to a player's feed is also that player's observation: the
+//! entries the player took part in or received. Observations live in the memory table under
+//! `player#ID`, sorted by the feed sequence number they start at (so oldest first), each with
+//! its size in `bytes`; the `budget` row beside them counts the player's total bytes with an
+//! atomic add. A replayed plan rewrites the same observation (same key, same bytes) but may add
+//! its size twice: the count can only run high, never low, and prune recounts exactly before it
+//! evicts anything, so an overcount costs one early check, never a lost observation.
+
+use worldfleet_domain::{FeedEntry, FeedPage};
+use worldfleet_ports::{Item, Key};
+
+use crate::error::{DistributeError, Result};
+
+/// The size a player's memory is expected to settle at: what compose reads as recent memory.
+pub const MEMORY_BASELINE_BYTES: u64 = 100 * 1024;
+/// Over this, prune evicts the oldest observations until the player is under it again.
+pub const MEMORY_CAP_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The memory partition of a player.
+pub fn memory_pk(player: &str) -> String {
+    format!("player#{player}")
+}
+
+/// The sort-key prefix of observations.
+pub const OBSERVATION_PREFIX: &str = "obs#";
+
+/// The sort key of the observation starting at feed sequence `first_seq`.
+pub fn observation_sort_key(first_seq: u64) -> String {
+    format!("{OBSERVATION_PREFIX}{first_seq:020}")
+}
+
+/// The key of a player's byte count.
+pub fn budget_key(player: &str) -> Key {
+    Key::new(memory_pk(player), "budget")
+}
+
+/// The observation item of one page of a player's feed, its size in `bytes`.
+pub fn observation_item(player: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
+    let entries =
+        serde_json::to_string(&page.entries).map_err(|error| DistributeError::Corrupt {
+            what: format!("observation of {player}"),
+            reason: error.to_string(),
+        })?;
+    let item = Item::new(Key::new(
+        memory_pk(player),
+        observation_sort_key(page.first_seq),
+    ))
+    .with("entries", entries)
+    .with("observed_at_ms", now_ms as i64);
+    // The size attribute counts itself (at most 9 bytes for any realistic size).
+    let bytes = item.size_bytes() + "bytes".len() + 9;
+    Ok(item.with("bytes", bytes as i64))
+}
+
+/// The size an observation item accounts for.
+pub fn observation_bytes(item: &Item) -> u64 {
+    item.i64("bytes")
+        .map_or(item.size_bytes() as u64, |bytes| bytes.max(0) as u64)
+}
+
+/// Decodes an observation's entries.
+pub fn observation_entries(item: &Item) -> Result<Vec<FeedEntry>> {
+    serde_json::from_str(item.str("entries").unwrap_or("[]")).map_err(|error| {
+        DistributeError::Corrupt {
+            what: format!("observation {}", item.key),
+            reason: error.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use worldfleet_domain::{EventKind, PartitionUid};
+
+    use super::*;
+
+    #[test]
+    fn observations_sort_oldest_first_and_account_their_size() {
+        let page = FeedPage {
+            first_seq: 9,
+            entries: vec![FeedEntry {
+                seq: 9,
+                event_id: "e".into(),
+                partition: PartitionUid::parse("gm/d/s").unwrap(),
+                kind: EventKind::Dialogue,
+                actor: "a".into(),
+                text: "hello".into(),
+                accepted_at_ms: 1,
+            }],
+        };
+        let item = observation_item("a", &page, 5).unwrap();
+        assert!(observation_sort_key(9) < observation_sort_key(10));
+        assert!(observation_bytes(&item) >= item.size_bytes() as u64);
+        assert!(observation_bytes(&item) <= item.size_bytes() as u64 + 9);
+        assert_eq!(observation_entries(&item).unwrap(), page.entries);
+    }
+}

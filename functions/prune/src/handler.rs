@@ -1,0 +1,409 @@
+//! The prune stage handler: one prune request per record, each re-reading the state it prunes.
+//!
+//! Every request is idempotent because every decision is made again from what is stored: a
+//! duplicate finds nothing left to collect, a retry after a crash finishes what was started.
+//! Writes are ordered so that a crash between any two leaves nothing unreachable:
+//! - event bookkeeping: only a *completed* plan is deleted (distribute treats a missing plan
+//!   as published), then classify's idempotency records;
+//! - feed retention: the trim row is raised *before* pages are deleted, so a reader can never
+//!   see a silent gap;
+//! - player memory: the notice is written (once: a marker keyed by the eviction holds its
+//!   sequence number) before the observations go, then the byte count is corrected by the
+//!   difference between what was counted and what is kept;
+//! - tombstones: see [`crate::tombstone`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use worldfleet_distribute::feed::{READER_PREFIX, trim_key};
+use worldfleet_distribute::memory::{self, OBSERVATION_PREFIX};
+use worldfleet_distribute::plan::{self as feed_plan, page_from_item};
+use worldfleet_domain::names::{FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE};
+use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
+use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, process_batch};
+use worldfleet_ports::table::MAX_BATCH_WRITE;
+use worldfleet_ports::{
+    BatchWrite, Comparison, Condition, Item, Key, Query, ReceivedMessage, SortKeyRange,
+    TTL_ATTRIBUTE, Table, Update,
+};
+
+use crate::core::{self, ObservationSize, PageAge, PruneConfig, ReaderCheckpoint};
+use crate::error::{PruneError, Result};
+use crate::tombstone;
+
+/// How long an eviction's notice marker is kept (a redelivery comes within days at most).
+const NOTICE_MARKER_LIFETIME_SECS: u64 = 14 * 24 * 3600;
+
+/// What one request did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// Rows deleted from hot tables.
+    pub deleted: usize,
+    /// Feed lines written (eviction notices).
+    pub notices: usize,
+}
+
+/// The prune stage.
+pub struct Prune {
+    context: StageContext,
+    config: Arc<PruneConfig>,
+}
+
+impl Prune {
+    /// prune over `context` with `config`.
+    pub fn new(context: StageContext, config: PruneConfig) -> Self {
+        Self {
+            context,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &PruneConfig {
+        &self.config
+    }
+
+    fn table(&self) -> &dyn Table {
+        self.context.table.as_ref()
+    }
+
+    /// Carries out one request.
+    pub async fn handle(&self, request: &PruneRequest) -> Result<PruneOutcome> {
+        match request {
+            PruneRequest::EventsPublished { plan_id, events } => {
+                self.end_event_bookkeeping(plan_id, events).await
+            }
+            PruneRequest::FeedPastRetention { feed } => {
+                let feed = FeedId::parse(feed).map_err(|error| PruneError::Corrupt {
+                    what: "feed id".into(),
+                    reason: error.to_string(),
+                })?;
+                self.trim_feed(&feed).await
+            }
+            PruneRequest::MemoryOverBudget { player } => self.cap_memory(player).await,
+            PruneRequest::RegionIdle { region } => {
+                tombstone::bury_if_idle(&self.context, &self.config, region).await
+            }
+            PruneRequest::RegionActive { region } => {
+                tombstone::resurrect(&self.context, region).await
+            }
+        }
+    }
+
+    /// Deletes a published plan's record and its events' classify idempotency records.
+    async fn end_event_bookkeeping(
+        &self,
+        plan_id: &str,
+        events: &[(PartitionUid, String)],
+    ) -> Result<PruneOutcome> {
+        let mut outcome = PruneOutcome::default();
+        let completed = Condition::eq("completed", true);
+        match self
+            .table()
+            .delete(FEEDS_TABLE, &feed_plan::plan_key(plan_id), Some(completed))
+            .await
+        {
+            Ok(removed) => outcome.deleted += usize::from(removed.is_some()),
+            Err(error) if error.is_condition_failed() => {
+                // Not completed yet: distribute asks again once it is.
+                tracing::info!(plan = plan_id, "plan not completed; kept");
+                return Ok(outcome);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let records: Vec<BatchWrite> = events
+            .iter()
+            .map(|(_, event_id)| {
+                BatchWrite::Delete(Key::new(format!("classify#{event_id}"), "idempotency"))
+            })
+            .collect();
+        for chunk in records.chunks(MAX_BATCH_WRITE) {
+            self.table()
+                .batch_write(IDEMPOTENCY_TABLE, chunk.to_vec())
+                .await?;
+        }
+        outcome.deleted += records.len();
+        Ok(outcome)
+    }
+
+    /// Trims a feed's pages past retention; raises the trim row first.
+    async fn trim_feed(&self, feed: &FeedId) -> Result<PruneOutcome> {
+        let pk = feed.to_string();
+        let now_ms = self.context.clock.now_ms();
+        let readers: Vec<ReaderCheckpoint> = query_all(
+            self.table(),
+            FEEDS_TABLE,
+            &pk,
+            SortKeyRange::Prefix(READER_PREFIX.into()),
+        )
+        .await?
+        .iter()
+        .map(|item| ReaderCheckpoint {
+            seq: item.i64("seq").unwrap_or(0).max(0) as u64,
+            updated_at_ms: item.i64("updated_at_ms").unwrap_or(0).max(0) as u64,
+        })
+        .collect();
+        let pages: Vec<PageAge> = query_all(
+            self.table(),
+            FEEDS_TABLE,
+            &pk,
+            SortKeyRange::Prefix("page#".into()),
+        )
+        .await?
+        .iter()
+        .map(|item| PageAge {
+            sort_key: item.key.sk.clone(),
+            last_seq: item.i64("last_seq").unwrap_or(0).max(0) as u64,
+            written_at_ms: item.i64("written_at_ms").unwrap_or(0).max(0) as u64,
+        })
+        .collect();
+        let trim = core::trim_feed(&pages, &readers, now_ms, &self.config);
+        if trim.delete.is_empty() {
+            return Ok(PruneOutcome::default());
+        }
+        let raise = Condition::Or(vec![
+            Condition::NotExists("trimmed_through".into()),
+            Condition::compare(
+                "trimmed_through",
+                Comparison::Lt,
+                trim.trimmed_through as i64,
+            ),
+        ]);
+        match self
+            .table()
+            .update(
+                FEEDS_TABLE,
+                &trim_key(feed),
+                Update::new()
+                    .set("trimmed_through", trim.trimmed_through as i64)
+                    .set("trimmed_at_ms", now_ms as i64),
+                Some(raise),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.is_condition_failed() => {}
+            Err(error) => return Err(error.into()),
+        }
+        let deletes: Vec<BatchWrite> = trim
+            .delete
+            .iter()
+            .map(|sk| BatchWrite::Delete(Key::new(pk.clone(), sk.clone())))
+            .collect();
+        for chunk in deletes.chunks(MAX_BATCH_WRITE) {
+            self.table()
+                .batch_write(FEEDS_TABLE, chunk.to_vec())
+                .await?;
+        }
+        tracing::info!(feed = %pk, pages = deletes.len(), trimmed_through = trim.trimmed_through, "feed trimmed past retention");
+        Ok(PruneOutcome {
+            deleted: deletes.len(),
+            notices: 0,
+        })
+    }
+
+    /// Evicts a player's oldest observations until under the cap, and tells the player.
+    async fn cap_memory(&self, player: &str) -> Result<PruneOutcome> {
+        let budget_key = memory::budget_key(player);
+        let counted = self
+            .table()
+            .get(MEMORY_TABLE, &budget_key)
+            .await?
+            .and_then(|item| item.i64("bytes"))
+            .unwrap_or(0);
+        let observations = query_all(
+            self.table(),
+            MEMORY_TABLE,
+            &memory::memory_pk(player),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await?;
+        let sizes: Vec<ObservationSize> = observations
+            .iter()
+            .map(|item| ObservationSize {
+                sort_key: item.key.sk.clone(),
+                bytes: memory::observation_bytes(item),
+            })
+            .collect();
+        let eviction = core::evict_memory(&sizes, self.config.memory_cap_bytes);
+        let mut outcome = PruneOutcome::default();
+        if let Some(last_evicted) = eviction.evict.last() {
+            let text = core::eviction_notice(&eviction, self.config.memory_cap_bytes);
+            self.notify(player, last_evicted, &text).await?;
+            outcome.notices = 1;
+            let deletes: Vec<BatchWrite> = eviction
+                .evict
+                .iter()
+                .map(|sk| BatchWrite::Delete(Key::new(memory::memory_pk(player), sk.clone())))
+                .collect();
+            for chunk in deletes.chunks(MAX_BATCH_WRITE) {
+                self.table()
+                    .batch_write(MEMORY_TABLE, chunk.to_vec())
+                    .await?;
+            }
+            outcome.deleted = deletes.len();
+            tracing::info!(
+                player,
+                evicted = deletes.len(),
+                bytes = eviction.evicted_bytes,
+                "player memory over its cap: oldest observations evicted"
+            );
+        }
+        // Correct the count by the difference: concurrent adds since it was read survive.
+        let correction = eviction.kept_bytes as i64 - counted;
+        if correction != 0 {
+            self.table()
+                .update(
+                    MEMORY_TABLE,
+                    &budget_key,
+                    Update::new().add("bytes", correction),
+                    None,
+                )
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the one-line eviction notice to the player's feed, once per eviction: a marker
+    /// keyed by the last evicted observation holds the notice's sequence number, so a retry
+    /// rewrites the same page instead of adding a second line.
+    async fn notify(&self, player: &str, last_evicted: &str, text: &str) -> Result<()> {
+        let feed = FeedId::Player(player.to_owned()).to_string();
+        let marker_key = Key::new(memory::memory_pk(player), format!("notice#{last_evicted}"));
+        let now_ms = self.context.clock.now_ms();
+        let marker = match self.table().get(MEMORY_TABLE, &marker_key).await? {
+            Some(marker) => marker,
+            None => {
+                let counter = self
+                    .table()
+                    .update(
+                        FEEDS_TABLE,
+                        &feed_plan::counter_key(&feed),
+                        Update::new().add("next", 1),
+                        None,
+                    )
+                    .await?;
+                let marker = Item::new(marker_key.clone())
+                    .with("seq", counter.i64("next").unwrap_or(1))
+                    .with("text", text)
+                    .with("at_ms", now_ms as i64)
+                    .with(
+                        TTL_ATTRIBUTE,
+                        (now_ms / 1000 + NOTICE_MARKER_LIFETIME_SECS) as i64,
+                    );
+                match self
+                    .table()
+                    .put(MEMORY_TABLE, marker.clone(), Some(Condition::ItemNotExists))
+                    .await
+                {
+                    Ok(()) => marker,
+                    // Another attempt got there first (our number is a harmless gap).
+                    Err(error) if error.is_condition_failed() => self
+                        .table()
+                        .get(MEMORY_TABLE, &marker_key)
+                        .await?
+                        .ok_or_else(|| PruneError::Corrupt {
+                            what: format!("notice marker {marker_key}"),
+                            reason: "vanished right after a conflicting write".into(),
+                        })?,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        };
+        let seq = marker.i64("seq").unwrap_or(1).max(1) as u64;
+        let partition = PartitionUid::parse(&format!("memory/{player}")).map_err(|error| {
+            PruneError::Corrupt {
+                what: format!("player id {player}"),
+                reason: error.to_string(),
+            }
+        })?;
+        let page = FeedPage {
+            first_seq: seq,
+            entries: vec![FeedEntry {
+                seq,
+                event_id: format!("notice-{}", marker_key.sk),
+                partition,
+                kind: EventKind::Action,
+                actor: "worldfleet".into(),
+                text: marker.str("text").unwrap_or(text).to_owned(),
+                accepted_at_ms: marker.i64("at_ms").unwrap_or(now_ms as i64).max(0) as u64,
+            }],
+        };
+        let item = feed_plan::page_item(&feed, &page, now_ms)?;
+        self.table().put(FEEDS_TABLE, item, None).await?;
+        Ok(())
+    }
+}
+
+/// Every item of a partition in `range`, across pages.
+pub(crate) async fn query_all(
+    table: &dyn Table,
+    table_name: &str,
+    pk: &str,
+    range: SortKeyRange,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start_after = None;
+    loop {
+        let query = Query::partition(pk)
+            .range(range.clone())
+            .start_after(start_after);
+        let page = table.query(table_name, &query).await?;
+        items.extend(page.items);
+        match page.last_evaluated_sk {
+            Some(last) => start_after = Some(last),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Parses a record's body as a prune request.
+pub fn request_from_record(record: &ReceivedMessage) -> Result<PruneRequest, RecordError> {
+    serde_json::from_str(&record.body)
+        .map_err(|error| RecordError::permanent(format!("not a prune request: {error}")))
+}
+
+#[async_trait]
+impl StageHandler for Prune {
+    fn name(&self) -> &'static str {
+        "prune"
+    }
+
+    fn source_queue(&self) -> &'static str {
+        PRUNE_QUEUE
+    }
+
+    async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
+        process_batch(records, true, |record| async move {
+            let request = request_from_record(record)?;
+            self.handle(&request).await.map(|_| ()).map_err(|error| {
+                if error.is_retryable() {
+                    RecordError::retryable(error)
+                } else {
+                    RecordError::permanent(error)
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// Page entries of a feed, for tests and tools: every entry still stored, in order.
+pub async fn stored_entries(table: &dyn Table, feed: &FeedId) -> Result<Vec<FeedEntry>> {
+    let mut entries = Vec::new();
+    let mut start_after = None;
+    loop {
+        let query = Query::partition(feed.to_string())
+            .range(SortKeyRange::Prefix("page#".into()))
+            .start_after(start_after);
+        let page = table.query(FEEDS_TABLE, &query).await?;
+        for item in &page.items {
+            entries.extend(page_from_item(item)?.entries);
+        }
+        match page.last_evaluated_sk {
+            Some(last) => start_after = Some(last),
+            None => return Ok(entries),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The watchdog sweep: finds what no message will ask about and asks prune about it.
+//!
+//! Messages from distribute cover active feeds and players; the sweep covers the quiet ones. It
+//! walks the 16 shards of the region activity index and of the feed index
+//! ([`worldfleet_kit::activity`]) and sends a `region_idle` request for every region idle past
+//! the limit that is not tombstoned yet, and a `feed_past_retention` request for every indexed
+//! feed. It decides nothing itself: prune re-reads and decides, so a sweep may run twice.
+
+use worldfleet_domain::names::{PRUNE_QUEUE, PRUNE_TABLE};
+use worldfleet_domain::{PartitionUid, PruneRequest};
+use worldfleet_kit::StageContext;
+use worldfleet_kit::activity::{INDEX_SHARDS, activity_shard_pk, feed_shard_pk};
+use worldfleet_ports::{OutgoingMessage, SendOutcome, SortKeyRange, Value};
+
+use crate::core::{self, PruneConfig};
+use crate::error::{PruneError, Result};
+use crate::handler::query_all;
+
+/// What a sweep asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub regions_idle: usize,
+    pub feeds_checked: usize,
+}
+
+/// The requests a sweep at `now_ms` makes.
+pub async fn sweep_requests(
+    context: &StageContext,
+    config: &PruneConfig,
+) -> Result<Vec<PruneRequest>> {
+    let table = context.table.as_ref();
+    let now_ms = context.clock.now_ms();
+    let mut requests = Vec::new();
+    for shard in 0..INDEX_SHARDS {
+        for record in query_all(
+            table,
+            PRUNE_TABLE,
+            &activity_shard_pk(shard),
+            SortKeyRange::All,
+        )
+        .await?
+        {
+            let tombstoned = record.attributes.get("tombstoned") == Some(&Value::Bool(true));
+            let last_active_ms = record.i64("last_active_ms").unwrap_or(0).max(0) as u64;
+            if tombstoned || !core::region_is_idle(last_active_ms, now_ms, config) {
+                continue;
+            }
+            match PartitionUid::parse(&record.key.sk) {
+                Ok(region) => requests.push(PruneRequest::RegionIdle { region }),
+                Err(error) => {
+                    tracing::warn!(key = %record.key, %error, "activity record of an invalid region; skipped")
+                }
+            }
+        }
+        for record in
+            query_all(table, PRUNE_TABLE, &feed_shard_pk(shard), SortKeyRange::All).await?
+        {
+            requests.push(PruneRequest::FeedPastRetention {
+                feed: record.key.sk.clone(),
+            });
+        }
+    }
+    Ok(requests)
+}
+
+/// Sweeps once and sends the requests to the prune queue.
+pub async fn sweep(context: &StageContext, config: &PruneConfig) -> Result<SweepReport> {
+    let requests = sweep_requests(context, config).await?;
+    let report = SweepReport {
+        regions_idle: requests
+            .iter()
+            .filter(|request| matches!(request, PruneRequest::RegionIdle { .. }))
+            .count(),
+        feeds_checked: requests
+            .iter()
+            .filter(|request| matches!(request, PruneRequest::FeedPastRetention { .. }))
+            .count(),
+    };
+    let messages = requests
+        .iter()
+        .map(|request| {
+            serde_json::to_string(request)
+                .map(|body| OutgoingMessage::fifo(body, &request.group(), &request.dedup_id()))
+                .map_err(|error| PruneError::Corrupt {
+                    what: "prune request".into(),
+                    reason: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for chunk in messages.chunks(worldfleet_ports::queue::MAX_BATCH) {
+        for outcome in context
+            .queue
+            .send_batch(PRUNE_QUEUE, chunk.to_vec())
+            .await?
+        {
+            if let SendOutcome::Failed { reason, .. } = outcome {
+                return Err(worldfleet_ports::Error::Unavailable(format!(
+                    "sweep request not sent: {reason}"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,705 @@
+//! prune against the real embedded store with a controllable clock: each rule's test fails
+//! when the rule is taken out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_distribute::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
+use worldfleet_distribute::memory::{self, OBSERVATION_PREFIX};
+use worldfleet_distribute::plan::{page_item, plan_key};
+use worldfleet_distribute::{DistributeError, read_feed};
+use worldfleet_domain::names::{
+    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE,
+    PRUNE_TABLE, dead_letter_queue,
+};
+use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
+use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::StageContext;
+use worldfleet_kit::activity::{activity_key, touch_region};
+use worldfleet_ports::{
+    Clock, Item, Key, ManualClock, Query, QueueSpec, ReceiveRequest, SortKeyRange, Table, TableSpec,
+};
+use worldfleet_prune::tombstone::head_key;
+use worldfleet_prune::{Prune, PruneConfig};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+const START_MS: u64 = 1_763_700_000_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _store: EmbeddedStore,
+    clock: ManualClock,
+    context: StageContext,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let options = StoreOptions {
+            janitor_interval: None,
+            ..StoreOptions::default()
+        };
+        let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared_clock), options).unwrap();
+        let table: Arc<dyn Table> = store.table();
+        for name in ALL_TABLES {
+            table
+                .ensure_table(&TableSpec { name: name.into() })
+                .await
+                .unwrap();
+        }
+        let queue: Arc<dyn worldfleet_ports::Queue> = store.queue();
+        let dead_letter = dead_letter_queue(PRUNE_QUEUE);
+        queue
+            .ensure_queue(&QueueSpec::dead_letter(&dead_letter))
+            .await
+            .unwrap();
+        queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                PRUNE_QUEUE,
+                &dead_letter,
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+        let context = StageContext::new(queue, table, shared_clock);
+        Self {
+            _dir: dir,
+            _store: store,
+            clock,
+            context,
+        }
+    }
+
+    fn table(&self) -> &dyn Table {
+        self.context.table.as_ref()
+    }
+
+    fn prune(&self, config: PruneConfig) -> Prune {
+        Prune::new(self.context.clone(), config)
+    }
+
+    async fn partition(&self, table: &str, pk: &str, range: SortKeyRange) -> Vec<Item> {
+        self.table()
+            .query(table, &Query::partition(pk).range(range))
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+fn entry(seq: u64, text: &str) -> FeedEntry {
+    FeedEntry {
+        seq,
+        event_id: format!("e{seq}"),
+        partition: PartitionUid::parse("gm-1/district-1/scene-1").unwrap(),
+        kind: EventKind::Dialogue,
+        actor: "npc".into(),
+        text: text.into(),
+        accepted_at_ms: START_MS,
+    }
+}
+
+// ---------------------------------------------------------------- player memory
+
+async fn observe(fixture: &Fixture, player: &str, first_seq: u64, text_bytes: usize) {
+    let page = FeedPage {
+        first_seq,
+        entries: vec![entry(first_seq, &"x".repeat(text_bytes))],
+    };
+    let item = memory::observation_item(player, &page, fixture.clock.now_ms()).unwrap();
+    let bytes = memory::observation_bytes(&item) as i64;
+    fixture.table().put(MEMORY_TABLE, item, None).await.unwrap();
+    fixture
+        .table()
+        .update(
+            MEMORY_TABLE,
+            &memory::budget_key(player),
+            worldfleet_ports::Update::new().add("bytes", bytes),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn memory_over_the_cap_loses_its_oldest_and_the_player_is_told_once() {
+    let fixture = Fixture::new().await;
+    let config = PruneConfig {
+        memory_cap_bytes: 10_000,
+        ..PruneConfig::default()
+    };
+    for seq in 1..=15 {
+        observe(&fixture, "p-1", seq, 1_000).await;
+    }
+    let prune = fixture.prune(config.clone());
+    let request = PruneRequest::MemoryOverBudget {
+        player: "p-1".into(),
+    };
+    prune.handle(&request).await.unwrap();
+    // A duplicate delivery changes nothing.
+    prune.handle(&request).await.unwrap();
+
+    let kept = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-1"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await;
+    let kept_bytes: u64 = kept.iter().map(memory::observation_bytes).sum();
+    assert!(
+        kept_bytes <= config.memory_cap_bytes,
+        "{kept_bytes} bytes kept"
+    );
+    assert!(
+        kept.len() >= 7,
+        "only what was needed went: {} kept",
+        kept.len()
+    );
+    // The newest stay, the oldest went.
+    assert_eq!(
+        kept.last().unwrap().key.sk,
+        memory::observation_sort_key(15)
+    );
+    assert!(kept.first().unwrap().key.sk > memory::observation_sort_key(1));
+    let counted = fixture
+        .table()
+        .get(MEMORY_TABLE, &memory::budget_key("p-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .i64("bytes")
+        .unwrap();
+    assert_eq!(counted as u64, kept_bytes, "the count is corrected");
+
+    let feed = FeedId::Player("p-1".into());
+    let read = read_feed(fixture.table(), FEEDS_TABLE, &feed, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.entries.len(),
+        1,
+        "exactly one notice: {:?}",
+        read.entries
+    );
+    let notice = &read.entries[0].text;
+    assert!(
+        notice.contains("oldest memories") && !notice.contains('\n'),
+        "{notice}"
+    );
+}
+
+#[tokio::test]
+async fn memory_under_the_cap_is_left_alone() {
+    let fixture = Fixture::new().await;
+    for seq in 1..=3 {
+        observe(&fixture, "p-2", seq, 1_000).await;
+    }
+    let outcome = fixture
+        .prune(PruneConfig::default())
+        .handle(&PruneRequest::MemoryOverBudget {
+            player: "p-2".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.deleted, 0);
+    let feed = FeedId::Player("p-2".into());
+    let read = read_feed(fixture.table(), FEEDS_TABLE, &feed, 0, 100)
+        .await
+        .unwrap();
+    assert!(read.entries.is_empty());
+}
+
+// ---------------------------------------------------------------- feed retention
+
+async fn write_page(fixture: &Fixture, feed: &FeedId, seq: u64) {
+    let page = FeedPage {
+        first_seq: seq,
+        entries: vec![entry(seq, "line")],
+    };
+    let item = page_item(&feed.to_string(), &page, fixture.clock.now_ms()).unwrap();
+    fixture.table().put(FEEDS_TABLE, item, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn feeds_trim_past_retention_once_every_reader_passed_and_laggards_get_an_error() {
+    let fixture = Fixture::new().await;
+    let feed = FeedId::Player("p-3".into());
+    for seq in 1..=10 {
+        write_page(&fixture, &feed, seq).await;
+        fixture.clock.advance(DAY_MS);
+    }
+    let now = fixture.clock.now_ms();
+    commit_checkpoint(fixture.table(), FEEDS_TABLE, &feed, "fast", 9, now)
+        .await
+        .unwrap();
+    commit_checkpoint(fixture.table(), FEEDS_TABLE, &feed, "slow", 2, now)
+        .await
+        .unwrap();
+    let prune = fixture.prune(PruneConfig::default());
+    let request = PruneRequest::FeedPastRetention {
+        feed: feed.to_string(),
+    };
+    // Pages 1-4 are past 7 days' retention, but the slow reader has only passed 1 and 2.
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        trimmed_through(fixture.table(), FEEDS_TABLE, &feed)
+            .await
+            .unwrap(),
+        2
+    );
+    let left = read_feed(fixture.table(), FEEDS_TABLE, &feed, 2, 100)
+        .await
+        .unwrap();
+    assert_eq!(left.entries.first().map(|entry| entry.seq), Some(3));
+    assert_eq!(left.entries.len(), 8);
+
+    // Once the slow reader moves on, what it passed goes too.
+    commit_checkpoint(fixture.table(), FEEDS_TABLE, &feed, "slow", 9, now)
+        .await
+        .unwrap();
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        trimmed_through(fixture.table(), FEEDS_TABLE, &feed)
+            .await
+            .unwrap(),
+        4
+    );
+
+    // A reader behind the trim is told so, never handed a silent gap.
+    let error = read_feed(fixture.table(), FEEDS_TABLE, &feed, 1, 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            DistributeError::BehindRetention {
+                trimmed_through: 4,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--after 4"), "{error}");
+}
+
+#[tokio::test]
+async fn past_the_hard_retention_pages_go_and_dead_checkpoints_hold_nothing_back() {
+    let fixture = Fixture::new().await;
+    let feed = FeedId::Faction("red".into());
+    write_page(&fixture, &feed, 1).await;
+    write_page(&fixture, &feed, 2).await;
+    commit_checkpoint(
+        fixture.table(),
+        FEEDS_TABLE,
+        &feed,
+        "gone",
+        0,
+        fixture.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let config = PruneConfig::default();
+    fixture
+        .clock
+        .advance(config.feed_retention.as_millis() as u64 + DAY_MS);
+    let request = PruneRequest::FeedPastRetention {
+        feed: feed.to_string(),
+    };
+    let prune = fixture.prune(config.clone());
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        trimmed_through(fixture.table(), FEEDS_TABLE, &feed)
+            .await
+            .unwrap(),
+        0,
+        "a live reader at 0 holds retention back"
+    );
+    fixture
+        .clock
+        .advance(config.feed_hard_retention.as_millis() as u64);
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        trimmed_through(fixture.table(), FEEDS_TABLE, &feed)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(FEED_RETENTION < config.feed_hard_retention);
+}
+
+// ---------------------------------------------------------------- event bookkeeping
+
+#[tokio::test]
+async fn published_events_take_their_bookkeeping_with_them() {
+    let fixture = Fixture::new().await;
+    let partition = PartitionUid::parse("gm-1/district-1/scene-1").unwrap();
+    for (plan_id, completed) in [("done", true), ("busy", false)] {
+        fixture
+            .table()
+            .put(
+                FEEDS_TABLE,
+                Item::new(plan_key(plan_id))
+                    .with("plan", "{}")
+                    .with("completed", completed),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    for event_id in ["e1", "e2", "e3"] {
+        fixture
+            .table()
+            .put(
+                IDEMPOTENCY_TABLE,
+                Item::new(Key::new(format!("classify#{event_id}"), "idempotency"))
+                    .with("status", "COMPLETED"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let prune = fixture.prune(PruneConfig::default());
+    let published = PruneRequest::EventsPublished {
+        plan_id: "done".into(),
+        events: vec![
+            (partition.clone(), "e1".into()),
+            (partition.clone(), "e2".into()),
+        ],
+    };
+    prune.handle(&published).await.unwrap();
+    prune.handle(&published).await.unwrap();
+    let busy = PruneRequest::EventsPublished {
+        plan_id: "busy".into(),
+        events: vec![(partition, "e3".into())],
+    };
+    prune.handle(&busy).await.unwrap();
+
+    let table = fixture.table();
+    assert!(
+        table
+            .get(FEEDS_TABLE, &plan_key("done"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for event_id in ["e1", "e2"] {
+        let key = Key::new(format!("classify#{event_id}"), "idempotency");
+        assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_none());
+    }
+    // A plan still being executed keeps itself and its events' records.
+    assert!(
+        table
+            .get(FEEDS_TABLE, &plan_key("busy"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let key = Key::new("classify#e3", "idempotency");
+    assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------- region tombstones
+
+#[tokio::test]
+async fn idle_regions_are_tombstoned_and_come_back_on_activity() {
+    let fixture = Fixture::new().await;
+    let region = PartitionUid::parse("gm-1/district-9").unwrap();
+    let scenes = ["gm-1/district-9/scene-1", "gm-1/district-9/scene-2"];
+    let mut canon = Vec::new();
+    for (index, scene) in scenes.iter().enumerate() {
+        for event in 0..20 {
+            let item = Item::new(Key::new(*scene, format!("e{index}-{event:03}"))).with(
+                "text",
+                format!("the tale of scene {index}, told for the {event}th time"),
+            );
+            fixture
+                .table()
+                .put(CANON_TABLE, item.clone(), None)
+                .await
+                .unwrap();
+            canon.push(item);
+        }
+    }
+    let tombstoned = touch_region(
+        fixture.table(),
+        PRUNE_TABLE,
+        region.as_str(),
+        &scenes,
+        fixture.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert!(!tombstoned);
+    let prune = fixture.prune(PruneConfig::default());
+    let idle = PruneRequest::RegionIdle {
+        region: region.clone(),
+    };
+
+    // Five months on, it stays.
+    fixture.clock.advance(150 * DAY_MS);
+    prune.handle(&idle).await.unwrap();
+    assert_eq!(
+        fixture
+            .partition(CANON_TABLE, scenes[0], SortKeyRange::All)
+            .await
+            .len(),
+        20
+    );
+
+    // The sweep finds it at six months; prune tombstones it.
+    fixture.clock.advance(40 * DAY_MS);
+    let report = worldfleet_prune::sweep::sweep(&fixture.context, prune.config())
+        .await
+        .unwrap();
+    assert_eq!(report.regions_idle, 1);
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    let requests: Vec<PruneRequest> = queued
+        .iter()
+        .map(|message| serde_json::from_str(&message.body).unwrap())
+        .collect();
+    assert_eq!(requests, vec![idle.clone()]);
+    prune.handle(&idle).await.unwrap();
+    prune.handle(&idle).await.unwrap();
+    for scene in scenes {
+        assert!(
+            fixture
+                .partition(CANON_TABLE, scene, SortKeyRange::All)
+                .await
+                .is_empty()
+        );
+    }
+    let head = fixture
+        .table()
+        .get(PRUNE_TABLE, &head_key(&region))
+        .await
+        .unwrap()
+        .expect("an archive head");
+    assert_eq!(head.i64("rows"), Some(42), "40 canon rows and 2 part rows");
+    assert!(head.i64("compressed_bytes").unwrap() < head.i64("raw_bytes").unwrap() / 2);
+
+    // The next activity finds the tombstone and asks for the region back.
+    let tombstoned = touch_region(
+        fixture.table(),
+        PRUNE_TABLE,
+        region.as_str(),
+        &scenes[..1],
+        fixture.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert!(tombstoned);
+    let active = PruneRequest::RegionActive {
+        region: region.clone(),
+    };
+    prune.handle(&active).await.unwrap();
+    prune.handle(&active).await.unwrap();
+    let mut restored = Vec::new();
+    for scene in scenes {
+        restored.extend(
+            fixture
+                .partition(CANON_TABLE, scene, SortKeyRange::All)
+                .await,
+        );
+    }
+    assert_eq!(restored, canon, "every row back, byte for byte");
+    assert!(
+        fixture
+            .table()
+            .get(PRUNE_TABLE, &head_key(&region))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let activity = fixture
+        .table()
+        .get(PRUNE_TABLE, &activity_key(region.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!activity.attributes.contains_key("tombstoned"));
+}
+
+#[tokio::test]
+async fn a_region_active_while_being_tombstoned_is_not_lost() {
+    let fixture = Fixture::new().await;
+    let region = PartitionUid::parse("gm-2/district-1").unwrap();
+    let scene = "gm-2/district-1/scene-1";
+    let item = Item::new(Key::new(scene, "e1")).with("text", "kept");
+    fixture
+        .table()
+        .put(CANON_TABLE, item.clone(), None)
+        .await
+        .unwrap();
+    touch_region(
+        fixture.table(),
+        PRUNE_TABLE,
+        region.as_str(),
+        &[scene],
+        START_MS,
+    )
+    .await
+    .unwrap();
+    fixture.clock.advance(200 * DAY_MS);
+    let prune = fixture.prune(PruneConfig::default());
+    prune
+        .handle(&PruneRequest::RegionIdle {
+            region: region.clone(),
+        })
+        .await
+        .unwrap();
+    // Buried, then an interrupted resurrection (rows back, flag not cleared) is repeated.
+    worldfleet_prune::tombstone::resurrect(&fixture.context, &region)
+        .await
+        .unwrap();
+    worldfleet_prune::tombstone::resurrect(&fixture.context, &region)
+        .await
+        .unwrap();
+    assert_eq!(
+        fixture
+            .partition(CANON_TABLE, scene, SortKeyRange::All)
+            .await,
+        vec![item]
+    );
+}
+
+// ---------------------------------------------------------------- distribute → prune
+
+#[tokio::test]
+async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_kit::activity::feed_index_key;
+    use worldfleet_ports::ReceivedMessage;
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-3/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    for index in 0..4 {
+        let entry = CanonEntry {
+            event_id: format!("ev-{index}"),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-a".into(),
+            audience: vec!["p-a".into(), "p-b".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: format!("line {index}"),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_compose::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 1,
+            sent_at_ms: START_MS,
+        });
+    }
+    let distribute = Distribute::new(fixture.context.clone(), RepublishRules::default_rules());
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+
+    // Observations with their size, the region's activity, the feed index.
+    let observations = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-b"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await;
+    assert_eq!(observations.len(), 1);
+    assert_eq!(
+        memory::observation_entries(&observations[0]).unwrap().len(),
+        4
+    );
+    let region = scene.prefix(2);
+    assert!(
+        fixture
+            .table()
+            .get(PRUNE_TABLE, &activity_key(region.as_str()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        fixture
+            .table()
+            .get(PRUNE_TABLE, &feed_index_key("player:p-a"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // prune handles what distribute asked; the plan goes, the feeds stay readable.
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    let requests: Vec<PruneRequest> = queued
+        .iter()
+        .map(|message| serde_json::from_str(&message.body).unwrap())
+        .collect();
+    let plan_id = requests
+        .iter()
+        .find_map(|request| match request {
+            PruneRequest::EventsPublished { plan_id, .. } => Some(plan_id.clone()),
+            _ => None,
+        })
+        .expect("distribute asked prune to end the plan's bookkeeping");
+    assert!(
+        fixture
+            .table()
+            .get(FEEDS_TABLE, &plan_key(&plan_id))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let prune = fixture.prune(PruneConfig::default());
+    let report = prune.handle_batch(&queued, Duration::from_secs(30)).await;
+    assert!(report.failed_message_ids.is_empty());
+    assert!(
+        fixture
+            .table()
+            .get(FEEDS_TABLE, &plan_key(&plan_id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A duplicate delivery of the batch after the plan is gone publishes nothing twice.
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let feed = FeedId::Player("p-b".into());
+    let read = read_feed(fixture.table(), FEEDS_TABLE, &feed, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.entries.len(), 4);
+}
