@@ -5,16 +5,54 @@
 //! ([`worldfleet_kit::activity`]) and sends a `region_idle` request for every region idle past
 //! the limit that is not tombstoned yet, and a `feed_past_retention` request for every indexed
 //! feed. It decides nothing itself: prune re-reads and decides, so a sweep may run twice.
+//!
+//! The watchdog's schedule triggers it: the watchdog runs every minute and calls
+//! [`sweep_if_due`], which claims the next sweep with one conditional write (a `sweep`/`due` row
+//! in the prune table holding when the next sweep is due), so however many watchdogs run, one
+//! sweep happens per [`SWEEP_INTERVAL`].
 
+use std::time::Duration;
 use worldfleet_domain::names::{PRUNE_QUEUE, PRUNE_TABLE};
 use worldfleet_domain::{PartitionUid, PruneRequest};
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{INDEX_SHARDS, activity_shard_pk, feed_shard_pk};
-use worldfleet_ports::{OutgoingMessage, SendOutcome, SortKeyRange, Value};
+
+use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, SendOutcome, SortKeyRange, Value};
 
 use crate::core::{self, PruneConfig};
 use crate::error::{PruneError, Result};
 use crate::handler::query_all;
+
+/// How often the watchdog sweeps: once a day (every rule it feeds works in days or months).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The row that says when the next sweep is due.
+pub fn sweep_due_key() -> Key {
+    Key::new("sweep", "due")
+}
+
+/// Sweeps when the next sweep is due (claimed by a conditional write, so concurrent callers
+/// sweep once), and moves the due time `interval` on. `None` when it was not due. A sweep that
+/// fails after the claim is retried at the next due time; nothing it would have asked for is
+/// lost, because the next sweep finds the same regions and feeds.
+pub async fn sweep_if_due(
+    context: &StageContext,
+    config: &PruneConfig,
+    interval: Duration,
+) -> Result<Option<SweepReport>> {
+    let now_ms = context.clock.now_ms();
+    let next_ms = now_ms.saturating_add(interval.as_millis() as u64);
+    let claim = Item::new(sweep_due_key()).with("next_ms", next_ms as i64);
+    let due = Condition::Or(vec![
+        Condition::ItemNotExists,
+        Condition::compare("next_ms", worldfleet_ports::Comparison::Le, now_ms as i64),
+    ]);
+    match context.table.put(PRUNE_TABLE, claim, Some(due)).await {
+        Ok(()) => Ok(Some(sweep(context, config).await?)),
+        Err(worldfleet_ports::Error::ConditionFailed { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
 
 /// What a sweep asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -703,3 +703,28 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
         .unwrap();
     assert_eq!(read.entries.len(), 4);
 }
+
+/// The watchdog calls the sweep every minute; it runs once per interval however often (and by
+/// however many watchdogs) it is called.
+#[tokio::test]
+async fn the_scheduled_sweep_runs_once_per_interval() {
+    use worldfleet_prune::sweep::{SWEEP_INTERVAL, sweep_if_due};
+    let fixture = Fixture::new().await;
+    let config = PruneConfig::default();
+    let first = sweep_if_due(&fixture.context, &config, SWEEP_INTERVAL)
+        .await
+        .unwrap();
+    assert!(first.is_some(), "the first call sweeps");
+    for _ in 0..3 {
+        fixture.clock.advance(3600 * 1000);
+        let again = sweep_if_due(&fixture.context, &config, SWEEP_INTERVAL)
+            .await
+            .unwrap();
+        assert!(again.is_none(), "not due again within the interval");
+    }
+    fixture.clock.advance(DAY_MS);
+    let next = sweep_if_due(&fixture.context, &config, SWEEP_INTERVAL)
+        .await
+        .unwrap();
+    assert!(next.is_some(), "due again after the interval");
+}

@@ -6,11 +6,17 @@
 //! production regions that are three intervals late. Re-arming a live chain is harmless: the
 //! stages drop a timer whose `(partition, tick)` was already applied.
 //!
+//! The same pass runs prune's sweep when it is due (once a day, claimed by a conditional write so
+//! concurrent watchdogs sweep once): the sweep asks prune about idle regions and feeds past
+//! retention that no message will ask about.
+//!
 //! One function for every mode: an EventBridge schedule invokes it once a minute in AWS (the
 //! `watchdog` binary), the embedded runtime and `worldfleet worker` call it on a timer.
 
 use serde::Serialize;
 use worldfleet_kit::StageContext;
+use worldfleet_prune::PruneConfig;
+use worldfleet_prune::sweep::{SWEEP_INTERVAL, sweep_if_due};
 
 /// What one pass checked and re-armed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -21,6 +27,10 @@ pub struct WatchdogPass {
     pub windows_rearmed: usize,
     pub regions_checked: usize,
     pub regions_rearmed: usize,
+    /// Whether this pass ran prune's daily sweep, and what the sweep asked prune about.
+    pub prune_swept: bool,
+    pub idle_regions_found: usize,
+    pub feeds_checked: usize,
 }
 
 impl WatchdogPass {
@@ -35,15 +45,33 @@ impl WatchdogPass {
     }
 }
 
-/// One watchdog pass over the ecology, market and production chains.
+/// One watchdog pass over the ecology, market and production chains, with prune's sweep when
+/// it is due (prune's settings from the environment, see `PruneConfig::from_env`).
 pub async fn run(context: &StageContext) -> anyhow::Result<WatchdogPass> {
+    let prune =
+        PruneConfig::from_env().map_err(|error| anyhow::anyhow!("prune settings: {error}"))?;
+    run_with(context, &prune, SWEEP_INTERVAL).await
+}
+
+/// [`run`] with explicit prune settings and sweep interval.
+pub async fn run_with(
+    context: &StageContext,
+    prune: &PruneConfig,
+    sweep_interval: std::time::Duration,
+) -> anyhow::Result<WatchdogPass> {
     let (cells_checked, cells_rearmed) = worldfleet_ecology::watchdog(context)
         .await
         .map_err(|error| anyhow::anyhow!("ecology watchdog: {error}"))?;
     let market = worldfleet_price::watchdog(context)
         .await
         .map_err(|error| anyhow::anyhow!("market watchdog: {error}"))?;
+    let sweep = sweep_if_due(context, prune, sweep_interval)
+        .await
+        .map_err(|error| anyhow::anyhow!("prune sweep: {error}"))?;
     Ok(WatchdogPass {
+        prune_swept: sweep.is_some(),
+        idle_regions_found: sweep.as_ref().map_or(0, |report| report.regions_idle),
+        feeds_checked: sweep.as_ref().map_or(0, |report| report.feeds_checked),
         cells_checked,
         cells_rearmed,
         stations_checked: market.stations_checked,

@@ -8,7 +8,7 @@ use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
     IDEMPOTENCY_TABLE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TABLE, PRODUCTION_TICK_QUEUE,
-    TIMERS_TABLE, dead_letter_queue,
+    PRUNE_QUEUE, PRUNE_TABLE, TIMERS_TABLE, dead_letter_queue,
 };
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, TickInterval, seed_cell};
@@ -60,6 +60,7 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
         CANON_TABLE,
         MARKET_TABLE,
         PRODUCTION_TABLE,
+        PRUNE_TABLE,
     ] {
         table
             .ensure_table(&TableSpec { name: name.into() })
@@ -72,6 +73,7 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
         DISTRIBUTE_QUEUE,
         PRICE_WINDOW_QUEUE,
         PRODUCTION_TICK_QUEUE,
+        PRUNE_QUEUE,
     ] {
         let dead = dead_letter_queue(name);
         queue
@@ -119,6 +121,7 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
     assert_eq!(fresh.cells_checked, 1);
     assert_eq!(fresh.regions_checked, 1);
     assert_eq!(fresh.rearmed(), 0, "a freshly armed world needs nothing");
+    assert!(fresh.prune_swept, "the first pass runs prune's sweep");
 
     // Every timer is lost, and the chains stay quiet for more than three intervals of both.
     clock.advance(3 * price.production_interval_ms + 1);
@@ -130,6 +133,10 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
     assert_eq!(pass.cells_rearmed, 1, "{pass:?}");
     assert_eq!(pass.regions_rearmed, 1, "{pass:?}");
     assert_eq!(pass.windows_rearmed, 0, "no station has a pending window");
+    assert!(
+        !pass.prune_swept,
+        "the sweep runs once a day, not every pass"
+    );
     clock.advance(price.production_interval_ms);
     assert!(!drain(queue, ECOLOGY_TICK_QUEUE).await.is_empty());
     assert!(!drain(queue, PRODUCTION_TICK_QUEUE).await.is_empty());

@@ -197,7 +197,8 @@ pub const STAGES: [StageResources; 10] = [
     },
 ];
 
-/// The watchdog (scheduled once a minute): re-arms timer chains that went quiet.
+/// The watchdog (scheduled once a minute): re-arms timer chains that went quiet, and once a day
+/// runs prune's sweep (claiming it in the prune table, asking prune through its queue).
 pub const WATCHDOG: StageResources = StageResources {
     stage: "watchdog",
     consumes: WATCHDOG_SCHEDULE,
@@ -205,7 +206,8 @@ pub const WATCHDOG: StageResources = StageResources {
         ECOLOGY_TICK_QUEUE,
         PRICE_WINDOW_QUEUE,
         PRODUCTION_TICK_QUEUE,
+        PRUNE_QUEUE,
     ],
     reads: &[TIMERS_TABLE, ECOLOGY_TABLE, MARKET_TABLE, PRODUCTION_TABLE],
-    writes: &[],
+    writes: &[PRUNE_TABLE],
 };
