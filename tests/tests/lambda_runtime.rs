@@ -980,27 +980,32 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_watchdog_outside_lambda_names_the_missing_variables() {
+async fn the_watchdog_and_prune_outside_lambda_name_the_missing_variables() {
     if !enabled() {
         return;
     }
-    let mut watchdog = LambdaFunction::start(
-        &lambda_binary("watchdog"),
-        "no-env-watchdog",
-        &[("WORLDFLEET_STACK", "no-env".to_owned())],
-        &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
-    )
-    .await
-    .expect("start the function process");
-    let (status, _) = watchdog
-        .wait_for_exit(Duration::from_secs(30))
+    // The watchdog (scheduled glue of its own) and prune check the environment as every
+    // `run_stage` binary does, before the runtime would panic on a missing variable.
+    for name in ["watchdog", "prune"] {
+        let mut function = LambdaFunction::start(
+            &lambda_binary(name),
+            &format!("no-env-{name}"),
+            &[("WORLDFLEET_STACK", "no-env".to_owned())],
+            &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+        )
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    assert!(!status.success(), "exit status {status}");
-    let log = watchdog.log();
-    assert!(
-        log.contains("not in a Lambda execution environment")
-            && log.contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
-        "the watchdog says what is missing: {log}"
-    );
+        .expect("start the function process");
+        let (status, _) = function
+            .wait_for_exit(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(!status.success(), "{name}: exit status {status}");
+        let log = function.log();
+        assert!(
+            log.contains("not in a Lambda execution environment")
+                && log.contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                && !log.contains("panicked"),
+            "{name} says what is missing, without a panic: {log}"
+        );
+    }
 }
