@@ -1,15 +1,23 @@
 //! The stage Lambda binaries invoked through the Lambda Runtime API on the local emulators.
 //!
-//! Each built binary (`intake`, `classify`, `compose`, `distribute`) runs as its own process
-//! against a Runtime API served by this test ([`runtime_api`]), exactly as the Lambda service
-//! runs a `provided.al2023` function. The test plays the SQS event source mapping: it receives
+//! Each built binary (`intake`, `classify`, `compose`, `distribute`, `prune`, `market`,
+//! `price-window`, `production`, `ecology-input`, `ecology`, `watchdog`) runs as its own
+//! process against a Runtime API served by this test ([`runtime_api`]), exactly as the Lambda
+//! service runs a `provided.al2023` function. The test plays the SQS event source mapping: it receives
 //! messages from the emulator queue with every system attribute, hands them to the function as
 //! the SQS event Lambda delivers (`Records` with `messageId`, `receiptHandle`, `attributes`
 //! incl. `MessageGroupId`, `eventSourceARN` …), and deletes the records the response does not
 //! list in `batchItemFailures`. The signed samples in `events/samples` go intake → classify →
 //! compose → distribute and must end once in every feed their canon targets; a redelivered
-//! batch changes nothing; malformed events get a clean error and the process keeps serving; a
-//! function that cannot start reports `/init/error`.
+//! batch changes nothing; prune then ends their bookkeeping; malformed events get a clean error
+//! and the process keeps serving; a function that cannot start reports `/init/error`.
+//!
+//! The world: the signed trade, capture and breed samples go through intake to `market`
+//! (station row) and `ecology-input` (pending rows); the market's window timer goes to
+//! `price-window` (recompute row); the first timers of a seeded region and cell go to
+//! `production` and `ecology` (tick 1 stored, inputs consumed, a redelivered tick changes
+//! nothing). The watchdog answers a scheduled event with its pass and refuses anything else;
+//! started outside Lambda, it and prune name the missing variables instead of panicking.
 //!
 //! Runs when `WORLDFLEET_LOCAL_AWS=1`, with the stage binaries built (`scripts/test-aws.sh`
 //! does both).
@@ -25,12 +33,12 @@ use aws_sdk_sqs::types::{
 use serde_json::{Value, json};
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
 use worldfleet_distribute::{RepublishRules, read_feed};
+use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
     CANON_TABLE, CLASSIFY_QUEUE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE,
     ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE, FEEDS_TABLE, IDEMPOTENCY_TABLE, INTAKE_QUEUE, LEDGER_TABLE,
     MARKET_QUEUE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE, PRUNE_QUEUE,
 };
-use worldfleet_domain::PartitionUid;
 use worldfleet_ecology::shell::store::{StoredCell, state_key};
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, TickInterval, TickTimer, seed_cell};
@@ -615,7 +623,6 @@ async fn a_stage_binary_that_cannot_start_reports_init_error_and_exits() {
     );
 }
 
-
 /// The world samples: a trade at `region-07/station-3`, a capture and a breed request in
 /// `wild-1/zone-04/cell-09`.
 const WORLD_SAMPLES: [&str; 3] = ["trade", "capture", "breed"];
@@ -821,7 +828,11 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
             "market" | "price-window" => &[PRICE_WINDOW_QUEUE],
             "production" => &[PRODUCTION_TICK_QUEUE],
             "ecology" => &[ECOLOGY_INPUT_QUEUE, ECOLOGY_TICK_QUEUE],
-            "watchdog" => &[ECOLOGY_TICK_QUEUE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE],
+            "watchdog" => &[
+                ECOLOGY_TICK_QUEUE,
+                PRICE_WINDOW_QUEUE,
+                PRODUCTION_TICK_QUEUE,
+            ],
             _ => &[],
         };
         if !sends_to.is_empty() {
@@ -863,7 +874,11 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
             envelope["event_id"].as_str().unwrap(),
         );
         assert!(
-            table.get(LEDGER_TABLE, &key).await.expect("ledger").is_some(),
+            table
+                .get(LEDGER_TABLE, &key)
+                .await
+                .expect("ledger")
+                .is_some(),
             "intake appended {key:?} to the ledger"
         );
     }
@@ -894,7 +909,10 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     assert_eq!(timer.station.as_str(), SAMPLE_STATION);
     assert!(
         table
-            .get(MARKET_TABLE, &recompute_key(SAMPLE_STATION, timer.window_id))
+            .get(
+                MARKET_TABLE,
+                &recompute_key(SAMPLE_STATION, timer.window_id)
+            )
             .await
             .expect("read the recompute")
             .is_some(),
@@ -911,7 +929,11 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         2,
     )
     .await;
-    assert_eq!(pending_inputs(table.as_ref()).await, 2, "both inputs stored");
+    assert_eq!(
+        pending_inputs(table.as_ref()).await,
+        2,
+        "both inputs stored"
+    );
 
     // production-tick → production: the region's first tick.
     let (_, bodies) = deliver_one_batch(
@@ -922,7 +944,9 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     .await;
     let timer: ProductionTimer = serde_json::from_str(&bodies[0]).expect("a production timer");
     assert_eq!((timer.region.as_str(), timer.tick), (SAMPLE_REGION, 1));
-    let ticked = read_region(&context, &region).await.expect("read the region");
+    let ticked = read_region(&context, &region)
+        .await
+        .expect("read the region");
     assert_eq!(ticked.tick, 1, "the region completed tick 1");
     assert!(ticked.planets.iter().all(|planet| planet.last_tick == 1));
 
@@ -938,14 +962,22 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     assert_eq!((timer.cell.as_str(), timer.tick), (SAMPLE_CELL, 1));
     let after_tick = stored_cell(table.as_ref()).await;
     assert_eq!(after_tick.state.tick, 1, "the cell applied tick 1");
-    assert_eq!(pending_inputs(table.as_ref()).await, 0, "tick 1 consumed them");
+    assert_eq!(
+        pending_inputs(table.as_ref()).await,
+        0,
+        "tick 1 consumed them"
+    );
     let ecology_function = functions.get_mut("ecology").unwrap();
     let again = ecology_function
         .invoke(&tick_event, ANSWER_WITHIN)
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     assert!(batch_item_failures(&again).is_empty());
-    assert_eq!(stored_cell(table.as_ref()).await, after_tick, "a redelivered tick changes nothing");
+    assert_eq!(
+        stored_cell(table.as_ref()).await,
+        after_tick,
+        "a redelivered tick changes nothing"
+    );
 
     // The watchdog: a scheduled event gets one pass over every registered chain; anything
     // else is refused with a clean error and the function keeps serving.
@@ -955,7 +987,10 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     let Outcome::Response(pass) = pass else {
-        panic!("the watchdog answers its pass: {pass:?}; log:\n{}", watchdog.log());
+        panic!(
+            "the watchdog answers its pass: {pass:?}; log:\n{}",
+            watchdog.log()
+        );
     };
     assert_eq!(pass["cells_checked"], json!(1), "{pass}");
     assert_eq!(pass["stations_checked"], json!(1), "{pass}");
