@@ -3,14 +3,15 @@
 //! Each built binary (`intake`, `classify`, `compose`, `distribute`, `prune`, `market`,
 //! `price-window`, `production`, `ecology-input`, `ecology`, `watchdog`) runs as its own
 //! process against a Runtime API served by this test ([`runtime_api`]), exactly as the Lambda
-//! service runs a `provided.al2023` function. The test plays the SQS event source mapping: it receives
-//! messages from the emulator queue with every system attribute, hands them to the function as
-//! the SQS event Lambda delivers (`Records` with `messageId`, `receiptHandle`, `attributes`
-//! incl. `MessageGroupId`, `eventSourceARN` …), and deletes the records the response does not
-//! list in `batchItemFailures`. The signed samples in `events/samples` go intake → classify →
-//! compose → distribute and must end once in every feed their canon targets; a redelivered
-//! batch changes nothing; prune then ends their bookkeeping; malformed events get a clean error
-//! and the process keeps serving; a function that cannot start reports `/init/error`.
+//! service runs a `provided.al2023` function. The test plays the SQS event source mapping: it
+//! receives messages from the emulator queue with every system attribute, hands them to the
+//! function as the SQS event Lambda delivers (`Records` with `messageId`, `receiptHandle`,
+//! `attributes` incl. `MessageGroupId` on FIFO queues, `eventSourceARN` …), and deletes the
+//! records the response does not list in `batchItemFailures`. The signed narrative samples in
+//! `events/samples` go intake → classify → compose → distribute and must end once in every
+//! feed their canon targets; a redelivered batch changes nothing; prune then ends their
+//! bookkeeping; malformed events get a clean error and the process keeps serving; a function
+//! that cannot start reports `/init/error`.
 //!
 //! The world: the signed trade, capture and breed samples go through intake to `market`
 //! (station row) and `ecology-input` (pending rows); the market's window timer goes to
