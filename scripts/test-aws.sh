@@ -48,7 +48,7 @@ cargo test --workspace --locked --no-run
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
 cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
 
-echo "== the stage Lambda binaries through the Lambda Runtime API (intake -> classify -> compose -> distribute)"
+echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog)"
 cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
 
 echo "== lint the template"

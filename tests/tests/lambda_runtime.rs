@@ -1,15 +1,24 @@
 //! The stage Lambda binaries invoked through the Lambda Runtime API on the local emulators.
 //!
-//! Each built binary (`intake`, `classify`, `compose`, `distribute`) runs as its own process
-//! against a Runtime API served by this test ([`runtime_api`]), exactly as the Lambda service
-//! runs a `provided.al2023` function. The test plays the SQS event source mapping: it receives
-//! messages from the emulator queue with every system attribute, hands them to the function as
-//! the SQS event Lambda delivers (`Records` with `messageId`, `receiptHandle`, `attributes`
-//! incl. `MessageGroupId`, `eventSourceARN` …), and deletes the records the response does not
-//! list in `batchItemFailures`. The signed samples in `events/samples` go intake → classify →
-//! compose → distribute and must end once in every feed their canon targets; a redelivered
-//! batch changes nothing; malformed events get a clean error and the process keeps serving; a
-//! function that cannot start reports `/init/error`.
+//! Each built binary (`intake`, `classify`, `compose`, `distribute`, `prune`, `market`,
+//! `price-window`, `production`, `ecology-input`, `ecology`, `watchdog`) runs as its own
+//! process against a Runtime API served by this test ([`runtime_api`]), exactly as the Lambda
+//! service runs a `provided.al2023` function. The test plays the SQS event source mapping: it
+//! receives messages from the emulator queue with every system attribute, hands them to the
+//! function as the SQS event Lambda delivers (`Records` with `messageId`, `receiptHandle`,
+//! `attributes` incl. `MessageGroupId` on FIFO queues, `eventSourceARN` …), and deletes the
+//! records the response does not list in `batchItemFailures`. The signed narrative samples in
+//! `events/samples` go intake → classify → compose → distribute and must end once in every
+//! feed their canon targets; a redelivered batch changes nothing; prune then ends their
+//! bookkeeping; malformed events get a clean error and the process keeps serving; a function
+//! that cannot start reports `/init/error`.
+//!
+//! The world: the signed trade, capture and breed samples go through intake to `market`
+//! (station row) and `ecology-input` (pending rows); the market's window timer goes to
+//! `price-window` (recompute row); the first timers of a seeded region and cell go to
+//! `production` and `ecology` (tick 1 stored, inputs consumed, a redelivered tick changes
+//! nothing). The watchdog answers a scheduled event with its pass and refuses anything else;
+//! started outside Lambda, it and prune name the missing variables instead of panicking.
 //!
 //! Runs when `WORLDFLEET_LOCAL_AWS=1`, with the stage binaries built (`scripts/test-aws.sh`
 //! does both).
@@ -25,11 +34,24 @@ use aws_sdk_sqs::types::{
 use serde_json::{Value, json};
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
 use worldfleet_distribute::{RepublishRules, read_feed};
+use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
-    CANON_TABLE, CLASSIFY_QUEUE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE, FEEDS_TABLE, INTAKE_QUEUE,
-    LEDGER_TABLE,
+    CANON_TABLE, CLASSIFY_QUEUE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE,
+    ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE, FEEDS_TABLE, IDEMPOTENCY_TABLE, INTAKE_QUEUE, LEDGER_TABLE,
+    MARKET_QUEUE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE, PRUNE_QUEUE,
 };
-use worldfleet_ports::{Key, OutgoingMessage, Queue, SendOutcome, Table};
+use worldfleet_ecology::shell::store::{StoredCell, state_key};
+use worldfleet_ecology::sim::Founders;
+use worldfleet_ecology::{EcologyConfig, TickInterval, TickTimer, seed_cell};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{
+    Key, OutgoingMessage, Query, Queue, SendOutcome, SortKeyRange, SystemClock, Table,
+};
+use worldfleet_price::production::{Planet, Region};
+use worldfleet_price::stages::records::{StoredMarket, market_key, recompute_key};
+use worldfleet_price::stages::regions::read_region;
+use worldfleet_price::{PriceConfig, ProductionTimer, WindowTimer, seed_region};
+use worldfleet_runtime::world::{FOUNDING_SPECIES, TRADED_GOODS};
 
 use runtime_api::{LambdaFunction, Outcome, lambda_binary};
 
@@ -54,6 +76,8 @@ struct EventSource {
     url: String,
     arn: String,
     region: String,
+    /// FIFO queues give every message its group; standard (timer) queues give none.
+    fifo: bool,
 }
 
 /// A record handed to the function: what the mapping needs to delete it afterwards.
@@ -90,6 +114,7 @@ impl EventSource {
             url,
             arn,
             region,
+            fifo: logical.ends_with(".fifo"),
         }
     }
 
@@ -126,9 +151,10 @@ impl EventSource {
                 .flatten()
                 .map(|(name, value)| (name.as_str().to_owned(), Value::from(value.as_str())))
                 .collect();
-            assert!(
+            assert_eq!(
                 attributes.contains_key("MessageGroupId"),
-                "a FIFO message carries its group: {attributes:?}"
+                self.fifo,
+                "a message carries a group exactly when its queue is FIFO: {attributes:?}"
             );
             records.push(json!({
                 "messageId": message_id,
@@ -238,10 +264,42 @@ async fn drain_through(
     last_event
 }
 
+/// Runs the mapping for one function until its queue has stayed empty for a receive after at
+/// least one record was handled; returns how many records it handled.
+async fn drain_until_empty(source: &EventSource, function: &mut LambdaFunction) -> usize {
+    let started = Instant::now();
+    let mut handled = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the queue did not run dry ({handled} records handled); log:\n{}",
+            function.log()
+        );
+        let Some((event, delivered)) = source.receive_event(Duration::from_secs(2)).await else {
+            if handled > 0 {
+                return handled;
+            }
+            continue;
+        };
+        let outcome = function
+            .invoke(&event, ANSWER_WITHIN)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let failed = batch_item_failures(&outcome);
+        assert!(
+            failed.is_empty(),
+            "records failed: {failed:?}; log:\n{}",
+            function.log()
+        );
+        source.delete_succeeded(&delivered, &failed).await;
+        handled += delivered.len();
+    }
+}
+
 /// The samples re-signed with the current time (intake refuses a stale `sent_at_ms`).
-fn signed_samples(now_ms: u64) -> Vec<Value> {
+fn signed_samples(names: &[&str], now_ms: u64) -> Vec<Value> {
     let key = hex::decode(SAMPLE_KEY_HEX).expect("the sample key is hex");
-    SAMPLES
+    names
         .iter()
         .map(|name| {
             let path = format!(
@@ -358,7 +416,7 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let envelopes = signed_samples(now_ms);
+    let envelopes = signed_samples(&SAMPLES, now_ms);
     let messages: Vec<OutgoingMessage> = envelopes
         .iter()
         .map(|envelope| {
@@ -437,7 +495,49 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         let (feeds, entries) = feed_occurrences(table.as_ref(), &rules, canon).await;
         assert_eq!(entries, feeds, "a redelivered batch adds no entries");
     }
-    for queue in sources {
+
+    // Distribute asked prune to end the published events' bookkeeping: the prune binary
+    // deletes classify's idempotency records of every sample.
+    let classify_record = |key: &Key| Key::new(format!("classify#{}", key.sk), "idempotency");
+    for key in &keys {
+        assert!(
+            table
+                .get(IDEMPOTENCY_TABLE, &classify_record(key))
+                .await
+                .expect("idempotency")
+                .is_some(),
+            "classify recorded {key:?} before prune ran"
+        );
+    }
+    let prune_source = EventSource::new(&sqs_client, &settings, PRUNE_QUEUE).await;
+    let mut prune = LambdaFunction::start(
+        &lambda_binary("prune"),
+        &format!("{stack}-prune"),
+        &[
+            ("WORLDFLEET_STACK", stack.clone()),
+            ("WORLDFLEET_STAGE", "local".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+        &[],
+    )
+    .await
+    .expect("start the prune function");
+    let requests = drain_until_empty(&prune_source, &mut prune).await;
+    assert!(requests > 0, "distribute sent prune requests");
+    for key in &keys {
+        assert!(
+            table
+                .get(IDEMPOTENCY_TABLE, &classify_record(key))
+                .await
+                .expect("idempotency")
+                .is_none(),
+            "prune deleted classify's record of {key:?}; log:\n{}",
+            prune.log()
+        );
+    }
+    assert!(prune.exited().is_none(), "{}", prune.log());
+
+    for queue in sources.into_iter().chain([PRUNE_QUEUE]) {
         let depth = sqs.depth(queue).await.expect("depth");
         assert_eq!(depth.total(), 0, "{queue} holds nothing more: {depth:?}");
     }
@@ -522,4 +622,426 @@ async fn a_stage_binary_that_cannot_start_reports_init_error_and_exits() {
         "{:?}",
         report.document
     );
+}
+
+/// The world samples: a trade at `region-07/station-3`, a capture and a breed request in
+/// `wild-1/zone-04/cell-09`.
+const WORLD_SAMPLES: [&str; 3] = ["trade", "capture", "breed"];
+const SAMPLE_STATION: &str = "region-07/station-3";
+const SAMPLE_REGION: &str = "region-07";
+const SAMPLE_CELL: &str = "wild-1/zone-04/cell-09";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Receives one batch of `source` within `wait` and hands it to `function`, which must
+/// handle every record; returns the event and the bodies delivered.
+async fn deliver_one_batch(
+    source: &EventSource,
+    function: &mut LambdaFunction,
+    wait: Duration,
+) -> (Value, Vec<String>) {
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < wait,
+            "nothing arrived within {wait:?}; log:\n{}",
+            function.log()
+        );
+        let Some((event, delivered)) = source.receive_event(Duration::from_secs(2)).await else {
+            continue;
+        };
+        let outcome = function
+            .invoke(&event, ANSWER_WITHIN)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let failed = batch_item_failures(&outcome);
+        assert!(
+            failed.is_empty(),
+            "records failed: {failed:?}; log:\n{}",
+            function.log()
+        );
+        source.delete_succeeded(&delivered, &failed).await;
+        let bodies = event["Records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|record| record["body"].as_str().expect("a body").to_owned())
+            .collect();
+        return (event, bodies);
+    }
+}
+
+/// How many `pending#` inputs wait under the sample cell.
+async fn pending_inputs(table: &dyn Table) -> usize {
+    table
+        .query(
+            ECOLOGY_TABLE,
+            &Query::partition(SAMPLE_CELL).range(SortKeyRange::Prefix("pending#".into())),
+        )
+        .await
+        .expect("query the cell's pending inputs")
+        .items
+        .len()
+}
+
+async fn stored_cell(table: &dyn Table) -> StoredCell {
+    let item = table
+        .get(ECOLOGY_TABLE, &state_key(SAMPLE_CELL))
+        .await
+        .expect("read the cell")
+        .expect("the cell is seeded");
+    StoredCell::from_item(&item).expect("a cell item")
+}
+
+/// An EventBridge scheduled event, as the watchdog's `rate(1 minute)` rule delivers it.
+fn scheduled_event(stack: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("{stack}-tick-1"),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": "2026-11-21T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:000000000000:rule/{stack}-watchdog")],
+        "detail": {}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
+    if !enabled() {
+        return;
+    }
+    let names = [
+        "intake",
+        "market",
+        "price-window",
+        "production",
+        "ecology-input",
+        "ecology",
+        "watchdog",
+    ];
+    let binaries: Vec<_> = names
+        .into_iter()
+        .map(|name| (name, lambda_binary(name)))
+        .collect();
+    let stack = format!("rtw-{}", now_ms());
+    let settings = AwsSettings::from_env()
+        .expect("settings")
+        .with_stack(&stack);
+    let config = settings.sdk_config().await;
+    let sqs = Arc::new(SqsQueue::from_sdk_config(&config, settings.clone()));
+    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
+    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+    deploy_from_template(&template, sqs.as_ref(), &dynamo)
+        .await
+        .expect("deploy the template's queues and tables");
+    let table: Arc<dyn Table> = Arc::new(dynamo);
+    let context = StageContext::new(sqs.clone(), table.clone(), Arc::new(SystemClock));
+    let sqs_client = aws_sdk_sqs::Client::new(&config);
+
+    // The world the samples land in: their cell (its first tick 5 s away) and the station's
+    // region (its first production tick 1 s away), each with its timer chain registered.
+    let mut ecology = EcologyConfig::builtin().expect("ecology rules");
+    ecology.interval = TickInterval::from_millis(5_000).expect("a 5 s interval");
+    let founders: Vec<Founders> = FOUNDING_SPECIES
+        .iter()
+        .map(|species| Founders {
+            species: (*species).to_owned(),
+            count: 5,
+        })
+        .collect();
+    let cell = PartitionUid::parse(SAMPLE_CELL).expect("the sample cell");
+    assert!(
+        seed_cell(&context, &ecology, cell, 100, Vec::new(), &founders)
+            .await
+            .expect("seed the sample cell")
+    );
+    let mut price = PriceConfig::builtin().expect("market rules");
+    price.production_interval_ms = 1_000;
+    let region = PartitionUid::parse(SAMPLE_REGION).expect("the sample region");
+    let planets = ["mining", "agri", "forge", "refinery"]
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| Planet {
+            id: format!("planet-{index:04}"),
+            kind: (*kind).to_owned(),
+            level: 1 + index as u32,
+            stock: TRADED_GOODS
+                .iter()
+                .map(|good| ((*good).to_owned(), 200))
+                .collect(),
+            last_tick: 0,
+        })
+        .collect();
+    let seeded = Region {
+        region: region.clone(),
+        tick: 0,
+        planets,
+    };
+    assert!(
+        seed_region(&context, &price, &seeded)
+            .await
+            .expect("seed the sample region")
+    );
+
+    let mut sources = std::collections::BTreeMap::new();
+    for queue in [
+        INTAKE_QUEUE,
+        CLASSIFY_QUEUE,
+        MARKET_QUEUE,
+        PRICE_WINDOW_QUEUE,
+        PRODUCTION_TICK_QUEUE,
+        ECOLOGY_INPUT_QUEUE,
+        ECOLOGY_TICK_QUEUE,
+    ] {
+        sources.insert(queue, EventSource::new(&sqs_client, &settings, queue).await);
+    }
+    // The queue URLs each function is given, as the template gives them.
+    let urls = |queues: &[&str]| {
+        queues
+            .iter()
+            .map(|queue| format!("{queue}={}", sources[queue].url))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut functions = std::collections::BTreeMap::new();
+    for (name, binary) in &binaries {
+        let mut env = vec![
+            ("WORLDFLEET_STACK", stack.clone()),
+            ("WORLDFLEET_STAGE", "local".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        let sends_to: &[&str] = match *name {
+            "intake" => {
+                env.push((
+                    "WORLDFLEET_GATEWAY_KEYS",
+                    format!("{SAMPLE_GATEWAY}={SAMPLE_KEY_HEX}"),
+                ));
+                &[CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE]
+            }
+            "market" | "price-window" => &[PRICE_WINDOW_QUEUE],
+            "production" => &[PRODUCTION_TICK_QUEUE],
+            "ecology" => &[ECOLOGY_INPUT_QUEUE, ECOLOGY_TICK_QUEUE],
+            "watchdog" => &[
+                ECOLOGY_TICK_QUEUE,
+                PRICE_WINDOW_QUEUE,
+                PRODUCTION_TICK_QUEUE,
+            ],
+            _ => &[],
+        };
+        if !sends_to.is_empty() {
+            env.push(("WORLDFLEET_QUEUE_URLS", urls(sends_to)));
+        }
+        let function = LambdaFunction::start(binary, &format!("{stack}-{name}"), &env, &[])
+            .await
+            .expect("start the function process");
+        functions.insert(*name, function);
+    }
+    // A gateway posts the signed trade, capture and breed request; intake routes them.
+    let envelopes = signed_samples(&WORLD_SAMPLES, now_ms());
+    let messages: Vec<OutgoingMessage> = envelopes
+        .iter()
+        .map(|envelope| {
+            OutgoingMessage::fifo(
+                envelope.to_string(),
+                envelope["partition"].as_str().expect("partition"),
+                envelope["event_id"].as_str().expect("event id"),
+            )
+        })
+        .collect();
+    for outcome in sqs
+        .send_batch(INTAKE_QUEUE, messages)
+        .await
+        .expect("post to intake")
+    {
+        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    }
+    drain_through(
+        &sources[INTAKE_QUEUE],
+        functions.get_mut("intake").unwrap(),
+        envelopes.len(),
+    )
+    .await;
+    for envelope in &envelopes {
+        let key = Key::new(
+            envelope["partition"].as_str().unwrap(),
+            envelope["event_id"].as_str().unwrap(),
+        );
+        assert!(
+            table
+                .get(LEDGER_TABLE, &key)
+                .await
+                .expect("ledger")
+                .is_some(),
+            "intake appended {key:?} to the ledger"
+        );
+    }
+
+    // market.fifo → market: the trade opens the station's market and its first window.
+    drain_through(
+        &sources[MARKET_QUEUE],
+        functions.get_mut("market").unwrap(),
+        1,
+    )
+    .await;
+    let market = table
+        .get(MARKET_TABLE, &market_key(SAMPLE_STATION))
+        .await
+        .expect("read the market")
+        .unwrap_or_else(|| panic!("market stored {SAMPLE_STATION}"));
+    let market = StoredMarket::from_item(&market).expect("a market item");
+    assert!(market.version >= 1, "{market:?}");
+
+    // price-window → price-window: the window's end recomputes the station's prices.
+    let (_, bodies) = deliver_one_batch(
+        &sources[PRICE_WINDOW_QUEUE],
+        functions.get_mut("price-window").unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let timer: WindowTimer = serde_json::from_str(&bodies[0]).expect("a window timer");
+    assert_eq!(timer.station.as_str(), SAMPLE_STATION);
+    assert!(
+        table
+            .get(
+                MARKET_TABLE,
+                &recompute_key(SAMPLE_STATION, timer.window_id)
+            )
+            .await
+            .expect("read the recompute")
+            .is_some(),
+        "window {} was recomputed; log:\n{}",
+        timer.window_id,
+        functions["price-window"].log()
+    );
+
+    // ecology-input.fifo → ecology-input: the capture and the breed request wait in the cell.
+    assert_eq!(pending_inputs(table.as_ref()).await, 0);
+    drain_through(
+        &sources[ECOLOGY_INPUT_QUEUE],
+        functions.get_mut("ecology-input").unwrap(),
+        2,
+    )
+    .await;
+    assert_eq!(
+        pending_inputs(table.as_ref()).await,
+        2,
+        "both inputs stored"
+    );
+
+    // production-tick → production: the region's first tick.
+    let (_, bodies) = deliver_one_batch(
+        &sources[PRODUCTION_TICK_QUEUE],
+        functions.get_mut("production").unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let timer: ProductionTimer = serde_json::from_str(&bodies[0]).expect("a production timer");
+    assert_eq!((timer.region.as_str(), timer.tick), (SAMPLE_REGION, 1));
+    let ticked = read_region(&context, &region)
+        .await
+        .expect("read the region");
+    assert_eq!(ticked.tick, 1, "the region completed tick 1");
+    assert!(ticked.planets.iter().all(|planet| planet.last_tick == 1));
+
+    // ecology-tick → ecology: tick 1 consumes the pending inputs; a redelivered timer
+    // changes nothing.
+    let (tick_event, bodies) = deliver_one_batch(
+        &sources[ECOLOGY_TICK_QUEUE],
+        functions.get_mut("ecology").unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let timer: TickTimer = serde_json::from_str(&bodies[0]).expect("a tick timer");
+    assert_eq!((timer.cell.as_str(), timer.tick), (SAMPLE_CELL, 1));
+    let after_tick = stored_cell(table.as_ref()).await;
+    assert_eq!(after_tick.state.tick, 1, "the cell applied tick 1");
+    assert_eq!(
+        pending_inputs(table.as_ref()).await,
+        0,
+        "tick 1 consumed them"
+    );
+    let ecology_function = functions.get_mut("ecology").unwrap();
+    let again = ecology_function
+        .invoke(&tick_event, ANSWER_WITHIN)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(batch_item_failures(&again).is_empty());
+    assert_eq!(
+        stored_cell(table.as_ref()).await,
+        after_tick,
+        "a redelivered tick changes nothing"
+    );
+
+    // The watchdog: a scheduled event gets one pass over every registered chain; anything
+    // else is refused with a clean error and the function keeps serving.
+    let watchdog = functions.get_mut("watchdog").unwrap();
+    let pass = watchdog
+        .invoke(&scheduled_event(&stack), ANSWER_WITHIN)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let Outcome::Response(pass) = pass else {
+        panic!(
+            "the watchdog answers its pass: {pass:?}; log:\n{}",
+            watchdog.log()
+        );
+    };
+    assert_eq!(pass["cells_checked"], json!(1), "{pass}");
+    assert_eq!(pass["stations_checked"], json!(1), "{pass}");
+    assert_eq!(pass["regions_checked"], json!(1), "{pass}");
+    let refused = watchdog
+        .invoke(
+            &json!({"Records": [{"messageId": "m-1", "body": "{}"}]}),
+            ANSWER_WITHIN,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let Outcome::Error { document, .. } = &refused else {
+        panic!("an SQS event to the watchdog: {refused:?}");
+    };
+    assert!(
+        document.to_string().contains("scheduled event"),
+        "the error says what was expected: {document}"
+    );
+    for (name, function) in &mut functions {
+        assert!(function.exited().is_none(), "{name}: {}", function.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_and_prune_outside_lambda_name_the_missing_variables() {
+    if !enabled() {
+        return;
+    }
+    // The watchdog (scheduled glue of its own) and prune check the environment as every
+    // `run_stage` binary does, before the runtime would panic on a missing variable.
+    for name in ["watchdog", "prune"] {
+        let mut function = LambdaFunction::start(
+            &lambda_binary(name),
+            &format!("no-env-{name}"),
+            &[("WORLDFLEET_STACK", "no-env".to_owned())],
+            &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+        )
+        .await
+        .expect("start the function process");
+        let (status, _) = function
+            .wait_for_exit(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(!status.success(), "{name}: exit status {status}");
+        let log = function.log();
+        assert!(
+            log.contains("not in a Lambda execution environment")
+                && log.contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                && !log.contains("panicked"),
+            "{name} says what is missing, without a panic: {log}"
+        );
+    }
 }

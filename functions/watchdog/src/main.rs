@@ -5,6 +5,9 @@ use worldfleet_watchdog::run;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     worldfleet_lambda::init_tracing();
+    // As `run_stage` does: outside Lambda, say which variables are missing instead of letting
+    // the runtime panic on the first one.
+    worldfleet_lambda::check_runtime_environment(|name| std::env::var(name).ok())?;
     let context = worldfleet_lambda::aws_context().await?;
     worldfleet_lambda::serve_scheduled(move |_budget| {
         let context = context.clone();
