@@ -41,6 +41,38 @@ enum Command {
     Worker(WorkerArgs),
     /// Sign and post envelopes to the intake queue on SQS.
     Send(SendArgs),
+    /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
+    /// latest checkpoints plus the ledger after them) into a fresh store.
+    Replay(ReplayArgs),
+    /// Checkpoint every ledger partition of a store up to the events older than the intake
+    /// clock window whose derived state is complete; optionally compact the ledger behind.
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The store whose ledger is replayed (only read).
+    #[arg(long)]
+    from: PathBuf,
+    /// A fresh store directory to rebuild into (created when missing).
+    #[arg(long)]
+    into: PathBuf,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    /// The embedded store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Delete the ledger entries the checkpoints cover.
+    #[arg(long)]
+    compact: bool,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -264,7 +296,42 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchWorld(args) => bench_world(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Send(args) => send(args).await,
+        Command::Replay(args) => replay(args).await,
+        Command::Checkpoint(args) => checkpoint_store(args).await,
     }
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let report = worldfleet_runtime::replay::replay(&args.from, &args.into).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "replayed {} narrative events ({} restored from {} checkpoints) into {}; {} ledger rows copied; {} world events copied but not re-applied",
+            report.replayed,
+            report.restored_from_checkpoints,
+            report.checkpoints,
+            args.into.display(),
+            report.ledger_rows_copied,
+            report.world_events_not_replayed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn checkpoint_store(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    use worldfleet_runtime::replay::{CheckpointOptions, checkpoint_store};
+    let options = CheckpointOptions::safe_at(SystemClock.now_ms(), args.compact);
+    let report = checkpoint_store(&args.store, options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} of {} partitions checkpointed further, {} events covered, {} ledger entries compacted",
+            report.advanced, report.partitions, report.covered, report.compacted
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench_world(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {
