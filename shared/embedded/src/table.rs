@@ -112,9 +112,10 @@ impl EmbeddedTable {
         Self { shared }
     }
 
-    /// Every live (unexpired) item of `table`, ordered by partition key then sort key, as a
-    /// DynamoDB `Scan` would return them (whole, not paged: for offline tools such as
-    /// `worldfleet replay` and tests, never for a stage).
+    /// Every live (unexpired) item of `table`, as a DynamoDB `Scan` would return them: grouped
+    /// by partition (partitions in the store's own order, shorter keys first), each
+    /// partition's items in sort-key order. Whole, not paged: for offline tools such as
+    /// `worldfleet replay` and for tests, never for a stage.
     pub fn scan(&self, table: &str) -> Result<Vec<Item>> {
         self.shared.counters.table_request();
         self.check_table(table)?;
