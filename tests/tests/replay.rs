@@ -290,7 +290,10 @@ async fn replay_rebuilds_the_derived_tables_from_the_ledger_and_from_checkpoints
     )
     .expect("open");
     let partition = scan_partition_with_checkpoint(&store).await;
-    assert!(partition.is_some(), "the checkpoints travel with the ledger");
+    assert!(
+        partition.is_some(),
+        "the checkpoints travel with the ledger"
+    );
     store.close();
 }
 

@@ -352,7 +352,11 @@ async fn scan_returns_one_table_in_key_order_without_expired_items() {
     let expired = Item::new(Key::new("a", "0")).with(worldfleet_ports::TTL_ATTRIBUTE, 1);
     table.put(TABLE, expired, None).await.expect("put");
     table
-        .put(&format!("{TABLE}-other"), Item::new(Key::new("a", "1")), None)
+        .put(
+            &format!("{TABLE}-other"),
+            Item::new(Key::new("a", "1")),
+            None,
+        )
         .await
         .expect("put");
     let keys: Vec<String> = table

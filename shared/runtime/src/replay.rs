@@ -259,9 +259,7 @@ pub async fn checkpoint_partition(
     table
         .put(LEDGER_TABLE, head, Some(unchanged))
         .await
-        .with_context(|| {
-            format!("checkpoint of {partition} moved concurrently; take it again")
-        })?;
+        .with_context(|| format!("checkpoint of {partition} moved concurrently; take it again"))?;
     let mut compacted = 0;
     if options.compact {
         let deletes: Vec<BatchWrite> = covered
@@ -651,7 +649,10 @@ mod tests {
 
     #[test]
     fn checkpoint_rows_sort_after_every_event_id() {
-        for event_id in ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "0190b3c4-7e2a-7000-8000-000000000000"] {
+        for event_id in [
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "0190b3c4-7e2a-7000-8000-000000000000",
+        ] {
             assert!(event_id < CHECKPOINT_SORT_KEY);
             assert!(event_id < snapshot_key("g/d/s", "0").sk.as_str());
         }
