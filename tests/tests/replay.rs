@@ -159,12 +159,10 @@ fn first_difference<V: PartialEq + std::fmt::Debug>(
 }
 
 fn assert_same(label: &str, replayed: &Derived, live: &Derived) {
-    let differences = [
-        first_difference("canon", &replayed.canon, &live.canon),
-        first_difference("feed", &replayed.feeds, &live.feeds),
-        first_difference("memory", &replayed.memory, &live.memory),
-    ];
-    for difference in differences.into_iter().flatten() {
+    let difference = first_difference("canon", &replayed.canon, &live.canon)
+        .or_else(|| first_difference("feed", &replayed.feeds, &live.feeds))
+        .or_else(|| first_difference("memory", &replayed.memory, &live.memory));
+    if let Some(difference) = difference {
         panic!("{label}: {difference}");
     }
     assert_eq!(replayed.plans_left, live.plans_left, "{label}: plans left");
