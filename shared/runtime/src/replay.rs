@@ -50,7 +50,9 @@
 //! pollers as `worldfleet run` until every queue has drained. Events are queued in ledger
 //! order: each partition's in sort-key order, partitions merged by acceptance time (then
 //! partition UID), checkpointed events first; FIFO groups keep each partition's order through
-//! every stage.
+//! every stage. A ledger entry whose id sorts at or before a checkpoint's `through` but has no
+//! snapshot (it reached the ledger after the checkpoint was taken) is replayed, not skipped;
+//! checkpoints never cover it, so compaction never deletes it.
 //!
 //! What a replay reproduces exactly, and what it cannot: canon items are identical except
 //! `composed_at_ms` (when compose ran) and `dist_plan` (the id of the publication plan, a fresh
@@ -500,7 +502,11 @@ async fn replay_rows(
         }
         let mut run = Vec::new();
         for entry in ledger.entries {
-            if through.is_some_and(|through| entry.key.sk.as_str() <= through) {
+            // Covered by the checkpoint. An entry at or before `through` without a snapshot
+            // arrived after the checkpoint was taken (its id sorts early): replay it.
+            if through.is_some_and(|through| entry.key.sk.as_str() <= through)
+                && ledger.snapshots.contains_key(&entry.key.sk)
+            {
                 continue;
             }
             let raw = entry
