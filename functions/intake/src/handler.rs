@@ -15,7 +15,7 @@ use worldfleet_domain::names::{
     CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, MARKET_QUEUE,
     RATE_LIMITS_TABLE, REJECTIONS_TABLE,
 };
-use worldfleet_domain::{AcceptedEvent, EventKind, RejectReason};
+use worldfleet_domain::{AcceptedEvent, Envelope, EventKind, RejectReason};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
 use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, ReceivedMessage};
 
@@ -226,9 +226,10 @@ impl Intake {
     }
 }
 
-fn routed_message(validated: &Validated, accepted_at_ms: u64) -> Result<Admission> {
-    let envelope = &validated.envelope;
-    let event = AcceptedEvent {
+/// The event intake routes for `envelope`, accepted into the ledger at `accepted_at_ms`: also
+/// what a replay of a ledger entry feeds the stages after intake.
+pub fn accepted_event(envelope: &Envelope, accepted_at_ms: u64) -> AcceptedEvent {
+    AcceptedEvent {
         event_id: envelope.event_id.clone(),
         gateway: envelope.gateway.clone(),
         partition: envelope.partition.clone(),
@@ -239,7 +240,12 @@ fn routed_message(validated: &Validated, accepted_at_ms: u64) -> Result<Admissio
         payload: envelope.payload.clone(),
         sent_at_ms: envelope.sent_at_ms,
         accepted_at_ms,
-    };
+    }
+}
+
+fn routed_message(validated: &Validated, accepted_at_ms: u64) -> Result<Admission> {
+    let envelope = &validated.envelope;
+    let event = accepted_event(envelope, accepted_at_ms);
     let body = serde_json::to_string(&event).map_err(|error| IntakeError::Encode {
         what: "accepted event",
         reason: error.to_string(),

@@ -41,6 +41,42 @@ enum Command {
     Worker(WorkerArgs),
     /// Sign and post envelopes to the intake queue on SQS.
     Send(SendArgs),
+    /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
+    /// latest checkpoints plus the ledger after them) into a fresh store.
+    Replay(ReplayArgs),
+    /// Checkpoint every ledger partition of a store up to the events older than the intake
+    /// clock window whose derived state is complete; optionally compact the ledger behind.
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The store whose ledger is replayed (only read).
+    #[arg(long)]
+    from: PathBuf,
+    /// A fresh store directory to rebuild into (created when missing).
+    #[arg(long)]
+    into: PathBuf,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    /// The embedded store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Delete the ledger entries the checkpoints cover (needs --min-age-secs of at least the
+    /// intake clock window, 300 s: only then is an entry no longer needed to refuse a replay).
+    #[arg(long)]
+    compact: bool,
+    /// Cover only events accepted at least this long ago (default: the intake clock window).
+    #[arg(long)]
+    min_age_secs: Option<u64>,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -264,7 +300,53 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchWorld(args) => bench_world(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Send(args) => send(args).await,
+        Command::Replay(args) => replay(args).await,
+        Command::Checkpoint(args) => checkpoint_store(args).await,
     }
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let report = worldfleet_runtime::replay::replay(&args.from, &args.into).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "replayed {} narrative events ({} restored from {} checkpoints) into {}; {} ledger rows copied; {} world events copied but not re-applied",
+            report.replayed,
+            report.restored_from_checkpoints,
+            report.checkpoints,
+            args.into.display(),
+            report.ledger_rows_copied,
+            report.world_events_not_replayed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn checkpoint_store(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    use worldfleet_runtime::replay::{CheckpointOptions, checkpoint_store};
+    let now_ms = SystemClock.now_ms();
+    let mut options = CheckpointOptions::safe_at(now_ms, args.compact);
+    if let Some(min_age_secs) = args.min_age_secs {
+        let accepted_before_ms = now_ms.saturating_sub(min_age_secs.saturating_mul(1000));
+        if args.compact && accepted_before_ms > options.accepted_before_ms {
+            anyhow::bail!(
+                "--compact needs --min-age-secs of at least the intake clock window ({} s): a younger ledger entry still refuses replayed envelopes",
+                (now_ms - options.accepted_before_ms) / 1000
+            );
+        }
+        options.accepted_before_ms = accepted_before_ms;
+    }
+    let report = checkpoint_store(&args.store, options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} of {} partitions checkpointed further, {} events covered, {} ledger entries compacted",
+            report.advanced, report.partitions, report.covered, report.compacted
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench_world(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {

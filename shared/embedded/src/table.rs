@@ -112,6 +112,34 @@ impl EmbeddedTable {
         Self { shared }
     }
 
+    /// Every live (unexpired) item of `table`, as a DynamoDB `Scan` would return them: grouped
+    /// by partition (partitions in the store's own order, shorter keys first), each
+    /// partition's items in sort-key order. Whole, not paged: for offline tools such as
+    /// `worldfleet replay` and for tests, never for a stage.
+    pub fn scan(&self, table: &str) -> Result<Vec<Item>> {
+        self.shared.counters.table_request();
+        self.check_table(table)?;
+        let mut prefix = Vec::with_capacity(2 + table.len());
+        prefix.extend_from_slice(&(table.len() as u16).to_be_bytes());
+        prefix.extend_from_slice(table.as_bytes());
+        let now_secs = self.now_secs();
+        self.shared.with_spaces(|spaces| {
+            let mut items = Vec::new();
+            for entry in spaces.items.prefix(&prefix) {
+                let (key, value) = entry.into_inner().map_err(storage_error)?;
+                let (_, pk, sk) = codec::split_item_key(&key)?;
+                let item = Item {
+                    key: Key::new(pk, sk),
+                    attributes: codec::decode_attributes(&value)?,
+                };
+                if !item.is_expired(now_secs) {
+                    items.push(item);
+                }
+            }
+            Ok(items)
+        })
+    }
+
     fn check_table(&self, table: &str) -> Result<()> {
         let declared = self
             .shared

@@ -12,6 +12,8 @@
 //! - [`world_bench`]: `worldfleet bench-world` — the world stages' throughput and latency;
 //! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store;
+//! - [`replay`]: ledger checkpoints and `worldfleet replay` — the derived tables rebuilt
+//!   from the ledger by the real stages;
 //! - [`models`]: which classifier and composer the narrative stages use (models when
 //!   configured or present, rules and templates otherwise), and why.
 
@@ -21,6 +23,7 @@ pub mod faults;
 pub mod fleet;
 pub mod models;
 pub mod poller;
+pub mod replay;
 pub mod resources;
 pub mod simulation;
 pub mod world;
