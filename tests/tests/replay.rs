@@ -245,6 +245,7 @@ async fn replay_rebuilds_the_derived_tables_from_the_ledger_and_from_checkpoints
         CheckpointOptions {
             accepted_before_ms: cut,
             compact: true,
+            taken_at_ms: cut,
         },
     )
     .await
@@ -261,6 +262,7 @@ async fn replay_rebuilds_the_derived_tables_from_the_ledger_and_from_checkpoints
         CheckpointOptions {
             accepted_before_ms: cut,
             compact: true,
+            taken_at_ms: cut,
         },
     )
     .await

@@ -18,6 +18,11 @@ pub struct PruneConfig {
     pub region_idle: Duration,
     /// The tables whose rows, keyed by a region's partitions, make up the region's hot state.
     pub region_tables: Vec<String>,
+    /// Advance each partition's ledger checkpoint when distribute reports its events published.
+    pub ledger_checkpoints: bool,
+    /// Delete the ledger entries a checkpoint covers (safe only while intake's clock window is
+    /// at most the default 300 s the cut-off assumes; off by default).
+    pub ledger_compaction: bool,
 }
 
 /// Six months, as the idle limit of a region (183 days).
@@ -31,6 +36,8 @@ impl Default for PruneConfig {
             memory_cap_bytes: worldfleet_distribute::memory::MEMORY_CAP_BYTES,
             region_idle: SIX_MONTHS,
             region_tables: vec![worldfleet_domain::names::CANON_TABLE.to_owned()],
+            ledger_checkpoints: true,
+            ledger_compaction: false,
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   difference between what was counted and what is kept;
 //! - tombstones: see [`crate::tombstone`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use worldfleet_ports::{
     TTL_ATTRIBUTE, Table, Update,
 };
 
+use crate::checkpoint::{CheckpointOptions, checkpoint_partition};
 use crate::core::{self, ObservationSize, PageAge, PruneConfig, ReaderCheckpoint};
 use crate::error::{PruneError, Result};
 use crate::tombstone;
@@ -72,7 +74,9 @@ impl Prune {
     pub async fn handle(&self, request: &PruneRequest) -> Result<PruneOutcome> {
         match request {
             PruneRequest::EventsPublished { plan_id, events } => {
-                self.end_event_bookkeeping(plan_id, events).await
+                let outcome = self.end_event_bookkeeping(plan_id, events).await?;
+                self.advance_checkpoints(events).await?;
+                Ok(outcome)
             }
             PruneRequest::FeedPastRetention { feed } => {
                 let feed = FeedId::parse(feed).map_err(|error| PruneError::Corrupt {
@@ -125,6 +129,43 @@ impl Prune {
         }
         outcome.deleted += records.len();
         Ok(outcome)
+    }
+
+    /// Moves the ledger checkpoint of each partition in `events` forward: the scene boundary
+    /// after which those events are settled (see [`crate::checkpoint`]). A checkpoint moved
+    /// concurrently by another request already covers what this one would.
+    async fn advance_checkpoints(&self, events: &[(PartitionUid, String)]) -> Result<()> {
+        if !self.config.ledger_checkpoints {
+            return Ok(());
+        }
+        let options =
+            CheckpointOptions::safe_at(self.context.clock.now_ms(), self.config.ledger_compaction);
+        let partitions: BTreeSet<&str> = events
+            .iter()
+            .map(|(partition, _)| partition.as_str())
+            .collect();
+        for partition in partitions {
+            match checkpoint_partition(self.table(), partition, options).await {
+                Ok(outcome) if outcome.covered > 0 => tracing::debug!(
+                    partition,
+                    covered = outcome.covered,
+                    compacted = outcome.compacted,
+                    "ledger checkpoint advanced"
+                ),
+                Ok(_) => {}
+                Err(error) => match error.downcast::<worldfleet_ports::Error>() {
+                    Ok(port) if port.is_condition_failed() => {}
+                    Ok(port) => return Err(port.into()),
+                    Err(other) => {
+                        return Err(PruneError::Corrupt {
+                            what: format!("ledger of {partition}"),
+                            reason: format!("{other:#}"),
+                        });
+                    }
+                },
+            }
+        }
+        Ok(())
     }
 
     /// Trims a feed's pages past retention; raises the trim row first.

@@ -15,6 +15,7 @@
 //!
 //! Decisions are pure functions ([`core`]); the shell ([`handler`]) reads, decides, writes.
 
+pub mod checkpoint;
 pub mod core;
 pub mod error;
 pub mod handler;
@@ -28,7 +29,8 @@ pub use handler::{Prune, PruneOutcome};
 impl PruneConfig {
     /// The defaults, with overrides from the environment: `WORLDFLEET_FEED_RETENTION_DAYS`,
     /// `WORLDFLEET_FEED_HARD_RETENTION_DAYS`, `WORLDFLEET_MEMORY_CAP_BYTES`,
-    /// `WORLDFLEET_REGION_IDLE_DAYS`.
+    /// `WORLDFLEET_REGION_IDLE_DAYS`, `WORLDFLEET_LEDGER_CHECKPOINTS` and
+    /// `WORLDFLEET_LEDGER_COMPACTION` (`on` / `off`).
     pub fn from_env() -> Result<Self> {
         let mut config = Self::default();
         let number = |name: &str| -> Result<Option<u64>> {
@@ -52,6 +54,20 @@ impl PruneConfig {
         if let Some(value) = number("WORLDFLEET_REGION_IDLE_DAYS")? {
             config.region_idle = days(value);
         }
+        let switch = |name: &str, current: bool| -> Result<bool> {
+            match std::env::var(name).as_deref().map(str::trim) {
+                Err(_) => Ok(current),
+                Ok("on" | "true" | "1") => Ok(true),
+                Ok("off" | "false" | "0") => Ok(false),
+                Ok(other) => Err(PruneError::Config(format!(
+                    "{name}={other:?} is not on or off"
+                ))),
+            }
+        };
+        config.ledger_checkpoints =
+            switch("WORLDFLEET_LEDGER_CHECKPOINTS", config.ledger_checkpoints)?;
+        config.ledger_compaction =
+            switch("WORLDFLEET_LEDGER_COMPACTION", config.ledger_compaction)?;
         if config.feed_hard_retention < config.feed_retention {
             return Err(PruneError::Config(
                 "the hard feed retention must not be shorter than the feed retention".into(),

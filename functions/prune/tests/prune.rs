@@ -728,3 +728,67 @@ async fn the_scheduled_sweep_runs_once_per_interval() {
         .unwrap();
     assert!(next.is_some(), "due again after the interval");
 }
+
+/// Distribute reports events published; once they are older than intake's clock window, prune
+/// moves the partition's ledger checkpoint over them (the ledger entries stay: compaction is
+/// off by default). Without the rule the checkpoint never moves.
+#[tokio::test]
+async fn published_events_past_the_clock_window_are_checkpointed() {
+    use worldfleet_domain::names::LEDGER_TABLE;
+    use worldfleet_prune::checkpoint::{is_event_entry, read_checkpoint};
+    let fixture = Fixture::new().await;
+    let partition = "gm-1/district-1/scene-1";
+    for (offset, event_id) in ["01AAA", "01AAB", "01AAC"].iter().enumerate() {
+        fixture
+            .table()
+            .put(
+                LEDGER_TABLE,
+                Item::new(Key::new(partition, *event_id))
+                    .with("kind", "dialogue")
+                    .with("accepted_at_ms", (START_MS + offset as u64) as i64),
+                None,
+            )
+            .await
+            .unwrap();
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                Item::new(Key::new(partition, *event_id))
+                    .with("canon", format!("{{\"line\":{offset}}}"))
+                    .with("dist_plan", "plan-1"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let request = PruneRequest::EventsPublished {
+        plan_id: "plan-1".into(),
+        events: vec![(PartitionUid::parse(partition).unwrap(), "01AAC".into())],
+    };
+    let prune = fixture.prune(PruneConfig::default());
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        read_checkpoint(fixture.table(), partition).await.unwrap(),
+        None,
+        "nothing is older than the clock window yet"
+    );
+
+    fixture.clock.advance(301_000);
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        read_checkpoint(fixture.table(), partition).await.unwrap(),
+        Some(("01AAC".to_owned(), 3))
+    );
+    let ledger = fixture
+        .partition(LEDGER_TABLE, partition, SortKeyRange::All)
+        .await;
+    assert_eq!(ledger.iter().filter(|item| is_event_entry(item)).count(), 3);
+
+    // A duplicate request finds nothing new to cover.
+    prune.handle(&request).await.unwrap();
+    assert_eq!(
+        read_checkpoint(fixture.table(), partition).await.unwrap(),
+        Some(("01AAC".to_owned(), 3))
+    );
+}

@@ -153,6 +153,7 @@ pub const STAGES: [StageResources; 10] = [
         sends_to: &[],
         reads: &[],
         writes: &[
+            LEDGER_TABLE,
             IDEMPOTENCY_TABLE,
             CANON_TABLE,
             FEEDS_TABLE,

@@ -328,7 +328,10 @@ pub struct WorldReport {
     pub unbalanced_cells: u64,
     pub news_events: u64,
     pub news_published: u64,
+    /// Production ticks applied, every region together (from the regions' markers).
     pub production_ticks: u64,
+    /// Production tick latencies, from the ticks this process timed (a tick applied by an
+    /// invocation that then crashed is applied but not timed).
     pub production_tick_p50_ms: f64,
     pub production_tick_p99_ms: f64,
     /// World events missing (no record), news not published, creatures unaccounted for.
@@ -391,8 +394,17 @@ pub async fn audit(
     }
     audit_market(table, layout, &trades, &mut report).await?;
     audit_ecology(table, layout, &requests, &mut report).await?;
+    for region in layout.regions() {
+        let marker = table
+            .get(
+                PRODUCTION_TABLE,
+                &worldfleet_ports::Key::new(region.as_str(), "region"),
+            )
+            .await?;
+        report.production_ticks +=
+            marker.and_then(|item| item.i64("tick")).unwrap_or(0).max(0) as u64;
+    }
     let mut latencies = production_latencies_us.to_vec();
-    report.production_ticks = latencies.len() as u64;
     report.production_tick_p50_ms = percentile_ms(&mut latencies, 0.50);
     report.production_tick_p99_ms = percentile_ms(&mut latencies, 0.99);
     Ok(report)
