@@ -26,7 +26,7 @@ use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, proce
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{
     BatchWrite, Comparison, Condition, Item, Key, Query, ReceivedMessage, SortKeyRange,
-    TTL_ATTRIBUTE, Table, Update,
+    TTL_ATTRIBUTE, Table, Update, query_all,
 };
 
 use crate::checkpoint::{CheckpointOptions, checkpoint_partition};
@@ -374,28 +374,6 @@ impl Prune {
         let item = feed_plan::page_item(&feed, &page, now_ms)?;
         self.table().put(FEEDS_TABLE, item, None).await?;
         Ok(())
-    }
-}
-
-/// Every item of a partition in `range`, across pages.
-pub(crate) async fn query_all(
-    table: &dyn Table,
-    table_name: &str,
-    pk: &str,
-    range: SortKeyRange,
-) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut start_after = None;
-    loop {
-        let query = Query::partition(pk)
-            .range(range.clone())
-            .start_after(start_after);
-        let page = table.query(table_name, &query).await?;
-        items.extend(page.items);
-        match page.last_evaluated_sk {
-            Some(last) => start_after = Some(last),
-            None => return Ok(items),
-        }
     }
 }
 

@@ -17,11 +17,12 @@ use worldfleet_domain::{PartitionUid, PruneRequest};
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{INDEX_SHARDS, activity_shard_pk, feed_shard_pk};
 
-use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, SendOutcome, SortKeyRange, Value};
+use worldfleet_ports::{
+    Condition, Item, Key, OutgoingMessage, SendOutcome, SortKeyRange, Value, query_all,
+};
 
 use crate::core::{self, PruneConfig};
 use crate::error::{PruneError, Result};
-use crate::handler::query_all;
 
 /// How often the watchdog sweeps: once a day (every rule it feeds works in days or months).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(24 * 3600);

@@ -21,11 +21,13 @@ use worldfleet_domain::names::PRUNE_TABLE;
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{activity_key, parts_pk};
 use worldfleet_ports::table::MAX_BATCH_WRITE;
-use worldfleet_ports::{BatchWrite, Condition, Item, Key, SortKeyRange, Table, Update, Value};
+use worldfleet_ports::{
+    BatchWrite, Condition, Item, Key, SortKeyRange, Table, Update, Value, query_all,
+};
 
 use crate::core::{self, ArchivedRow, PruneConfig};
 use crate::error::{PruneError, Result};
-use crate::handler::{PruneOutcome, query_all};
+use crate::handler::PruneOutcome;
 
 /// Compressed bytes per archive chunk (well under the 400 KB item limit).
 pub const CHUNK_BYTES: usize = 300 * 1024;

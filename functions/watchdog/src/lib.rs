@@ -46,26 +46,15 @@ impl WatchdogPass {
 }
 
 /// One watchdog pass over the ecology, market and production chains, with prune's sweep when
-/// it is due (prune's settings from the environment, see `PruneConfig::from_env`).
-pub async fn run(context: &StageContext) -> anyhow::Result<WatchdogPass> {
-    let prune =
-        PruneConfig::from_env().map_err(|error| anyhow::anyhow!("prune settings: {error}"))?;
-    run_with(context, &prune, SWEEP_INTERVAL).await
-}
-
-/// [`run`] with explicit prune settings and sweep interval.
-pub async fn run_with(
-    context: &StageContext,
-    prune: &PruneConfig,
-    sweep_interval: std::time::Duration,
-) -> anyhow::Result<WatchdogPass> {
+/// it is due (once per [`SWEEP_INTERVAL`]). `prune` is read once at start-up by the caller.
+pub async fn run(context: &StageContext, prune: &PruneConfig) -> anyhow::Result<WatchdogPass> {
     let (cells_checked, cells_rearmed) = worldfleet_ecology::watchdog(context)
         .await
         .map_err(|error| anyhow::anyhow!("ecology watchdog: {error}"))?;
     let market = worldfleet_price::watchdog(context)
         .await
         .map_err(|error| anyhow::anyhow!("market watchdog: {error}"))?;
-    let sweep = sweep_if_due(context, prune, sweep_interval)
+    let sweep = sweep_if_due(context, prune, SWEEP_INTERVAL)
         .await
         .map_err(|error| anyhow::anyhow!("prune sweep: {error}"))?;
     Ok(WatchdogPass {

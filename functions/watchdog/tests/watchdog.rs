@@ -19,6 +19,7 @@ use worldfleet_ports::{
 };
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::{PriceConfig, seed_region};
+use worldfleet_prune::PruneConfig;
 use worldfleet_watchdog::run;
 
 const START_MS: u64 = 1_763_700_000_000;
@@ -117,7 +118,7 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
     };
     assert!(seed_region(&context, &price, &region).await.unwrap());
 
-    let fresh = run(&context).await.unwrap();
+    let fresh = run(&context, &PruneConfig::default()).await.unwrap();
     assert_eq!(fresh.cells_checked, 1);
     assert_eq!(fresh.regions_checked, 1);
     assert_eq!(fresh.rearmed(), 0, "a freshly armed world needs nothing");
@@ -129,7 +130,7 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
     assert_eq!(drain(queue, ECOLOGY_TICK_QUEUE).await.len(), 1);
     assert_eq!(drain(queue, PRODUCTION_TICK_QUEUE).await.len(), 1);
 
-    let pass = run(&context).await.unwrap();
+    let pass = run(&context, &PruneConfig::default()).await.unwrap();
     assert_eq!(pass.cells_rearmed, 1, "{pass:?}");
     assert_eq!(pass.regions_rearmed, 1, "{pass:?}");
     assert_eq!(pass.windows_rearmed, 0, "no station has a pending window");

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use worldfleet_ports::queue::MAX_DELAY;
-use worldfleet_ports::{Item, Key, Query, SortKeyRange, Table};
+use worldfleet_ports::{Item, Key, SortKeyRange, Table, query_all};
 
 /// A chain whose last tick is older than this many intervals is re-armed by the watchdog.
 pub const WATCHDOG_INTERVALS: u64 = 3;
@@ -56,26 +56,20 @@ pub async fn registered(
     table_name: &str,
     chain: &str,
 ) -> worldfleet_ports::Result<Vec<(String, u64)>> {
-    let mut found = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = table
-            .query(
-                table_name,
-                &Query::partition(format!("chain#{chain}"))
-                    .range(SortKeyRange::All)
-                    .start_after(start_after),
-            )
-            .await?;
-        for item in page.items {
+    let items = query_all(
+        table,
+        table_name,
+        &format!("chain#{chain}"),
+        SortKeyRange::All,
+    )
+    .await?;
+    Ok(items
+        .into_iter()
+        .map(|item| {
             let interval = item.i64("interval_ms").unwrap_or(0).max(0) as u64;
-            found.push((item.key.sk, interval));
-        }
-        match page.last_evaluated_sk {
-            Some(sk) => start_after = Some(sk),
-            None => return Ok(found),
-        }
-    }
+            (item.key.sk, interval)
+        })
+        .collect())
 }
 
 #[cfg(test)]

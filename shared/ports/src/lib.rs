@@ -19,5 +19,5 @@ pub use queue::{
 };
 pub use table::{
     Attributes, BatchWrite, Comparison, Condition, Item, Key, Query, QueryPage, SortKeyRange,
-    TTL_ATTRIBUTE, Table, TableSpec, TransactWrite, Update, Value,
+    TTL_ATTRIBUTE, Table, TableSpec, TransactWrite, Update, Value, query_all,
 };

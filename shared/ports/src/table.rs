@@ -625,6 +625,28 @@ pub trait Table: Send + Sync {
     async fn transact(&self, operations: Vec<TransactWrite>) -> Result<()>;
 }
 
+/// Every item of partition `pk` of `table_name` in `range`, following the pages of [`Table::query`].
+pub async fn query_all(
+    table: &dyn Table,
+    table_name: &str,
+    pk: &str,
+    range: SortKeyRange,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start_after = None;
+    loop {
+        let query = Query::partition(pk)
+            .range(range.clone())
+            .start_after(start_after);
+        let page = table.query(table_name, &query).await?;
+        items.extend(page.items);
+        match page.last_evaluated_sk {
+            Some(last) => start_after = Some(last),
+            None => return Ok(items),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use worldfleet_distribute::RepublishRules;
 use worldfleet_distribute::plan::page_from_item;
 use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, REJECTIONS_TABLE};
 use worldfleet_domain::{CanonEntry, FeedId, PartitionUid, RejectReason};
-use worldfleet_ports::{Query, SortKeyRange, Table};
+use worldfleet_ports::{SortKeyRange, Table, query_all};
 use worldfleet_prune::checkpoint::{SNAPSHOT_PREFIX, is_event_entry};
 
 use crate::world::Expectation;
@@ -69,31 +69,6 @@ pub struct Audit<'a> {
     pub players: Vec<String>,
     pub factions: Vec<String>,
     pub expectations: &'a [Expectation],
-}
-
-async fn query_all(
-    table: &dyn Table,
-    table_name: &str,
-    pk: &str,
-    range: SortKeyRange,
-) -> anyhow::Result<Vec<worldfleet_ports::Item>> {
-    let mut items = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = table
-            .query(
-                table_name,
-                &Query::partition(pk)
-                    .range(range.clone())
-                    .start_after(start_after),
-            )
-            .await?;
-        items.extend(page.items);
-        match page.last_evaluated_sk {
-            Some(sk) => start_after = Some(sk),
-            None => return Ok(items),
-        }
-    }
 }
 
 impl Audit<'_> {

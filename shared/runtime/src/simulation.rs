@@ -25,11 +25,12 @@ use worldfleet_ecology::{
     EcologyConfig, EcologyInputStage, EcologyTickStage, TickInterval, TickTimer, seed_cell,
 };
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Item, Query, Queue, SortKeyRange, Table};
+use worldfleet_ports::{Item, Query, Queue, SortKeyRange, Table, query_all};
 use worldfleet_price::market::PriceChange;
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::{StoredMarket, market_key};
 use worldfleet_price::{MarketStage, PriceConfig, ProductionStage, WindowStage, seed_region};
+use worldfleet_prune::PruneConfig;
 
 use crate::world::{Expectation, FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
 
@@ -128,17 +129,26 @@ pub async fn seed(context: &StageContext, layout: &WorldLayout) -> anyhow::Resul
 /// quiet; returns `(partitions checked, chains re-armed)`. One function for every mode
 /// ([`worldfleet_watchdog::run`]): the embedded runtime and the fleet workers call it once a
 /// minute, an EventBridge schedule does in AWS.
-pub async fn watchdog(context: &StageContext) -> anyhow::Result<(usize, usize)> {
-    let pass = worldfleet_watchdog::run(context).await?;
+pub async fn watchdog(
+    context: &StageContext,
+    prune: &PruneConfig,
+) -> anyhow::Result<(usize, usize)> {
+    let pass = worldfleet_watchdog::run(context, prune).await?;
     Ok((pass.checked(), pass.rearmed()))
 }
 
-/// Calls [`watchdog`] every `interval` until `shutdown` turns true.
+/// Calls [`watchdog`] every `interval` until `shutdown` turns true. Prune's settings are read
+/// from the environment once, here; settings it cannot read are reported and the defaults used,
+/// so a typo never stops the timer chains from being re-armed.
 pub async fn run_watchdog(
     context: StageContext,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let prune = PruneConfig::from_env().unwrap_or_else(|error| {
+        tracing::error!(%error, "prune settings unreadable; the watchdog's sweep uses the defaults");
+        PruneConfig::default()
+    });
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -147,37 +157,12 @@ pub async fn run_watchdog(
         if *shutdown.borrow() {
             return;
         }
-        match watchdog(&context).await {
+        match watchdog(&context, &prune).await {
             Ok((checked, rearmed)) if rearmed > 0 => {
                 tracing::warn!(checked, rearmed, "watchdog re-armed quiet chains");
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "watchdog run failed; the next one retries"),
-        }
-    }
-}
-
-async fn query_all(
-    table: &dyn Table,
-    table_name: &str,
-    pk: &str,
-    range: SortKeyRange,
-) -> anyhow::Result<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = table
-            .query(
-                table_name,
-                &Query::partition(pk)
-                    .range(range.clone())
-                    .start_after(start_after),
-            )
-            .await?;
-        items.extend(page.items);
-        match page.last_evaluated_sk {
-            Some(sk) => start_after = Some(sk),
-            None => return Ok(items),
         }
     }
 }
