@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
-use worldfleet_distribute::RepublishRules;
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::StageContext;
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
 use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, settle_world, wait_for_drain};
 use worldfleet_runtime::simulation;
-use worldfleet_runtime::{Fleet, FleetStages, PollerConfig, World, WorldSpec, narrative_stages};
+use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec};
+use worldfleet_stages::{NARRATIVE_STAGES, StageSettings, all_names, build_stages};
 
 fn enabled() -> bool {
     let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");
@@ -82,18 +82,16 @@ async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_env
         per_second: 1_000,
     };
     let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), Arc::clone(&clock));
-    let rules = RepublishRules::default_rules();
+    let stage_settings = StageSettings::defaults_with(intake).expect("stage settings");
+    let rules = stage_settings.republish.clone();
     let poller = PollerConfig {
         workers: 2,
         wait: Duration::from_secs(1),
         visibility_timeout: Duration::from_secs(30),
     };
-    let fleet = Fleet::start(
-        narrative_stages(&context, intake, rules.clone()),
-        Arc::clone(&queue),
-        poller,
-        None,
-    );
+    let stages =
+        build_stages(&NARRATIVE_STAGES, &context, &stage_settings).expect("narrative stages");
+    let fleet = Fleet::launch(stages, Arc::clone(&queue), poller, None);
 
     let mut world = World::new(spec);
     let (partitions, players, factions) = (world.partitions(), world.players(), world.factions());
@@ -202,16 +200,12 @@ async fn world_stages_on_sqs_and_dynamodb_count_every_trade_and_capture_once() {
     simulation::seed(&context, &layout)
         .await
         .expect("seed cells and regions");
-    let stages = FleetStages::inputs(narrative_stages(
-        &context,
-        intake,
-        RepublishRules::default_rules(),
-    ))
-    .with_world(
-        simulation::world_stages(&context, &layout).expect("world stages"),
-        &context,
-        Duration::from_secs(60),
-    );
+    let stage_settings = simulation::world_settings(
+        StageSettings::defaults_with(intake).expect("stage settings"),
+        &layout,
+    )
+    .expect("world settings");
+    let stages = build_stages(&all_names(), &context, &stage_settings).expect("every stage");
     let poller = PollerConfig {
         workers: 1,
         wait: Duration::from_secs(1),

@@ -11,13 +11,42 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_kit::{BreakerConfig, CircuitBreaker};
+use worldfleet_kit::{BreakerConfig, CircuitBreaker, Env, Variable};
 use worldfleet_ports::Clock;
 
 use crate::embedding::{
     EmbeddingClassifier, EmbeddingSettings, HttpEmbedder, HttpEmbedderConfig, Prototypes,
 };
 use crate::handler::Classifier;
+
+/// The variables classify reads.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "WORLDFLEET_EMBEDDINGS_URL",
+        default: "unset: the in-process model when present (embedded), else rules",
+        meaning: "base URL of the inference pool (`http://pool:8080`)",
+    },
+    Variable {
+        name: "WORLDFLEET_EMBEDDINGS_MODEL",
+        default: "all-MiniLM-L6-v2",
+        meaning: "`model` field of embedding requests",
+    },
+    Variable {
+        name: "WORLDFLEET_EMBEDDINGS_TIMEOUT_MS",
+        default: "300",
+        meaning: "deadline of one embedding call, then the rules decide",
+    },
+    Variable {
+        name: "WORLDFLEET_EMBEDDINGS_BREAKER_FAILURES",
+        default: "5",
+        meaning: "consecutive pool failures that open the circuit",
+    },
+    Variable {
+        name: "WORLDFLEET_EMBEDDINGS_BREAKER_OPEN_MS",
+        default: "10000",
+        meaning: "how long the circuit stays open",
+    },
+];
 
 /// The embedding pool settings, when one is configured.
 #[derive(Debug, Clone)]
@@ -29,7 +58,12 @@ pub struct EmbeddingsConfig {
 impl EmbeddingsConfig {
     /// Reads the variables above; `Ok(None)` when no URL is set.
     pub fn from_env() -> Result<Option<Self>, String> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Env::process())
+    }
+
+    /// [`Self::from_env`] over `env`.
+    pub fn from_vars(env: &Env) -> Result<Option<Self>, String> {
+        Self::from_lookup(|name| env.text(name))
     }
 
     /// [`Self::from_env`] over any variable lookup.

@@ -50,11 +50,6 @@ pub struct Classify {
 }
 
 impl Classify {
-    /// classify over `context`, by rules.
-    pub fn new(context: StageContext) -> Self {
-        Self::with_classifier(context, Classifier::Rules)
-    }
-
     /// classify over `context` with `classifier`.
     pub fn with_classifier(context: StageContext, classifier: Classifier) -> Self {
         let decisions = IdempotencyStore::new(
@@ -82,6 +77,7 @@ impl Classify {
     ) -> Result<OutgoingMessage, RecordError> {
         let event: AcceptedEvent = serde_json::from_str(&record.body)
             .map_err(|error| RecordError::permanent(format!("not an accepted event: {error}")))?;
+        worldfleet_kit::batch::record_event_id(&event.event_id);
         let key = format!("classify#{}", event.event_id);
         let decision = self
             .decisions
@@ -119,6 +115,10 @@ impl StageHandler for Classify {
 
     fn source_queue(&self) -> &'static str {
         CLASSIFY_QUEUE
+    }
+
+    fn describe(&self) -> String {
+        format!("classify: {}", self.classifier.describe())
     }
 
     async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport {

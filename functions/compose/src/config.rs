@@ -18,13 +18,72 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_kit::{BreakerConfig, CircuitBreaker};
+use worldfleet_kit::{BreakerConfig, CircuitBreaker, Env, Variable};
 use worldfleet_ports::{Clock, Table};
 
 use crate::budget::{BudgetConfig, Budgets};
 use crate::composer::{Composer, ModelComposer, ModelSettings};
 use crate::metrics::ComposeMetrics;
 use crate::provider::{LlmProvider, OpenAiConfig, OpenAiProvider};
+
+/// The variables compose reads (the model settings apply only when a base URL is set).
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "WORLDFLEET_LLM_BASE_URL",
+        default: "unset: templates only",
+        meaning: "OpenAI-compatible model server, up to `/v1` (the pool, Ollama, vLLM)",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_MODEL",
+        default: "default",
+        meaning: "model of driver-tier events",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_DEEP_MODEL",
+        default: "the driver model",
+        meaning: "model of deep-tier events",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_API_KEY",
+        default: "none",
+        meaning: "bearer token of the model server (never logged)",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_TIMEOUT_MS",
+        default: "3000",
+        meaning: "deadline of one model call, then the template",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_PROMPT_USD_PER_MTOK",
+        default: "0.15",
+        meaning: "price of prompt tokens per million",
+    },
+    Variable {
+        name: "WORLDFLEET_LLM_COMPLETION_USD_PER_MTOK",
+        default: "0.60",
+        meaning: "price of completion tokens per million",
+    },
+    Variable {
+        name: "WORLDFLEET_BUDGET_ZONE_QPS",
+        default: "20",
+        meaning: "model calls per zone per second",
+    },
+    Variable {
+        name: "WORLDFLEET_BUDGET_ZONE_TOKENS_PER_DAY",
+        default: "2000000",
+        meaning: "model tokens per zone per day",
+    },
+    Variable {
+        name: "WORLDFLEET_BUDGET_PLAYER_MONTHLY_USD",
+        default: "0.50",
+        meaning: "model cost target per player per month",
+    },
+    Variable {
+        name: "WORLDFLEET_BUDGET_DAILY_USD_PER_1000_PLAYERS",
+        default: "50",
+        meaning: "daily ceiling per 1,000 active players (trips the breaker to templates)",
+    },
+];
 
 /// The model settings, when a model server is configured.
 #[derive(Debug, Clone)]
@@ -40,7 +99,12 @@ pub struct ModelsConfig {
 impl ModelsConfig {
     /// Reads the variables above; `Ok(None)` when no base URL is set.
     pub fn from_env() -> Result<Option<Self>, String> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Env::process())
+    }
+
+    /// [`Self::from_env`] over `env`.
+    pub fn from_vars(env: &Env) -> Result<Option<Self>, String> {
+        Self::from_lookup(|name| env.text(name))
     }
 
     /// [`Self::from_env`] over any variable lookup.

@@ -18,11 +18,6 @@ pub struct Compose {
 }
 
 impl Compose {
-    /// compose over `context`, by templates.
-    pub fn new(context: StageContext) -> Self {
-        Self::with_composer(context, Composer::Templates)
-    }
-
     /// compose over `context` with `composer`.
     pub fn with_composer(context: StageContext, composer: Composer) -> Self {
         Self { context, composer }
@@ -37,6 +32,7 @@ impl Compose {
         let request: ComposeRequest = serde_json::from_str(&record.body)
             .map_err(|error| RecordError::permanent(format!("not a compose request: {error}")))?;
         let event = &request.event;
+        worldfleet_kit::batch::record_event_id(&event.event_id);
         let line = match &self.composer {
             Composer::Templates => Line {
                 text: crate::template::render(&request),
@@ -132,6 +128,10 @@ impl StageHandler for Compose {
 
     fn source_queue(&self) -> &'static str {
         COMPOSE_QUEUE
+    }
+
+    fn describe(&self) -> String {
+        format!("compose: {}", self.composer.describe())
     }
 
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {

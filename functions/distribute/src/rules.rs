@@ -4,11 +4,19 @@ use std::path::Path;
 
 use serde::Deserialize;
 use worldfleet_domain::{CanonEntry, EventKind, FeedId};
+use worldfleet_kit::{Env, Variable};
 
 use crate::error::{DistributeError, Result};
 
 /// The rules shipped with worldfleet (`config/republish.toml`).
 pub const DEFAULT_RULES: &str = include_str!("../config/republish.toml");
+
+/// The variables distribute reads.
+pub const VARIABLES: &[Variable] = &[Variable {
+    name: "WORLDFLEET_REPUBLISH_RULES",
+    default: "the shipped `functions/distribute/config/republish.toml`",
+    meaning: "path of a TOML file of republish rules (which feeds an event is published to)",
+}];
 
 /// Which feeds a rule publishes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,9 +75,14 @@ impl RepublishRules {
 
     /// Rules from `WORLDFLEET_REPUBLISH_RULES` (a file path) or the defaults.
     pub fn from_env() -> Result<Self> {
-        match std::env::var("WORLDFLEET_REPUBLISH_RULES") {
-            Ok(path) => Self::load(Path::new(&path)),
-            Err(_) => Ok(Self::default_rules()),
+        Self::from_vars(&Env::process())
+    }
+
+    /// [`Self::from_env`] over `env`.
+    pub fn from_vars(env: &Env) -> Result<Self> {
+        match env.text("WORLDFLEET_REPUBLISH_RULES") {
+            Some(path) => Self::load(Path::new(&path)),
+            None => Ok(Self::default_rules()),
         }
     }
 

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use worldfleet_kit::{Env, Variable};
+
 use crate::error::{IntakeError, Result};
 
 /// Per-gateway HMAC keys.
@@ -102,10 +104,14 @@ impl IntakeConfig {
         }
     }
 
-    /// Reads `WORLDFLEET_GATEWAY_KEYS` (required), `WORLDFLEET_CLOCK_WINDOW_SECS`,
-    /// `WORLDFLEET_RATE_BURST` and `WORLDFLEET_RATE_PER_SECOND`.
+    /// Reads [`VARIABLES`] from the process environment.
     pub fn from_env() -> Result<Self> {
-        let keys = std::env::var("WORLDFLEET_GATEWAY_KEYS").map_err(|_| {
+        Self::from_vars(&Env::process())
+    }
+
+    /// Reads [`VARIABLES`] from `env`; `WORLDFLEET_GATEWAY_KEYS` is required.
+    pub fn from_vars(env: &Env) -> Result<Self> {
+        let keys = env.text("WORLDFLEET_GATEWAY_KEYS").ok_or_else(|| {
             IntakeError::Config("WORLDFLEET_GATEWAY_KEYS is not set (GATEWAY=HEXKEY,…)".into())
         })?;
         let gateways = GatewayKeys::parse(&keys)?;
@@ -114,30 +120,54 @@ impl IntakeConfig {
                 "WORLDFLEET_GATEWAY_KEYS names no gateway".into(),
             ));
         }
+        let config_error =
+            |error: worldfleet_kit::ConfigError| IntakeError::Config(error.to_string());
         let mut config = Self::new(gateways);
-        if let Some(secs) = env_number("WORLDFLEET_CLOCK_WINDOW_SECS")? {
+        if let Some(secs) = env
+            .whole_number("WORLDFLEET_CLOCK_WINDOW_SECS")
+            .map_err(config_error)?
+        {
             config.clock_window = Duration::from_secs(secs);
         }
-        if let Some(burst) = env_number("WORLDFLEET_RATE_BURST")? {
-            config.rate_limit.burst = burst as u32;
+        if let Some(burst) = env
+            .parsed::<u32>("WORLDFLEET_RATE_BURST", "a whole number")
+            .map_err(config_error)?
+        {
+            config.rate_limit.burst = burst;
         }
-        if let Some(per_second) = env_number("WORLDFLEET_RATE_PER_SECOND")? {
-            config.rate_limit.per_second = per_second as u32;
+        if let Some(per_second) = env
+            .parsed::<u32>("WORLDFLEET_RATE_PER_SECOND", "a whole number")
+            .map_err(config_error)?
+        {
+            config.rate_limit.per_second = per_second;
         }
         Ok(config)
     }
 }
 
-fn env_number(name: &str) -> Result<Option<u64>> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| IntakeError::Config(format!("{name}={raw:?} is not a whole number"))),
-    }
-}
+/// The variables intake reads.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "WORLDFLEET_GATEWAY_KEYS",
+        default: "required by intake",
+        meaning: "per-gateway HMAC keys, `GATEWAY=HEXKEY,…` (keys of 16 bytes or more)",
+    },
+    Variable {
+        name: "WORLDFLEET_CLOCK_WINDOW_SECS",
+        default: "300",
+        meaning: "accepted distance between an envelope's `sent_at_ms` and intake's clock",
+    },
+    Variable {
+        name: "WORLDFLEET_RATE_BURST",
+        default: "60",
+        meaning: "events a player may send at once",
+    },
+    Variable {
+        name: "WORLDFLEET_RATE_PER_SECOND",
+        default: "20",
+        meaning: "sustained events per second per player",
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,7 @@ impl Intake {
             Err(refusal) => return self.refuse(record, &refusal, now_ms).await,
         };
         let envelope = &validated.envelope;
+        worldfleet_kit::batch::record_event_id(envelope.event_id.as_str());
         let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
         // On a redelivery, our own earlier attempt may already have appended (and spent a
         // token): look before spending another.

@@ -19,11 +19,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 use worldfleet_aws::cost::{PriceList, US_EAST_1_ON_DEMAND};
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
-use worldfleet_classify::Classify;
-use worldfleet_compose::Compose;
-use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
-use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
+use worldfleet_kit::StageContext;
 use worldfleet_ports::{
     Clock, DeleteOutcome, OperationCounters, OutgoingMessage, Queue, QueueDepth, QueueSpec,
     ReceiveRequest, ReceivedMessage, SendOutcome, SystemClock, Table, UsageSnapshot,
@@ -31,6 +28,7 @@ use worldfleet_ports::{
 use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
 use worldfleet_runtime::{Fleet, PollerConfig, PollerStats, World, WorldSpec};
+use worldfleet_stages::{StageSettings, build_stage};
 
 /// What the AWS cost benchmark runs.
 #[derive(Debug, Clone)]
@@ -194,20 +192,6 @@ fn stage_cost(
     }
 }
 
-fn handler_for(
-    stage: &'static str,
-    context: StageContext,
-    intake: &IntakeConfig,
-    rules: &RepublishRules,
-) -> Arc<dyn StageHandler> {
-    match stage {
-        "intake" => Arc::new(Intake::new(context, intake.clone())),
-        "classify" => Arc::new(Classify::new(context)),
-        "compose" => Arc::new(Compose::new(context)),
-        _ => Arc::new(Distribute::new(context, rules.clone())),
-    }
-}
-
 /// Runs the benchmark on the AWS endpoints of the environment.
 pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
     anyhow::ensure!(options.events > 0, "--events must be at least 1");
@@ -248,7 +232,11 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         burst: 1_000,
         per_second: 1_000,
     };
-    let rules = RepublishRules::default_rules();
+    // The registry builds the stages from the environment's settings, with the bench's own
+    // gateway and limits.
+    let mut stage_settings = StageSettings::from_env()?;
+    stage_settings.intake = Ok(intake);
+    let rules = stage_settings.republish.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let poller = PollerConfig {
         workers: options.workers.max(1),
@@ -268,7 +256,10 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         });
         let table: Arc<dyn Table> = Arc::new(dynamo);
         let context = StageContext::new(Arc::clone(&queue), table, Arc::clone(&clock));
-        let handler = handler_for(stage, context, &intake, &rules);
+        let handler = build_stage(stage, &context, &stage_settings)?
+            .handler()
+            .cloned()
+            .context("a narrative stage is fed by a queue")?;
         stages.push(MeteredStage {
             name: stage,
             queue_counters,

@@ -38,7 +38,7 @@ enum Command {
     /// Measure the world stages: creature updates/s, station recomputes/s, region tick P99.
     BenchWorld(BenchWorldArgs),
     /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
-    Worker(WorkerArgs),
+    Worker(crate::worker::WorkerArgs),
     /// Sign and post envelopes to the intake queue on SQS.
     Send(SendArgs),
     /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
@@ -107,24 +107,6 @@ struct BenchWorldArgs {
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Debug, Args)]
-struct WorkerArgs {
-    /// Stages to run, comma-separated: intake, classify, compose, distribute, market,
-    /// price-window, production, ecology-input, ecology, watchdog (a pass once a minute).
-    #[arg(
-        long,
-        default_value = "intake,classify,compose,distribute",
-        value_delimiter = ','
-    )]
-    stages: Vec<String>,
-    /// Concurrent pollers per stage.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
-    /// Handler time budget per batch (keep it ≤ the queues' visibility timeout / 6).
-    #[arg(long, default_value_t = 30)]
-    budget_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -298,7 +280,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench(args).await,
         Command::Feed(args) => feed(args).await,
         Command::BenchWorld(args) => bench_world(args).await,
-        Command::Worker(args) => worker(args).await,
+        Command::Worker(args) => crate::worker::run(args).await,
         Command::Send(args) => send(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Checkpoint(args) => checkpoint_store(args).await,
@@ -731,80 +713,6 @@ async fn read_and_print(
             args.reader, read.next_after_seq
         );
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let context = worldfleet_lambda::aws_context().await?;
-    let mut handlers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
-    // The world's timer stages and the watchdog stop first on shutdown.
-    let mut timers: Vec<Arc<dyn worldfleet_kit::StageHandler>> = Vec::new();
-    let mut watchdog = None;
-    let price = || worldfleet_price::PriceConfig::builtin().context("market rules");
-    for stage in &args.stages {
-        match stage.trim() {
-            "intake" => handlers.push(Arc::new(worldfleet_intake::Intake::new(
-                context.clone(),
-                worldfleet_intake::IntakeConfig::from_env()?,
-            ))),
-            "classify" => handlers.push(Arc::new(worldfleet_classify::Classify::new(
-                context.clone(),
-            ))),
-            "compose" => handlers.push(Arc::new(worldfleet_compose::Compose::new(context.clone()))),
-            "distribute" => handlers.push(Arc::new(worldfleet_distribute::Distribute::new(
-                context.clone(),
-                worldfleet_distribute::RepublishRules::from_env()?,
-            ))),
-            "market" => handlers.push(Arc::new(worldfleet_price::MarketStage::new(
-                context.clone(),
-                price()?,
-            ))),
-            "ecology-input" => handlers.push(Arc::new(worldfleet_ecology::EcologyInputStage::new(
-                context.clone(),
-            ))),
-            "price-window" => timers.push(Arc::new(worldfleet_price::WindowStage::new(
-                context.clone(),
-                price()?,
-            ))),
-            "production" => timers.push(Arc::new(worldfleet_price::ProductionStage::new(
-                context.clone(),
-                price()?,
-            ))),
-            "ecology" => timers.push(Arc::new(worldfleet_ecology::EcologyTickStage::new(
-                context.clone(),
-                worldfleet_ecology::EcologyConfig::from_env().context("ecology rules")?,
-            ))),
-            "prune" => handlers.push(Arc::new(worldfleet_prune::Prune::new(
-                context.clone(),
-                worldfleet_prune::PruneConfig::from_env()?,
-            ))),
-            "watchdog" => watchdog = Some((context.clone(), Duration::from_secs(60))),
-            other => anyhow::bail!(
-                "unknown stage {other:?}; stages are intake, classify, compose, distribute, \
-                 prune, market, price-window, production, ecology-input, ecology, watchdog"
-            ),
-        }
-    }
-    let stages = worldfleet_runtime::FleetStages {
-        inputs: handlers,
-        timers,
-        watchdog,
-        production_latencies_us: None,
-    };
-    let names = stages.names();
-    eprintln!(
-        "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
-        names.join(", "),
-        args.workers
-    );
-    let poller = worldfleet_runtime::PollerConfig {
-        workers: args.workers.max(1),
-        wait: Duration::from_secs(20),
-        visibility_timeout: Duration::from_secs(args.budget_secs.max(1)),
-    };
-    worldfleet_runtime::Fleet::launch(stages, Arc::clone(&context.queue), poller, None)
-        .run_until_signalled()
-        .await;
     Ok(ExitCode::SUCCESS)
 }
 

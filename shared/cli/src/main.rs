@@ -2,15 +2,20 @@
 
 mod bench_aws;
 mod commands;
+#[cfg(test)]
+mod modes_test;
+mod worker;
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
+    // The same filter variable as every Lambda binary (`WORLDFLEET_LOG`, then `RUST_LOG`).
+    let filter = worldfleet_kit::log_filter(&worldfleet_kit::Env::process(), "warn");
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WORLDFLEET_LOG")
+            tracing_subscriber::EnvFilter::try_new(filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)

@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 
 use futures::future::join_all;
+use tracing::Instrument;
 use worldfleet_ports::ReceivedMessage;
 
 /// Why one record failed.
@@ -100,7 +101,7 @@ where
     let mut report = BatchReport::default();
     if !fifo {
         let outcomes = join_all(records.iter().map(|record| {
-            let outcome = handler(record);
+            let outcome = handler(record).instrument(record_span(record));
             async move { (record, outcome.await) }
         }))
         .await;
@@ -127,7 +128,7 @@ where
                     report.fail(&record.message_id);
                     continue;
                 }
-                match handler(record).await {
+                match handler(record).instrument(record_span(record)).await {
                     Ok(()) => report.succeeded += 1,
                     Err(error) => {
                         log_failure(record, &error);
@@ -148,6 +149,23 @@ where
             .extend(group_report.failed_message_ids);
     }
     report
+}
+
+/// The span every line logged while `record` is handled carries: its message id and group,
+/// and the event id once the stage has read it ([`record_event_id`]).
+pub fn record_span(record: &ReceivedMessage) -> tracing::Span {
+    tracing::info_span!(
+        "record",
+        message_id = %record.message_id,
+        group = record.group_id.as_deref().unwrap_or("-"),
+        event_id = tracing::field::Empty,
+    )
+}
+
+/// Adds the event id to the current record's span, so one envelope can be followed through
+/// every stage's logs by its event id.
+pub fn record_event_id(event_id: &str) {
+    tracing::Span::current().record("event_id", event_id);
 }
 
 fn log_failure(record: &ReceivedMessage, error: &RecordError) {

@@ -10,12 +10,15 @@
 //! - [`timer`]: delayed-message timer chains, their registry and the watchdog's staleness rule;
 //! - [`stage`]: the [`stage::StageHandler`] trait the embedded runtime, the fleet workers and
 //!   the Lambda binaries all drive;
+//! - [`env`]: one way to read settings from environment variables, with errors that name the
+//!   variable;
 //! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
 //!   services (the inference pool, model servers), whose failures stages fall back from.
 
 pub mod activity;
 pub mod batch;
 pub mod breaker;
+pub mod env;
 pub mod http;
 pub mod idempotency;
 pub mod stage;
@@ -23,5 +26,6 @@ pub mod timer;
 
 pub use batch::{BatchReport, RecordError, process_batch};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use env::{ConfigError, Env, Variable, log_filter};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
 pub use stage::{StageContext, StageHandler, forward_batch, send_all};

@@ -40,6 +40,13 @@ pub trait StageHandler: Send + Sync {
     /// The queue whose messages trigger the stage.
     fn source_queue(&self) -> &'static str;
 
+    /// What this instance runs, for start-up logs (`classify: embeddings via pool …`): the
+    /// settings a studio needs to see to know which classifier, composer or rules a process
+    /// picked up. The name alone by default.
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
+
     /// Processes one batch (at most ten records) within `remaining` time.
     async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport;
 }
@@ -98,7 +105,10 @@ where
     F: Fn(&'a ReceivedMessage) -> Fut,
     Fut: std::future::Future<Output = Result<Option<(&'static str, OutgoingMessage)>, RecordError>>,
 {
-    let outcomes = futures::future::join_all(records.iter().map(&produce)).await;
+    let outcomes = futures::future::join_all(records.iter().map(|record| {
+        tracing::Instrument::instrument(produce(record), crate::batch::record_span(record))
+    }))
+    .await;
     let mut report = BatchReport::default();
     let mut failed_groups: Vec<&str> = Vec::new();
     let mut produced = Vec::new();

@@ -1,9 +1,10 @@
 //! Lambda glue: an SQS event in, the stage handler run, `batchItemFailures` out.
 //!
-//! Every stage binary is a few lines: [`run_stage`] with a closure that builds the stage from
-//! the environment (usually over [`aws_context`]). It checks the Lambda environment first, so a
-//! binary started outside Lambda says what is missing instead of panicking; a stage that cannot
-//! be built is reported to the Runtime API's `/init/error`, as Lambda expects of a custom
+//! Every stage's Lambda binary (`src/bin/<stage>.rs`) is one line: [`serve_stage`] with the
+//! stage's registered name; the stage registry (`worldfleet-stages`) builds it from the
+//! environment over [`aws_context`], as every other run mode does. It checks the Lambda
+//! environment first, so a binary started outside Lambda says what is missing instead of
+//! panicking; a stage that cannot be built is reported to the Runtime API's `/init/error`, as Lambda expects of a custom
 //! runtime, before the process exits. The event source mapping must enable
 //! `ReportBatchItemFailures`, so the records the handler reports failed — and only those — are
 //! retried (on FIFO queues a failure also holds back the rest of its message group, which the
@@ -24,18 +25,32 @@ use serde::Deserialize;
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue};
 use worldfleet_kit::{BatchReport, StageContext, StageHandler};
 use worldfleet_ports::{Clock, Queue, ReceivedMessage, SystemClock, Table};
+use worldfleet_stages::{BuiltStage, StageSettings, build_stage};
 
-/// JSON logs on stdout (CloudWatch), filtered by `RUST_LOG` (default `info`).
+/// Logs on stdout (CloudWatch) as Lambda expects them: JSON unless `AWS_LAMBDA_LOG_FORMAT` is
+/// `Text`, filtered by [`worldfleet_kit::log_filter`] (`WORLDFLEET_LOG`, else
+/// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, default `info`). Each record's span (message id,
+/// group, event id) is on every line logged while it is handled.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let env = worldfleet_kit::Env::process();
+    let filter = tracing_subscriber::EnvFilter::try_new(worldfleet_kit::log_filter(&env, "info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let text = env
+        .text("AWS_LAMBDA_LOG_FORMAT")
+        .is_some_and(|format| format.eq_ignore_ascii_case("text"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_current_span(false)
         .with_target(false)
-        .without_time()
-        .try_init();
+        .without_time();
+    let _ = if text {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
 }
 
 /// The ports over SQS and DynamoDB, configured once from the environment
@@ -142,20 +157,36 @@ pub fn check_runtime_environment(
     Ok(lookup("AWS_LAMBDA_RUNTIME_API").unwrap_or_default())
 }
 
-/// Runs a stage function: JSON tracing, the Lambda environment checked, the handler built once
-/// by `build`, then invocations served until the environment is shut down. When `build` fails
-/// the error goes to the Runtime API's `/init/error` (Lambda reports `Runtime.InitError` with
-/// the message rather than an unexplained exit) and is returned, so the process exits non-zero.
-pub async fn run_stage<H, F, Fut>(build: F) -> Result<(), lambda_runtime::Error>
-where
-    H: StageHandler + 'static,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = anyhow::Result<H>>,
-{
+/// Runs the Lambda function of the registered stage `name`: logs set up, the Lambda
+/// environment checked, the stage built once by the registry from the environment
+/// ([`worldfleet_stages::StageSettings::from_env`]), then invocations served until the
+/// environment is shut down. The watchdog is served on its schedule ([`serve_scheduled`]).
+/// When the stage cannot be built the error goes to the Runtime API's `/init/error` (Lambda
+/// reports `Runtime.InitError` with the message rather than an unexplained exit) and is
+/// returned, so the process exits non-zero.
+pub async fn serve_stage(name: &'static str) -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let runtime_api = check_runtime_environment(|name| std::env::var(name).ok())?;
-    match build().await {
-        Ok(handler) => serve(Arc::new(handler)).await,
+    match build_from_env(name).await {
+        Ok(BuiltStage::Input(handler) | BuiltStage::Timer(handler)) => {
+            tracing::info!(stage = %handler.describe(), "stage starting");
+            serve(handler).await
+        }
+        Ok(BuiltStage::Watchdog(watchdog)) => {
+            tracing::info!(stage = name, "scheduled stage starting");
+            let watchdog = Arc::new(watchdog);
+            serve_scheduled(move |_budget| {
+                let watchdog = Arc::clone(&watchdog);
+                async move {
+                    let pass = worldfleet_watchdog::run(&watchdog.context, &watchdog.prune).await?;
+                    if pass.rearmed() > 0 {
+                        tracing::warn!(?pass, "watchdog re-armed quiet chains");
+                    }
+                    Ok(serde_json::to_value(pass)?)
+                }
+            })
+            .await
+        }
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "stage initialisation failed");
             if let Err(report) = report_init_error(&runtime_api, &error).await {
@@ -167,6 +198,21 @@ where
             Err(error.into())
         }
     }
+}
+
+async fn build_from_env(name: &str) -> anyhow::Result<BuiltStage> {
+    let context = aws_context().await?;
+    lambda_stage(name, &context, &worldfleet_kit::Env::process())
+}
+
+/// The stage the Lambda binary `name` runs over `context`, with the settings in `env`.
+pub fn lambda_stage(
+    name: &str,
+    context: &StageContext,
+    env: &worldfleet_kit::Env,
+) -> anyhow::Result<BuiltStage> {
+    let settings = StageSettings::from_vars(env)?;
+    Ok(build_stage(name, context, &settings)?)
 }
 
 /// The `/init/error` body: the Runtime API's error document.

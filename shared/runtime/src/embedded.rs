@@ -17,21 +17,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use worldfleet_classify::Classifier;
+
 use worldfleet_compose::Composer;
 use worldfleet_compose::metrics::ComposeSnapshot;
-use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
-use worldfleet_kit::StageContext;
+use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
+use worldfleet_stages::{
+    ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,
+};
+
 use crate::fleet::{
-    Fleet, FleetStages, Posting, distributed, narrative_stages_with, post_world, settle_world,
-    wait_for_drain,
+    Fleet, FleetStages, Posting, distributed, post_world, settle_world, wait_for_drain,
 };
 use crate::models::{self, ModelChoice};
 use crate::poller::PollerConfig;
@@ -175,38 +177,72 @@ fn stage_ports(store: &EmbeddedStore, faults: Option<&Arc<FaultPlan>>) -> Ports 
     }
 }
 
+/// The stage settings of an embedded run: the environment's, read as every mode reads them
+/// ([`StageSettings::from_vars`]), with what the run itself owns — the synthetic world's
+/// gateway key and the run's rate limit, the world's tick interval and the watchdog interval.
+/// The classifier and composer are resolved by [`embedded_stage_set`].
+pub fn embedded_settings(options: &RunOptions, env: &Env) -> anyhow::Result<StageSettings> {
+    let mut settings = StageSettings::from_vars(env)?;
+    let mut gateways = GatewayKeys::default();
+    gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
+    let mut intake = IntakeConfig::new(gateways);
+    intake.rate_limit = options.rate_limit;
+    settings.intake = Ok(intake);
+    settings.watchdog_interval = options.watchdog_interval;
+    if options.world.world_every > 0 {
+        settings = simulation::world_settings(settings, &options.world.layout)?;
+    }
+    Ok(settings)
+}
+
+/// The stages an embedded run builds: the narrative path, and the world when it simulates one.
+pub fn embedded_stage_names(options: &RunOptions) -> Vec<&'static str> {
+    if options.world.world_every > 0 {
+        worldfleet_stages::all_names()
+    } else {
+        NARRATIVE_STAGES.to_vec()
+    }
+}
+
+/// The stages of an embedded run over `context`, built by the registry with `settings`; the
+/// composer is built over the context's table (its budgets live there), and returned with its
+/// description for the run summary.
+pub fn embedded_stage_set(
+    options: &RunOptions,
+    settings: &StageSettings,
+    context: &StageContext,
+) -> anyhow::Result<(FleetStages, Composer, String)> {
+    let (composer, description) = models::composer(
+        options.models,
+        &settings.composer,
+        Arc::clone(&context.table),
+        Arc::clone(&context.clock),
+    )?;
+    let mut settings = settings.clone();
+    settings.composer = ComposerSetting::Given(composer.clone());
+    let stages = build_stages(&embedded_stage_names(options), context, &settings)?;
+    Ok((stages, composer, description))
+}
+
 fn start_fleet(
     ports: &Ports,
     clock: Arc<dyn Clock>,
     options: &RunOptions,
     faults: Option<Arc<FaultPlan>>,
-    classifier: &Classifier,
+    settings: &StageSettings,
 ) -> anyhow::Result<(Fleet, Composer, String)> {
-    let (composer, composer_description) =
-        models::composer(options.models, Arc::clone(&ports.table), Arc::clone(&clock))?;
     let context = StageContext::new(Arc::clone(&ports.queue), Arc::clone(&ports.table), clock);
-    let mut gateways = GatewayKeys::default();
-    gateways.insert(&options.world.gateway, options.world.gateway_key.clone());
-    let mut intake = IntakeConfig::new(gateways);
-    intake.rate_limit = options.rate_limit;
+    let (stages, composer, description) = embedded_stage_set(options, settings, &context)?;
+    for line in stages.describe() {
+        tracing::info!(stage = %line, "stage built");
+    }
     let poller = PollerConfig {
         workers: options.workers_per_stage,
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
     };
-    let mut stages = FleetStages::inputs(narrative_stages_with(
-        &context,
-        intake,
-        RepublishRules::default_rules(),
-        classifier.clone(),
-        composer.clone(),
-    ));
-    if options.world.world_every > 0 {
-        let world = simulation::world_stages(&context, &options.world.layout)?;
-        stages = stages.with_world(world, &context, options.watchdog_interval);
-    }
     let fleet = Fleet::launch(stages, Arc::clone(&ports.queue), poller, faults);
-    Ok((fleet, composer, composer_description))
+    Ok((fleet, composer, description))
 }
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
@@ -271,16 +307,18 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let players = world.players();
     let factions = world.factions();
 
+    let mut settings = embedded_settings(&options, &Env::process())?;
     let (classifier, classifier_description) =
-        models::classifier(options.models, Arc::clone(&clock))?;
+        models::classifier(options.models, &settings.classifier, Arc::clone(&clock))?;
     tracing::info!(classifier = %classifier_description, "classify");
+    settings.classifier = ClassifierSetting::Given(classifier);
     let mut ports = stage_ports(&store, faults.as_ref());
     let (mut fleet, mut composer, composer_description) = start_fleet(
         &ports,
         Arc::clone(&clock),
         &options,
         faults.clone(),
-        &classifier,
+        &settings,
     )?;
     tracing::info!(composer = %composer_description, "compose");
     let progress = options.progress.then(|| {
@@ -336,7 +374,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             Arc::clone(&clock),
             &options,
             faults.clone(),
-            &classifier,
+            &settings,
         )?;
         let rest = post_world(
             store.queue().as_ref(),
@@ -388,7 +426,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     for name in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
-    let rules = RepublishRules::default_rules();
+    let rules = settings.republish.clone();
     let table = store.table();
     let audit = Audit {
         table: table.as_ref(),

@@ -15,70 +15,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use worldfleet_classify::{Classifier, Classify};
-use worldfleet_compose::{Compose, Composer};
-use worldfleet_distribute::{Distribute, RepublishRules};
-use worldfleet_domain::names::{ALL_QUEUES, ECOLOGY_INPUT_QUEUE, INTAKE_QUEUE, MARKET_QUEUE};
-use worldfleet_intake::{Intake, IntakeConfig};
+use worldfleet_domain::names::INTAKE_QUEUE;
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, SendOutcome};
-use worldfleet_prune::{Prune, PruneConfig};
+use worldfleet_stages::{REGISTRY, StageRole};
 
 use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
 use crate::world::{Expectation, World};
 
-/// What a fleet runs: input stages, timer stages and, optionally, the watchdog.
-#[derive(Default)]
-pub struct FleetStages {
-    /// Stages whose queues run dry once the world stops posting.
-    pub inputs: Vec<Arc<dyn StageHandler>>,
-    /// Stages fed by self-re-arming timers; stopped first.
-    pub timers: Vec<Arc<dyn StageHandler>>,
-    /// Run the watchdog over this context at this interval.
-    pub watchdog: Option<(StageContext, Duration)>,
-    /// Durations of applied production ticks, microseconds (when production runs).
-    pub production_latencies_us: Option<Arc<Mutex<Vec<u64>>>>,
-}
-
-impl FleetStages {
-    /// Input stages only (the narrative path).
-    pub fn inputs(handlers: Vec<Arc<dyn StageHandler>>) -> Self {
-        Self {
-            inputs: handlers,
-            ..Self::default()
-        }
-    }
-
-    /// Adds the world's stages: its input stages beside the others, its timer stages, and the
-    /// watchdog over `context` every `watchdog_interval`.
-    pub fn with_world(
-        mut self,
-        world: crate::simulation::WorldStages,
-        context: &StageContext,
-        watchdog_interval: Duration,
-    ) -> Self {
-        self.inputs.extend(world.inputs);
-        self.timers.extend(world.timers);
-        self.watchdog = Some((context.clone(), watchdog_interval));
-        self.production_latencies_us = Some(world.production_latencies_us);
-        self
-    }
-
-    /// Stage names, input stages first.
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = self
-            .inputs
-            .iter()
-            .chain(&self.timers)
-            .map(|handler| handler.name())
-            .collect();
-        if self.watchdog.is_some() {
-            names.push(worldfleet_domain::names::WATCHDOG.stage);
-        }
-        names
-    }
-}
+/// What a fleet runs: the stage set the registry built ([`worldfleet_stages::build_stages`]).
+pub type FleetStages = worldfleet_stages::StageSet;
 
 /// The stages of one process, each driven by its pollers.
 pub struct Fleet {
@@ -99,7 +46,11 @@ impl Fleet {
         poller: PollerConfig,
         faults: Option<Arc<FaultPlan>>,
     ) -> Self {
-        Self::launch(FleetStages::inputs(handlers), queue, poller, faults)
+        let stages = FleetStages {
+            inputs: handlers,
+            ..FleetStages::default()
+        };
+        Self::launch(stages, queue, poller, faults)
     }
 
     /// Starts pollers for every stage on `queue`, and the watchdog when asked.
@@ -132,10 +83,9 @@ impl Fleet {
         for handler in stages.timers {
             timer_tasks.push(spawn(handler, timer_watcher.clone()));
         }
-        if let Some((context, interval)) = stages.watchdog {
+        if let Some(watchdog) = stages.watchdog {
             timer_tasks.push(tokio::spawn(crate::simulation::run_watchdog(
-                context,
-                interval,
+                watchdog,
                 timer_watcher,
             )));
         }
@@ -267,48 +217,15 @@ pub async fn settle_world(
     Ok(settled && drained)
 }
 
-/// The narrative stages (intake, classify, compose, distribute, prune) over `context`,
-/// classifying by rules and composing by templates.
-pub fn narrative_stages(
-    context: &StageContext,
-    intake: IntakeConfig,
-    rules: RepublishRules,
-) -> Vec<Arc<dyn StageHandler>> {
-    narrative_stages_with(
-        context,
-        intake,
-        rules,
-        Classifier::Rules,
-        Composer::Templates,
-    )
-}
-
-/// The narrative stages over `context` with the given classifier and composer.
-pub fn narrative_stages_with(
-    context: &StageContext,
-    intake: IntakeConfig,
-    rules: RepublishRules,
-    classifier: Classifier,
-    composer: Composer,
-) -> Vec<Arc<dyn StageHandler>> {
-    vec![
-        Arc::new(Intake::new(context.clone(), intake)),
-        Arc::new(Classify::with_classifier(context.clone(), classifier)),
-        Arc::new(Compose::with_composer(context.clone(), composer)),
-        Arc::new(Distribute::new(context.clone(), rules)),
-        Arc::new(Prune::new(context.clone(), PruneConfig::default())),
-    ]
-}
-
-/// Messages not yet deleted across every work queue and the world's input queues (the
-/// world's timer queues never run dry and do not count).
+/// Messages not yet deleted across the queues of every input stage in the registry (the
+/// timer stages' queues never run dry and do not count).
 pub async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
     let mut total = 0;
-    for name in ALL_QUEUES
-        .into_iter()
-        .chain([MARKET_QUEUE, ECOLOGY_INPUT_QUEUE])
+    for entry in REGISTRY
+        .iter()
+        .filter(|entry| entry.role == StageRole::Input)
     {
-        total += queue.depth(name).await?.total();
+        total += queue.depth(entry.resources.consumes).await?.total();
     }
     Ok(total)
 }

@@ -31,7 +31,7 @@ pub mod world_bench;
 
 pub use audit::{Audit, AuditReport};
 pub use embedded::{RunOptions, RunSummary, run_embedded};
-pub use fleet::{Fleet, FleetStages, narrative_stages, narrative_stages_with};
+pub use fleet::{Fleet, FleetStages};
 pub use models::ModelChoice;
 pub use poller::{PollerConfig, PollerStats, run_stage};
 pub use simulation::WorldReport;

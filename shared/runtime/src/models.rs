@@ -1,5 +1,8 @@
 //! Which classifier and composer the narrative stages of a process use, and why.
 //!
+//! The settings come from the stage registry (read once from the environment, as every mode
+//! reads them); what this module adds is the embedded run's in-process model.
+//!
 //! - classify: the pool over HTTP when `WORLDFLEET_EMBEDDINGS_URL` is set; else the embedding
 //!   model in-process when its files are present (`WORLDFLEET_EMBEDDINGS_MODEL_DIR`, default
 //!   `models/all-MiniLM-L6-v2`, fetched by `scripts/fetch-model.sh`), on its own thread through
@@ -16,13 +19,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use worldfleet_classify::config::EmbeddingsConfig;
 use worldfleet_classify::embedding::{EmbedError, EmbeddingSettings};
 use worldfleet_classify::{Classifier, Embedder, EmbeddingClassifier, Prototypes};
 use worldfleet_compose::Composer;
-use worldfleet_compose::config::ModelsConfig;
 use worldfleet_inference::{Metrics, Pool, PoolLimits};
 use worldfleet_ports::{Clock, Table};
+use worldfleet_stages::{ClassifierSetting, ComposerSetting};
 
 /// Where the embedding model is looked for when no directory is configured.
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
@@ -90,18 +92,27 @@ pub fn model_present(dir: &Path) -> bool {
         .all(|file| dir.join(file).is_file())
 }
 
-/// The classifier for `choice`, with its description.
+/// The classifier for `choice` given the registry's `setting` (read from the environment),
+/// with its description: the pool when one is configured, else the in-process model when its
+/// files are present, else the rules.
 pub fn classifier(
     choice: ModelChoice,
+    setting: &ClassifierSetting,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Classifier, String)> {
     if choice == ModelChoice::RulesAndTemplates {
         return Ok((Classifier::Rules, "rules (models turned off)".to_owned()));
     }
-    if let Some(config) = EmbeddingsConfig::from_env().map_err(anyhow::Error::msg)? {
-        let classifier = config.classifier(clock).map_err(anyhow::Error::msg)?;
-        let description = classifier.describe();
-        return Ok((classifier, description));
+    match setting {
+        ClassifierSetting::Pool(config) => {
+            let classifier = config.classifier(clock).map_err(anyhow::Error::msg)?;
+            let description = classifier.describe();
+            return Ok((classifier, description));
+        }
+        ClassifierSetting::Given(classifier) => {
+            return Ok((classifier.clone(), classifier.describe()));
+        }
+        ClassifierSetting::Rules => {}
     }
     let dir = model_dir_from_env();
     if !model_present(&dir) {
@@ -123,9 +134,11 @@ pub fn classifier(
     Ok((classifier, description))
 }
 
-/// The composer for `choice` over `table`, with its description.
+/// The composer for `choice` given the registry's `setting`, over `table`, with its
+/// description.
 pub fn composer(
     choice: ModelChoice,
+    setting: &ComposerSetting,
     table: Arc<dyn Table>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Composer, String)> {
@@ -135,13 +148,14 @@ pub fn composer(
             "templates (models turned off)".to_owned(),
         ));
     }
-    match ModelsConfig::from_env().map_err(anyhow::Error::msg)? {
-        Some(config) => {
+    match setting {
+        ComposerSetting::Models(config) => {
             let composer = config.composer(table, clock).map_err(anyhow::Error::msg)?;
             let description = composer.describe();
             Ok((composer, description))
         }
-        None => Ok((
+        ComposerSetting::Given(composer) => Ok((composer.clone(), composer.describe())),
+        ComposerSetting::Templates => Ok((
             Composer::Templates,
             "templates (no language model configured: set WORLDFLEET_LLM_BASE_URL to an OpenAI-compatible server)".to_owned(),
         )),
@@ -165,7 +179,12 @@ mod tests {
     #[tokio::test]
     async fn turned_off_models_say_so() {
         let clock: Arc<dyn Clock> = Arc::new(worldfleet_ports::SystemClock);
-        let (classifier, description) = classifier(ModelChoice::RulesAndTemplates, clock).unwrap();
+        let (classifier, description) = classifier(
+            ModelChoice::RulesAndTemplates,
+            &ClassifierSetting::Rules,
+            clock,
+        )
+        .unwrap();
         assert!(matches!(classifier, Classifier::Rules));
         assert!(description.starts_with("rules"));
     }

@@ -70,9 +70,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use worldfleet_classify::Classifier;
-use worldfleet_compose::{Composer, canon};
-use worldfleet_distribute::RepublishRules;
+use worldfleet_compose::canon;
 use worldfleet_domain::envelope::ReceivedEnvelope;
 use worldfleet_domain::names::{
     ALL_QUEUES, CANON_TABLE, CLASSIFY_QUEUE, DISTRIBUTE_QUEUE, LEDGER_TABLE, dead_letter_queue,
@@ -85,7 +83,11 @@ use worldfleet_kit::{StageContext, send_all};
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{BatchWrite, Clock, Item, OutgoingMessage, Queue, SystemClock, Table};
 
-use crate::fleet::{Fleet, FleetStages, narrative_stages_with, wait_for_drain};
+use worldfleet_stages::{
+    ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,
+};
+
+use crate::fleet::{Fleet, wait_for_drain};
 use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
 
@@ -390,20 +392,19 @@ async fn replay_rows(
         );
     }
 
-    // The real stages, deterministic choices only: rules classify, templates compose.
-    let stages = narrative_stages_with(
-        &context,
-        IntakeConfig::new(GatewayKeys::default()),
-        RepublishRules::default_rules(),
-        Classifier::Rules,
-        Composer::Templates,
-    );
+    // The real stages, from the registry with the environment's settings, deterministic
+    // choices only: rules classify, templates compose.
+    let mut stage_settings = StageSettings::from_env()?;
+    stage_settings.intake = Ok(IntakeConfig::new(GatewayKeys::default()));
+    stage_settings.classifier = ClassifierSetting::Rules;
+    stage_settings.composer = ComposerSetting::Templates;
+    let stages = build_stages(&NARRATIVE_STAGES, &context, &stage_settings)?;
     let poller = PollerConfig {
         workers: 2,
         wait: Duration::from_millis(100),
         visibility_timeout: settings.visibility_timeout,
     };
-    let fleet = Fleet::launch(FleetStages::inputs(stages), target.queue(), poller, None);
+    let fleet = Fleet::launch(stages, target.queue(), poller, None);
     report.drained = wait_for_drain(target.queue().as_ref(), REPLAY_DRAIN_TIMEOUT, || {}).await?;
     fleet.stop().await;
     for name in ALL_QUEUES {

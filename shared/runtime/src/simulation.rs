@@ -2,12 +2,13 @@
 //! and the independent world audit.
 //!
 //! The same stage handlers and watchdog functions run in AWS (the watchdog on an EventBridge
-//! schedule); here [`world_stages`] builds them over the run's ports and [`run_watchdog`]
+//! schedule); here the registry builds them over the run's ports ([`world_settings`] sets the
+//! layout's tick interval) and [`run_watchdog`]
 //! calls [`watchdog`] on a timer. [`audit`] trusts no stage counter: it reads the market,
 //! ecology, canon and feed tables and checks them against what the world sent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,28 +22,17 @@ use worldfleet_domain::names::{
 use worldfleet_domain::{EventKind, FeedId, PartitionUid};
 use worldfleet_ecology::shell::store::{StoredCell, state_key};
 use worldfleet_ecology::sim::Founders;
-use worldfleet_ecology::{
-    EcologyConfig, EcologyInputStage, EcologyTickStage, TickInterval, TickTimer, seed_cell,
-};
-use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_ecology::{EcologyConfig, EcologyTickStage, TickInterval, TickTimer, seed_cell};
+use worldfleet_kit::StageContext;
 use worldfleet_ports::{Item, Query, Queue, SortKeyRange, Table, query_all};
 use worldfleet_price::market::PriceChange;
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::{StoredMarket, market_key};
-use worldfleet_price::{MarketStage, PriceConfig, ProductionStage, WindowStage, seed_region};
+use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
+use worldfleet_stages::{StageSettings, WatchdogSpec};
 
 use crate::world::{Expectation, FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
-
-/// The world's stage handlers, split by how they are stopped: `inputs` consume what intake
-/// and other stages send (they stop with the narrative stages), `timers` consume delayed
-/// timers that never run dry (they stop first, once the world has settled).
-pub struct WorldStages {
-    pub inputs: Vec<Arc<dyn StageHandler>>,
-    pub timers: Vec<Arc<dyn StageHandler>>,
-    /// Durations of applied production ticks, microseconds.
-    pub production_latencies_us: Arc<Mutex<Vec<u64>>>,
-}
 
 /// The ecology and market configurations of `layout`.
 pub fn configs(layout: &WorldLayout) -> anyhow::Result<(EcologyConfig, PriceConfig)> {
@@ -53,23 +43,15 @@ pub fn configs(layout: &WorldLayout) -> anyhow::Result<(EcologyConfig, PriceConf
     Ok((ecology, price))
 }
 
-/// The world's stages over `context`.
-pub fn world_stages(context: &StageContext, layout: &WorldLayout) -> anyhow::Result<WorldStages> {
-    let (ecology, price) = configs(layout)?;
-    let production = ProductionStage::new(context.clone(), price.clone());
-    let production_latencies_us = production.latency_handle();
-    Ok(WorldStages {
-        inputs: vec![
-            Arc::new(MarketStage::new(context.clone(), price.clone())),
-            Arc::new(EcologyInputStage::new(context.clone())),
-        ],
-        timers: vec![
-            Arc::new(WindowStage::new(context.clone(), price)),
-            Arc::new(production),
-            Arc::new(EcologyTickStage::new(context.clone(), ecology)),
-        ],
-        production_latencies_us,
-    })
+/// `settings` with the ecology tick interval of `layout` (the world's own clock), for the
+/// registry to build the world's stages with.
+pub fn world_settings(
+    mut settings: StageSettings,
+    layout: &WorldLayout,
+) -> anyhow::Result<StageSettings> {
+    let (ecology, _) = configs(layout)?;
+    settings.ecology = ecology;
+    Ok(settings)
 }
 
 /// The planets of region number `index`: kinds in rotation, levels 1–10, some stock.
@@ -137,18 +119,14 @@ pub async fn watchdog(
     Ok((pass.checked(), pass.rearmed()))
 }
 
-/// Calls [`watchdog`] every `interval` until `shutdown` turns true. Prune's settings are read
-/// from the environment once, here; settings it cannot read are reported and the defaults used,
-/// so a typo never stops the timer chains from being re-armed.
-pub async fn run_watchdog(
-    context: StageContext,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let prune = PruneConfig::from_env().unwrap_or_else(|error| {
-        tracing::error!(%error, "prune settings unreadable; the watchdog's sweep uses the defaults");
-        PruneConfig::default()
-    });
+/// Calls [`watchdog`] every `spec.interval` until `shutdown` turns true, with prune's settings
+/// as the registry read them (the same the prune stage runs with).
+pub async fn run_watchdog(spec: WatchdogSpec, mut shutdown: watch::Receiver<bool>) {
+    let WatchdogSpec {
+        context,
+        interval,
+        prune,
+    } = spec;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

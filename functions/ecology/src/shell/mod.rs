@@ -52,6 +52,13 @@ pub struct EcologyConfig {
     pub interval: TickInterval,
 }
 
+/// The variables the ecology tick reads.
+pub const VARIABLES: &[worldfleet_kit::Variable] = &[worldfleet_kit::Variable {
+    name: "WORLDFLEET_ECOLOGY_INTERVAL_MS",
+    default: "from the species rules",
+    meaning: "a cell's tick interval in milliseconds, 5000–15000",
+}];
+
 impl EcologyConfig {
     /// The built-in rules and their tick interval.
     pub fn builtin() -> Result<Self> {
@@ -65,7 +72,12 @@ impl EcologyConfig {
     /// The built-in rules, with the tick interval from `WORLDFLEET_ECOLOGY_INTERVAL_MS` when
     /// set (validated to 5–15 s) — how the Lambda and the fleet workers are configured.
     pub fn from_env() -> Result<Self> {
-        Self::with_interval_override(std::env::var("WORLDFLEET_ECOLOGY_INTERVAL_MS").ok())
+        Self::from_vars(&worldfleet_kit::Env::process())
+    }
+
+    /// [`Self::from_env`] over `env`.
+    pub fn from_vars(env: &worldfleet_kit::Env) -> Result<Self> {
+        Self::with_interval_override(env.text("WORLDFLEET_ECOLOGY_INTERVAL_MS"))
     }
 
     /// The built-in rules with the tick interval `raw` (milliseconds) when given.

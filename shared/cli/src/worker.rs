@@ -1,0 +1,80 @@
+//! `worldfleet worker`: registered stages as long-polling workers on SQS and DynamoDB.
+//!
+//! The stages are built by the registry from the environment, exactly as the Lambda binaries
+//! build them, so a worker on ECS or Kubernetes runs the configured classifier, composer,
+//! republish rules and prune settings. By default every stage runs, the world's and the
+//! watchdog included; `--stages` picks some.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use worldfleet_kit::{Env, StageContext};
+use worldfleet_stages::{StageSet, StageSettings, build_stages};
+
+/// `worldfleet worker` flags.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Stages to run, comma-separated, or `all`: intake, classify, compose, distribute, prune,
+    /// market, price-window, production, ecology-input, ecology, watchdog (a pass once a
+    /// minute).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub stages: Vec<String>,
+    /// Concurrent pollers per stage.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Handler time budget per batch (keep it ≤ the queues' visibility timeout / 6).
+    #[arg(long, default_value_t = 30)]
+    pub budget_secs: u64,
+}
+
+/// The stage names `--stages` asks for (`all` is every registered stage).
+pub fn stage_names(requested: &[String]) -> Vec<String> {
+    let requested: Vec<String> = requested
+        .iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    if requested.is_empty() || requested.iter().any(|name| name == "all") {
+        return worldfleet_stages::all_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+    }
+    requested
+}
+
+/// The stages a worker runs over `context` with the settings in `env`.
+pub fn worker_stages(
+    requested: &[String],
+    context: &StageContext,
+    env: &Env,
+) -> anyhow::Result<StageSet> {
+    let settings = StageSettings::from_vars(env)?;
+    Ok(build_stages(&stage_names(requested), context, &settings)?)
+}
+
+/// Runs the worker until Ctrl-C or SIGTERM.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let context = worldfleet_lambda::aws_context().await?;
+    let stages = worker_stages(&args.stages, &context, &Env::process())?;
+    eprintln!(
+        "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
+        stages.names().join(", "),
+        args.workers
+    );
+    for line in stages.describe() {
+        eprintln!("  {line}");
+        tracing::info!(stage = %line, "stage built");
+    }
+    let poller = worldfleet_runtime::PollerConfig {
+        workers: args.workers.max(1),
+        wait: Duration::from_secs(20),
+        visibility_timeout: Duration::from_secs(args.budget_secs.max(1)),
+    };
+    worldfleet_runtime::Fleet::launch(stages, Arc::clone(&context.queue), poller, None)
+        .run_until_signalled()
+        .await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,6 @@
+//! The `ecology-input` Lambda function: the registered stage, built from the environment.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    worldfleet_lambda::serve_stage("ecology-input").await
+}
