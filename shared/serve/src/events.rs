@@ -1,0 +1,337 @@
+//! `POST /v1/events`: signed envelopes in, FIFO messages on the intake queue out.
+//!
+//! The body is one envelope (a JSON object) or a JSON array of up to 100. Each envelope is
+//! forwarded byte for byte as the gateway sent it, as one message on `intake.fifo` with the
+//! partition as the message group and the event id as the deduplication id — what a gateway
+//! posting to SQS does. Intake stays the one place that validates envelopes: the door refuses
+//! only what it can tell without reading the envelope's meaning (the body is not JSON, too many
+//! envelopes, an envelope over 64 KiB or not a JSON object), answers those refusals in the
+//! response (they are not rows in the rejections table, which records what intake refused),
+//! and queues everything else, however wrong, for intake to refuse with its documented reason.
+//!
+//! The answer is 202 with one result per envelope, in order, once every envelope is in the
+//! queue. If the queue did not take some of them, the answer is 503 with the same results:
+//! resending the whole request is safe, because within the queue's five-minute deduplication
+//! window a resent event id is dropped as a duplicate.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use worldfleet_domain::names::INTAKE_QUEUE;
+use worldfleet_domain::{MAX_ENVELOPE_BYTES, RejectReason};
+use worldfleet_ports::queue::MAX_BATCH;
+use worldfleet_ports::{OutgoingMessage, SendOutcome};
+
+use crate::ServeState;
+use crate::error::ApiError;
+
+/// The message group of envelopes whose partition cannot be one (intake refuses them).
+pub const FALLBACK_GROUP: &str = "unpartitioned";
+/// Longest FIFO message group or deduplication id SQS accepts.
+const MAX_FIFO_ID_CHARS: usize = 128;
+
+/// What happened to one posted envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EnvelopeResult {
+    /// On the intake queue; intake decides next.
+    Queued { message_id: String },
+    /// Refused by the door; not queued. `reason` is one of intake's reason codes.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+    /// The queue did not take it; `retryable` says whether resending may work.
+    Failed {
+        reason: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+/// The response body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PostResponse {
+    pub results: Vec<EnvelopeResult>,
+}
+
+/// True when `content_type` is JSON (`application/json`, parameters allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Splits the body into the envelopes' raw JSON texts, refusing a body that is not JSON, is
+/// neither an object nor an array, is an empty array or holds more than `max` envelopes.
+pub fn split_envelopes(body: &[u8], max: usize) -> Result<Vec<Box<RawValue>>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("not_json", "the request body is not UTF-8 JSON"))?;
+    let first = text.trim_start().chars().next();
+    match first {
+        None => Err(ApiError::bad_request(
+            "not_json",
+            "the request body is empty; send one envelope or a JSON array of envelopes",
+        )),
+        Some('[') => {
+            let envelopes: Vec<Box<RawValue>> = serde_json::from_str(text).map_err(|error| {
+                ApiError::bad_request(
+                    "not_json",
+                    format!("the request body is not a JSON array: {error}"),
+                )
+            })?;
+            if envelopes.is_empty() {
+                return Err(ApiError::bad_request(
+                    "empty_batch",
+                    "the array holds no envelope; send at least one",
+                ));
+            }
+            if envelopes.len() > max {
+                return Err(ApiError::bad_request(
+                    "too_many_envelopes",
+                    format!(
+                        "the array holds {} envelopes; at most {max} per request, send the \
+                         rest in further requests",
+                        envelopes.len()
+                    ),
+                ));
+            }
+            Ok(envelopes)
+        }
+        Some(_) => {
+            let envelope: Box<RawValue> = serde_json::from_str(text).map_err(|error| {
+                ApiError::bad_request("not_json", format!("the request body is not JSON: {error}"))
+            })?;
+            if !envelope.get().starts_with('{') {
+                return Err(ApiError::bad_request(
+                    "not_envelope",
+                    "the request body is neither an envelope (a JSON object) nor an array of \
+                     envelopes",
+                ));
+            }
+            Ok(vec![envelope])
+        }
+    }
+}
+
+/// A FIFO id from `candidate` if SQS would take it as one, else `None`.
+fn fifo_id(candidate: Option<&str>) -> Option<String> {
+    candidate
+        .filter(|id| {
+            !id.is_empty()
+                && id.chars().count() <= MAX_FIFO_ID_CHARS
+                && id.chars().all(|c| c.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+}
+
+/// The queue message for one envelope, or the door's refusal of it.
+pub fn message_for(raw: &RawValue) -> Result<OutgoingMessage, EnvelopeResult> {
+    let text = raw.get();
+    if text.len() > MAX_ENVELOPE_BYTES {
+        return Err(EnvelopeResult::Refused {
+            reason: RejectReason::Oversized.code(),
+            message: format!(
+                "the envelope is {} bytes; the limit is {MAX_ENVELOPE_BYTES} — split the payload",
+                text.len()
+            ),
+        });
+    }
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return Err(EnvelopeResult::Refused {
+            reason: RejectReason::Malformed.code(),
+            message: "an envelope is a JSON object".into(),
+        });
+    };
+    // Transport keys only: what intake makes of the fields is intake's business.
+    let group = fifo_id(object.get("partition").and_then(|value| value.as_str()))
+        .unwrap_or_else(|| FALLBACK_GROUP.to_owned());
+    let dedup = fifo_id(object.get("event_id").and_then(|value| value.as_str()))
+        .unwrap_or_else(|| hex::encode(Sha256::digest(text.as_bytes())));
+    Ok(OutgoingMessage::fifo(text.to_owned(), &group, &dedup))
+}
+
+/// The handler.
+pub async fn post_events(
+    State(state): State<ServeState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send envelopes with Content-Type: application/json",
+        )
+        .into_response();
+    }
+    let envelopes = match split_envelopes(&body, state.inner.config.max_envelopes) {
+        Ok(envelopes) => envelopes,
+        Err(error) => return error.into_response(),
+    };
+    let metrics = &state.inner.metrics;
+    let mut results: Vec<Option<EnvelopeResult>> = vec![None; envelopes.len()];
+    let mut pending: Vec<(usize, OutgoingMessage)> = Vec::new();
+    for (index, raw) in envelopes.iter().enumerate() {
+        match message_for(raw) {
+            Ok(message) => pending.push((index, message)),
+            Err(refusal) => {
+                if let EnvelopeResult::Refused { reason, .. } = &refusal {
+                    metrics.envelope_refused(reason);
+                }
+                results[index] = Some(refusal);
+            }
+        }
+    }
+    for chunk in pending.chunks(MAX_BATCH) {
+        let messages = chunk.iter().map(|(_, message)| message.clone()).collect();
+        match state.inner.queue.send_batch(INTAKE_QUEUE, messages).await {
+            Ok(outcomes) => {
+                for (position, (index, _)) in chunk.iter().enumerate() {
+                    results[*index] = Some(match outcomes.get(position) {
+                        Some(SendOutcome::Sent { message_id }) => EnvelopeResult::Queued {
+                            message_id: message_id.clone(),
+                        },
+                        Some(SendOutcome::Failed { reason, retryable }) => {
+                            tracing::warn!(%reason, "intake queue refused an envelope");
+                            EnvelopeResult::Failed {
+                                reason: "queue_refused",
+                                message: format!("the intake queue did not take it: {reason}"),
+                                retryable: *retryable,
+                            }
+                        }
+                        None => EnvelopeResult::Failed {
+                            reason: "queue_unavailable",
+                            message: "the intake queue gave no answer for it; resend".into(),
+                            retryable: true,
+                        },
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "intake queue send failed");
+                for (index, _) in chunk {
+                    results[*index] = Some(EnvelopeResult::Failed {
+                        reason: "queue_unavailable",
+                        message: "the intake queue did not answer; resend the request".into(),
+                        retryable: error.is_retryable(),
+                    });
+                }
+            }
+        }
+    }
+    let results: Vec<EnvelopeResult> = results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or(EnvelopeResult::Failed {
+                reason: "queue_unavailable",
+                message: "no answer".into(),
+                retryable: true,
+            })
+        })
+        .collect();
+    let mut any_failed = false;
+    for result in &results {
+        match result {
+            EnvelopeResult::Queued { .. } => metrics.envelope_queued(),
+            EnvelopeResult::Failed { .. } => {
+                metrics.envelope_failed();
+                any_failed = true;
+            }
+            EnvelopeResult::Refused { .. } => {}
+        }
+    }
+    let status = if any_failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = (status, Json(PostResponse { results })).into_response();
+    if any_failed {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_one_envelope_or_an_array_and_keeps_the_bytes() {
+        let one = split_envelopes(br#" {"a": 1} "#, 100).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].get(), r#"{"a": 1}"#);
+        let many = split_envelopes(br#"[{"a":1}, {"b" : 2}, 3]"#, 100).unwrap();
+        assert_eq!(
+            many.iter().map(|raw| raw.get()).collect::<Vec<_>>(),
+            [r#"{"a":1}"#, r#"{"b" : 2}"#, "3"]
+        );
+    }
+
+    #[test]
+    fn refuses_bodies_it_can_judge_itself() {
+        for (body, code) in [
+            (&b""[..], "not_json"),
+            (b"   ", "not_json"),
+            (b"{", "not_json"),
+            (b"[{}", "not_json"),
+            (b"\xff\xfe", "not_json"),
+            (b"[]", "empty_batch"),
+            (b"\"text\"", "not_envelope"),
+            (b"[{},{},{}]", "too_many_envelopes"),
+        ] {
+            let error = split_envelopes(body, 2).unwrap_err();
+            assert_eq!(error.code, code, "{body:?}");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn messages_are_grouped_by_partition_and_deduplicated_by_event_id() {
+        let raw =
+            RawValue::from_string(r#"{"partition":"gm/d/s","event_id":"01J","other":true}"#.into())
+                .unwrap();
+        let message = message_for(&raw).unwrap();
+        assert_eq!(message.group_id.as_deref(), Some("gm/d/s"));
+        assert_eq!(message.dedup_id.as_deref(), Some("01J"));
+        assert_eq!(message.body, raw.get());
+        // No usable partition or event id: still queued, for intake to refuse.
+        let raw =
+            RawValue::from_string(r#"{"partition":7,"event_id":"with space"}"#.into()).unwrap();
+        let message = message_for(&raw).unwrap();
+        assert_eq!(message.group_id.as_deref(), Some(FALLBACK_GROUP));
+        assert_eq!(message.dedup_id.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn refuses_oversized_envelopes_and_non_objects() {
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_ENVELOPE_BYTES));
+        let raw = RawValue::from_string(big).unwrap();
+        assert!(matches!(
+            message_for(&raw),
+            Err(EnvelopeResult::Refused {
+                reason: "oversized",
+                ..
+            })
+        ));
+        let raw = RawValue::from_string("[1]".into()).unwrap();
+        assert!(matches!(
+            message_for(&raw),
+            Err(EnvelopeResult::Refused {
+                reason: "malformed",
+                ..
+            })
+        ));
+    }
+}

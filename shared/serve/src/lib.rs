@@ -1,0 +1,246 @@
+//! worldfleet serve: the HTTP doors of a world — signed events in, feeds out.
+//!
+//! [`app`] builds the router over a [`ServeState`] (the queue, table and clock ports, the
+//! gateway keys intake trusts, and a [`ServeConfig`]); [`serve`] runs it on a listener until a
+//! shutdown signal, then closes live streams with a `going_away` event and drains. Everything
+//! goes through the ports, so the same server runs over the embedded store and over
+//! SQS/DynamoDB.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/events` | one envelope or an array of up to 100 → the intake queue ([`events`]) |
+//! | `GET /v1/feeds/{feed}` | a page of a feed ([`feeds`]) |
+//! | `GET`/`PUT /v1/feeds/{feed}/readers/{reader}` | a reader's checkpoint ([`feeds`]) |
+//! | `GET /v1/feeds/{feed}/stream` | Server-Sent Events, catch-up then live ([`stream`]) |
+//! | `GET /health`, `/ready`, `/metrics` | liveness, readiness, Prometheus text ([`metrics`]) |
+//!
+//! Every `/v1` request is signed by a gateway and rate-limited per gateway ([`auth`]).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod feeds;
+pub mod metrics;
+pub mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use worldfleet_domain::names::{FEEDS_TABLE, INTAKE_QUEUE};
+use worldfleet_intake::GatewayKeys;
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{Clock, Key, Queue, Table};
+
+pub use auth::{Gateway, RateLimiter, sign_request, string_to_sign, verify_request};
+pub use config::{ServeConfig, gateway_keys_from_lookup};
+pub use error::{ApiError, Result, ServeError};
+pub use metrics::Metrics;
+
+/// What every handler shares: the ports, the keys, the limits and the counters. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct ServeState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Arc<dyn Queue>,
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+    gateways: GatewayKeys,
+    config: ServeConfig,
+    metrics: Metrics,
+    limiter: RateLimiter,
+    subscriptions: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ServeState {
+    /// State over the given ports. `gateways` are the keys requests are verified with (the
+    /// same `WORLDFLEET_GATEWAY_KEYS` intake reads). The queues and tables must already be
+    /// declared (the runtime's resource declaration does it).
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        table: Arc<dyn Table>,
+        clock: Arc<dyn Clock>,
+        gateways: GatewayKeys,
+        config: ServeConfig,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.rate_burst, config.rate_per_second);
+        let subscriptions = Arc::new(Semaphore::new(
+            config.max_subscribers.min(Semaphore::MAX_PERMITS),
+        ));
+        Self {
+            inner: Arc::new(Inner {
+                queue,
+                table,
+                clock,
+                gateways,
+                config,
+                metrics: Metrics::default(),
+                limiter,
+                subscriptions,
+                shutdown: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// State over a stage context's ports.
+    pub fn from_context(
+        context: &StageContext,
+        gateways: GatewayKeys,
+        config: ServeConfig,
+    ) -> Self {
+        Self::new(
+            Arc::clone(&context.queue),
+            Arc::clone(&context.table),
+            Arc::clone(&context.clock),
+            gateways,
+            config,
+        )
+    }
+
+    /// The settings the server runs with.
+    pub fn config(&self) -> &ServeConfig {
+        &self.inner.config
+    }
+
+    /// The counters (also served at `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Starts shutting down: `/ready` answers 503, new subscriptions are refused and live
+    /// ones end with a `going_away` event after what they have buffered.
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// True once [`ServeState::shut_down`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+}
+
+/// The router: `/v1` routes behind authentication, `/health`, `/ready` and `/metrics` open,
+/// every route counted in `/metrics`, unknown paths a JSON 404.
+pub fn app(state: ServeState) -> Router {
+    let max_body = state.inner.config.max_body_bytes;
+    let v1 = Router::new()
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/feeds/{feed}", get(feeds::get_feed))
+        .route(
+            "/v1/feeds/{feed}/readers/{reader}",
+            get(feeds::get_reader).put(feeds::put_reader),
+        )
+        .route("/v1/feeds/{feed}/stream", get(stream::stream_feed))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics::metrics))
+        .merge(v1)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown_signal` completes; then tells live
+/// streams to close (`going_away`), stops accepting, and waits for in-flight requests up to
+/// `shutdown_grace` before returning.
+pub async fn serve(
+    listener: TcpListener,
+    state: ServeState,
+    shutdown_signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let grace = state.inner.config.shutdown_grace;
+    let signalled = state.clone();
+    let graceful = async move {
+        shutdown_signal.await;
+        tracing::info!("shutting down: closing streams, finishing in-flight requests");
+        signalled.shut_down();
+    };
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving");
+    }
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    let mut shutdown = state.inner.shutdown.subscribe();
+    let drained_or_late = async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = drained_or_late => {
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace over; leaving connections behind");
+            Ok(())
+        }
+    }
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+}
+
+/// 200 when the intake queue and the feeds table answer and the server is not shutting down.
+async fn ready(State(state): State<ServeState>) -> Response {
+    if state.is_shutting_down() {
+        return ApiError::unavailable("going_away", "the server is shutting down", 5)
+            .into_response();
+    }
+    let queue = state.inner.queue.depth(INTAKE_QUEUE).await;
+    let table = state
+        .inner
+        .table
+        .get(FEEDS_TABLE, &Key::new("ready#probe", "probe"))
+        .await;
+    match (queue, table) {
+        (Ok(_), Ok(_)) => {
+            (StatusCode::OK, axum::Json(json!({ "status": "ready" }))).into_response()
+        }
+        (queue, table) => {
+            if let Err(error) = &queue {
+                tracing::warn!(%error, "not ready: intake queue");
+            }
+            if let Err(error) = &table {
+                tracing::warn!(%error, "not ready: feeds table");
+            }
+            ApiError::unavailable(
+                "not_ready",
+                format!(
+                    "not ready: intake queue {}, feeds table {}",
+                    if queue.is_ok() { "ok" } else { "unavailable" },
+                    if table.is_ok() { "ok" } else { "unavailable" }
+                ),
+                1,
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see the worldfleet-serve README for the routes",
+    )
+}

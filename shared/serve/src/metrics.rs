@@ -1,0 +1,255 @@
+//! The server's counters and their Prometheus text exposition (`GET /metrics`).
+//!
+//! Counted here: requests by route template and status (every route, refusals included),
+//! envelopes queued or refused by the door (by reason), live subscribers now and in total, and
+//! subscriptions closed by reason. At scrape time the intake queue's depth is read from the
+//! queue port. Counters live in memory and restart at zero with the process, as Prometheus
+//! expects.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use worldfleet_domain::names::INTAKE_QUEUE;
+
+use crate::ServeState;
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    envelopes_queued: AtomicU64,
+    envelopes_failed: AtomicU64,
+    envelopes_refused: Mutex<BTreeMap<&'static str, u64>>,
+    subscribers_active: AtomicU64,
+    subscriptions_total: AtomicU64,
+    subscriptions_closed: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record_request(&self, method: &str, route: &str, status: u16) {
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// Counts an envelope handed to the intake queue.
+    pub fn envelope_queued(&self) {
+        self.envelopes_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an envelope the queue did not take.
+    pub fn envelope_failed(&self) {
+        self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an envelope the door refused with `reason`.
+    pub fn envelope_refused(&self, reason: &'static str) {
+        let mut refused = self
+            .envelopes_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *refused.entry(reason).or_default() += 1;
+    }
+
+    /// A subscription started.
+    pub fn subscriber_opened(&self) {
+        self.subscribers_active.fetch_add(1, Ordering::Relaxed);
+        self.subscriptions_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A subscription ended with `reason`.
+    pub fn subscriber_closed(&self, reason: &'static str) {
+        self.subscribers_active.fetch_sub(1, Ordering::Relaxed);
+        let mut closed = self
+            .subscriptions_closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *closed.entry(reason).or_default() += 1;
+    }
+
+    /// Live subscribers now.
+    pub fn active_subscribers(&self) -> u64 {
+        self.subscribers_active.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4), without the scrape-time gauges.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        text.push_str(
+            "# HELP worldfleet_serve_requests_total Requests answered, by method, route and \
+             status.\n# TYPE worldfleet_serve_requests_total counter\n",
+        );
+        for ((method, route, status), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                text,
+                "worldfleet_serve_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                escape(route)
+            );
+        }
+        text.push_str(
+            "# HELP worldfleet_serve_envelopes_total Envelopes posted to the door, by outcome.\n\
+             # TYPE worldfleet_serve_envelopes_total counter\n",
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_envelopes_total{{outcome=\"queued\"}} {}",
+            self.envelopes_queued.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_envelopes_total{{outcome=\"failed\"}} {}",
+            self.envelopes_failed.load(Ordering::Relaxed)
+        );
+        let refused = self
+            .envelopes_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_envelopes_total{{outcome=\"refused\"}} {}",
+            refused.values().sum::<u64>()
+        );
+        text.push_str(
+            "# HELP worldfleet_serve_envelopes_refused_total Envelopes the door refused, by \
+             reason code.\n# TYPE worldfleet_serve_envelopes_refused_total counter\n",
+        );
+        for (reason, count) in &refused {
+            let _ = writeln!(
+                text,
+                "worldfleet_serve_envelopes_refused_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        text.push_str(
+            "# HELP worldfleet_serve_subscribers Live feed subscriptions now.\n\
+             # TYPE worldfleet_serve_subscribers gauge\n",
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_subscribers {}",
+            self.subscribers_active.load(Ordering::Relaxed)
+        );
+        text.push_str(
+            "# HELP worldfleet_serve_subscriptions_total Live feed subscriptions opened.\n\
+             # TYPE worldfleet_serve_subscriptions_total counter\n",
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_subscriptions_total {}",
+            self.subscriptions_total.load(Ordering::Relaxed)
+        );
+        text.push_str(
+            "# HELP worldfleet_serve_subscriptions_closed_total Live feed subscriptions ended, \
+             by reason.\n# TYPE worldfleet_serve_subscriptions_closed_total counter\n",
+        );
+        for (reason, count) in self
+            .subscriptions_closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                text,
+                "worldfleet_serve_subscriptions_closed_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        text
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware (on every route): counts the answered request under its route template, so
+/// `/v1/feeds/player:p-1` and `/v1/feeds/player:p-2` share one series.
+pub async fn count_requests(
+    State(state): State<ServeState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    state
+        .inner
+        .metrics
+        .record_request(&method, &route, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: the counters, plus the intake queue's depth read now.
+pub async fn metrics(State(state): State<ServeState>) -> Response {
+    let mut text = state.inner.metrics.render();
+    text.push_str(
+        "# HELP worldfleet_queue_depth Approximate messages in a queue, by state.\n\
+         # TYPE worldfleet_queue_depth gauge\n",
+    );
+    match state.inner.queue.depth(INTAKE_QUEUE).await {
+        Ok(depth) => {
+            for (name, value) in [
+                ("visible", depth.visible),
+                ("in_flight", depth.in_flight),
+                ("delayed", depth.delayed),
+            ] {
+                let _ = writeln!(
+                    text,
+                    "worldfleet_queue_depth{{queue=\"{INTAKE_QUEUE}\",state=\"{name}\"}} {value}"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "metrics: intake queue depth unavailable"),
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series_with_its_labels() {
+        let metrics = Metrics::default();
+        metrics.record_request("GET", "/v1/feeds/{feed}", 200);
+        metrics.record_request("GET", "/v1/feeds/{feed}", 200);
+        metrics.envelope_queued();
+        metrics.envelope_refused("oversized");
+        metrics.subscriber_opened();
+        let text = metrics.render();
+        assert!(text.contains(
+            "worldfleet_serve_requests_total{method=\"GET\",route=\"/v1/feeds/{feed}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("worldfleet_serve_envelopes_total{outcome=\"queued\"} 1"));
+        assert!(text.contains("worldfleet_serve_envelopes_refused_total{reason=\"oversized\"} 1"));
+        assert!(text.contains("worldfleet_serve_subscribers 1"));
+        metrics.subscriber_closed("client_gone");
+        assert!(metrics.render().contains("worldfleet_serve_subscribers 0"));
+    }
+}

@@ -1,0 +1,200 @@
+//! `POST /v1/events`: envelopes reach the intake queue untouched, and intake accepts them;
+//! what the door can judge itself is refused with a reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use worldfleet_domain::names::{CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE};
+use worldfleet_intake::{Intake, IntakeConfig};
+use worldfleet_kit::{StageContext, StageHandler};
+use worldfleet_ports::{Clock, Key, QueueSpec};
+
+use crate::common::{GATEWAY, fixture, fixture_with, keys, sample};
+
+const KINDS: [&str; 4] = ["dialogue", "action", "combat", "quest"];
+
+#[tokio::test]
+async fn one_envelope_is_queued_byte_for_byte_with_partition_group_and_event_id_dedup() {
+    let fixture = fixture().await;
+    let body = sample("dialogue");
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["status"], "queued", "{answer}");
+    let messages = fixture.intake_messages().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(results[0]["message_id"], messages[0].message_id.as_str());
+    let envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&messages[0].body).unwrap(),
+        envelope
+    );
+    assert_eq!(messages[0].body, body.trim(), "forwarded as sent");
+    assert_eq!(
+        messages[0].group_id.as_deref(),
+        envelope["partition"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn an_array_is_queued_in_order_and_intake_accepts_every_sample() {
+    let fixture = fixture().await;
+    let envelopes: Vec<String> = KINDS.iter().map(|kind| sample(kind)).collect();
+    let body = format!("[{}]", envelopes.join(","));
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), KINDS.len());
+    assert!(
+        results.iter().all(|result| result["status"] == "queued"),
+        "{answer}"
+    );
+    let messages = fixture.intake_messages().await;
+    assert_eq!(messages.len(), KINDS.len());
+
+    // The real intake stage takes what the door queued: every sample reaches the ledger.
+    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
+        fixture
+            .queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                "intake-dlq.fifo",
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
+    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
+    let intake = Intake::new(
+        StageContext::new(
+            Arc::clone(&fixture.queue),
+            Arc::clone(&fixture.table),
+            clock,
+        ),
+        IntakeConfig::new(keys()),
+    );
+    let report = intake
+        .handle_batch(&messages, Duration::from_secs(30))
+        .await;
+    assert!(report.all_succeeded(), "{report:?}");
+    for envelope in &envelopes {
+        let envelope: serde_json::Value = serde_json::from_str(envelope).unwrap();
+        let key = Key::new(
+            envelope["partition"].as_str().unwrap(),
+            envelope["event_id"].as_str().unwrap(),
+        );
+        assert!(
+            fixture
+                .table
+                .get(LEDGER_TABLE, &key)
+                .await
+                .unwrap()
+                .is_some(),
+            "{key} not in the ledger"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_envelope_is_queued_for_intake_to_refuse_not_judged_by_the_door() {
+    let fixture = fixture().await;
+    // Wrong version, no partition, no event id: intake's business, not the door's.
+    let body = format!(r#"{{"v": 7, "gateway": "{GATEWAY}"}}"#);
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "queued");
+    let messages = fixture.intake_messages().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body, body);
+}
+
+#[tokio::test]
+async fn the_door_refuses_oversized_envelopes_and_non_objects_one_by_one() {
+    let fixture = fixture().await;
+    let oversized = format!(r#"{{"text": "{}"}}"#, "x".repeat(70 * 1024));
+    let body = format!("[{}, 42, {}]", sample("combat"), oversized);
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "queued");
+    assert_eq!(results[1]["status"], "refused");
+    assert_eq!(results[1]["reason"], "malformed");
+    assert_eq!(results[2]["status"], "refused");
+    assert_eq!(results[2]["reason"], "oversized");
+    assert!(results[2]["message"].as_str().unwrap().contains("65536"));
+    assert_eq!(fixture.intake_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn whole_body_problems_get_a_status_and_a_json_reason() {
+    let fixture = fixture().await;
+    let many = format!("[{}]", vec!["{}"; 101].join(","));
+    for (body, status, code) in [
+        ("{not json", 400, "not_json"),
+        ("", 400, "not_json"),
+        ("[]", 400, "empty_batch"),
+        ("\"just a string\"", 400, "not_envelope"),
+        (many.as_str(), 400, "too_many_envelopes"),
+    ] {
+        let (got, answer) = fixture
+            .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+            .await;
+        assert_eq!(got, status, "{body:.40}: {answer}");
+        assert_eq!(answer["error"], code, "{body:.40}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())
+        );
+    }
+    assert!(fixture.intake_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_is_415() {
+    let fixture = fixture().await;
+    let body = sample("quest");
+    let mut request = fixture.signed("POST", "/v1/events", body.as_bytes());
+    request
+        .headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
+    let (status, answer) = fixture.call_json(request).await;
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(answer["error"], "unsupported_media_type");
+    let mut request = fixture.signed("POST", "/v1/events", body.as_bytes());
+    request.headers_mut().remove("content-type");
+    assert_eq!(fixture.call_json(request).await.0, 415);
+    assert!(fixture.intake_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_413_whether_or_not_it_says_its_length() {
+    let config = worldfleet_serve::ServeConfig {
+        max_body_bytes: 1024,
+        ..worldfleet_serve::ServeConfig::default()
+    };
+    let fixture = fixture_with(config).await;
+    let body = format!("[{}]", vec![sample("action"); 3].join(","));
+    let mut request = fixture.signed("POST", "/v1/events", body.as_bytes());
+    request
+        .headers_mut()
+        .insert("content-length", body.len().to_string().parse().unwrap());
+    let (status, answer) = fixture.call_json(request).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"], "body_too_large");
+    // No Content-Length: the cap holds while reading.
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(fixture.intake_messages().await.is_empty());
+}

@@ -1,0 +1,8 @@
+//! The doors of `worldfleet serve`, driven through the router over the embedded store.
+
+mod auth;
+mod common;
+mod events;
+mod feeds;
+mod ops;
+mod stream;
