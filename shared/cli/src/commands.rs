@@ -39,6 +39,9 @@ enum Command {
     BenchWorld(BenchWorldArgs),
     /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
     Worker(crate::worker::WorkerArgs),
+    /// Serve the doors: signed events in (`POST /v1/events`), feeds out (HTTP, SSE), with
+    /// every stage embedded, or over SQS/DynamoDB with --aws.
+    Serve(crate::serve::ServeArgs),
     /// Sign and post envelopes to the intake queue on SQS.
     Send(SendArgs),
     /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
@@ -281,6 +284,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Feed(args) => feed(args).await,
         Command::BenchWorld(args) => bench_world(args).await,
         Command::Worker(args) => crate::worker::run(args).await,
+        Command::Serve(args) => crate::serve::run(args).await,
         Command::Send(args) => send(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Checkpoint(args) => checkpoint_store(args).await,

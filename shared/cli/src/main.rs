@@ -4,6 +4,7 @@ mod bench_aws;
 mod commands;
 #[cfg(test)]
 mod modes_test;
+mod serve;
 mod worker;
 
 use clap::Parser;
