@@ -13,15 +13,20 @@
 //! | `GET`/`PUT /v1/feeds/{feed}/readers/{reader}` | a reader's checkpoint ([`feeds`]) |
 //! | `GET /v1/feeds/{feed}/stream` | Server-Sent Events, catch-up then live ([`stream`]) |
 //! | `GET /health`, `/ready`, `/metrics` | liveness, readiness, Prometheus text ([`metrics`]) |
+//! | `POST /` | the SQS JSON protocol for `intake.fifo` ([`sqs`]) |
 //!
-//! Every `/v1` request is signed by a gateway and rate-limited per gateway ([`auth`]).
+//! Every `/v1` request is signed by a gateway and rate-limited per gateway ([`auth`]); `POST /`
+//! is signed with SigV4 under the same keys ([`sigv4`]).
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod feeds;
+mod md5;
 pub mod metrics;
+pub mod sigv4;
+pub mod sqs;
 pub mod stream;
 
 use std::future::Future;
@@ -148,6 +153,7 @@ pub fn app(state: ServeState) -> Router {
             auth::authenticate,
         ));
     Router::new()
+        .route("/", post(sqs::handle))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics::metrics))

@@ -1,6 +1,6 @@
 //! `GET /v1/feeds/{feed}/stream`: a feed as Server-Sent Events, catch-up then live.
 //!
-//! The stream starts after the sequence number in the `Last-Event-ID` header (what a browser's
+//! The stream opens with a comment and `retry: 1000`, then starts after the sequence number in the `Last-Event-ID` header (what a browser's
 //! `EventSource` sends when it reconnects), else after `?after=N`, else after 0. Every entry is
 //! one event with `id: <seq>` and the entry as JSON in `data:` (the default `message` event
 //! type, so `EventSource.onmessage` sees it). Catch-up reads the table page by page with
@@ -34,6 +34,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -126,6 +128,7 @@ pub async fn stream_feed(
     state.inner.metrics.subscriber_opened();
     tracing::debug!(feed = %feed, after, "subscription opened");
     let keep_alive = KeepAlive::new().interval(state.inner.config.keep_alive);
+    let feed_name = feed.to_string();
     tokio::spawn(produce(
         state,
         feed,
@@ -135,9 +138,15 @@ pub async fn stream_feed(
         closed,
         permit,
     ));
-    let mut response = Sse::new(events(entries_rx, closed_rx))
-        .keep_alive(keep_alive)
-        .into_response();
+    // A first frame at once, so the status and headers reach the client before any entry
+    // (hyper sends the head with the first body frame); `retry` sets EventSource's reconnect
+    // delay.
+    let opening = Event::default()
+        .comment(format!("subscribed to {feed_name} after {after}"))
+        .retry(Duration::from_secs(1));
+    let stream =
+        futures::stream::once(async move { Ok(opening) }).chain(events(entries_rx, closed_rx));
+    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -5,4 +5,6 @@ mod common;
 mod events;
 mod feeds;
 mod ops;
+mod signer;
+mod sqs;
 mod stream;

@@ -127,6 +127,12 @@ async fn on_a_socket_it_serves_and_shuts_down_gracefully_closing_streams() {
     assert!(opened.starts_with("HTTP/1.1 200"), "{opened}");
     assert!(opened.contains("text/event-stream"), "{opened}");
 
+    // An empty feed's stream answers at once (status and headers before any entry).
+    let mut empty = send(address, "GET", "/v1/feeds/player:nobody/stream", b"", now).await;
+    let opened = read_until(&mut empty, "subscribed", Duration::from_secs(2)).await;
+    assert!(opened.starts_with("HTTP/1.1 200"), "{opened}");
+    assert!(opened.contains("retry: 1000"), "{opened}");
+
     stop.send(()).unwrap();
     let closing = read_until(&mut live, "going_away", Duration::from_secs(5)).await;
     assert!(closing.contains("event: closed"), "{closing}");
