@@ -3,12 +3,13 @@
 `worldfleet serve`, with nothing but the standard library.
 
 Usage:
-  sign_envelope.py KEY_HEX < unsigned.json > signed.json
+  sign_envelope.py KEY_HEX [--now] < unsigned.json > signed.json
   sign_envelope.py --request GATEWAY KEY_HEX METHOD PATH_AND_QUERY [BODY_FILE] [--timestamp MS]
 
 The second form prints the three request headers (`x-worldfleet-gateway`,
 `x-worldfleet-timestamp`, `x-worldfleet-signature`), one `Name: value` per line, for
-`curl -H @headers.txt`. The request signature is HMAC-SHA256, under the gateway's key, of
+`curl -H @headers.txt`. `--now` re-stamps the envelope's `sent_at_ms` with the current time before
+signing (intake refuses envelopes outside ±300 s of its clock, so the shipped samples need it). The request signature is HMAC-SHA256, under the gateway's key, of
 `METHOD\nPATH_AND_QUERY\nTIMESTAMP_MS\nhex(sha256(BODY))`, PATH_AND_QUERY exactly as it goes on
 the request line (percent-encoding included); the server accepts it for ±300 s. BODY_FILE is
 read as bytes and must be the exact bytes sent (`curl --data-binary @BODY_FILE`); no file means
@@ -75,13 +76,18 @@ def main() -> None:
     if len(sys.argv) >= 2 and sys.argv[1] == "--request":
         request_main(sys.argv[2:])
         return
-    if len(sys.argv) != 2:
-        sys.exit("usage: sign_envelope.py KEY_HEX < unsigned.json > signed.json (or --request, see --help)")
-    if sys.argv[1] in ("-h", "--help"):
+    arguments = sys.argv[1:]
+    now = "--now" in arguments
+    arguments = [argument for argument in arguments if argument != "--now"]
+    if len(arguments) != 1:
+        sys.exit("usage: sign_envelope.py KEY_HEX [--now] < unsigned.json > signed.json (or --request, see --help)")
+    if arguments[0] in ("-h", "--help"):
         sys.stdout.write(__doc__)
         return
-    key = bytes.fromhex(sys.argv[1])
+    key = bytes.fromhex(arguments[0])
     envelope = json.load(sys.stdin)
+    if now:
+        envelope["sent_at_ms"] = int(time.time() * 1000)
     json.dump(sign(envelope, key), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 

@@ -1,0 +1,123 @@
+//! `worldfleet serve` as a studio starts it: every stage embedded behind the doors. A signed
+//! sample posted over HTTP reaches its actor's feed through the real stages, and SIGTERM ends
+//! the process with exit status 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// One signed HTTP/1.1 request; returns (status, body).
+fn request(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let key = hex::decode(KEY_HEX).unwrap();
+    let timestamp = now_ms();
+    let signature = worldfleet_serve::sign_request(&key, method, path, timestamp, body);
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\
+         x-worldfleet-gateway: gw-sample\r\nx-worldfleet-timestamp: {timestamp}\r\n\
+         x-worldfleet-signature: {signature}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_signed_sample_posted_over_http_reaches_its_feed_and_sigterm_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("WORLDFLEET_GATEWAY_KEYS", format!("gw-sample={KEY_HEX}"))
+        .env_remove("WORLDFLEET_EMBEDDINGS_URL")
+        .env_remove("WORLDFLEET_LLM_BASE_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worldfleet serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/samples/dialogue.json"
+    ))
+    .unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_str(&sample).unwrap();
+    let object = envelope.as_object_mut().unwrap();
+    object.remove("signature");
+    object.insert("sent_at_ms".into(), now_ms().into());
+    let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope).unwrap();
+    envelope["signature"] =
+        worldfleet_domain::envelope::signature_hex(&hex::decode(KEY_HEX).unwrap(), &canonical)
+            .unwrap()
+            .into();
+    let body = envelope.to_string();
+    let (status, answer) = request(&address, "POST", "/v1/events", body.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer.contains("\"queued\""), "{answer}");
+
+    let (status, answer) = request(&address, "POST", "/v1/events", b"not json");
+    assert_eq!(status, 400, "{answer}");
+
+    let actor = envelope["actor"].as_str().unwrap().to_owned();
+    let path = format!("/v1/feeds/player:{actor}?after=0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = request(&address, "GET", &path, b"");
+        assert_eq!(status, 200, "{answer}");
+        let page: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        if page["entries"]
+            .as_array()
+            .is_some_and(|entries| !entries.is_empty())
+        {
+            assert_eq!(page["entries"][0]["event_id"], envelope["event_id"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event never reached {path}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let terminate = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminate.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    assert!(status.success(), "exit {status:?}: {rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+}
