@@ -18,8 +18,8 @@ if [[ -x "${VENV}/bin/python" ]] && "${VENV}/bin/python" -c "import localstack.r
 else
   echo "localstack: installing into ${VENV} (about a minute)"
   "${PYTHON}" -m venv "${VENV}"
-  "${VENV}/bin/pip" install --quiet --upgrade pip
-  "${VENV}/bin/pip" install --quiet "localstack-core[runtime]==4.13.1" \
+  "${VENV}/bin/pip" install --quiet --no-cache-dir --upgrade pip
+  "${VENV}/bin/pip" install --quiet --no-cache-dir "localstack-core[runtime]==4.13.1" \
     "cbor2<5.7" "cryptography<44" "pyopenssl<24.3" service_identity
 fi
 

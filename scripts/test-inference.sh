@@ -4,7 +4,7 @@
 #   2. create .venv-ref/ with numpy, safetensors and tokenizers (skipped when present),
 #   3. write the independent NumPy reference embeddings to models/reference-embeddings.json
 #      (rebuilt when the sentence list or the script changed),
-#   4. run `cargo test -p worldfleet-inference`.
+#   4. run the inference crate's integration tests (api, chat, reference).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,12 +21,14 @@ fixture="$repo_root/models/reference-embeddings.json"
 if ! "$venv/bin/python" -c "import numpy, safetensors, tokenizers" 2>/dev/null; then
     echo "test-inference: creating $venv"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet numpy safetensors tokenizers
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir numpy safetensors tokenizers
 fi
 
 if [[ ! -f "$fixture" || "$sentences" -nt "$fixture" || "$script" -nt "$fixture" ]]; then
     "$venv/bin/python" "$script" "$model_dir" "$sentences" "$fixture"
 fi
 
-cargo test -p worldfleet-inference "$@"
+# The inference crate's integration tests, from the workspace test build (`-p` alone would
+# resolve features differently and compile the crate and its dependencies a second time).
+cargo test --workspace --locked --test api --test chat --test reference "$@"

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-step() { printf '\n=== %s\n' "$*"; }
+# Each step names the free disk space too: a full disk is the usual way a fresh machine fails.
+step() {
+  printf '\n=== %s (disk free: %s)\n' "$*" "$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ')"
+}
 
 step "format"
 cargo fmt --all -- --check
