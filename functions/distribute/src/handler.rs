@@ -26,6 +26,7 @@ use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
 use worldfleet_domain::{CanonEntry, DistributeRequest, FeedId, PartitionUid, PruneRequest};
+use worldfleet_kit::batch::FailedGroups;
 use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
 use worldfleet_ports::{
@@ -394,15 +395,9 @@ impl StageHandler for Distribute {
         let mut report = BatchReport::default();
         let mut events: Vec<CanonEntry> = Vec::new();
         let mut carriers: Vec<&ReceivedMessage> = Vec::new();
-        let mut broken_groups = BTreeSet::new();
+        let mut broken_groups = FailedGroups::default();
         for record in records {
-            if record
-                .group_id
-                .as_ref()
-                .is_some_and(|group| broken_groups.contains(group))
-            {
-                report.skipped += 1;
-                report.fail(&record.message_id);
+            if broken_groups.skip(record, &mut report) {
                 continue;
             }
             match serde_json::from_str::<DistributeRequest>(&record.body) {
@@ -417,11 +412,9 @@ impl StageHandler for Distribute {
                 }
                 Err(error) => {
                     // Later records of this group are skipped above, so order holds.
-                    tracing::warn!(message_id = %record.message_id, %error, "not a distribute request; it will reach the dead-letter queue");
-                    report.fail(&record.message_id);
-                    if let Some(group) = &record.group_id {
-                        broken_groups.insert(group.clone());
-                    }
+                    tracing::warn!(message_id = %record.message_id, %error, "not a distribute request; it goes to the dead-letter queue");
+                    report.fail_permanently(&record.message_id);
+                    broken_groups.fail(record);
                 }
             }
         }

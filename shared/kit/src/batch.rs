@@ -5,13 +5,20 @@
 //! first failure in a group marks the rest of that group failed *without running them*, so the
 //! queue redelivers them in order. Other groups are unaffected. The report lists failed message
 //! ids, which is exactly what SQS's `batchItemFailures` needs.
+//!
+//! A failure is retryable or permanent ([`RecordError`]); the report names the permanent ones
+//! too, and [`dead_letter_permanent`] moves them to their queue's dead-letter queue at once, so
+//! a record that can never succeed does not burn its remaining receives — nor hold its FIFO
+//! group for them.
 
 use std::fmt;
 use std::future::Future;
 
 use futures::future::join_all;
 use tracing::Instrument;
-use worldfleet_ports::ReceivedMessage;
+use worldfleet_domain::names::dead_letter_queue;
+use worldfleet_ports::queue::is_fifo;
+use worldfleet_ports::{OutgoingMessage, Queue, ReceivedMessage, SendOutcome};
 
 /// Why one record failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +62,9 @@ pub struct BatchReport {
     pub succeeded: usize,
     /// Records not run because an earlier record of their FIFO group failed.
     pub skipped: usize,
+    /// The failed message ids (also in `failed_message_ids`) whose failure is permanent:
+    /// retrying cannot help, so a driver dead-letters them at once.
+    pub permanent: Vec<String>,
 }
 
 impl BatchReport {
@@ -68,6 +78,126 @@ impl BatchReport {
         if !self.failed_message_ids.iter().any(|id| id == message_id) {
             self.failed_message_ids.push(message_id.to_owned());
         }
+    }
+
+    /// Marks `message_id` failed for good: it will be dead-lettered, not retried.
+    pub fn fail_permanently(&mut self, message_id: &str) {
+        self.fail(message_id);
+        if !self.permanent.iter().any(|id| id == message_id) {
+            self.permanent.push(message_id.to_owned());
+        }
+    }
+
+    /// Records `error` for `message_id` by its class.
+    pub fn fail_with(&mut self, message_id: &str, error: &RecordError) {
+        if error.retryable {
+            self.fail(message_id);
+        } else {
+            self.fail_permanently(message_id);
+        }
+    }
+
+    /// Forgets the failures in `moved` (they were dead-lettered and need no redelivery).
+    pub fn forget(&mut self, moved: &[String]) {
+        self.failed_message_ids.retain(|id| !moved.contains(id));
+        self.permanent.retain(|id| !moved.contains(id));
+    }
+}
+
+/// Sends the records `report` marks permanently failed from `source` to its dead-letter queue
+/// (same body and FIFO group, deduplicated by the message id, as the queue's redrive would);
+/// returns the message ids that were moved, for the driver to delete (or to leave out of
+/// `batchItemFailures`). A record whose move fails stays failed and is redelivered as usual.
+pub async fn dead_letter_permanent(
+    queue: &dyn Queue,
+    source: &str,
+    records: &[ReceivedMessage],
+    report: &BatchReport,
+) -> Vec<String> {
+    let doomed: Vec<&ReceivedMessage> = records
+        .iter()
+        .filter(|record| report.permanent.contains(&record.message_id))
+        .collect();
+    if doomed.is_empty() {
+        return Vec::new();
+    }
+    let target = dead_letter_queue(source);
+    let fifo = is_fifo(source);
+    let mut moved = Vec::new();
+    for chunk in doomed.chunks(worldfleet_ports::queue::MAX_BATCH) {
+        let messages = chunk
+            .iter()
+            .map(|record| match (&record.group_id, fifo) {
+                (Some(group), true) => {
+                    OutgoingMessage::fifo(record.body.clone(), group, &record.message_id)
+                }
+                _ => OutgoingMessage::delayed(record.body.clone(), std::time::Duration::ZERO),
+            })
+            .collect();
+        match queue.send_batch(&target, messages).await {
+            Ok(outcomes) => {
+                for (record, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        SendOutcome::Sent { .. } => {
+                            tracing::warn!(
+                                message_id = %record.message_id,
+                                queue = %target,
+                                "permanent failure moved to the dead-letter queue"
+                            );
+                            moved.push(record.message_id.clone());
+                        }
+                        SendOutcome::Failed { reason, .. } => tracing::warn!(
+                            message_id = %record.message_id,
+                            reason,
+                            "could not dead-letter a permanent failure; it will be redelivered"
+                        ),
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                queue = %target,
+                "could not dead-letter permanent failures; they will be redelivered"
+            ),
+        }
+    }
+    moved
+}
+
+/// The FIFO rule every batch driver keeps: once a record of a message group failed, no later
+/// record of that group in the batch runs or is forwarded; they are reported failed (skipped),
+/// and their redelivery resumes in order. Records without a group are never held back.
+#[derive(Debug, Default)]
+pub struct FailedGroups {
+    groups: Vec<String>,
+}
+
+impl FailedGroups {
+    /// True when an earlier record of `record`'s group failed: skip it.
+    pub fn holds(&self, record: &ReceivedMessage) -> bool {
+        record
+            .group_id
+            .as_ref()
+            .is_some_and(|group| self.groups.contains(group))
+    }
+
+    /// Notes that `record` failed, holding back the rest of its group.
+    pub fn fail(&mut self, record: &ReceivedMessage) {
+        if let Some(group) = &record.group_id
+            && !self.groups.contains(group)
+        {
+            self.groups.push(group.clone());
+        }
+    }
+
+    /// Reports `record` skipped in `report` when its group failed earlier; true if so.
+    pub fn skip(&self, record: &ReceivedMessage, report: &mut BatchReport) -> bool {
+        let held = self.holds(record);
+        if held {
+            report.skipped += 1;
+            report.fail(&record.message_id);
+        }
+        held
     }
 }
 
@@ -110,7 +240,7 @@ where
                 Ok(()) => report.succeeded += 1,
                 Err(error) => {
                     log_failure(record, &error);
-                    report.fail(&record.message_id);
+                    report.fail_with(&record.message_id, &error);
                 }
             }
         }
@@ -121,19 +251,17 @@ where
         let handler = &handler;
         async move {
             let mut report = BatchReport::default();
-            let mut failed = false;
+            let mut failed = FailedGroups::default();
             for record in group {
-                if failed {
-                    report.skipped += 1;
-                    report.fail(&record.message_id);
+                if failed.skip(record, &mut report) {
                     continue;
                 }
                 match handler(record).instrument(record_span(record)).await {
                     Ok(()) => report.succeeded += 1,
                     Err(error) => {
                         log_failure(record, &error);
-                        failed = true;
-                        report.fail(&record.message_id);
+                        failed.fail(record);
+                        report.fail_with(&record.message_id, &error);
                     }
                 }
             }
@@ -147,6 +275,7 @@ where
         report
             .failed_message_ids
             .extend(group_report.failed_message_ids);
+        report.permanent.extend(group_report.permanent);
     }
     report
 }
@@ -168,14 +297,20 @@ pub fn record_event_id(event_id: &str) {
     tracing::Span::current().record("event_id", event_id);
 }
 
-fn log_failure(record: &ReceivedMessage, error: &RecordError) {
+/// Logs a record's failure with its class.
+pub fn log_failure(record: &ReceivedMessage, error: &RecordError) {
     tracing::warn!(
         message_id = %record.message_id,
         group = record.group_id.as_deref().unwrap_or("-"),
         receive_count = record.receive_count,
         retryable = error.retryable,
         reason = %error.reason,
-        "record failed; it will be redelivered"
+        "{}",
+        if error.retryable {
+            "record failed; it will be redelivered"
+        } else {
+            "record failed permanently; it goes to the dead-letter queue"
+        }
     );
 }
 
@@ -261,5 +396,40 @@ mod tests {
         let groups = fifo_groups(&records);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_named_and_its_group_still_stops() {
+        let records = vec![
+            record("a1", Some("a")),
+            record("a2", Some("a")),
+            record("b1", Some("b")),
+        ];
+        let report = process_batch(&records, true, |record| {
+            let id = record.message_id.clone();
+            async move {
+                match id.as_str() {
+                    "a1" => Err(RecordError::permanent("not an event")),
+                    "b1" => Err(RecordError::retryable("throttled")),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(report.permanent, vec!["a1".to_string()]);
+        assert_eq!(report.skipped, 1, "a2 waits for a1's group to be released");
+        let mut failed = report.failed_message_ids.clone();
+        failed.sort();
+        assert_eq!(failed, vec!["a1", "a2", "b1"]);
+    }
+
+    #[test]
+    fn forgetting_moved_records_keeps_the_rest_failed() {
+        let mut report = BatchReport::default();
+        report.fail_permanently("x");
+        report.fail("y");
+        report.forget(&["x".to_string()]);
+        assert_eq!(report.failed_message_ids, vec!["y".to_string()]);
+        assert!(report.permanent.is_empty());
     }
 }

@@ -24,7 +24,7 @@ pub mod idempotency;
 pub mod stage;
 pub mod timer;
 
-pub use batch::{BatchReport, RecordError, process_batch};
+pub use batch::{BatchReport, FailedGroups, RecordError, dead_letter_permanent, process_batch};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use env::{ConfigError, Env, Variable, log_filter};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};

@@ -110,31 +110,19 @@ where
     }))
     .await;
     let mut report = BatchReport::default();
-    let mut failed_groups: Vec<&str> = Vec::new();
+    let mut failed = crate::batch::FailedGroups::default();
     let mut produced = Vec::new();
     for (index, (record, outcome)) in records.iter().zip(outcomes).enumerate() {
-        let group = record.group_id.as_deref();
-        if group.is_some_and(|group| failed_groups.contains(&group)) {
-            report.skipped += 1;
-            report.fail(&record.message_id);
+        if failed.skip(record, &mut report) {
             continue;
         }
         match outcome {
             Ok(Some((queue, message))) => produced.push((index, queue, message)),
             Ok(None) => report.succeeded += 1,
             Err(error) => {
-                tracing::warn!(
-                    message_id = %record.message_id,
-                    group = group.unwrap_or("-"),
-                    receive_count = record.receive_count,
-                    retryable = error.retryable,
-                    reason = %error.reason,
-                    "record failed; it will be redelivered"
-                );
-                report.fail(&record.message_id);
-                if let Some(group) = group {
-                    failed_groups.push(group);
-                }
+                crate::batch::log_failure(record, &error);
+                report.fail_with(&record.message_id, &error);
+                failed.fail(record);
             }
         }
     }

@@ -363,7 +363,7 @@ mod tests {
         let report = BatchReport {
             failed_message_ids: vec!["m-1".into()],
             succeeded: 0,
-            skipped: 0,
+            ..BatchReport::default()
         };
         let response = serde_json::to_value(batch_response(&report)).unwrap();
         assert_eq!(
