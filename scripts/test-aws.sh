@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The AWS path end to end, from a fresh clone and without Docker:
 #   install + start LocalStack (SQS) and DynamoDB Local, deploy infra/template.yaml's queues
-#   and tables with worldfleet-local-deploy, run `cargo test -p worldfleet-aws` with the
+#   and tables with worldfleet-local-deploy, run the AWS adapters' tests with the
 #   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test on the
 #   emulators, lint the template, stop the stack.
 # A stack that was already running is left running. Extra arguments go to `cargo test`.
@@ -32,21 +32,28 @@ fi
 . "${ROOT}/localstack/env.sh"
 export WORLDFLEET_LOCAL_AWS=1
 
+# Every test below runs from the workspace test build (the one scripts/test.sh runs first), so
+# they share its features and nothing is compiled twice (`-p` alone would resolve features
+# differently and build the AWS SDK again). That build also puts the binaries in
+# ${CARGO_TARGET_DIR:-target}/debug: worldfleet-local-deploy, and the stage binaries that
+# tests/tests/lambda_runtime.rs starts.
+echo "== build (the workspace test build; nothing new when scripts/test.sh ran first)"
+cargo test --workspace --locked --no-run
+BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
+
 echo "== deploy the template's queues and tables (stack ${WORLDFLEET_STACK:=worldfleet-local})"
 export WORLDFLEET_STACK
-cargo run --quiet -p worldfleet-aws --bin worldfleet-local-deploy -- infra/template.yaml
+"${BIN_DIR}/worldfleet-local-deploy" infra/template.yaml
 
-echo "== cargo test -p worldfleet-aws (contract suites on both adapters, local deploy, template policy)"
-cargo test -p worldfleet-aws "$@"
-
-# The cross-crate tests run inside the workspace test build (the one scripts/test.sh runs first),
-# so they share its features and nothing is compiled twice. That build also puts the stage
-# binaries in ${CARGO_TARGET_DIR:-target}/debug (each function crate's tests/binary.rs needs
-# them), where tests/tests/lambda_runtime.rs starts them.
-cargo test --workspace --locked --no-run
+echo "== the AWS adapters on the emulators (contract suites on both adapters, local deploy, template policy)"
+cargo test --workspace --locked --test contract --test dynamo_local --test sqs_local \
+  --test local_deploy --test template_policy "$@"
 
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
 cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
+
+echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
+cargo test --workspace --locked --test leases "$@" -- --nocapture
 
 echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog)"
 cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture

@@ -24,7 +24,8 @@ pub struct WorkerArgs {
     /// Concurrent pollers per stage.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
-    /// Handler time budget per batch (keep it ≤ the queues' visibility timeout / 6).
+    /// Handler time budget per batch, and the longest lease a batch is held on (keep it ≤ the
+    /// queues' visibility timeout / 6). Leases start at 5 s and follow the slowest recent batch.
     #[arg(long, default_value_t = 30)]
     pub budget_secs: u64,
 }

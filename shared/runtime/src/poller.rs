@@ -5,15 +5,24 @@
 //! failed (one batched delete), and leaves the failed ones to be redelivered — after a short
 //! backoff that grows with the receive count, instead of the whole visibility timeout, so a
 //! FIFO group is not held longer than needed. Poison messages reach the dead-letter queue
-//! through the queue's redrive policy.
+//! through the queue's redrive policy; a record the handler reports failed *permanently* goes
+//! there at once ([`worldfleet_kit::dead_letter_permanent`]) instead of burning its receives.
+//!
+//! Messages are received on a **lease** shorter than the queue's visibility timeout: five times
+//! the stage's slowest recent batch, at least [`MIN_LEASE`] and at most the batch budget, and
+//! renewed (a heartbeat every half lease) while the handler is still working. So a worker that
+//! dies with messages in hand — SIGKILL, an out-of-memory kill, a lost host — holds its FIFO
+//! groups for one lease, not the queue's visibility timeout (180 s on the template's queues),
+//! and a slow batch is never handed to a second worker while the first is alive. The heartbeat
+//! costs nothing in the common case: it fires only for a batch slower than half a lease.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use worldfleet_kit::StageHandler;
-use worldfleet_ports::{DeleteOutcome, Queue, ReceiveRequest};
+use worldfleet_ports::{DeleteOutcome, Queue, ReceiveRequest, ReceivedMessage};
 
 use crate::faults::FaultPlan;
 
@@ -24,7 +33,8 @@ pub struct PollerConfig {
     pub workers: usize,
     /// Long-poll wait per receive.
     pub wait: Duration,
-    /// The queue's visibility timeout: the handler's time budget per batch.
+    /// The handler's time budget per batch, and the longest lease a batch is received on
+    /// (keep it at or below the queue's visibility timeout).
     pub visibility_timeout: Duration,
 }
 
@@ -45,7 +55,51 @@ pub struct PollerStats {
     pub records: AtomicU64,
     pub succeeded: AtomicU64,
     pub failed: AtomicU64,
+    /// Permanent failures moved to the dead-letter queue at once (and deleted here).
+    pub dead_lettered: AtomicU64,
     pub receive_errors: AtomicU64,
+}
+
+/// Shortest lease a batch is received on: the longest a dead worker holds its messages when
+/// the stage's batches are fast.
+pub const MIN_LEASE: Duration = Duration::from_secs(5);
+
+/// How many times the slowest recent batch a lease lasts.
+const LEASE_FACTOR: u32 = 5;
+
+/// A stage's lease, from its measured batch times: five times the slowest recent batch
+/// (decaying by 1/16 per batch, so one slow outlier does not hold leases long forever),
+/// clamped to `[MIN_LEASE, budget]`.
+#[derive(Debug)]
+pub struct Lease {
+    budget: Duration,
+    slowest_us: AtomicU64,
+}
+
+impl Lease {
+    /// A lease for batches with `budget` to run, before any batch was measured.
+    pub fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            slowest_us: AtomicU64::new(0),
+        }
+    }
+
+    /// The lease the next batch is received on.
+    pub fn current(&self) -> Duration {
+        let slowest = Duration::from_micros(self.slowest_us.load(Ordering::Relaxed));
+        (slowest * LEASE_FACTOR).max(MIN_LEASE).min(self.budget)
+    }
+
+    /// Records how long a batch took.
+    pub fn observe(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .slowest_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |slowest| {
+                Some(took.max(slowest - slowest / 16))
+            });
+    }
 }
 
 /// Runs `config.workers` pollers for `handler` until `shutdown` turns true.
@@ -59,6 +113,7 @@ pub async fn run_stage(
 ) {
     // The workers run inside this future rather than as spawned tasks, so aborting the task
     // that runs it stops every worker at once and releases their handles (a crash).
+    let lease = Arc::new(Lease::new(config.visibility_timeout));
     let workers = (0..config.workers.max(1)).map(|_| {
         poll(
             Arc::clone(&handler),
@@ -67,6 +122,7 @@ pub async fn run_stage(
             shutdown.clone(),
             Arc::clone(&stats),
             faults.clone(),
+            Arc::clone(&lease),
         )
     });
     futures::future::join_all(workers).await;
@@ -79,10 +135,15 @@ async fn poll(
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<PollerStats>,
     faults: Option<Arc<FaultPlan>>,
+    lease: Arc<Lease>,
 ) {
     let source = handler.source_queue();
-    let request = ReceiveRequest::batch(config.wait);
     while !*shutdown.borrow() {
+        let held_for = lease.current();
+        let request = ReceiveRequest {
+            visibility_timeout: Some(held_for),
+            ..ReceiveRequest::batch(config.wait)
+        };
         let received = tokio::select! {
             received = queue.receive(source, request) => received,
             _ = shutdown.changed() => break,
@@ -111,12 +172,26 @@ async fn poll(
         stats
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let report = handler
-            .handle_batch(&records, config.visibility_timeout)
-            .await;
+        let started = Instant::now();
+        let report = hold_while(
+            handler.handle_batch(&records, config.visibility_timeout),
+            queue.as_ref(),
+            source,
+            &records,
+            held_for,
+        )
+        .await;
+        lease.observe(started.elapsed());
+        let mut report = report;
+        let dead_lettered =
+            worldfleet_kit::dead_letter_permanent(queue.as_ref(), source, &records, &report).await;
+        report.forget(&dead_lettered);
         stats
             .failed
             .fetch_add(report.failed_message_ids.len() as u64, Ordering::Relaxed);
+        stats
+            .dead_lettered
+            .fetch_add(dead_lettered.len() as u64, Ordering::Relaxed);
         let mut done = Vec::new();
         for record in &records {
             if report.failed_message_ids.contains(&record.message_id) {
@@ -156,5 +231,62 @@ async fn poll(
             }
         }
         stats.succeeded.fetch_add(succeeded, Ordering::Relaxed);
+    }
+}
+
+/// Runs `work`, renewing the lease on `records` every half lease until it finishes.
+async fn hold_while<T>(
+    work: impl std::future::Future<Output = T>,
+    queue: &dyn Queue,
+    source: &str,
+    records: &[ReceivedMessage],
+    lease: Duration,
+) -> T {
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 2, lease / 2);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = renew.tick() => {
+                for record in records {
+                    if let Err(error) = queue
+                        .change_visibility(source, &record.receipt_handle, lease)
+                        .await
+                    {
+                        tracing::debug!(%error, "could not renew a lease (the message was received again)");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_five_slowest_batches_within_its_bounds() {
+        let lease = Lease::new(Duration::from_secs(30));
+        assert_eq!(lease.current(), MIN_LEASE, "before any batch");
+        lease.observe(Duration::from_millis(20));
+        assert_eq!(lease.current(), MIN_LEASE, "fast batches keep the shortest lease");
+        lease.observe(Duration::from_secs(2));
+        assert_eq!(lease.current(), Duration::from_secs(10));
+        lease.observe(Duration::from_secs(60));
+        assert_eq!(lease.current(), Duration::from_secs(30), "never past the budget");
+        let short = Lease::new(Duration::from_secs(2));
+        assert_eq!(short.current(), Duration::from_secs(2), "a budget under the minimum wins");
+    }
+
+    #[test]
+    fn a_slow_outlier_decays() {
+        let lease = Lease::new(Duration::from_secs(30));
+        lease.observe(Duration::from_secs(4));
+        assert_eq!(lease.current(), Duration::from_secs(20));
+        for _ in 0..40 {
+            lease.observe(Duration::from_millis(10));
+        }
+        assert_eq!(lease.current(), MIN_LEASE);
     }
 }
