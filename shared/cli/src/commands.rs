@@ -247,6 +247,10 @@ struct BenchArgs {
     fan_out: u32,
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Embedded: acknowledge writes once handed to the OS instead of after fsync (as
+    /// `run --buffered`); the figures then say so.
+    #[arg(long, conflicts_with = "aws")]
+    buffered: bool,
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
@@ -587,7 +591,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             bad_every: 0,
             workers: args.workers,
             data_dir: None,
-            buffered: false,
+            buffered: args.buffered,
             // The pipeline's own figures, comparable whether or not a model is present.
             no_models: true,
             world_every: 0,
@@ -595,8 +599,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         world_args.options()
     };
+    let durability = if args.buffered {
+        "buffered (acknowledged when handed to the OS)"
+    } else {
+        "fsync before acknowledgement"
+    };
     eprintln!(
-        "bench 1/2: throughput, {} events as fast as possible, fan-out {}",
+        "bench 1/2: throughput, {} events as fast as possible, fan-out {}, {durability}",
         events, args.fan_out
     );
     let throughput = run_embedded(world(events, 0.0)).await?;
@@ -616,6 +625,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "latency_max_ms": latency.audit.latency_max_ms,
         "peak_rss_mb": latency.peak_rss_mb.max(throughput.peak_rss_mb).round(),
         "fan_out": args.fan_out,
+        "buffered": args.buffered,
         "lost": throughput.audit.lost + latency.audit.lost,
         "duplicates": throughput.audit.duplicates + latency.audit.duplicates,
         "table_write_units_per_event": throughput.usage.table_write_units as f64 / throughput.audit.good_sent.max(1) as f64,
@@ -637,6 +647,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         latency.audit.latency_p99_ms,
         latency.audit.latency_max_ms
     );
+    println!("durability:  {durability}");
     println!(
         "memory:      peak RSS {:.0} MiB",
         latency.peak_rss_mb.max(throughput.peak_rss_mb)

@@ -1,5 +1,5 @@
-//! `worldfleet bench --aws` refuses bad input before it touches any endpoint: a clear error and
-//! exit status 2, never a panic.
+//! `worldfleet bench` argument checks: bad input is refused before any endpoint is touched,
+//! with a clear error and exit status 2, never a panic.
 
 use std::process::Command;
 
@@ -13,4 +13,21 @@ fn bench_aws_refuses_zero_events_with_a_clear_error() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--events must be at least 1"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bench_takes_buffered_embedded_and_refuses_it_with_aws() {
+    let help = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args(["bench", "--help"])
+        .output()
+        .expect("run worldfleet");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--buffered"));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args(["bench", "--aws", "--buffered"])
+        .output()
+        .expect("run worldfleet");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

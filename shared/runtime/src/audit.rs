@@ -115,7 +115,7 @@ impl Audit<'_> {
         let districts: BTreeSet<PartitionUid> =
             self.partitions.iter().map(|uid| uid.prefix(2)).collect();
         feed_ids.extend(districts.into_iter().map(FeedId::District));
-        let mut latency = Histogram::<u64>::new(3)?;
+        let mut latency = LatencyHistogram::new();
         let mut occurrences: BTreeMap<(String, String), u64> = BTreeMap::new();
         for feed in &feed_ids {
             let pk = feed.to_string();
@@ -131,7 +131,7 @@ impl Audit<'_> {
                 let written_at = item.i64("written_at_ms").unwrap_or(0).max(0) as u64;
                 report.last_feed_write_ms = report.last_feed_write_ms.max(written_at);
                 for entry in page_from_item(&item)?.entries {
-                    latency.saturating_record(written_at.saturating_sub(entry.accepted_at_ms));
+                    latency.record_ms(written_at.saturating_sub(entry.accepted_at_ms));
                     *occurrences
                         .entry((pk.clone(), entry.event_id.clone()))
                         .or_default() += 1;
@@ -234,11 +234,7 @@ impl Audit<'_> {
                 }
             }
         }
-        if !latency.is_empty() {
-            report.latency_p50_ms = latency.value_at_quantile(0.50);
-            report.latency_p99_ms = latency.value_at_quantile(0.99);
-            report.latency_max_ms = latency.max();
-        }
+        (report.latency_p50_ms, report.latency_p99_ms, report.latency_max_ms) = latency.summary();
         Ok(report)
     }
 }
@@ -248,5 +244,71 @@ impl AuditReport {
         if self.problems.len() < 20 {
             self.problems.push(problem);
         }
+    }
+}
+
+/// Intake-to-feed latencies in milliseconds, up to a day without clamping (three significant
+/// figures). A value past a day is counted as a day; nothing shorter is ever clamped, so a
+/// saturated run reports the seconds it really took.
+struct LatencyHistogram(Histogram<u64>);
+
+/// The longest latency recorded as itself.
+const LATENCY_CEILING_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl LatencyHistogram {
+    fn new() -> Self {
+        Self(
+            Histogram::new_with_bounds(1, LATENCY_CEILING_MS, 3)
+                .expect("1 ms to a day at 3 significant figures is a valid histogram"),
+        )
+    }
+
+    fn record_ms(&mut self, latency_ms: u64) {
+        self.0.saturating_record(latency_ms.min(LATENCY_CEILING_MS));
+    }
+
+    /// p50, p99 and max in milliseconds (zeros when nothing was recorded).
+    fn summary(&self) -> (u64, u64, u64) {
+        if self.0.is_empty() {
+            return (0, 0, 0);
+        }
+        (
+            self.0.value_at_quantile(0.50),
+            self.0.value_at_quantile(0.99),
+            self.0.max(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Within 0.1 % (three significant figures).
+    fn close(found: u64, expected: u64) -> bool {
+        found.abs_diff(expected) * 1000 <= expected
+    }
+
+    #[test]
+    fn long_latencies_are_reported_as_measured_not_clamped() {
+        let mut latency = LatencyHistogram::new();
+        for _ in 0..98 {
+            latency.record_ms(5);
+        }
+        latency.record_ms(10_000);
+        latency.record_ms(36_000);
+        let (p50, p99, max) = latency.summary();
+        assert_eq!(p50, 5);
+        assert!(close(p99, 10_000), "a 10 s latency reads {p99} ms");
+        assert!(close(max, 36_000), "a 36 s latency reads {max} ms");
+    }
+
+    #[test]
+    fn past_a_day_counts_as_a_day_and_nothing_is_an_empty_summary() {
+        assert_eq!(LatencyHistogram::new().summary(), (0, 0, 0));
+        let mut latency = LatencyHistogram::new();
+        latency.record_ms(u64::MAX);
+        let (_, _, max) = latency.summary();
+        assert!(close(max, LATENCY_CEILING_MS));
     }
 }
