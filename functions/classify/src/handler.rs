@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use worldfleet_domain::names::{CLASSIFY_QUEUE, COMPOSE_QUEUE, IDEMPOTENCY_TABLE};
 use worldfleet_domain::{AcceptedEvent, Classification, ComposeRequest};
 use worldfleet_kit::{
-    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError, StageContext,
-    StageHandler, forward_batch,
+    BatchReport, IdempotencyConfig, IdempotencyStore, RecordError, StageContext, StageHandler,
+    forward_batch,
 };
 use worldfleet_ports::{OutgoingMessage, ReceivedMessage};
 
@@ -87,13 +87,7 @@ impl Classify {
                 )
             })
             .await
-            .map_err(|error: IdempotencyError<std::convert::Infallible>| {
-                if error.is_retryable() {
-                    RecordError::retryable(error)
-                } else {
-                    RecordError::permanent(error)
-                }
-            })?
+            .map_err(RecordError::classify)?
             .into_inner();
         let partition = event.partition.to_string();
         let event_id = event.event_id.clone();

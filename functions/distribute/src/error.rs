@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// Why distribute or a feed read failed.
+/// Why distribute failed.
 #[derive(Debug, Error)]
 pub enum DistributeError {
     #[error(transparent)]
@@ -11,29 +11,17 @@ pub enum DistributeError {
     Rules(String),
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
-    /// The reader asked for entries that were trimmed past retention: answering with what is
-    /// left would be a silent gap.
-    #[error(
-        "reader is behind retention: {feed} has trimmed its entries up to seq {trimmed_through}, \
-         and the read asked for entries after seq {after_seq}; entries {first_missing} to \
-         {trimmed_through} are gone. Recover by rebuilding the reader's view from canon, then \
-         read on from seq {trimmed_through} (`worldfleet feed --after {trimmed_through}`, or \
-         commit the reader's checkpoint to {trimmed_through})"
-    )]
-    BehindRetention {
-        feed: String,
-        after_seq: u64,
-        first_missing: u64,
-        trimmed_through: u64,
-    },
+    /// A shared row (page, plan, memory, canon) could not be read or decoded.
+    #[error(transparent)]
+    Table(#[from] worldfleet_tables::Error),
 }
 
-impl DistributeError {
-    /// True when a retry may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl worldfleet_kit::Failure for DistributeError {
+    fn is_retryable(&self) -> bool {
         match self {
-            Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
-            Self::Rules(_) | Self::Corrupt { .. } | Self::BehindRetention { .. } => false,
+            Self::Port(error) => error.is_worth_a_retry(),
+            Self::Table(error) => error.is_retryable(),
+            Self::Rules(_) | Self::Corrupt { .. } => false,
         }
     }
 }

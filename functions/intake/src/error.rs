@@ -17,11 +17,10 @@ pub enum IntakeError {
     Encode { what: &'static str, reason: String },
 }
 
-impl IntakeError {
-    /// True when a retry may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl worldfleet_kit::Failure for IntakeError {
+    fn is_retryable(&self) -> bool {
         match self {
-            Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
+            Self::Port(error) => error.is_worth_a_retry(),
             Self::Config(_) | Self::Encode { .. } => false,
         }
     }

@@ -40,19 +40,20 @@ pub enum PriceError {
 }
 
 impl PriceError {
-    /// True when retrying the same message later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
-            Self::Busy(_) => true,
-            _ => false,
-        }
-    }
-
     pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Self::Corrupt {
             what: what.into(),
             reason: reason.to_string(),
+        }
+    }
+}
+
+impl worldfleet_kit::Failure for PriceError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Port(error) => error.is_worth_a_retry(),
+            Self::Busy(_) => true,
+            _ => false,
         }
     }
 }

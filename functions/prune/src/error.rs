@@ -7,20 +7,20 @@ use thiserror::Error;
 pub enum PruneError {
     #[error(transparent)]
     Port(#[from] worldfleet_ports::Error),
+    /// A shared row (page, plan, observation) could not be read or decoded.
     #[error(transparent)]
-    Distribute(#[from] worldfleet_distribute::DistributeError),
+    Table(#[from] worldfleet_tables::Error),
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
     #[error("prune settings: {0}")]
     Config(String),
 }
 
-impl PruneError {
-    /// True when a retry may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl worldfleet_kit::Failure for PruneError {
+    fn is_retryable(&self) -> bool {
         match self {
-            Self::Port(error) => error.is_retryable() || error.is_condition_failed(),
-            Self::Distribute(error) => error.is_retryable(),
+            Self::Port(error) => error.is_worth_a_retry(),
+            Self::Table(error) => error.is_retryable(),
             Self::Corrupt { .. } | Self::Config(_) => false,
         }
     }

@@ -20,6 +20,20 @@ use worldfleet_domain::names::dead_letter_queue;
 use worldfleet_ports::queue::is_fifo;
 use worldfleet_ports::{OutgoingMessage, Queue, ReceivedMessage, SendOutcome};
 
+/// A stage error's verdict on itself: may the same record succeed if it is run again? Every
+/// stage error type implements it once, and [`RecordError::classify`] turns any of them into
+/// the batch report's class (retried, or dead-lettered at once).
+pub trait Failure: fmt::Display {
+    /// True when running the record again later may succeed.
+    fn is_retryable(&self) -> bool;
+}
+
+impl Failure for worldfleet_ports::Error {
+    fn is_retryable(&self) -> bool {
+        self.is_worth_a_retry()
+    }
+}
+
 /// Why one record failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -43,6 +57,14 @@ impl RecordError {
         Self {
             reason: reason.to_string(),
             retryable: false,
+        }
+    }
+
+    /// A stage error, in the class it gives itself.
+    pub fn classify(error: impl Failure) -> Self {
+        Self {
+            retryable: error.is_retryable(),
+            reason: error.to_string(),
         }
     }
 }

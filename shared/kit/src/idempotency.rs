@@ -89,12 +89,11 @@ pub enum IdempotencyError<E> {
     Work(E),
 }
 
-impl<E> IdempotencyError<E> {
-    /// True when a later retry of the same call may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl<E: std::fmt::Display> crate::batch::Failure for IdempotencyError<E> {
+    fn is_retryable(&self) -> bool {
         match self {
             Self::InProgress { .. } => true,
-            Self::Store(error) => error.is_retryable() || error.is_condition_failed(),
+            Self::Store(error) => error.is_worth_a_retry(),
             Self::PayloadMismatch { .. } | Self::Corrupt { .. } | Self::Work(_) => false,
         }
     }

@@ -24,7 +24,9 @@ pub mod idempotency;
 pub mod stage;
 pub mod timer;
 
-pub use batch::{BatchReport, FailedGroups, RecordError, dead_letter_permanent, process_batch};
+pub use batch::{
+    BatchReport, FailedGroups, Failure, RecordError, dead_letter_permanent, process_batch,
+};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use env::{ConfigError, Env, Variable, log_filter};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};

@@ -56,11 +56,17 @@ async fn permanent_failures_are_dead_lettered_at_once() {
     assert_eq!(moved, vec![records[0].message_id.clone()]);
 
     let dead = queue
-        .receive("work-dlq.fifo", ReceiveRequest::batch(Duration::from_secs(1)))
+        .receive(
+            "work-dlq.fifo",
+            ReceiveRequest::batch(Duration::from_secs(1)),
+        )
         .await
         .expect("receive the dead letter");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "poison");
     assert_eq!(dead[0].group_id.as_deref(), Some("g"));
-    assert_eq!(dead[0].receive_count, 1, "dead-lettered on its first receive");
+    assert_eq!(
+        dead[0].receive_count, 1,
+        "dead-lettered on its first receive"
+    );
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
-use worldfleet_kit::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
+use worldfleet_kit::{Failure, IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
 use worldfleet_ports::{Clock, ManualClock, Table, TableSpec};
 
 struct Fixture {

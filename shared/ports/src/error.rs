@@ -54,6 +54,14 @@ impl Error {
         )
     }
 
+    /// True when the record whose step made this call may succeed if it is run again: the call
+    /// itself may succeed later ([`Error::is_retryable`]), or it lost a race on a condition (a
+    /// concurrent writer got there first), which a retry re-reads and decides again. Every
+    /// stage's error type applies this one rule to the port errors it wraps.
+    pub fn is_worth_a_retry(&self) -> bool {
+        self.is_retryable() || self.is_condition_failed()
+    }
+
     /// True for a failed condition (including a transaction cancelled only by conditions).
     pub fn is_condition_failed(&self) -> bool {
         match self {

@@ -109,13 +109,7 @@ impl StageHandler for EcologyInputStage {
             self.store(&cell, &input)
                 .await
                 .map(|_| ())
-                .map_err(|error| {
-                    if error.is_retryable() {
-                        RecordError::retryable(error)
-                    } else {
-                        RecordError::permanent(error)
-                    }
-                })
+                .map_err(RecordError::classify)
         })
         .await
     }

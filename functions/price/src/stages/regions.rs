@@ -23,15 +23,14 @@ use worldfleet_domain::names::{
 };
 use worldfleet_kit::timer::register;
 use worldfleet_kit::{
-    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError, StageContext,
-    StageHandler, process_batch,
+    BatchReport, Failure, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError,
+    StageContext, StageHandler, process_batch,
 };
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{
     BatchWrite, Condition, Item, OutgoingMessage, Query, ReceivedMessage, SendOutcome,
 };
 
-use super::trades::record_error;
 use super::{PRODUCTION_CHAIN, PriceConfig, ProductionTimer};
 use crate::error::{PriceError, Result};
 use crate::production::{
@@ -336,7 +335,7 @@ impl StageHandler for ProductionStage {
             self.on_timer(&timer, remaining)
                 .await
                 .map(|_| ())
-                .map_err(record_error)
+                .map_err(RecordError::classify)
         })
         .await
     }

@@ -222,15 +222,6 @@ pub async fn send_window_timer(
     }
 }
 
-/// Maps a shell error onto the batch report's retry classes.
-pub(crate) fn record_error(error: PriceError) -> RecordError {
-    if error.is_retryable() {
-        RecordError::retryable(error)
-    } else {
-        RecordError::permanent(error)
-    }
-}
-
 #[async_trait]
 impl StageHandler for MarketStage {
     fn name(&self) -> &'static str {
@@ -246,7 +237,10 @@ impl StageHandler for MarketStage {
             let event: AcceptedEvent = serde_json::from_str(&record.body).map_err(|error| {
                 RecordError::permanent(format!("not an accepted trade event: {error}"))
             })?;
-            self.apply(&event).await.map(|_| ()).map_err(record_error)
+            self.apply(&event)
+                .await
+                .map(|_| ())
+                .map_err(RecordError::classify)
         })
         .await
     }

@@ -17,7 +17,7 @@ use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, proce
 use worldfleet_ports::ReceivedMessage;
 
 use super::records::{StoredMarket, market_key, recompute_put};
-use super::trades::{record_error, send_window_timer};
+use super::trades::send_window_timer;
 use super::{PriceConfig, WindowTimer};
 use crate::error::{PriceError, Result};
 use crate::market::WindowEnd;
@@ -97,7 +97,7 @@ impl StageHandler for WindowStage {
             self.on_timer(&timer)
                 .await
                 .map(|_| ())
-                .map_err(record_error)
+                .map_err(RecordError::classify)
         })
         .await
     }
