@@ -99,7 +99,7 @@ impl IntakeConfig {
     pub fn new(gateways: GatewayKeys) -> Self {
         Self {
             gateways,
-            clock_window: Duration::from_secs(300),
+            clock_window: worldfleet_domain::envelope::DEFAULT_CLOCK_WINDOW,
             rate_limit: RateLimit::default(),
         }
     }

@@ -114,8 +114,15 @@ impl Intake {
             let refusal = Refusal {
                 reason: RejectReason::RateLimited,
                 detail: format!(
-                    "player {} is over {} events/s (burst {}); send again later",
-                    envelope.actor, self.config.rate_limit.per_second, self.config.rate_limit.burst
+                    "player {} is over {} events/s (burst {}); the event was not applied. Send \
+                     the same envelope again later under a new SQS MessageDeduplicationId (e.g. \
+                     `{}#2`): a FIFO queue silently drops a repeated deduplication id for 5 \
+                     minutes, and the ledger, keyed by the event id, keeps the event from being \
+                     applied twice",
+                    envelope.actor,
+                    self.config.rate_limit.per_second,
+                    self.config.rate_limit.burst,
+                    envelope.event_id
                 ),
                 gateway: Some(envelope.gateway.clone()),
                 event_id: Some(envelope.event_id.clone()),
@@ -186,7 +193,11 @@ impl Intake {
             Refusal {
                 reason: RejectReason::EventIdConflict,
                 detail: format!(
-                    "event id {} was already accepted with different content; use a fresh id",
+                    "event id {} was already accepted with different content (actor, \
+                     participants, partition or payload differ), so this envelope was not \
+                     applied. A retry of that event needs nothing more: it is in the ledger (a \
+                     retry may re-stamp sent_at_ms, nothing else). A different action needs an \
+                     event id of its own",
                     envelope.event_id
                 ),
                 gateway: Some(envelope.gateway.clone()),
@@ -270,8 +281,7 @@ impl StageHandler for Intake {
             match self.admit(record).await {
                 Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),
                 Ok(Admission::Refused) => Ok(None),
-                Err(error) if error.is_retryable() => Err(RecordError::retryable(error)),
-                Err(error) => Err(RecordError::permanent(error)),
+                Err(error) => Err(RecordError::classify(error)),
             }
         })
         .await

@@ -16,7 +16,8 @@ use crate::config::GatewayKeys;
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub envelope: Envelope,
-    /// SHA-256 of the signed canonical bytes: two copies of one event hash alike.
+    /// SHA-256 of the canonical bytes minus `signature` and `sent_at_ms`: two copies of one
+    /// event hash alike, even when a retry re-stamped and re-signed it.
     pub content_hash: Vec<u8>,
 }
 
@@ -104,7 +105,7 @@ pub fn check(
             ),
         ));
     }
-    let content_hash = Sha256::digest(&received.signed_bytes).to_vec();
+    let content_hash = Sha256::digest(&received.content_bytes).to_vec();
     Ok(Validated {
         envelope: received.envelope,
         content_hash,

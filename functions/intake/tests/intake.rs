@@ -388,8 +388,27 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         .await
         .expect("replay row");
     assert_eq!(row.reason, Some(RejectReason::Replayed));
-    // The same event id with other content (properly signed): a conflict, refused.
+    // A timeout retry re-stamped with a later sent_at_ms and signed again is the same event:
+    // refused as a replay (no action needed), never as a conflict that would invite a new id.
     let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
+    let mut restamped: serde_json::Value = serde_json::from_str(&body).unwrap();
+    restamped["sent_at_ms"] = serde_json::Value::from(SAMPLE_SENT_AT + 700);
+    restamped.as_object_mut().unwrap().remove("signature");
+    let canonical = worldfleet_domain::envelope::canonical_bytes(&restamped).unwrap();
+    restamped["signature"] = serde_json::Value::from(
+        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
+    );
+    let restamped = restamped.to_string();
+    fixture
+        .intake
+        .handle_batch(&[record("m-2b", &restamped, 1)], Duration::from_secs(30))
+        .await;
+    assert!(routed(fixture.queue.as_ref()).await.is_empty());
+    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &restamped)
+        .await
+        .expect("re-stamped retry row");
+    assert_eq!(row.reason, Some(RejectReason::Replayed));
+    // The same event id with other content (properly signed): a conflict, refused.
     let mut envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
     envelope["payload"]["damage"] = serde_json::Value::from(1);
     envelope.as_object_mut().unwrap().remove("signature");
@@ -406,6 +425,11 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         .await
         .expect("conflict row");
     assert_eq!(row.reason, Some(RejectReason::EventIdConflict));
+    assert!(
+        !row.detail.contains("fresh id"),
+        "the advice must not invite a retry under a new id: {}",
+        row.detail
+    );
 }
 
 #[tokio::test]
@@ -448,6 +472,11 @@ async fn players_over_their_rate_are_refused_until_tokens_refill() {
     for body in &bodies {
         if let Some(row) = rejection(fixture.table.as_ref(), Some("gw-sample"), body).await {
             assert_eq!(row.reason, Some(RejectReason::RateLimited));
+            assert!(
+                row.detail.contains("new SQS MessageDeduplicationId"),
+                "the advice must name the retry that works: {}",
+                row.detail
+            );
             limited += 1;
         }
     }

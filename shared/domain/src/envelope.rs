@@ -21,6 +21,10 @@ use crate::uid::{PartitionUid, validate_identifier};
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 /// The only envelope version this build speaks.
 pub const ENVELOPE_VERSION: u64 = 1;
+/// Intake's default clock window: an envelope whose `sent_at_ms` is further than this from
+/// intake's clock is refused as stale or from the future (`WORLDFLEET_CLOCK_WINDOW_SECS`
+/// changes it). Ledger compaction relies on it: nothing older can be accepted again.
+pub const DEFAULT_CLOCK_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 /// At most this many participants per event (fan-out is bounded at the edge).
 pub const MAX_PARTICIPANTS: usize = 64;
 /// Longest free text in a payload, in characters.
@@ -380,6 +384,10 @@ pub struct ReceivedEnvelope {
     pub signature: String,
     /// JCS bytes of the received object minus `signature`.
     pub signed_bytes: Vec<u8>,
+    /// JCS bytes of the received object minus `signature` and `sent_at_ms`: what the event
+    /// *is*, whenever it was sent. A retry re-stamped with a later `sent_at_ms` (and signed
+    /// again) has the same content, so intake treats it as the same event, not a conflict.
+    pub content_bytes: Vec<u8>,
 }
 
 impl ReceivedEnvelope {
@@ -411,12 +419,15 @@ impl ReceivedEnvelope {
         let wire: WireEnvelope = serde_json::from_value(Value::Object(object.clone()))
             .map_err(|error| DomainError::Malformed(error.to_string()))?;
         object.remove("signature");
-        let signed_bytes = canonical_bytes(&Value::Object(object))?;
+        let signed_bytes = canonical_bytes(&Value::Object(object.clone()))?;
+        object.remove("sent_at_ms");
+        let content_bytes = canonical_bytes(&Value::Object(object))?;
         let (envelope, signature) = Envelope::from_wire(wire)?;
         Ok(Self {
             envelope,
             signature,
             signed_bytes,
+            content_bytes,
         })
     }
 
