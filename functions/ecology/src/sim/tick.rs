@@ -161,6 +161,26 @@ pub enum RejectReason {
     TooManyInputs,
 }
 
+impl RejectReason {
+    /// The stable code stored in consumed-input markers (`refused:<code>`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::WrongDestination => "wrong_destination",
+            Self::UnknownSpecies => "unknown_species",
+            Self::Malformed => "malformed",
+            Self::DuplicateCreature => "duplicate_creature",
+            Self::DuplicateRequest => "duplicate_request",
+            Self::NotInCell => "not_in_cell",
+            Self::NotAdult => "not_adult",
+            Self::NotEnoughEnergy => "not_enough_energy",
+            Self::SpeciesMismatch => "species_mismatch",
+            Self::SameParent => "same_parent",
+            Self::AlreadyBred => "already_bred",
+            Self::TooManyInputs => "too_many_inputs",
+        }
+    }
+}
+
 /// A refused input. A refused migrant (other than a duplicate) comes back in `returned`, so
 /// the shell can dead-letter it: refusing never destroys a creature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

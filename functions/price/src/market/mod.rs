@@ -121,6 +121,19 @@ pub enum RefuseReason {
     StockFull,
 }
 
+impl RefuseReason {
+    /// The stable code stored in transaction records (`refused:<code>`) and shown to players.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MalformedId => "malformed_id",
+            Self::UnknownGood => "unknown_good",
+            Self::InvalidQuantity => "invalid_quantity",
+            Self::InsufficientStock => "insufficient_stock",
+            Self::StockFull => "stock_full",
+        }
+    }
+}
+
 /// What happened to a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {

@@ -114,7 +114,7 @@ pub fn transaction_put(
             .with("window_id", window_id as i64)
             .with("unit_price_milli", unit_price_milli),
         Verdict::Duplicate => item.with("verdict", "duplicate"),
-        Verdict::Refused(reason) => item.with("verdict", format!("refused:{reason:?}")),
+        Verdict::Refused(reason) => item.with("verdict", format!("refused:{}", reason.code())),
     };
     if let Some(flush_at_ms) = decision.schedule_flush_at {
         item = item.with("flush_at_ms", flush_at_ms as i64);
