@@ -33,7 +33,7 @@ use aws_sdk_sqs::types::{
 };
 use serde_json::{Value, json};
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
-use worldfleet_distribute::{RepublishRules, read_feed};
+use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
     CANON_TABLE, CLASSIFY_QUEUE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE,
@@ -52,6 +52,7 @@ use worldfleet_price::stages::records::{StoredMarket, market_key, recompute_key}
 use worldfleet_price::stages::regions::read_region;
 use worldfleet_price::{PriceConfig, ProductionTimer, WindowTimer, seed_region};
 use worldfleet_runtime::world::{FOUNDING_SPECIES, TRADED_GOODS};
+use worldfleet_tables::read_feed;
 
 use runtime_api::{LambdaFunction, Outcome, lambda_binary};
 
@@ -467,7 +468,7 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
             .await
             .expect("canon")
             .unwrap_or_else(|| panic!("compose wrote canon for {key:?}"));
-        canon_entries.push(worldfleet_compose::canon::from_item(&item).expect("a canon item"));
+        canon_entries.push(worldfleet_tables::canon::from_item(&item).expect("a canon item"));
     }
     let mut targeted_feeds = 0;
     for canon in &canon_entries {

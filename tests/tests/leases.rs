@@ -63,7 +63,10 @@ async fn declare(queue: &dyn Queue) {
         .expect("work queue");
     let body = format!("lease probe {}", ulid_like());
     queue
-        .send_batch(WORK, vec![OutgoingMessage::fifo(body.clone(), "player-1", &body)])
+        .send_batch(
+            WORK,
+            vec![OutgoingMessage::fifo(body.clone(), "player-1", &body)],
+        )
         .await
         .expect("send");
 }
@@ -85,7 +88,11 @@ fn poller() -> PollerConfig {
 fn start(
     queue: Arc<dyn Queue>,
     took: Option<Duration>,
-) -> (tokio::task::JoinHandle<()>, Arc<Notify>, watch::Sender<bool>) {
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<Notify>,
+    watch::Sender<bool>,
+) {
     let started = Arc::new(Notify::new());
     let handler = Arc::new(Slow {
         took,

@@ -20,8 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_distribute::memory::{OBSERVATION_PREFIX, observation_entries};
-use worldfleet_distribute::plan::page_from_item;
 use worldfleet_domain::FeedEntry;
 use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, MEMORY_TABLE, PRUNE_TABLE};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
@@ -31,6 +29,8 @@ use worldfleet_runtime::replay::{
     CheckpointOptions, checkpoint_store, is_event_entry, read_checkpoint, replay,
 };
 use worldfleet_runtime::{ModelChoice, RunOptions, WorldSpec, run_embedded};
+use worldfleet_tables::memory::{OBSERVATION_PREFIX, observation_entries};
+use worldfleet_tables::plan::page_from_item;
 
 /// Per feed (or player), per source partition: the entries in sequence order, without their
 /// sequence numbers.

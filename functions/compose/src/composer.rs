@@ -18,7 +18,8 @@ use crate::budget::{Budgets, Verdict};
 use crate::cache::{self, CachedLine};
 use crate::metrics::ComposeMetrics;
 use crate::provider::LlmProvider;
-use crate::{canon, prompt, template};
+use crate::{prompt, template};
+use worldfleet_tables::canon;
 
 /// Recent canon entries of the scene read for context.
 pub const SCENE_CONTEXT_ENTRIES: usize = 12;

@@ -8,8 +8,8 @@ use worldfleet_domain::{CanonEntry, ComposeRequest, DistributeRequest, Tier};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
 use worldfleet_ports::{Condition, OutgoingMessage, ReceivedMessage};
 
-use crate::canon;
 use crate::composer::{Composer, Line};
+use worldfleet_tables::canon;
 
 /// The compose stage.
 pub struct Compose {

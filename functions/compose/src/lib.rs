@@ -13,7 +13,6 @@
 
 pub mod budget;
 pub mod cache;
-pub mod canon;
 pub mod composer;
 pub mod config;
 pub mod handler;

@@ -17,7 +17,7 @@ use worldfleet_compose::budget::{BudgetConfig, Budgets};
 use worldfleet_compose::composer::{ModelComposer, ModelSettings};
 use worldfleet_compose::metrics::ComposeMetrics;
 use worldfleet_compose::provider::{LlmProvider, OpenAiConfig, OpenAiProvider};
-use worldfleet_compose::{Compose, Composer, canon};
+use worldfleet_compose::{Compose, Composer};
 use worldfleet_domain::envelope::DialoguePayload;
 use worldfleet_domain::names::{ALL_TABLES, CANON_TABLE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE};
 use worldfleet_domain::{
@@ -29,6 +29,7 @@ use worldfleet_kit::{BreakerConfig, CircuitBreaker, StageContext, StageHandler};
 use worldfleet_ports::{
     Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
 };
+use worldfleet_tables::canon;
 
 const MODEL_LINE: &str = "The smith sets down his hammer and meets the stranger's eyes.";
 const COMPLETION_TOKENS: u64 = 10_000;

@@ -6,7 +6,7 @@
 //!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
 //!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
 //! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
-//!    same bytes) and the players' observations ([`crate::memory`]), then mark the plan
+//!    same bytes) and the players' observations ((`worldfleet_tables::memory`)), then mark the plan
 //!    completed so later replays skip it.
 //! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
 //!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use worldfleet_compose::canon;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
@@ -33,11 +32,12 @@ use worldfleet_ports::{
     BatchWrite, Condition, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome,
     TransactWrite, Update,
 };
+use worldfleet_tables::canon;
 
 use crate::error::{DistributeError, Result};
-use crate::memory;
 use crate::plan::{self, Plan, PlannedPage};
 use crate::rules::RepublishRules;
+use worldfleet_tables::memory;
 
 const PLANNING_ATTEMPTS: usize = 3;
 /// A feed is put in the feed index and checked for retention each time its sequence numbers
@@ -421,7 +421,7 @@ impl StageHandler for Distribute {
         match self.distribute(&events).await {
             Ok(()) => report.succeeded += carriers.len(),
             Err(error) => {
-                tracing::warn!(%error, retryable = error.is_retryable(), records = carriers.len(), "distribution failed; the batch will be redelivered");
+                tracing::warn!(%error, retryable = worldfleet_kit::Failure::is_retryable(&error), records = carriers.len(), "distribution failed; the batch will be redelivered");
                 for record in carriers {
                     report.fail(&record.message_id);
                 }

@@ -6,16 +6,13 @@
 //! entries for that feed. The plan and every event's pointer to it are written in one
 //! transaction that fails if any event already has a plan, so an event is planned exactly once;
 //! pages are then written by deterministic key, so replaying a plan after a crash rewrites the
-//! same pages instead of adding new ones. Readers keep their own checkpoints ([`feed`]).
+//! same pages instead of adding new ones. Readers keep their own checkpoints (`worldfleet_tables::feed`).
 
 pub mod error;
-pub mod feed;
 pub mod handler;
-pub mod memory;
 pub mod plan;
 pub mod rules;
 
 pub use error::{DistributeError, Result};
-pub use feed::{FeedRead, read_feed};
 pub use handler::Distribute;
 pub use rules::RepublishRules;

@@ -3,36 +3,19 @@
 //! A plan says, for one batch: which events it covers and, per target feed, the first sequence
 //! number of its range and the events in order. Pages are derived from a plan and the events'
 //! canon, so a plan replayed after a crash yields byte-identical pages under the same keys.
+//! The rows' layout (page, plan and counter keys and codecs) is `worldfleet_tables::plan`'s.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage};
-use worldfleet_ports::{Item, Key, TTL_ATTRIBUTE};
+use worldfleet_ports::Item;
+pub use worldfleet_tables::plan::{
+    PLAN_LIFETIME_SECS, Plan, PlannedPage, counter_key, page_from_item, page_item, page_sort_key,
+    plan_from_item, plan_item, plan_key,
+};
 
 use crate::error::{DistributeError, Result};
 use crate::rules::RepublishRules;
-
-/// How long a plan record is kept after it is written (retries come within minutes).
-pub const PLAN_LIFETIME_SECS: u64 = 7 * 24 * 3600;
-
-/// One feed's share of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedPage {
-    pub feed: String,
-    pub first_seq: u64,
-    /// Event ids in sequence order: entry `i` gets `first_seq + i`.
-    pub event_ids: Vec<String>,
-}
-
-/// A batch's publication plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
-    pub id: String,
-    /// `(partition, event id)` of every event covered, in batch order.
-    pub events: Vec<(String, String)>,
-    pub pages: Vec<PlannedPage>,
-}
 
 /// The feeds each event goes to, and how many entries each feed needs, in first-seen order.
 pub fn feed_demand(rules: &RepublishRules, canon: &[CanonEntry]) -> Vec<(FeedId, Vec<String>)> {
@@ -46,21 +29,6 @@ pub fn feed_demand(rules: &RepublishRules, canon: &[CanonEntry]) -> Vec<(FeedId,
         }
     }
     demand
-}
-
-/// The sort key of the page whose last sequence number is `last_seq`.
-pub fn page_sort_key(last_seq: u64) -> String {
-    format!("page#{last_seq:020}")
-}
-
-/// The key of a feed's sequence counter.
-pub fn counter_key(feed: &str) -> Key {
-    Key::new(feed, "counter")
-}
-
-/// The key of a plan record.
-pub fn plan_key(plan_id: &str) -> Key {
-    Key::new(format!("plan#{plan_id}"), "plan")
 }
 
 /// Builds the page items of `plan` from the canon of its events.
@@ -94,65 +62,9 @@ pub fn pages(plan: &Plan, canon: &BTreeMap<String, CanonEntry>, now_ms: u64) -> 
                 first_seq: planned.first_seq,
                 entries,
             };
-            page_item(&planned.feed, &page, now_ms)
+            Ok(page_item(&planned.feed, &page, now_ms)?)
         })
         .collect()
-}
-
-/// Encodes a page as its item.
-pub fn page_item(feed: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
-    let entries =
-        serde_json::to_string(&page.entries).map_err(|error| DistributeError::Corrupt {
-            what: format!("page of {feed}"),
-            reason: error.to_string(),
-        })?;
-    Ok(Item::new(Key::new(feed, page_sort_key(page.last_seq())))
-        .with("first_seq", page.first_seq as i64)
-        .with("last_seq", page.last_seq() as i64)
-        .with("entries", entries)
-        .with("written_at_ms", now_ms as i64)
-        .with(
-            TTL_ATTRIBUTE,
-            (now_ms / 1000
-                + crate::feed::FEED_HARD_RETENTION.as_secs()
-                + crate::feed::PAGE_TTL_GRACE.as_secs()) as i64,
-        ))
-}
-
-/// Decodes a page item.
-pub fn page_from_item(item: &Item) -> Result<FeedPage> {
-    let corrupt = |reason: String| DistributeError::Corrupt {
-        what: format!("page {}", item.key),
-        reason,
-    };
-    let first_seq = item
-        .i64("first_seq")
-        .ok_or_else(|| corrupt("no first_seq".into()))? as u64;
-    let entries = serde_json::from_str(item.str("entries").unwrap_or("[]"))
-        .map_err(|error| corrupt(error.to_string()))?;
-    Ok(FeedPage { first_seq, entries })
-}
-
-/// Encodes a plan as its record.
-pub fn plan_item(plan: &Plan, now_ms: u64) -> Result<Item> {
-    let json = serde_json::to_string(plan).map_err(|error| DistributeError::Corrupt {
-        what: format!("plan {}", plan.id),
-        reason: error.to_string(),
-    })?;
-    Ok(Item::new(plan_key(&plan.id))
-        .with("plan", json)
-        .with("completed", false)
-        .with(TTL_ATTRIBUTE, (now_ms / 1000 + PLAN_LIFETIME_SECS) as i64))
-}
-
-/// Decodes a plan record.
-pub fn plan_from_item(item: &Item) -> Result<Plan> {
-    serde_json::from_str(item.str("plan").unwrap_or_default()).map_err(|error| {
-        DistributeError::Corrupt {
-            what: format!("plan record {}", item.key),
-            reason: error.to_string(),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_compose::canon;
-use worldfleet_distribute::feed::commit_checkpoint;
-use worldfleet_distribute::memory::{self, OBSERVATION_PREFIX};
-use worldfleet_distribute::{Distribute, RepublishRules, read_feed};
+use worldfleet_distribute::{Distribute, RepublishRules};
 use worldfleet_domain::names::{
     ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE,
     PRUNE_TABLE, dead_letter_queue,
@@ -32,6 +29,10 @@ use worldfleet_ports::{
     SortKeyRange, TTL_ATTRIBUTE, Table, TableSpec,
 };
 use worldfleet_prune::{Prune, PruneConfig};
+use worldfleet_tables::canon;
+use worldfleet_tables::feed::commit_checkpoint;
+use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
+use worldfleet_tables::read_feed;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -279,14 +280,13 @@ async fn main() -> anyhow::Result<()> {
             }
             let feed = FeedId::Player(player(index));
             let after =
-                worldfleet_distribute::feed::checkpoint(table.as_ref(), FEEDS_TABLE, &feed, "app")
+                worldfleet_tables::feed::checkpoint(table.as_ref(), FEEDS_TABLE, &feed, "app")
                     .await?;
             let read = match read_feed(table.as_ref(), FEEDS_TABLE, &feed, after, 10_000).await {
                 Ok(read) => read,
-                Err(worldfleet_distribute::DistributeError::BehindRetention {
-                    trimmed_through,
-                    ..
-                }) => worldfleet_distribute::FeedRead {
+                Err(worldfleet_tables::Error::BehindRetention {
+                    trimmed_through, ..
+                }) => worldfleet_tables::FeedRead {
                     entries: Vec::new(),
                     next_after_seq: trimmed_through,
                 },

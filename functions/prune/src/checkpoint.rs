@@ -19,12 +19,11 @@
 
 use anyhow::Context;
 use serde::Serialize;
-use worldfleet_distribute::plan;
 use worldfleet_domain::EventKind;
 use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE};
-use worldfleet_intake::{GatewayKeys, IntakeConfig};
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{BatchWrite, Condition, Item, Key, Query, SortKeyRange, Table, Value};
+use worldfleet_tables::plan;
 
 /// The sort key of a partition's checkpoint head.
 pub const CHECKPOINT_SORT_KEY: &str = "~checkpoint";
@@ -63,7 +62,7 @@ impl CheckpointOptions {
     /// Covers events older than the intake clock window (300 s) at `now_ms`, so compaction is
     /// safe: intake refuses any envelope that old as stale.
     pub fn safe_at(now_ms: u64, compact: bool) -> Self {
-        let window = IntakeConfig::new(GatewayKeys::default()).clock_window;
+        let window = worldfleet_domain::envelope::DEFAULT_CLOCK_WINDOW;
         Self {
             accepted_before_ms: now_ms.saturating_sub(window.as_millis() as u64),
             compact,

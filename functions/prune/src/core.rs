@@ -31,9 +31,9 @@ pub const SIX_MONTHS: Duration = Duration::from_secs(183 * 24 * 3600);
 impl Default for PruneConfig {
     fn default() -> Self {
         Self {
-            feed_retention: worldfleet_distribute::feed::FEED_RETENTION,
-            feed_hard_retention: worldfleet_distribute::feed::FEED_HARD_RETENTION,
-            memory_cap_bytes: worldfleet_distribute::memory::MEMORY_CAP_BYTES,
+            feed_retention: worldfleet_tables::feed::FEED_RETENTION,
+            feed_hard_retention: worldfleet_tables::feed::FEED_HARD_RETENTION,
+            memory_cap_bytes: worldfleet_tables::memory::MEMORY_CAP_BYTES,
             region_idle: SIX_MONTHS,
             region_tables: vec![worldfleet_domain::names::CANON_TABLE.to_owned()],
             ledger_checkpoints: true,

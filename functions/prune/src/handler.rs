@@ -17,9 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use worldfleet_distribute::feed::{READER_PREFIX, trim_key};
-use worldfleet_distribute::memory::{self, OBSERVATION_PREFIX};
-use worldfleet_distribute::plan::{self as feed_plan, page_from_item};
 use worldfleet_domain::names::{FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE};
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, process_batch};
@@ -28,6 +25,9 @@ use worldfleet_ports::{
     BatchWrite, Comparison, Condition, Item, Key, Query, ReceivedMessage, SortKeyRange,
     TTL_ATTRIBUTE, Table, Update, query_all,
 };
+use worldfleet_tables::feed::{READER_PREFIX, trim_key};
+use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
+use worldfleet_tables::plan::{self as feed_plan, page_from_item};
 
 use crate::checkpoint::{CheckpointOptions, checkpoint_partition};
 use crate::core::{self, ObservationSize, PageAge, PruneConfig, ReaderCheckpoint};
@@ -396,13 +396,10 @@ impl StageHandler for Prune {
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
         process_batch(records, true, |record| async move {
             let request = request_from_record(record)?;
-            self.handle(&request).await.map(|_| ()).map_err(|error| {
-                if error.is_retryable() {
-                    RecordError::retryable(error)
-                } else {
-                    RecordError::permanent(error)
-                }
-            })
+            self.handle(&request)
+                .await
+                .map(|_| ())
+                .map_err(RecordError::classify)
         })
         .await
     }

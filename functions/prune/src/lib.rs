@@ -1,4 +1,4 @@
-//! prune: garbage collection as a first-class stage (DESIGN.md stage 5).
+//! prune: garbage collection as a first-class stage (`docs/DESIGN.md` stage 5).
 //!
 //! Triggered by [`worldfleet_domain::PruneRequest`]s on `prune.fifo`, each keyed by the
 //! partition it prunes — sent by distribute (events published, a player's memory over the cap,

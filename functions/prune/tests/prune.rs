@@ -4,10 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_distribute::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
-use worldfleet_distribute::memory::{self, OBSERVATION_PREFIX};
-use worldfleet_distribute::plan::{page_item, plan_key};
-use worldfleet_distribute::{DistributeError, read_feed};
 use worldfleet_domain::names::{
     ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE,
     PRUNE_TABLE, dead_letter_queue,
@@ -21,6 +17,10 @@ use worldfleet_ports::{
 };
 use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
+use worldfleet_tables::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
+use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
+use worldfleet_tables::plan::{page_item, plan_key};
+use worldfleet_tables::{Error as FeedError, read_feed};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 const START_MS: u64 = 1_763_700_000_000;
@@ -275,7 +275,7 @@ async fn feeds_trim_past_retention_once_every_reader_passed_and_laggards_get_an_
     assert!(
         matches!(
             error,
-            DistributeError::BehindRetention {
+            FeedError::BehindRetention {
                 trimmed_through: 4,
                 ..
             }
@@ -603,7 +603,7 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
             .table()
             .put(
                 CANON_TABLE,
-                worldfleet_compose::canon::to_item(&entry).unwrap(),
+                worldfleet_tables::canon::to_item(&entry).unwrap(),
                 None,
             )
             .await

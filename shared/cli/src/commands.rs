@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use worldfleet_distribute::feed::{checkpoint, commit_checkpoint};
-use worldfleet_distribute::read_feed;
 use worldfleet_domain::FeedId;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
@@ -18,6 +16,8 @@ use worldfleet_runtime::world_bench::WorldBenchOptions;
 use worldfleet_runtime::{
     ModelChoice, RunOptions, RunSummary, WorldReport, WorldSpec, run_embedded,
 };
+use worldfleet_tables::feed::{checkpoint, commit_checkpoint};
+use worldfleet_tables::read_feed;
 
 /// worldfleet keeps an online game world alive between the game servers.
 #[derive(Debug, Parser)]

@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use worldfleet_compose::canon;
 use worldfleet_distribute::RepublishRules;
-use worldfleet_distribute::plan::page_from_item;
 use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, REJECTIONS_TABLE};
 use worldfleet_domain::{CanonEntry, FeedId, PartitionUid, RejectReason};
 use worldfleet_ports::{SortKeyRange, Table, query_all};
 use worldfleet_prune::checkpoint::{SNAPSHOT_PREFIX, is_event_entry};
+use worldfleet_tables::canon;
+use worldfleet_tables::plan::page_from_item;
 
 use crate::world::Expectation;
 
@@ -234,7 +234,11 @@ impl Audit<'_> {
                 }
             }
         }
-        (report.latency_p50_ms, report.latency_p99_ms, report.latency_max_ms) = latency.summary();
+        (
+            report.latency_p50_ms,
+            report.latency_p99_ms,
+            report.latency_max_ms,
+        ) = latency.summary();
         Ok(report)
     }
 }

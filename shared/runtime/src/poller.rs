@@ -270,13 +270,25 @@ mod tests {
         let lease = Lease::new(Duration::from_secs(30));
         assert_eq!(lease.current(), MIN_LEASE, "before any batch");
         lease.observe(Duration::from_millis(20));
-        assert_eq!(lease.current(), MIN_LEASE, "fast batches keep the shortest lease");
+        assert_eq!(
+            lease.current(),
+            MIN_LEASE,
+            "fast batches keep the shortest lease"
+        );
         lease.observe(Duration::from_secs(2));
         assert_eq!(lease.current(), Duration::from_secs(10));
         lease.observe(Duration::from_secs(60));
-        assert_eq!(lease.current(), Duration::from_secs(30), "never past the budget");
+        assert_eq!(
+            lease.current(),
+            Duration::from_secs(30),
+            "never past the budget"
+        );
         let short = Lease::new(Duration::from_secs(2));
-        assert_eq!(short.current(), Duration::from_secs(2), "a budget under the minimum wins");
+        assert_eq!(
+            short.current(),
+            Duration::from_secs(2),
+            "a budget under the minimum wins"
+        );
     }
 
     #[test]

@@ -70,7 +70,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use worldfleet_compose::canon;
 use worldfleet_domain::envelope::ReceivedEnvelope;
 use worldfleet_domain::names::{
     ALL_QUEUES, CANON_TABLE, CLASSIFY_QUEUE, DISTRIBUTE_QUEUE, LEDGER_TABLE, dead_letter_queue,
@@ -82,6 +81,7 @@ use worldfleet_intake::{GatewayKeys, IntakeConfig};
 use worldfleet_kit::{StageContext, send_all};
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{BatchWrite, Clock, Item, OutgoingMessage, Queue, SystemClock, Table};
+use worldfleet_tables::canon;
 
 use worldfleet_stages::{
     ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,

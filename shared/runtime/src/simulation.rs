@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::watch;
-use worldfleet_distribute::plan::page_from_item;
 use worldfleet_domain::names::{
     CANON_TABLE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, FEEDS_TABLE, MARKET_QUEUE, MARKET_TABLE,
     PRODUCTION_TABLE,
@@ -31,6 +30,7 @@ use worldfleet_price::stages::records::{StoredMarket, market_key};
 use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
 use worldfleet_stages::{StageSettings, WatchdogSpec};
+use worldfleet_tables::plan::page_from_item;
 
 use crate::world::{Expectation, FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
 

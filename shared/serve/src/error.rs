@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use thiserror::Error;
-use worldfleet_distribute::DistributeError;
+use worldfleet_tables::Error as FeedError;
 
 /// Why the server could not be configured or started.
 #[derive(Debug, Error)]
@@ -89,15 +89,15 @@ impl ApiError {
         }
     }
 
-    /// A feed read or checkpoint failure; behind retention is 410 Gone with distribute's own
-    /// explanation and recovery advice.
-    pub fn from_distribute(error: &DistributeError) -> Self {
+    /// A feed read or checkpoint failure; behind retention is 410 Gone with the feed layer's
+    /// own explanation and recovery advice (the same words `worldfleet feed` prints).
+    pub fn from_feed(error: &FeedError) -> Self {
         match error {
-            DistributeError::BehindRetention { .. } => {
+            FeedError::BehindRetention { .. } => {
                 Self::new(StatusCode::GONE, "behind_retention", error.to_string())
             }
-            DistributeError::Port(port) => Self::from_port(port),
-            DistributeError::Rules(_) | DistributeError::Corrupt { .. } => {
+            FeedError::Port(port) => Self::from_port(port),
+            FeedError::Corrupt { .. } => {
                 tracing::error!(%error, "feed read failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,7 +8,7 @@
 //! Feed ids are `player:ID`, `faction:NAME` or `district:UID`; a district UID's `/` must be
 //! sent percent-encoded (`district:gm-1%2Fdistrict-2`) so the id stays one path segment. A
 //! feed nobody has written to reads as empty: players who have seen nothing yet are normal.
-//! Page layout, retention and checkpoint keys are `worldfleet_distribute::feed`'s; nothing here
+//! Page layout, retention and checkpoint keys are `worldfleet_tables::feed`'s; nothing here
 //! knows them.
 
 use std::collections::HashMap;
@@ -21,12 +21,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
-use worldfleet_distribute::feed::{checkpoint, commit_checkpoint};
-use worldfleet_distribute::plan::counter_key;
-use worldfleet_distribute::read_feed;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_domain::uid::validate_identifier;
 use worldfleet_domain::{DomainError, FeedEntry, FeedId};
+use worldfleet_tables::feed::{checkpoint, commit_checkpoint};
+use worldfleet_tables::plan::counter_key;
+use worldfleet_tables::read_feed;
 
 use crate::ServeState;
 use crate::error::ApiError;
@@ -128,12 +128,12 @@ pub async fn get_feed(
         (Some(after), _) => after,
         (None, Some(reader)) => checkpoint(table, FEEDS_TABLE, &feed, parse_reader(reader)?)
             .await
-            .map_err(|error| ApiError::from_distribute(&error))?,
+            .map_err(|error| ApiError::from_feed(&error))?,
         (None, None) => 0,
     };
     let read = read_feed(table, FEEDS_TABLE, &feed, after, limit as usize)
         .await
-        .map_err(|error| ApiError::from_distribute(&error))?;
+        .map_err(|error| ApiError::from_feed(&error))?;
     Ok(Json(FeedPageResponse {
         feed: feed.to_string(),
         after,
@@ -151,7 +151,7 @@ pub async fn get_reader(
     let reader = parse_reader(&reader)?;
     let after = checkpoint(state.inner.table.as_ref(), FEEDS_TABLE, &feed, reader)
         .await
-        .map_err(|error| ApiError::from_distribute(&error))?;
+        .map_err(|error| ApiError::from_feed(&error))?;
     Ok(Json(
         json!({ "feed": feed.to_string(), "reader": reader, "after": after }),
     ))
@@ -200,7 +200,7 @@ pub async fn put_reader(
     let table = state.inner.table.as_ref();
     let current = checkpoint(table, FEEDS_TABLE, &feed, reader)
         .await
-        .map_err(|error| ApiError::from_distribute(&error))?;
+        .map_err(|error| ApiError::from_feed(&error))?;
     let backwards = |current: u64| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -237,12 +237,12 @@ pub async fn put_reader(
         state.inner.clock.now_ms(),
     )
     .await
-    .map_err(|error| ApiError::from_distribute(&error))?;
+    .map_err(|error| ApiError::from_feed(&error))?;
     if !moved {
         // Another writer moved it first: to `after` (fine) or past it (refused).
         let now = checkpoint(table, FEEDS_TABLE, &feed, reader)
             .await
-            .map_err(|error| ApiError::from_distribute(&error))?;
+            .map_err(|error| ApiError::from_feed(&error))?;
         if now > after {
             return Err(backwards(now));
         }

@@ -44,9 +44,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
-use worldfleet_distribute::{DistributeError, read_feed};
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_domain::{FeedEntry, FeedId};
+use worldfleet_tables::{Error as FeedError, read_feed};
 
 use crate::ServeState;
 use crate::error::ApiError;
@@ -122,7 +122,7 @@ pub async fn stream_feed(
         state.inner.config.feed_limit,
     )
     .await
-    .map_err(|error| ApiError::from_distribute(&error))?;
+    .map_err(|error| ApiError::from_feed(&error))?;
     let (entries, entries_rx) = mpsc::channel(state.inner.config.subscriber_buffer.max(1));
     let (closed, closed_rx) = oneshot::channel();
     state.inner.metrics.subscriber_opened();
@@ -282,7 +282,7 @@ async fn produce(
                 failures = 0;
                 pending = read.entries;
             }
-            Err(error @ DistributeError::BehindRetention { .. }) => {
+            Err(error @ FeedError::BehindRetention { .. }) => {
                 break Some(Closed {
                     reason: "behind_retention",
                     message: error.to_string(),

@@ -9,7 +9,7 @@
 //! every live reader's checkpoint has passed them, or once they are older than
 //! [`FEED_HARD_RETENTION`] whatever the readers say. Before it deletes a page it raises the
 //! feed's `trim` row to the page's last sequence number, so a read that asks for anything at
-//! or below it fails with [`DistributeError::BehindRetention`] instead of returning a silent
+//! or below it fails with [`Error::BehindRetention`] instead of returning a silent
 //! gap. A checkpoint not moved for [`FEED_HARD_RETENTION`] no longer holds pages back (it is
 //! ignored in code, and its `ttl` lets the store's janitor remove it).
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use worldfleet_ports::TTL_ATTRIBUTE;
 
-use crate::error::{DistributeError, Result};
+use crate::error::{Error, Result};
 use crate::plan::{page_from_item, page_sort_key};
 
 /// Pages older than this go once every live reader's checkpoint has passed them.
@@ -59,7 +59,7 @@ pub struct FeedRead {
 }
 
 /// Up to `limit` entries of `feed` with sequence numbers above `after_seq`, in order; fails
-/// with [`DistributeError::BehindRetention`] when entries after `after_seq` were trimmed.
+/// with [`Error::BehindRetention`] when entries after `after_seq` were trimmed.
 pub async fn read_feed(
     table: &dyn Table,
     table_name: &str,
@@ -70,7 +70,7 @@ pub async fn read_feed(
     let pk = feed.to_string();
     let trimmed = trimmed_through(table, table_name, feed).await?;
     if trimmed > after_seq {
-        return Err(DistributeError::BehindRetention {
+        return Err(Error::BehindRetention {
             feed: pk,
             after_seq,
             first_missing: after_seq + 1,

@@ -11,7 +11,7 @@
 use worldfleet_domain::{FeedEntry, FeedPage};
 use worldfleet_ports::{Item, Key};
 
-use crate::error::{DistributeError, Result};
+use crate::error::{Error, Result};
 
 /// The size a player's memory is expected to settle at: what compose reads as recent memory.
 pub const MEMORY_BASELINE_BYTES: u64 = 100 * 1024;
@@ -38,11 +38,10 @@ pub fn budget_key(player: &str) -> Key {
 
 /// The observation item of one page of a player's feed, its size in `bytes`.
 pub fn observation_item(player: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
-    let entries =
-        serde_json::to_string(&page.entries).map_err(|error| DistributeError::Corrupt {
-            what: format!("observation of {player}"),
-            reason: error.to_string(),
-        })?;
+    let entries = serde_json::to_string(&page.entries).map_err(|error| Error::Corrupt {
+        what: format!("observation of {player}"),
+        reason: error.to_string(),
+    })?;
     let item = Item::new(Key::new(
         memory_pk(player),
         observation_sort_key(page.first_seq),
@@ -62,11 +61,9 @@ pub fn observation_bytes(item: &Item) -> u64 {
 
 /// Decodes an observation's entries.
 pub fn observation_entries(item: &Item) -> Result<Vec<FeedEntry>> {
-    serde_json::from_str(item.str("entries").unwrap_or("[]")).map_err(|error| {
-        DistributeError::Corrupt {
-            what: format!("observation {}", item.key),
-            reason: error.to_string(),
-        }
+    serde_json::from_str(item.str("entries").unwrap_or("[]")).map_err(|error| Error::Corrupt {
+        what: format!("observation {}", item.key),
+        reason: error.to_string(),
     })
 }
 

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use worldfleet_compose::canon;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
     IDEMPOTENCY_TABLE, TIMERS_TABLE,
@@ -29,14 +28,15 @@ use worldfleet_domain::names::{
 use worldfleet_domain::{CanonEntry, DistributeRequest, EventKind, Intent, PartitionUid, Tier};
 use worldfleet_kit::timer::register;
 use worldfleet_kit::{
-    BatchReport, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError, StageContext,
-    StageHandler, process_batch, send_all,
+    BatchReport, Failure, IdempotencyConfig, IdempotencyError, IdempotencyStore, RecordError,
+    StageContext, StageHandler, process_batch, send_all,
 };
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{
     BatchWrite, Condition, Item, Key, OutgoingMessage, Query, ReceivedMessage, SortKeyRange,
     TransactWrite,
 };
+use worldfleet_tables::canon;
 
 use super::store::{
     CellTotals, Outbox, PendingInput, StoredCell, pending_from_item, seen_item, state_key,
@@ -198,7 +198,7 @@ impl EcologyTickStage {
                         .find(|rejection| rejection.key == input.rejection_key())
                         .map_or_else(
                             || "applied".to_owned(),
-                            |rejection| format!("refused:{:?}", rejection.reason),
+                            |rejection| format!("refused:{}", rejection.reason.code()),
                         ),
                 };
                 if verdict == "applied" {
@@ -511,13 +511,7 @@ impl StageHandler for EcologyTickStage {
             self.on_timer(&timer, remaining)
                 .await
                 .map(|_| ())
-                .map_err(|error| {
-                    if error.is_retryable() {
-                        RecordError::retryable(error)
-                    } else {
-                        RecordError::permanent(error)
-                    }
-                })
+                .map_err(RecordError::classify)
         })
         .await
     }

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use worldfleet_distribute::plan::{counter_key, page_item};
 use worldfleet_domain::names::{ALL_TABLES, FEEDS_TABLE, INTAKE_QUEUE};
 use worldfleet_domain::{EventKind, FeedEntry, FeedPage, PartitionUid};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
@@ -18,6 +17,7 @@ use worldfleet_ports::{
     Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec, Update,
 };
 use worldfleet_serve::{ServeConfig, ServeState, app, sign_request};
+use worldfleet_tables::plan::{counter_key, page_item};
 
 /// The key the signed samples in `events/samples/` were signed with (gateway `gw-sample`).
 pub const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";

@@ -1,10 +1,10 @@
 //! Feed pages and reader checkpoints over HTTP, read from pages written by distribute's own
 //! functions.
 
-use worldfleet_distribute::feed::trim_key;
 use worldfleet_domain::FeedId;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_ports::Item;
+use worldfleet_tables::feed::trim_key;
 
 use crate::common::{entry, fixture};
 

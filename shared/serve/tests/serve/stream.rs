@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
-use worldfleet_distribute::feed::trim_key;
 use worldfleet_domain::FeedId;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_ports::Item;
 use worldfleet_serve::ServeConfig;
+use worldfleet_tables::feed::trim_key;
 
 use crate::common::{Fixture, fixture_with};
 
