@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_kit::{BatchReport, StageHandler};
 use worldfleet_ports::{
-    OutgoingMessage, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SystemClock,
+    OutgoingMessage, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SendOutcome, SystemClock,
 };
 use worldfleet_runtime::poller::MIN_LEASE;
 use worldfleet_runtime::{PollerConfig, PollerStats, run_stage};
@@ -61,14 +61,21 @@ async fn declare(queue: &dyn Queue) {
         .ensure_queue(&QueueSpec::with_dead_letter(WORK, DEAD, QUEUE_VISIBILITY))
         .await
         .expect("work queue");
-    let body = format!("lease probe {}", ulid_like());
-    queue
+    // The body doubles as the deduplication id, so it keeps to SQS's id characters.
+    let body = format!("lease-probe-{}", ulid_like());
+    let outcomes = queue
         .send_batch(
             WORK,
             vec![OutgoingMessage::fifo(body.clone(), "player-1", &body)],
         )
         .await
         .expect("send");
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, SendOutcome::Sent { .. })),
+        "the probe was not sent: {outcomes:?}"
+    );
 }
 
 fn ulid_like() -> u128 {
