@@ -6,7 +6,7 @@
 //!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
 //!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
 //! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
-//!    same bytes) and the players' observations ((`worldfleet_tables::memory`)), then mark the plan
+//!    same bytes) and the players' observations (`worldfleet_tables::memory`), then mark the plan
 //!    completed so later replays skip it.
 //! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
 //!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
@@ -35,9 +35,10 @@ use worldfleet_ports::{
 use worldfleet_tables::canon;
 
 use crate::error::{DistributeError, Result};
-use crate::plan::{self, Plan, PlannedPage};
+use crate::plan;
 use crate::rules::RepublishRules;
 use worldfleet_tables::memory;
+use worldfleet_tables::plan::{self as layout, Plan, PlannedPage};
 
 const PLANNING_ATTEMPTS: usize = 3;
 /// A feed is put in the feed index and checked for retention each time its sequence numbers
@@ -97,7 +98,7 @@ impl Distribute {
                 .table
                 .update(
                     FEEDS_TABLE,
-                    &plan::counter_key(&feed),
+                    &layout::counter_key(&feed),
                     Update::new().add("next", event_ids.len() as i64),
                     None,
                 )
@@ -121,7 +122,7 @@ impl Distribute {
         let now_ms = self.context.clock.now_ms();
         let mut operations = vec![TransactWrite::Put {
             table: FEEDS_TABLE.to_owned(),
-            item: plan::plan_item(&plan, now_ms)?,
+            item: layout::plan_item(&plan, now_ms)?,
             condition: Some(Condition::ItemNotExists),
         }];
         for entry in events {
@@ -150,7 +151,7 @@ impl Distribute {
         let Some(record) = self
             .context
             .table
-            .get(FEEDS_TABLE, &plan::plan_key(plan_id))
+            .get(FEEDS_TABLE, &layout::plan_key(plan_id))
             .await?
         else {
             // Plans are removed only once completed (by prune, or by their TTL much later):
@@ -158,7 +159,7 @@ impl Distribute {
             tracing::info!(plan = plan_id, "plan already published and pruned");
             return Ok(());
         };
-        let plan = plan::plan_from_item(&record)?;
+        let plan = layout::plan_from_item(&record)?;
         if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
             // A crash may have come between completion and telling prune: tell it again.
             return self.send_prune(vec![published(&plan)]).await;
@@ -204,7 +205,7 @@ impl Distribute {
             .table
             .update(
                 FEEDS_TABLE,
-                &plan::plan_key(plan_id),
+                &layout::plan_key(plan_id),
                 Update::new().set("completed", true),
                 Some(Condition::ItemExists),
             )
@@ -218,7 +219,7 @@ impl Distribute {
         let mut observations = Vec::new();
         for page_item in pages {
             if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
-                let page = plan::page_from_item(page_item)?;
+                let page = layout::page_from_item(page_item)?;
                 observations.push((
                     player.clone(),
                     memory::observation_item(&player, &page, now_ms)?,

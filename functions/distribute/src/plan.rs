@@ -9,10 +9,7 @@ use std::collections::BTreeMap;
 
 use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage};
 use worldfleet_ports::Item;
-pub use worldfleet_tables::plan::{
-    PLAN_LIFETIME_SECS, Plan, PlannedPage, counter_key, page_from_item, page_item, page_sort_key,
-    plan_from_item, plan_item, plan_key,
-};
+use worldfleet_tables::plan::{Plan, page_item};
 
 use crate::error::{DistributeError, Result};
 use crate::rules::RepublishRules;
@@ -70,6 +67,10 @@ pub fn pages(plan: &Plan, canon: &BTreeMap<String, CanonEntry>, now_ms: u64) -> 
 #[cfg(test)]
 mod tests {
     use worldfleet_domain::{EventKind, Intent, PartitionUid, Tier};
+
+    use worldfleet_tables::plan::{
+        PlannedPage, page_from_item, page_sort_key, plan_from_item, plan_item,
+    };
 
     use super::*;
 

@@ -351,6 +351,19 @@ async fn refuses_bad_envelopes_with_a_recorded_reason_and_never_retries_them() {
     assert_eq!(row.reason, Some(RejectReason::ClockSkew));
 }
 
+/// `body` changed by `change`, then signed again with the sample gateway's key.
+fn resigned(body: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_str(body).unwrap();
+    change(&mut envelope);
+    envelope.as_object_mut().unwrap().remove("signature");
+    let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope).unwrap();
+    envelope["signature"] = serde_json::Value::from(
+        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
+    );
+    envelope.to_string()
+}
+
 #[tokio::test]
 async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_routing() {
     let fixture = fixture(RateLimit::default()).await;
@@ -390,15 +403,9 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     assert_eq!(row.reason, Some(RejectReason::Replayed));
     // A timeout retry re-stamped with a later sent_at_ms and signed again is the same event:
     // refused as a replay (no action needed), never as a conflict that would invite a new id.
-    let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
-    let mut restamped: serde_json::Value = serde_json::from_str(&body).unwrap();
-    restamped["sent_at_ms"] = serde_json::Value::from(SAMPLE_SENT_AT + 700);
-    restamped.as_object_mut().unwrap().remove("signature");
-    let canonical = worldfleet_domain::envelope::canonical_bytes(&restamped).unwrap();
-    restamped["signature"] = serde_json::Value::from(
-        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
-    );
-    let restamped = restamped.to_string();
+    let restamped = resigned(&body, |envelope| {
+        envelope["sent_at_ms"] = serde_json::Value::from(SAMPLE_SENT_AT + 700);
+    });
     fixture
         .intake
         .handle_batch(&[record("m-2b", &restamped, 1)], Duration::from_secs(30))
@@ -409,14 +416,9 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         .expect("re-stamped retry row");
     assert_eq!(row.reason, Some(RejectReason::Replayed));
     // The same event id with other content (properly signed): a conflict, refused.
-    let mut envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
-    envelope["payload"]["damage"] = serde_json::Value::from(1);
-    envelope.as_object_mut().unwrap().remove("signature");
-    let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope).unwrap();
-    envelope["signature"] = serde_json::Value::from(
-        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
-    );
-    let conflicting = envelope.to_string();
+    let conflicting = resigned(&body, |envelope| {
+        envelope["payload"]["damage"] = serde_json::Value::from(1);
+    });
     fixture
         .intake
         .handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30))

@@ -419,9 +419,12 @@ impl ReceivedEnvelope {
         let wire: WireEnvelope = serde_json::from_value(Value::Object(object.clone()))
             .map_err(|error| DomainError::Malformed(error.to_string()))?;
         object.remove("signature");
-        let signed_bytes = canonical_bytes(&Value::Object(object.clone()))?;
-        object.remove("sent_at_ms");
-        let content_bytes = canonical_bytes(&Value::Object(object))?;
+        let mut unsigned = Value::Object(object);
+        let signed_bytes = canonical_bytes(&unsigned)?;
+        if let Value::Object(fields) = &mut unsigned {
+            fields.remove("sent_at_ms");
+        }
+        let content_bytes = canonical_bytes(&unsigned)?;
         let (envelope, signature) = Envelope::from_wire(wire)?;
         Ok(Self {
             envelope,

@@ -173,7 +173,7 @@ async fn poll(
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let started = Instant::now();
-        let report = hold_while(
+        let mut report = hold_while(
             handler.handle_batch(&records, config.visibility_timeout),
             queue.as_ref(),
             source,
@@ -182,7 +182,6 @@ async fn poll(
         )
         .await;
         lease.observe(started.elapsed());
-        let mut report = report;
         let dead_lettered =
             worldfleet_kit::dead_letter_permanent(queue.as_ref(), source, &records, &report).await;
         report.forget(&dead_lettered);
