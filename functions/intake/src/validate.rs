@@ -46,7 +46,7 @@ impl Refusal {
 }
 
 /// Best-effort gateway and event id from an envelope that failed to parse, for the rejection row.
-fn sender_hints(raw: &[u8]) -> (Option<String>, Option<String>) {
+pub(crate) fn sender_hints(raw: &[u8]) -> (Option<String>, Option<String>) {
     if raw.len() > worldfleet_domain::MAX_ENVELOPE_BYTES {
         return (None, None);
     }

@@ -9,7 +9,7 @@ use worldfleet_domain::names::{
 };
 use worldfleet_domain::{AcceptedEvent, RejectReason};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
-use worldfleet_intake::rejections::{RejectionRow, partition, row_key};
+use worldfleet_intake::rejections::{RejectionRow, locate, lookup_body, lookup_event, partition};
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{
@@ -141,7 +141,7 @@ async fn rejection(table: &dyn Table, gateway: Option<&str>, body: &str) -> Opti
     table
         .get(
             REJECTIONS_TABLE,
-            &Key::new(partition(gateway), row_key(body.as_bytes())),
+            &Key::new(partition(gateway), locate(body.as_bytes()).sk),
         )
         .await
         .unwrap()
@@ -431,6 +431,73 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         !row.detail.contains("fresh id"),
         "the advice must not invite a retry under a new id: {}",
         row.detail
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_found_by_gateway_and_event_id_and_repeats_are_counted() {
+    let fixture = fixture(RateLimit::default()).await;
+    let body = sample("combat");
+    let event_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fixture
+        .intake
+        .handle_batch(&[record("m-1", &body, 1)], Duration::from_secs(30))
+        .await;
+    routed(fixture.queue.as_ref()).await;
+    // Twenty replays of the same bytes, the last redelivered after a crash that followed the
+    // row's write (same message id twice): one row, twenty refused messages.
+    for index in 0..20 {
+        let message = format!("replay-{index}");
+        fixture
+            .intake
+            .handle_batch(&[record(&message, &body, 1)], Duration::from_secs(30))
+            .await;
+    }
+    fixture
+        .intake
+        .handle_batch(&[record("replay-19", &body, 2)], Duration::from_secs(30))
+        .await;
+    // Other content under the same id: a second row under the same event id.
+    let conflicting = resigned(&body, |envelope| {
+        envelope["payload"]["damage"] = serde_json::Value::from(1);
+    });
+    fixture
+        .intake
+        .handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30))
+        .await;
+    let table = fixture.table.as_ref();
+    let rows = lookup_event(table, REJECTIONS_TABLE, "gw-sample", &event_id)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let replays = rows
+        .iter()
+        .find(|row| row.reason == Some(RejectReason::Replayed))
+        .expect("the replay row");
+    assert_eq!(replays.count, 20);
+    assert_eq!(replays.event_id.as_deref(), Some(event_id.as_str()));
+    assert_eq!(replays.size, body.len() as u64);
+    assert!(replays.first_received_at_ms <= replays.last_received_at_ms);
+    let conflict = rows
+        .iter()
+        .find(|row| row.reason == Some(RejectReason::EventIdConflict))
+        .expect("the conflict row");
+    assert_eq!(conflict.count, 1);
+    // By the exact bytes, too.
+    let by_body = lookup_body(table, REJECTIONS_TABLE, conflicting.as_bytes())
+        .await
+        .unwrap()
+        .expect("found by body");
+    assert_eq!(&by_body, conflict);
+    // Another gateway's lookup of the same id finds nothing.
+    assert!(
+        lookup_event(table, REJECTIONS_TABLE, "gw-other", &event_id)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use worldfleet_domain::FeedId;
 use worldfleet_domain::names::FEEDS_TABLE;
-use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
+use worldfleet_embedded::Durability;
 use worldfleet_intake::RateLimit;
 use worldfleet_ports::{Clock, SystemClock};
 use worldfleet_runtime::world_bench::WorldBenchOptions;
@@ -35,6 +35,9 @@ enum Command {
     Bench(BenchArgs),
     /// Read a feed from a checkpoint (embedded store, or DynamoDB with --aws).
     Feed(FeedArgs),
+    /// Look up what intake refused, by gateway and event id or by the exact body (embedded
+    /// store, or DynamoDB with --aws).
+    Rejections(crate::rejections::RejectionsArgs),
     /// Measure the world stages: creature updates/s, station recomputes/s, region tick P99.
     BenchWorld(BenchWorldArgs),
     /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
@@ -286,6 +289,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Feed(args) => feed(args).await,
+        Command::Rejections(args) => crate::rejections::run(args).await,
         Command::BenchWorld(args) => bench_world(args).await,
         Command::Worker(args) => crate::worker::run(args).await,
         Command::Serve(args) => crate::serve::run(args).await,
@@ -666,29 +670,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 async fn feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
     let feed = FeedId::parse(&args.feed).context("--feed")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if args.aws {
-        let context = worldfleet_lambda::aws_context().await?;
-        return read_and_print(context.table.as_ref(), &feed, &args, clock.as_ref()).await;
-    }
-    let data_dir = args.data_dir.clone().context("--data-dir")?;
-    if !data_dir.exists() {
-        anyhow::bail!(
-            "no store at {} (run `worldfleet run --data-dir {}` first)",
-            data_dir.display(),
-            data_dir.display()
-        );
-    }
-    let options = StoreOptions {
-        janitor_interval: None,
-        receive_recheck: Duration::from_millis(100),
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open(&data_dir, Arc::clone(&clock), options)
-        .with_context(|| format!("open the store in {}", data_dir.display()))?;
-    let table = store.table();
-    let code = read_and_print(table.as_ref(), &feed, &args, clock.as_ref()).await;
-    drop(table);
-    store.close();
+    let tables =
+        crate::stores::OpenTables::open(args.data_dir.as_deref(), args.aws, Arc::clone(&clock))
+            .await?;
+    let code = read_and_print(tables.table.as_ref(), &feed, &args, clock.as_ref()).await;
+    tables.close();
     code
 }
 

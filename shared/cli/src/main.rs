@@ -4,7 +4,9 @@ mod bench_aws;
 mod commands;
 #[cfg(test)]
 mod modes_test;
+mod rejections;
 mod serve;
+mod stores;
 mod worker;
 
 use clap::Parser;

@@ -1,6 +1,7 @@
 //! `worldfleet serve` as a studio starts it: every stage embedded behind the doors. A signed
-//! sample posted over HTTP reaches its actor's feed through the real stages, and SIGTERM ends
-//! the process with exit status 0.
+//! sample posted over HTTP reaches its actor's feed through the real stages, a forged one is
+//! refused and found by its event id (over HTTP, then with `worldfleet rejections` on the
+//! store), and SIGTERM ends the process with exit status 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -110,6 +111,31 @@ fn a_signed_sample_posted_over_http_reaches_its_feed_and_sigterm_exits_zero() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A forged envelope under an event id of its own: intake refuses it, and the gateway
+    // finds the refusal by that id.
+    let forged_id = "01JD3Q7Z8X9Y0A1B2C3D4E5F6Z";
+    envelope["event_id"] = forged_id.into();
+    envelope["signature"] = "00".repeat(32).into();
+    let forged = envelope.to_string();
+    let (status, answer) = request(&address, "POST", "/v1/events", forged.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    let path = format!("/v1/rejections/{forged_id}");
+    loop {
+        let (status, answer) = request(&address, "GET", &path, b"");
+        assert_eq!(status, 200, "{answer}");
+        let found: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        if let Some(row) = found["rejections"].as_array().and_then(|rows| rows.first()) {
+            assert_eq!(row["reason"], "bad_signature", "{answer}");
+            assert_eq!(row["count"], 1, "{answer}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refusal never appeared at {path}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let terminate = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -120,4 +146,47 @@ fn a_signed_sample_posted_over_http_reaches_its_feed_and_sigterm_exits_zero() {
     let _ = stderr.read_to_string(&mut rest);
     assert!(status.success(), "exit {status:?}: {rest}");
     assert!(!rest.contains("panicked"), "{rest}");
+
+    // The same lookup from the command line, on the store the server left.
+    let lookup = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args([
+            "rejections",
+            "--gateway",
+            "gw-sample",
+            "--event-id",
+            forged_id,
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&lookup.stdout);
+    assert!(lookup.status.success(), "{lookup:?}");
+    assert!(printed.starts_with("bad_signature  ×1"), "{printed}");
+    let body_file = data.path().join("forged.json");
+    std::fs::write(&body_file, &forged).unwrap();
+    let by_body = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args(["rejections", "--json", "--body"])
+        .arg(&body_file)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let row: serde_json::Value = serde_json::from_slice(&by_body.stdout).unwrap();
+    assert_eq!(row["event_id"], forged_id);
+    assert_eq!(row["reason"], "bad_signature");
+    // An id never refused: exit status 1 and a sentence, not an error.
+    let none = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .args(["rejections", "--gateway", "gw-sample", "--event-id"])
+        .arg(envelope_id_never_sent())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no refusal on record"));
+}
+
+fn envelope_id_never_sent() -> &'static str {
+    "01JD3Q7Z8X9Y0A1B2C3D4E5F70"
 }

@@ -167,7 +167,8 @@ impl Audit<'_> {
                 query_all(self.table, REJECTIONS_TABLE, &partition, SortKeyRange::All).await?
             {
                 let reason = item.str("reason").and_then(RejectReason::from_code);
-                rows.insert((partition.clone(), item.key.sk.clone()), reason);
+                let body_sha256 = item.str("body_sha256").unwrap_or_default().to_owned();
+                rows.insert((partition.clone(), body_sha256), reason);
             }
         }
         report.rejection_rows = rows.len() as u64;

@@ -12,6 +12,7 @@
 //! | `GET /v1/feeds/{feed}` | a page of a feed ([`feeds`]) |
 //! | `GET`/`PUT /v1/feeds/{feed}/readers/{reader}` | a reader's checkpoint ([`feeds`]) |
 //! | `GET /v1/feeds/{feed}/stream` | Server-Sent Events, catch-up then live ([`stream`]) |
+//! | `GET /v1/rejections/{event_id}` | what intake refused under the caller's event id ([`rejections`]) |
 //! | `GET /health`, `/ready`, `/metrics` | liveness, readiness, Prometheus text ([`metrics`]) |
 //! | `POST /` | the SQS JSON protocol for `intake.fifo` ([`sqs`]) |
 //!
@@ -25,6 +26,7 @@ pub mod events;
 pub mod feeds;
 mod md5;
 pub mod metrics;
+pub mod rejections;
 pub mod sigv4;
 pub mod sqs;
 pub mod stream;
@@ -148,6 +150,7 @@ pub fn app(state: ServeState) -> Router {
             get(feeds::get_reader).put(feeds::put_reader),
         )
         .route("/v1/feeds/{feed}/stream", get(stream::stream_feed))
+        .route("/v1/rejections/{event_id}", get(rejections::get_rejections))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

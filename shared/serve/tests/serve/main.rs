@@ -5,6 +5,7 @@ mod common;
 mod events;
 mod feeds;
 mod ops;
+mod rejections;
 mod signer;
 mod sqs;
 mod stream;
