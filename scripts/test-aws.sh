@@ -55,6 +55,9 @@ cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
 echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
 cargo test --workspace --locked --test leases "$@" -- --nocapture
 
+echo "== the gateway retry rule on SQS FIFO: a rate_limited event goes in under a new deduplication id, not the old one"
+cargo test --workspace --locked --test retry_rule "$@" -- --nocapture
+
 echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog)"
 cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
 

@@ -99,11 +99,11 @@ impl Distribute {
                 .update(
                     FEEDS_TABLE,
                     &layout::counter_key(&feed),
-                    Update::new().add("next", event_ids.len() as i64),
+                    Update::new().add(layout::COUNTER_NEXT, event_ids.len() as i64),
                     None,
                 )
                 .await?;
-            let last = counter.i64("next").unwrap_or(0).max(0) as u64;
+            let last = counter.i64(layout::COUNTER_NEXT).unwrap_or(0).max(0) as u64;
             Ok::<_, DistributeError>(PlannedPage {
                 feed,
                 first_seq: last + 1 - event_ids.len() as u64,

@@ -25,7 +25,7 @@ use worldfleet_ports::{
     BatchWrite, Comparison, Condition, Item, Key, Query, ReceivedMessage, SortKeyRange,
     TTL_ATTRIBUTE, Table, Update, query_all,
 };
-use worldfleet_tables::feed::{READER_PREFIX, trim_key};
+use worldfleet_tables::feed::{READER_PREFIX, TRIMMED_THROUGH, trim_key};
 use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
 use worldfleet_tables::plan::{self as feed_plan, page_from_item};
 
@@ -204,12 +204,8 @@ impl Prune {
             return Ok(PruneOutcome::default());
         }
         let raise = Condition::Or(vec![
-            Condition::NotExists("trimmed_through".into()),
-            Condition::compare(
-                "trimmed_through",
-                Comparison::Lt,
-                trim.trimmed_through as i64,
-            ),
+            Condition::NotExists(TRIMMED_THROUGH.into()),
+            Condition::compare(TRIMMED_THROUGH, Comparison::Lt, trim.trimmed_through as i64),
         ]);
         match self
             .table()
@@ -217,7 +213,7 @@ impl Prune {
                 FEEDS_TABLE,
                 &trim_key(feed),
                 Update::new()
-                    .set("trimmed_through", trim.trimmed_through as i64)
+                    .set(TRIMMED_THROUGH, trim.trimmed_through as i64)
                     .set("trimmed_at_ms", now_ms as i64),
                 Some(raise),
             )
@@ -321,12 +317,12 @@ impl Prune {
                     .update(
                         FEEDS_TABLE,
                         &feed_plan::counter_key(&feed),
-                        Update::new().add("next", 1),
+                        Update::new().add(feed_plan::COUNTER_NEXT, 1),
                         None,
                     )
                     .await?;
                 let marker = Item::new(marker_key.clone())
-                    .with("seq", counter.i64("next").unwrap_or(1))
+                    .with("seq", counter.i64(feed_plan::COUNTER_NEXT).unwrap_or(1))
                     .with("text", text)
                     .with("at_ms", now_ms as i64)
                     .with(

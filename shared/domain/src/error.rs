@@ -13,6 +13,11 @@ pub enum DomainError {
     UnsupportedVersion(u64),
     #[error("invalid envelope field `{field}`: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// A feed id (not an envelope field) that does not parse.
+    #[error(
+        "{feed:?} is not a feed id ({reason}); feeds are player:ID, faction:NAME or district:GM_EVENT/DISTRICT"
+    )]
+    InvalidFeed { feed: String, reason: String },
     #[error("envelope is {size} bytes; the limit is {limit}")]
     Oversized { size: usize, limit: usize },
     #[error("signature does not match the envelope")]

@@ -24,16 +24,31 @@ pub enum FeedId {
 impl FeedId {
     /// Parses `player:ID`, `faction:NAME` or `district:UID`.
     pub fn parse(raw: &str) -> Result<Self> {
-        let invalid = || DomainError::InvalidField {
-            field: "feed",
-            reason: format!("{raw:?} is not player:ID, faction:NAME or district:UID"),
+        let invalid = |reason: String| DomainError::InvalidFeed {
+            feed: raw.to_owned(),
+            reason,
         };
-        let (scope, name) = raw.split_once(':').ok_or_else(invalid)?;
+        let Some((scope, name)) = raw.split_once(':') else {
+            return Err(invalid("no scope before a `:`".to_owned()));
+        };
+        let name_error = |error: DomainError| match error {
+            DomainError::InvalidField { reason, .. } => invalid(format!("the {scope} {reason}")),
+            DomainError::InvalidUid { reason, .. } => {
+                invalid(format!("the district UID: {reason}"))
+            }
+            other => invalid(other.to_string()),
+        };
         match scope {
-            "player" => validate_identifier("feed", name).map(|()| Self::Player(name.to_owned())),
-            "faction" => validate_identifier("feed", name).map(|()| Self::Faction(name.to_owned())),
-            "district" => PartitionUid::parse(name).map(Self::District),
-            _ => Err(invalid()),
+            "player" => validate_identifier("feed", name)
+                .map(|()| Self::Player(name.to_owned()))
+                .map_err(name_error),
+            "faction" => validate_identifier("feed", name)
+                .map(|()| Self::Faction(name.to_owned()))
+                .map_err(name_error),
+            "district" => PartitionUid::parse(name)
+                .map(Self::District)
+                .map_err(name_error),
+            _ => Err(invalid(format!("unknown scope {scope:?}"))),
         }
     }
 }
@@ -79,6 +94,25 @@ impl FeedPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_feed_name_is_called_a_feed_id_not_an_envelope_field() {
+        for raw in [
+            "p-1",
+            "player:",
+            "player:a b",
+            "guild:x",
+            "district:gm-1//x",
+        ] {
+            let message = FeedId::parse(raw).unwrap_err().to_string();
+            assert!(message.contains("is not a feed id"), "{raw}: {message}");
+            assert!(!message.contains("envelope"), "{raw}: {message}");
+            assert!(
+                message.contains("player:ID, faction:NAME"),
+                "{raw}: {message}"
+            );
+        }
+    }
 
     #[test]
     fn feed_ids_round_trip() {

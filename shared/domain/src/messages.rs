@@ -204,7 +204,9 @@ impl From<&crate::error::DomainError> for RejectReason {
             DomainError::InvalidUid { .. } => Self::BadUid,
             DomainError::Malformed(_) => Self::Malformed,
             DomainError::UnsupportedVersion(_) => Self::UnsupportedVersion,
-            DomainError::InvalidField { .. } => Self::InvalidField,
+            DomainError::InvalidField { .. } | DomainError::InvalidFeed { .. } => {
+                Self::InvalidField
+            }
             DomainError::Oversized { .. } => Self::Oversized,
             DomainError::BadSignature => Self::BadSignature,
             DomainError::Canonicalisation(_) => Self::Malformed,

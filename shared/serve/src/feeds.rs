@@ -23,9 +23,9 @@ use serde::Serialize;
 use serde_json::json;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_domain::uid::validate_identifier;
-use worldfleet_domain::{DomainError, FeedEntry, FeedId};
+use worldfleet_domain::{FeedEntry, FeedId};
 use worldfleet_tables::feed::{checkpoint, commit_checkpoint};
-use worldfleet_tables::plan::counter_key;
+use worldfleet_tables::plan::{COUNTER_NEXT, counter_key};
 use worldfleet_tables::read_feed;
 
 use crate::ServeState;
@@ -46,16 +46,9 @@ pub struct FeedPageResponse {
 /// Parses a feed id from the path, refusing with a reason that names it.
 pub fn parse_feed(raw: &str) -> Result<FeedId, ApiError> {
     FeedId::parse(raw).map_err(|error| {
-        let detail = match error {
-            DomainError::InvalidField { reason, .. } => reason,
-            other => other.to_string(),
-        };
         ApiError::bad_request(
             "bad_feed",
-            format!(
-                "feed {raw:?} is not a feed id ({detail}); feeds are player:ID, faction:NAME or \
-                 district:UID, with a district's `/` sent as %2F"
-            ),
+            format!("{error}, with a district's `/` sent as %2F"),
         )
     })
 }
@@ -166,7 +159,7 @@ async fn feed_head(state: &ServeState, feed: &FeedId) -> Result<u64, ApiError> {
         .await
         .map_err(|error| ApiError::from_port(&error))?;
     Ok(counter
-        .and_then(|item| item.i64("next"))
+        .and_then(|item| item.i64(COUNTER_NEXT))
         .unwrap_or(0)
         .max(0) as u64)
 }

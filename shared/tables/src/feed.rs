@@ -33,6 +33,8 @@ pub const PAGE_TTL_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The sort key of a feed's trim row (`trimmed_through`: the highest trimmed sequence number).
 pub const TRIM_SORT_KEY: &str = "trim";
+/// The trim row's attribute: the highest sequence number trimmed.
+pub const TRIMMED_THROUGH: &str = "trimmed_through";
 /// The sort-key prefix of reader checkpoints.
 pub const READER_PREFIX: &str = "reader#";
 
@@ -45,7 +47,7 @@ pub fn trim_key(feed: &FeedId) -> Key {
 pub async fn trimmed_through(table: &dyn Table, table_name: &str, feed: &FeedId) -> Result<u64> {
     let item = table.get(table_name, &trim_key(feed)).await?;
     Ok(item
-        .and_then(|item| item.i64("trimmed_through"))
+        .and_then(|item| item.i64(TRIMMED_THROUGH))
         .unwrap_or(0)
         .max(0) as u64)
 }

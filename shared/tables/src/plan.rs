@@ -33,10 +33,16 @@ pub struct Plan {
     pub pages: Vec<PlannedPage>,
 }
 
+/// The sort-key prefix of feed pages.
+pub const PAGE_PREFIX: &str = "page#";
+
 /// The sort key of the page whose last sequence number is `last_seq`.
 pub fn page_sort_key(last_seq: u64) -> String {
-    format!("page#{last_seq:020}")
+    format!("{PAGE_PREFIX}{last_seq:020}")
 }
+
+/// The counter row's attribute: the last sequence number the feed has allocated (atomic `ADD`).
+pub const COUNTER_NEXT: &str = "next";
 
 /// The key of a feed's sequence counter.
 pub fn counter_key(feed: &str) -> Key {
