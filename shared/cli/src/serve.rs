@@ -1,7 +1,8 @@
 //! `worldfleet serve`: the doors of a world (signed events in, feeds out over HTTP and SSE).
 //!
 //! By default every registered stage runs embedded in this process on the durable store in
-//! `--data-dir`, and the HTTP API serves over the same store; with `--aws` the API serves over
+//! `--data-dir`, and the HTTP API serves over the same store, with live entries pushed to
+//! subscribers as distribute writes them; with `--aws` the API serves over
 //! SQS and DynamoDB and the stages run elsewhere (`worldfleet worker`, Lambda). The stages are
 //! built by the registry from the environment, and the server verifies requests with the same
 //! gateway keys intake uses (`WORLDFLEET_GATEWAY_KEYS`). Ctrl-C or SIGTERM: live streams get a
@@ -19,6 +20,7 @@ use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
 use worldfleet_runtime::resources::{QueueSettings, declare};
+use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{ServeConfig, ServeState};
 use worldfleet_stages::{ClassifierSetting, StageSettings, build_stages};
 
@@ -72,7 +74,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = EmbeddedStore::open(&args.data_dir, Arc::clone(&clock), StoreOptions::default())
         .with_context(|| format!("open the embedded store in {}", args.data_dir.display()))?;
     let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
+    // Distribute writes pages through this table, which wakes the feed's live subscribers.
+    let signals = Arc::new(FeedSignals::default());
+    let table: Arc<dyn Table> = Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)));
     declare(queue.as_ref(), table.as_ref(), QueueSettings::default()).await?;
     let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock);
     let (classifier, _) = worldfleet_runtime::models::classifier(
@@ -95,7 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         visibility_timeout: QueueSettings::default().visibility_timeout,
     };
     let mut fleet = worldfleet_runtime::Fleet::launch(stages, Arc::clone(&queue), poller, None);
-    let state = ServeState::from_context(&context, gateways, config);
+    let state = ServeState::from_context(&context, gateways, config).with_push(signals);
     let served = worldfleet_serve::serve(listener, state, shutdown_signal()).await;
     fleet.stop_timers().await;
     fleet.stop().await;

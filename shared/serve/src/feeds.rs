@@ -190,8 +190,21 @@ pub async fn put_reader(
                 "the body must be exactly {\"after\": N} with N a whole number",
             )
         })?;
+    let moved = move_checkpoint(&state, &feed, reader, after).await?;
+    Ok(checkpoint_response(&feed, reader, after, moved))
+}
+
+/// Moves `reader`'s checkpoint of `feed` forward to `after` (the `PUT` above, and a WebSocket
+/// `ack`): `Ok(true)` when it moved, `Ok(false)` when it was already there; 409 when `after` is
+/// behind the checkpoint or past the feed's last sequence number.
+pub async fn move_checkpoint(
+    state: &ServeState,
+    feed: &FeedId,
+    reader: &str,
+    after: u64,
+) -> Result<bool, ApiError> {
     let table = state.inner.table.as_ref();
-    let current = checkpoint(table, FEEDS_TABLE, &feed, reader)
+    let current = checkpoint(table, FEEDS_TABLE, feed, reader)
         .await
         .map_err(|error| ApiError::from_feed(&error))?;
     let backwards = |current: u64| {
@@ -208,9 +221,9 @@ pub async fn put_reader(
         return Err(backwards(current));
     }
     if after == current {
-        return Ok(checkpoint_response(&feed, reader, after, false));
+        return Ok(false);
     }
-    let head = feed_head(&state, &feed).await?;
+    let head = feed_head(state, feed).await?;
     if after > head {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -224,7 +237,7 @@ pub async fn put_reader(
     let moved = commit_checkpoint(
         table,
         FEEDS_TABLE,
-        &feed,
+        feed,
         reader,
         after,
         state.inner.clock.now_ms(),
@@ -233,14 +246,14 @@ pub async fn put_reader(
     .map_err(|error| ApiError::from_feed(&error))?;
     if !moved {
         // Another writer moved it first: to `after` (fine) or past it (refused).
-        let now = checkpoint(table, FEEDS_TABLE, &feed, reader)
+        let now = checkpoint(table, FEEDS_TABLE, feed, reader)
             .await
             .map_err(|error| ApiError::from_feed(&error))?;
         if now > after {
             return Err(backwards(now));
         }
     }
-    Ok(checkpoint_response(&feed, reader, after, moved))
+    Ok(moved)
 }
 
 fn checkpoint_response(feed: &FeedId, reader: &str, after: u64, moved: bool) -> Response {

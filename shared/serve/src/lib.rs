@@ -12,6 +12,7 @@
 //! | `GET /v1/feeds/{feed}` | a page of a feed ([`feeds`]) |
 //! | `GET`/`PUT /v1/feeds/{feed}/readers/{reader}` | a reader's checkpoint ([`feeds`]) |
 //! | `GET /v1/feeds/{feed}/stream` | Server-Sent Events, catch-up then live ([`stream`]) |
+//! | `GET /v1/subscribe` | one WebSocket carrying many feeds, with acks ([`subscribe`]) |
 //! | `GET /v1/rejections/{event_id}` | what intake refused under the caller's event id ([`rejections`]) |
 //! | `GET /health`, `/ready`, `/metrics` | liveness, readiness, Prometheus text ([`metrics`]) |
 //! | `POST /` | the SQS JSON protocol for `intake.fifo` ([`sqs`]) |
@@ -26,10 +27,12 @@ pub mod events;
 pub mod feeds;
 mod md5;
 pub mod metrics;
+pub mod push;
 pub mod rejections;
 pub mod sigv4;
 pub mod sqs;
 pub mod stream;
+pub mod subscribe;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +72,7 @@ struct Inner {
     limiter: RateLimiter,
     subscriptions: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    signals: Option<Arc<push::FeedSignals>>,
 }
 
 impl ServeState {
@@ -97,8 +101,31 @@ impl ServeState {
                 limiter,
                 subscriptions,
                 shutdown: watch::Sender::new(false),
+                signals: None,
             }),
         }
+    }
+
+    /// Pushes live entries: `signals` are raised by the [`push::NotifyingTable`] distribute
+    /// writes through (in the same process). Call before serving.
+    pub fn with_push(mut self, signals: Arc<push::FeedSignals>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.signals = Some(signals);
+        }
+        self
+    }
+
+    /// True when live entries are pushed, not only polled.
+    pub fn pushes(&self) -> bool {
+        self.inner.signals.is_some()
+    }
+
+    /// A receiver raised when a page of `feed` is written (push mode only).
+    pub(crate) fn listen(&self, feed: &str) -> Option<watch::Receiver<u64>> {
+        self.inner
+            .signals
+            .as_ref()
+            .map(|signals| signals.listen(feed))
     }
 
     /// State over a stage context's ports.
@@ -150,6 +177,7 @@ pub fn app(state: ServeState) -> Router {
             get(feeds::get_reader).put(feeds::put_reader),
         )
         .route("/v1/feeds/{feed}/stream", get(stream::stream_feed))
+        .route("/v1/subscribe", get(subscribe::subscribe))
         .route("/v1/rejections/{event_id}", get(rejections::get_rejections))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -6,12 +6,13 @@
 //! type, so `EventSource.onmessage` sees it). Catch-up reads the table page by page with
 //! distribute's `read_feed`; a read behind retention answers 410 before the stream starts.
 //!
-//! **Live delivery polls the feeds table** through the table port, so it works the same over
-//! the embedded store and DynamoDB: after a read that found entries the next read comes after
-//! `poll_min` (50 ms); while the feed is quiet the interval doubles up to `poll_max` (1 s), so
-//! an idle subscriber costs about one read a second and a busy one sees entries within 50 ms
-//! plus the read. Push from distribute in embedded mode is not built yet, and nothing here has
-//! been measured. A failed read is retried on the same backoff; five in a row close the stream.
+//! **Live delivery is pushed in one process and polled otherwise.** When the server shares its
+//! table port with distribute (`worldfleet serve` embedded), a page write wakes the feed's
+//! subscribers at once ([`crate::push`]). Underneath, and alone over DynamoDB, the producer
+//! polls the feeds table through the table port: after a read that found entries the next read
+//! comes after `poll_min` (50 ms); while the feed is quiet the interval doubles up to
+//! `poll_max` (1 s), so an idle subscriber costs about one read a second. A failed read is
+//! retried on the same backoff; five in a row close the stream.
 //!
 //! Each subscriber has its own producer task and a bounded buffer (`subscriber_buffer`
 //! entries). A subscriber that does not read keeps its buffer full; once the buffer has stayed
@@ -114,6 +115,7 @@ pub async fn stream_feed(
             5,
         ));
     };
+    let signal = state.listen(&feed.to_string());
     let first = read_feed(
         state.inner.table.as_ref(),
         FEEDS_TABLE,
@@ -137,6 +139,7 @@ pub async fn stream_feed(
         entries,
         closed,
         permit,
+        signal,
     ));
     // A first frame at once, so the status and headers reach the client before any entry
     // (hyper sends the head with the first body frame); `retry` sets EventSource's reconnect
@@ -223,9 +226,12 @@ fn going_away(after: u64) -> Closed {
     }
 }
 
-/// One subscriber's producer: delivers `first`, then polls the feed until the client goes, the
-/// buffer stays full, the server shuts down or the store keeps failing.
-async fn produce(
+/// One subscriber's producer (an SSE stream's, or one feed of a WebSocket): delivers `first`,
+/// then reads the feed whenever `signal` says a page was written or the poll interval passes,
+/// until the client goes, the buffer stays full, the server shuts down or the store keeps
+/// failing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn produce(
     state: ServeState,
     feed: FeedId,
     mut after: u64,
@@ -233,6 +239,7 @@ async fn produce(
     entries: mpsc::Sender<FeedEntry>,
     closed: oneshot::Sender<Closed>,
     _permit: OwnedSemaphorePermit,
+    mut signal: Option<watch::Receiver<u64>>,
 ) {
     let config = state.inner.config.clone();
     let mut shutdown = state.inner.shutdown.subscribe();
@@ -266,6 +273,7 @@ async fn produce(
                 biased;
                 _ = shutdown.wait_for(|down| *down) => break Some(going_away(after)),
                 () = entries.closed() => break None,
+                () = written(&mut signal) => interval = config.poll_min,
                 () = tokio::time::sleep(interval) => {}
             }
         }
@@ -315,4 +323,18 @@ async fn produce(
         let _ = closed.send(outcome);
     }
     drop(entries);
+}
+
+/// Completes when a page of the feed was written since the last call (never without a signal,
+/// or once the signal's source is gone).
+async fn written(signal: &mut Option<watch::Receiver<u64>>) {
+    match signal {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                *signal = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

@@ -16,6 +16,7 @@ use worldfleet_intake::GatewayKeys;
 use worldfleet_ports::{
     Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec, Update,
 };
+use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{ServeConfig, ServeState, app, sign_request};
 use worldfleet_tables::plan::{counter_key, page_item};
 
@@ -48,6 +49,16 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_with(config: ServeConfig) -> Fixture {
+    build(config, false).await
+}
+
+/// A fixture whose table wakes live subscribers on page writes, as `worldfleet serve` does
+/// when it runs distribute in process.
+pub async fn pushing_fixture(config: ServeConfig) -> Fixture {
+    build(config, true).await
+}
+
+async fn build(config: ServeConfig, push: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(SAMPLE_SENT_AT + 1_000);
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -57,7 +68,12 @@ pub async fn fixture_with(config: ServeConfig) -> Fixture {
     };
     let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared_clock), options).unwrap();
     let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
+    let signals = Arc::new(FeedSignals::default());
+    let table: Arc<dyn Table> = if push {
+        Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)))
+    } else {
+        store.table()
+    };
     for name in ALL_TABLES {
         table
             .ensure_table(&TableSpec { name: name.into() })
@@ -76,13 +92,16 @@ pub async fn fixture_with(config: ServeConfig) -> Fixture {
         ))
         .await
         .unwrap();
-    let state = ServeState::new(
+    let mut state = ServeState::new(
         Arc::clone(&queue),
         Arc::clone(&table),
         shared_clock,
         keys(),
         config,
     );
+    if push {
+        state = state.with_push(signals);
+    }
     Fixture {
         _dir: dir,
         _store: store,

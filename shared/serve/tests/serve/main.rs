@@ -9,3 +9,4 @@ mod rejections;
 mod signer;
 mod sqs;
 mod stream;
+mod subscribe;

@@ -10,7 +10,7 @@ use worldfleet_ports::Item;
 use worldfleet_serve::ServeConfig;
 use worldfleet_tables::feed::trim_key;
 
-use crate::common::{Fixture, fixture_with};
+use crate::common::{Fixture, fixture_with, pushing_fixture};
 
 /// One parsed server-sent event.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +109,26 @@ async fn wait_for_subscribers(fixture: &Fixture, count: u64) {
         "{} subscribers, expected {count}",
         fixture.state.metrics().active_subscribers()
     );
+}
+
+#[tokio::test]
+async fn with_push_a_page_write_reaches_the_stream_without_waiting_for_a_poll() {
+    // Polls 30 s apart: only the push can deliver within the test's 5 s.
+    let fixture = pushing_fixture(ServeConfig {
+        poll_min: Duration::from_secs(30),
+        poll_max: Duration::from_secs(30),
+        ..ServeConfig::default()
+    })
+    .await;
+    assert!(fixture.state.pushes());
+    let mut body = open(&fixture, "/v1/feeds/player:p-1/stream").await;
+    wait_for_subscribers(&fixture, 1).await;
+    for round in 0..3_u64 {
+        let seq = round + 1;
+        fixture.write_page("player:p-1", seq, seq).await;
+        let (events, _) = read_events(&mut body, 1, Duration::from_secs(5)).await;
+        assert_eq!(seqs(&events), [seq], "pushed, not polled");
+    }
 }
 
 #[tokio::test]
