@@ -157,6 +157,8 @@ pub struct RejectionRow {
     pub count: u64,
     pub first_received_at_ms: u64,
     pub last_received_at_ms: u64,
+    /// The queue message of the last refusal.
+    pub message_id: String,
 }
 
 impl RejectionRow {
@@ -173,6 +175,7 @@ impl RejectionRow {
             count: number("count"),
             first_received_at_ms: number("first_received_at_ms"),
             last_received_at_ms: number("last_received_at_ms"),
+            message_id: item.str("message_id").unwrap_or_default().to_owned(),
         }
     }
 }

@@ -13,22 +13,41 @@
 //! queue. If the queue did not take some of them, the answer is 503 with the same results:
 //! resending the whole request is safe, because within the queue's five-minute deduplication
 //! window a resent event id is dropped as a duplicate.
+//!
+//! With `?wait=decided` the answer also carries intake's verdict on each queued envelope, read
+//! back from intake's own records — the ledger entry this message appended (`accepted`), or the
+//! rejection row this message last counted (`refused`, with intake's reason code and sentence) —
+//! waiting at most `wait_ms` (default 2,000, at most 10,000) and answering `pending` for what
+//! intake has not decided by then. The door judges nothing itself: it only reads.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use worldfleet_domain::names::INTAKE_QUEUE;
+use worldfleet_domain::names::{INTAKE_QUEUE, LEDGER_TABLE, REJECTIONS_TABLE};
 use worldfleet_domain::{MAX_ENVELOPE_BYTES, RejectReason};
+use worldfleet_intake::rejections::{RejectionRow, locate};
 use worldfleet_ports::queue::MAX_BATCH;
-use worldfleet_ports::{OutgoingMessage, SendOutcome};
+use worldfleet_ports::{Key, OutgoingMessage, SendOutcome};
 
 use crate::ServeState;
 use crate::error::ApiError;
+use crate::feeds::{number_parameter, query_map};
+
+/// How long `?wait=decided` waits unless `wait_ms` says otherwise.
+pub const DEFAULT_DECISION_WAIT: Duration = Duration::from_secs(2);
+/// The longest `wait_ms` a request may ask for.
+pub const MAX_DECISION_WAIT: Duration = Duration::from_secs(10);
+/// How often intake's records are read while waiting.
+const DECISION_POLL: Duration = Duration::from_millis(20);
 
 /// The message group of envelopes whose partition cannot be one (intake refuses them).
 pub const FALLBACK_GROUP: &str = "unpartitioned";
@@ -39,8 +58,12 @@ const MAX_FIFO_ID_CHARS: usize = 128;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum EnvelopeResult {
-    /// On the intake queue; intake decides next.
-    Queued { message_id: String },
+    /// On the intake queue; intake decides next (or, with `?wait=decided`, has decided).
+    Queued {
+        message_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        decision: Option<Decision>,
+    },
     /// Refused by the door; not queued. `reason` is one of intake's reason codes.
     Refused {
         reason: &'static str,
@@ -52,6 +75,18 @@ pub enum EnvelopeResult {
         message: String,
         retryable: bool,
     },
+}
+
+/// Intake's verdict on a queued envelope (`?wait=decided`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Decision {
+    /// In the ledger: intake accepted it and routed it on.
+    Accepted { accepted_at_ms: u64 },
+    /// Refused by intake, with its reason code and sentence (also in the rejections table).
+    Refused { reason: String, message: String },
+    /// Not decided within the wait; look it up later (`GET /v1/rejections/{event_id}`).
+    Pending { message: String },
 }
 
 /// The response body.
@@ -163,8 +198,13 @@ pub fn message_for(raw: &RawValue) -> Result<OutgoingMessage, EnvelopeResult> {
 pub async fn post_events(
     State(state): State<ServeState>,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Bytes,
 ) -> Response {
+    let wait = match wait_parameter(query) {
+        Ok(wait) => wait,
+        Err(error) => return error.into_response(),
+    };
     if !is_json(&headers) {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -199,6 +239,7 @@ pub async fn post_events(
                     results[*index] = Some(match outcomes.get(position) {
                         Some(SendOutcome::Sent { message_id }) => EnvelopeResult::Queued {
                             message_id: message_id.clone(),
+                            decision: None,
                         },
                         Some(SendOutcome::Failed { reason, retryable }) => {
                             tracing::warn!(%reason, "intake queue refused an envelope");
@@ -228,7 +269,7 @@ pub async fn post_events(
             }
         }
     }
-    let results: Vec<EnvelopeResult> = results
+    let mut results: Vec<EnvelopeResult> = results
         .into_iter()
         .map(|result| {
             result.unwrap_or(EnvelopeResult::Failed {
@@ -238,6 +279,9 @@ pub async fn post_events(
             })
         })
         .collect();
+    if let Some(wait) = wait {
+        await_decisions(&state, &envelopes, &mut results, wait).await;
+    }
     let mut any_failed = false;
     for result in &results {
         match result {
@@ -261,6 +305,117 @@ pub async fn post_events(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     response
+}
+
+/// `?wait=decided[&wait_ms=N]`: how long to wait for intake's verdicts, if at all.
+fn wait_parameter(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Option<Duration>, ApiError> {
+    let parameters = query_map(query)?;
+    let wait_ms = number_parameter(&parameters, "wait_ms")?;
+    match parameters.get("wait").map(String::as_str) {
+        None if wait_ms.is_none() => Ok(None),
+        None => Err(ApiError::bad_request(
+            "bad_parameter",
+            "`wait_ms` goes with `wait=decided`",
+        )),
+        Some("decided") => {
+            let wait = wait_ms.map_or(DEFAULT_DECISION_WAIT, Duration::from_millis);
+            if wait.is_zero() || wait > MAX_DECISION_WAIT {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("`wait_ms` must be 1 to {}", MAX_DECISION_WAIT.as_millis()),
+                ));
+            }
+            Ok(Some(wait))
+        }
+        Some(other) => Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("`wait` is {other:?}; the one value is `decided`"),
+        )),
+    }
+}
+
+/// Fills in intake's verdict on every queued envelope, reading the ledger and the rejections
+/// table until each is decided or `wait` runs out.
+async fn await_decisions(
+    state: &ServeState,
+    envelopes: &[Box<RawValue>],
+    results: &mut [EnvelopeResult],
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut undecided = 0;
+        for (raw, result) in envelopes.iter().zip(results.iter_mut()) {
+            let EnvelopeResult::Queued {
+                message_id,
+                decision,
+            } = result
+            else {
+                continue;
+            };
+            if decision.is_some() {
+                continue;
+            }
+            match decided(state, raw.get(), message_id).await {
+                Some(verdict) => *decision = Some(verdict),
+                None => undecided += 1,
+            }
+        }
+        if undecided == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(DECISION_POLL).await;
+    }
+    for result in results.iter_mut() {
+        if let EnvelopeResult::Queued { decision, .. } = result
+            && decision.is_none()
+        {
+            *decision = Some(Decision::Pending {
+                message: format!(
+                    "intake had not decided within {} ms; look the event id up later at \
+                     GET /v1/rejections/{{event_id}} (empty once it is accepted)",
+                    wait.as_millis()
+                ),
+            });
+        }
+    }
+}
+
+/// Intake's verdict on the envelope `text` delivered as `message_id`, if it has one yet.
+async fn decided(state: &ServeState, text: &str, message_id: &str) -> Option<Decision> {
+    let table = state.inner.table.as_ref();
+    let object = serde_json::from_str::<serde_json::Value>(text).ok();
+    let field = |name: &str| {
+        object
+            .as_ref()
+            .and_then(|value| value.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    if let (Some(partition), Some(event_id)) = (field("partition"), field("event_id"))
+        && let Ok(Some(entry)) = table
+            .get(LEDGER_TABLE, &Key::new(partition, event_id))
+            .await
+        && entry.str("message_id") == Some(message_id)
+    {
+        return Some(Decision::Accepted {
+            accepted_at_ms: entry.i64("accepted_at_ms").unwrap_or(0).max(0) as u64,
+        });
+    }
+    let row = table
+        .get(REJECTIONS_TABLE, &locate(text.as_bytes()))
+        .await
+        .ok()
+        .flatten()
+        .map(|item| RejectionRow::from_item(&item))?;
+    (row.message_id == message_id).then(|| Decision::Refused {
+        reason: row
+            .reason
+            .map_or_else(|| "unknown".to_owned(), |reason| reason.code().to_owned()),
+        message: row.detail,
+    })
 }
 
 #[cfg(test)]

@@ -198,3 +198,127 @@ async fn a_body_over_the_cap_is_413_whether_or_not_it_says_its_length() {
     assert_eq!(status, 413, "{answer}");
     assert!(fixture.intake_messages().await.is_empty());
 }
+
+/// Runs the real intake stage over the intake queue until the returned sender fires.
+fn intake_running(fixture: &crate::common::Fixture) -> tokio::sync::oneshot::Sender<()> {
+    let queue = Arc::clone(&fixture.queue);
+    let table = Arc::clone(&fixture.table);
+    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
+            queue
+                .ensure_queue(&QueueSpec::with_dead_letter(
+                    name,
+                    "intake-dlq.fifo",
+                    Duration::from_secs(30),
+                ))
+                .await
+                .unwrap();
+        }
+        let intake = Intake::new(
+            StageContext::new(Arc::clone(&queue), table, clock),
+            IntakeConfig::new(keys()),
+        );
+        while stopped.try_recv().is_err() {
+            let batch = queue
+                .receive(
+                    worldfleet_domain::names::INTAKE_QUEUE,
+                    worldfleet_ports::ReceiveRequest::batch(Duration::from_millis(50)),
+                )
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                continue;
+            }
+            intake.handle_batch(&batch, Duration::from_secs(30)).await;
+            queue
+                .delete_batch(
+                    worldfleet_domain::names::INTAKE_QUEUE,
+                    batch
+                        .into_iter()
+                        .map(|message| message.receipt_handle)
+                        .collect(),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    stop
+}
+
+#[tokio::test]
+async fn wait_decided_answers_with_intakes_verdict_per_envelope() {
+    let fixture = fixture().await;
+    let _intake = intake_running(&fixture);
+    let good = sample("dialogue");
+    let mut forged: serde_json::Value = serde_json::from_str(&sample("combat")).unwrap();
+    forged["signature"] = serde_json::Value::from("00".repeat(32));
+    let body = format!("[{good},{forged}]");
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events?wait=decided", body.as_bytes()))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "queued");
+    assert_eq!(results[0]["decision"]["status"], "accepted", "{answer}");
+    assert!(results[0]["decision"]["accepted_at_ms"].as_u64().unwrap() > 0);
+    assert_eq!(results[1]["decision"]["status"], "refused", "{answer}");
+    assert_eq!(results[1]["decision"]["reason"], "bad_signature");
+    assert!(
+        results[1]["decision"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HMAC")
+    );
+    // The accepted envelope posted again inside the queue's 5-minute deduplication window: the
+    // queue answers with the first message's id, so the verdict is that message's, accepted.
+    let (_, again) = fixture
+        .call_json(fixture.signed("POST", "/v1/events?wait=decided", good.as_bytes()))
+        .await;
+    assert_eq!(
+        again["results"][0]["decision"]["status"], "accepted",
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn wait_decided_says_pending_when_intake_has_not_decided_in_time() {
+    let fixture = fixture().await;
+    let (status, answer) = fixture
+        .call_json(fixture.signed(
+            "POST",
+            "/v1/events?wait=decided&wait_ms=100",
+            sample("quest").as_bytes(),
+        ))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        answer["results"][0]["decision"]["status"], "pending",
+        "{answer}"
+    );
+    // Without the parameter, no decision at all.
+    let (_, plain) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", sample("action").as_bytes()))
+        .await;
+    assert!(plain["results"][0].get("decision").is_none(), "{plain}");
+}
+
+#[tokio::test]
+async fn bad_wait_parameters_are_400() {
+    let fixture = fixture().await;
+    for uri in [
+        "/v1/events?wait=soon",
+        "/v1/events?wait=decided&wait_ms=0",
+        "/v1/events?wait=decided&wait_ms=60000",
+        "/v1/events?wait_ms=100",
+        "/v1/events?wait=decided&wait_ms=x",
+    ] {
+        let (status, answer) = fixture
+            .call_json(fixture.signed("POST", uri, sample("quest").as_bytes()))
+            .await;
+        assert_eq!(status, 400, "{uri}: {answer}");
+        assert_eq!(answer["error"], "bad_parameter", "{uri}");
+    }
+    assert!(fixture.intake_messages().await.is_empty(), "nothing queued");
+}
