@@ -331,7 +331,7 @@ async fn feed_occurrences(
     let feeds = rules.targets(canon);
     let mut entries = 0;
     for feed in &feeds {
-        let read = read_feed(table, FEEDS_TABLE, feed, 0, 10_000)
+        let read = read_feed(table, FEEDS_TABLE, feed, 0, 10_000, u64::MAX)
             .await
             .expect("read a feed");
         entries += read

@@ -282,7 +282,9 @@ async fn main() -> anyhow::Result<()> {
             let after =
                 worldfleet_tables::feed::checkpoint(table.as_ref(), FEEDS_TABLE, &feed, "app")
                     .await?;
-            let read = match read_feed(table.as_ref(), FEEDS_TABLE, &feed, after, 10_000).await {
+            let read = match read_feed(table.as_ref(), FEEDS_TABLE, &feed, after, 10_000, u64::MAX)
+                .await
+            {
                 Ok(read) => read,
                 Err(worldfleet_tables::Error::BehindRetention {
                     trimmed_through, ..

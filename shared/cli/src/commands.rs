@@ -224,7 +224,11 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
+    /// What to measure instead of the embedded pipeline.
+    #[command(subcommand)]
+    target: Option<BenchTarget>,
     /// Events for the throughput phase (as fast as possible); with --aws, the events of the
     /// cost run. Default: 100,000 embedded, 1,000 with --aws.
     #[arg(long)]
@@ -564,7 +568,18 @@ fn print_world(world: &WorldReport) {
     }
 }
 
+/// `worldfleet bench <target>`.
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// The doors under load: subscribers on WebSockets, events posted over HTTP, delivery
+    /// latency from the POST's response to each recipient's frame.
+    Serve(crate::bench_serve::BenchServeArgs),
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchTarget::Serve(serve)) = args.target {
+        return crate::bench_serve::run(serve).await;
+    }
     if args.aws {
         let report = crate::bench_aws::run(crate::bench_aws::AwsBenchOptions {
             events: args.events.unwrap_or(1_000),
@@ -688,7 +703,7 @@ async fn read_and_print(
         Some(after) => after,
         None => checkpoint(table, FEEDS_TABLE, feed, &args.reader).await?,
     };
-    let read = read_feed(table, FEEDS_TABLE, feed, after, args.limit).await?;
+    let read = read_feed(table, FEEDS_TABLE, feed, after, args.limit, clock.now_ms()).await?;
     for entry in &read.entries {
         println!("{:>8}  {}  {}", entry.seq, entry.event_id, entry.text);
     }

@@ -1,6 +1,7 @@
 //! `worldfleet`: run the world embedded, benchmark it (embedded, or per-stage cost on AWS), read feeds.
 
 mod bench_aws;
+mod bench_serve;
 mod commands;
 #[cfg(test)]
 mod modes_test;

@@ -9,7 +9,7 @@
 //! `going_away` event, in-flight requests finish, then the stages stop after their in-flight
 //! batches and the store closes; the exit status is 0.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_intake::GatewayKeys;
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
+use worldfleet_runtime::ModelChoice;
 use worldfleet_runtime::resources::{QueueSettings, declare};
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{ServeConfig, ServeState};
@@ -48,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(bind) = args.bind {
         config.bind = bind;
     }
-    let mut settings = StageSettings::from_vars(&env)?;
+    let settings = StageSettings::from_vars(&env)?;
     let gateways = settings
         .intake
         .clone()
@@ -68,45 +70,130 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("create {}", args.data_dir.display()))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = EmbeddedStore::open(&args.data_dir, Arc::clone(&clock), StoreOptions::default())
-        .with_context(|| format!("open the embedded store in {}", args.data_dir.display()))?;
-    let queue: Arc<dyn Queue> = store.queue();
-    // Distribute writes pages through this table, which wakes the feed's live subscribers.
-    let signals = Arc::new(FeedSignals::default());
-    let table: Arc<dyn Table> = Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)));
-    declare(queue.as_ref(), table.as_ref(), QueueSettings::default()).await?;
-    let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock);
-    let (classifier, _) = worldfleet_runtime::models::classifier(
-        worldfleet_runtime::ModelChoice::Auto,
-        &settings.classifier,
-        Arc::clone(&context.clock),
-    )?;
-    settings.classifier = ClassifierSetting::Given(classifier);
-    let stages = build_stages(&worldfleet_stages::all_names(), &context, &settings)?;
+    let server = EmbeddedServer::start(
+        listener,
+        &args.data_dir,
+        StoreOptions::default(),
+        settings,
+        gateways,
+        config,
+        ModelChoice::Auto,
+        args.workers,
+    )
+    .await?;
     eprintln!(
         "worldfleet serve: http://{address} — every stage embedded on {} (Ctrl-C stops)",
         args.data_dir.display()
     );
-    for line in stages.describe() {
+    for line in &server.stages {
         eprintln!("  {line}");
     }
-    let poller = worldfleet_runtime::PollerConfig {
-        workers: args.workers.max(1),
-        wait: Duration::from_millis(200),
-        visibility_timeout: QueueSettings::default().visibility_timeout,
-    };
-    let mut fleet = worldfleet_runtime::Fleet::launch(stages, Arc::clone(&queue), poller, None);
-    let state = ServeState::from_context(&context, gateways, config).with_push(signals);
-    let served = worldfleet_serve::serve(listener, state, shutdown_signal()).await;
-    fleet.stop_timers().await;
-    fleet.stop().await;
-    drop((queue, table, context));
-    store.close();
-    served?;
+    shutdown_signal().await;
+    server.stop().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every registered stage and the doors, embedded in this process on one durable store: what
+/// `worldfleet serve` runs, and what `worldfleet bench serve` measures.
+pub struct EmbeddedServer {
+    /// What each stage was built as, one line per stage.
+    pub stages: Vec<String>,
+    /// The server's state (metrics, configuration).
+    pub state: ServeState,
+    fleet: worldfleet_runtime::Fleet,
+    store: EmbeddedStore,
+    served: tokio::task::JoinHandle<worldfleet_serve::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    context: StageContext,
+}
+
+impl EmbeddedServer {
+    /// Opens the store in `data_dir`, declares the queues and tables, builds every stage
+    /// through the registry from `settings` (the classifier resolved by `models`), starts them
+    /// with `workers` pollers each and serves the doors on `listener`, pushing live entries as
+    /// distribute writes them.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        listener: tokio::net::TcpListener,
+        data_dir: &Path,
+        options: StoreOptions,
+        mut settings: StageSettings,
+        gateways: GatewayKeys,
+        config: ServeConfig,
+        models: ModelChoice,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("create {}", data_dir.display()))?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = EmbeddedStore::open(data_dir, Arc::clone(&clock), options)
+            .with_context(|| format!("open the embedded store in {}", data_dir.display()))?;
+        let queue: Arc<dyn Queue> = store.queue();
+        // Distribute writes pages through this table, which wakes the feed's live subscribers.
+        let signals = Arc::new(FeedSignals::default());
+        let table: Arc<dyn Table> =
+            Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)));
+        declare(queue.as_ref(), table.as_ref(), QueueSettings::default()).await?;
+        let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock);
+        let (classifier, _) = worldfleet_runtime::models::classifier(
+            models,
+            &settings.classifier,
+            Arc::clone(&context.clock),
+        )?;
+        settings.classifier = ClassifierSetting::Given(classifier);
+        let stages = build_stages(&worldfleet_stages::all_names(), &context, &settings)?;
+        let described = stages.describe();
+        let poller = worldfleet_runtime::PollerConfig {
+            workers: workers.max(1),
+            wait: Duration::from_millis(200),
+            visibility_timeout: QueueSettings::default().visibility_timeout,
+        };
+        let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, None);
+        let state = ServeState::from_context(&context, gateways, config).with_push(signals);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(worldfleet_serve::serve(
+            listener,
+            state.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            stages: described,
+            state,
+            fleet,
+            store,
+            served,
+            stop,
+            context,
+        })
+    }
+
+    /// The store's queue port (what `POST /v1/events` sends to).
+    pub fn queue(&self) -> Arc<dyn Queue> {
+        Arc::clone(&self.context.queue)
+    }
+
+    /// Stops serving (live streams get `going_away`, in-flight requests finish), then the
+    /// stages after their in-flight batches, then closes the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Self {
+            mut fleet,
+            store,
+            served,
+            stop,
+            context,
+            ..
+        } = self;
+        let _ = stop.send(());
+        let served = served.await.context("the server task")?;
+        fleet.stop_timers().await;
+        fleet.stop().await;
+        drop(context);
+        store.close();
+        served?;
+        Ok(())
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

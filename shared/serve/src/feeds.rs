@@ -124,9 +124,16 @@ pub async fn get_feed(
             .map_err(|error| ApiError::from_feed(&error))?,
         (None, None) => 0,
     };
-    let read = read_feed(table, FEEDS_TABLE, &feed, after, limit as usize)
-        .await
-        .map_err(|error| ApiError::from_feed(&error))?;
+    let read = read_feed(
+        table,
+        FEEDS_TABLE,
+        &feed,
+        after,
+        limit as usize,
+        state.inner.clock.now_ms(),
+    )
+    .await
+    .map_err(|error| ApiError::from_feed(&error))?;
     Ok(Json(FeedPageResponse {
         feed: feed.to_string(),
         after,

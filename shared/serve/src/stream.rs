@@ -122,6 +122,7 @@ pub async fn stream_feed(
         &feed,
         after,
         state.inner.config.feed_limit,
+        state.inner.clock.now_ms(),
     )
     .await
     .map_err(|error| ApiError::from_feed(&error))?;
@@ -283,6 +284,7 @@ pub(crate) async fn produce(
             &feed,
             after,
             config.feed_limit,
+            state.inner.clock.now_ms(),
         )
         .await
         {

@@ -317,6 +317,7 @@ async fn start(
         &feed,
         after,
         state.inner.config.feed_limit,
+        state.inner.clock.now_ms(),
     )
     .await
     .map_err(|error| ApiError::from_feed(&error))?;

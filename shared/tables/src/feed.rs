@@ -5,6 +5,10 @@
 //! whose key sorts after the checkpoint's. Each reader keeps its own checkpoint item in the
 //! feed's partition; checkpoints only move forward.
 //!
+//! A read returns a contiguous run from the checkpoint: it stops at a hole in the sequence
+//! numbers while the page after the hole is younger than [`GAP_GRACE`] (a range allocated by a
+//! batch that has not written its page yet), and passes an older hole (burned numbers).
+//!
 //! Retention: prune deletes the oldest pages once they are older than [`FEED_RETENTION`] and
 //! every live reader's checkpoint has passed them, or once they are older than
 //! [`FEED_HARD_RETENTION`] whatever the readers say. Before it deletes a page it raises the
@@ -60,14 +64,26 @@ pub struct FeedRead {
     pub next_after_seq: u64,
 }
 
-/// Up to `limit` entries of `feed` with sequence numbers above `after_seq`, in order; fails
-/// with [`Error::BehindRetention`] when entries after `after_seq` were trimmed.
+/// How long a hole in a feed's sequence numbers is waited for before readers skip it, counted
+/// from when the page after the hole was written. Distribute allocates a range with one atomic
+/// add and writes its page moments later, so concurrent batches can land a later page first:
+/// that hole fills within milliseconds. A range whose batch crashed before planning is never
+/// written (its numbers are burned); readers pass it once it is this old.
+pub const GAP_GRACE: Duration = Duration::from_secs(60);
+
+/// Entries of `feed` after `after_seq`, at most `limit`, at time `now_ms`.
+///
+/// Reads stop at a hole younger than [`GAP_GRACE`] (an allocated range whose page is not
+/// written yet): what comes back is always a contiguous run from the checkpoint, so a reader
+/// that moves its checkpoint to `next_after_seq` never steps over an entry still being written.
+/// A hole older than the grace is burned numbers and is skipped.
 pub async fn read_feed(
     table: &dyn Table,
     table_name: &str,
     feed: &FeedId,
     after_seq: u64,
     limit: usize,
+    now_ms: u64,
 ) -> Result<FeedRead> {
     let pk = feed.to_string();
     let trimmed = trimmed_through(table, table_name, feed).await?;
@@ -83,6 +99,8 @@ pub async fn read_feed(
         entries: Vec::new(),
         next_after_seq: after_seq,
     };
+    let grace_ms = GAP_GRACE.as_millis() as u64;
+    let mut expected = after_seq.saturating_add(1);
     let mut start_after = None;
     loop {
         let query = Query::partition(pk.clone())
@@ -94,11 +112,25 @@ pub async fn read_feed(
             .start_after(start_after);
         let page = table.query(table_name, &query).await?;
         for item in &page.items {
-            for entry in page_from_item(item)?.entries {
-                if entry.seq > after_seq && read.entries.len() < limit {
-                    read.next_after_seq = read.next_after_seq.max(entry.seq);
-                    read.entries.push(entry);
+            let decoded = page_from_item(item)?;
+            if decoded.first_seq > expected {
+                let written_at_ms = item.i64("written_at_ms").unwrap_or(0).max(0) as u64;
+                if now_ms.saturating_sub(written_at_ms) < grace_ms {
+                    // A range still being written: stop before it.
+                    return Ok(read);
                 }
+                expected = decoded.first_seq;
+            }
+            for entry in decoded.entries {
+                if entry.seq < expected {
+                    continue;
+                }
+                if read.entries.len() >= limit {
+                    return Ok(read);
+                }
+                expected = entry.seq + 1;
+                read.next_after_seq = entry.seq;
+                read.entries.push(entry);
             }
         }
         if read.entries.len() >= limit || page.last_evaluated_sk.is_none() {
