@@ -25,7 +25,7 @@ fi
 
 bins=("$@")
 if (( ${#bins[@]} == 0 )); then
-  bins=(intake classify compose distribute)
+  bins=(intake classify compose distribute prune market price-window production ecology-input ecology watchdog feeds)
 fi
 
 bin_args=()

@@ -58,7 +58,7 @@ cargo test --workspace --locked --test leases "$@" -- --nocapture
 echo "== the gateway retry rule on SQS FIFO: a rate_limited event goes in under a new deduplication id, not the old one"
 cargo test --workspace --locked --test retry_rule "$@" -- --nocapture
 
-echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog)"
+echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog, feed API)"
 cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
 
 echo "== lint the template"

@@ -20,6 +20,10 @@
 //! nothing). The watchdog answers a scheduled event with its pass and refuses anything else;
 //! started outside Lambda, it and prune name the missing variables instead of panicking.
 //!
+//! The feed API (`feeds`, `lambda_http`) answers API Gateway HTTP API (payload 2.0) events: a
+//! page of a feed written as distribute writes it, a reader checkpoint moved, read and refused
+//! backwards, a bad feed id and an unknown route refused, on DynamoDB Local.
+//!
 //! Runs when `WORLDFLEET_LOCAL_AWS=1`, with the stage binaries built (`scripts/test-aws.sh`
 //! does both).
 
@@ -1045,4 +1049,196 @@ async fn the_watchdog_and_prune_outside_lambda_name_the_missing_variables() {
             "{name} says what is missing, without a panic: {log}"
         );
     }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event for `method` `path`?`query` with `body`.
+fn http_api_event(method: &str, route: &str, path: &str, query: &str, body: Option<&str>) -> Value {
+    let parameters: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), Value::from(value)))
+        .collect();
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {route}"),
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {
+            "host": "feeds.execute-api.us-east-1.amazonaws.com",
+            "content-type": "application/json"
+        },
+        "queryStringParameters": parameters,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "feeds",
+            "domainName": "feeds.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "feeds",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "worldfleet-test"
+            },
+            "requestId": format!("request-{}", now_ms()),
+            "routeKey": format!("{method} {route}"),
+            "stage": "$default",
+            "time": "06/Dec/2026:10:00:00 +0000",
+            "timeEpoch": now_ms(),
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIATEST",
+                    "accountId": "000000000000",
+                    "callerId": "AIDATEST",
+                    "principalOrgId": null,
+                    "userArn": "arn:aws:iam::000000000000:user/gateway",
+                    "userId": "AIDATEST"
+                }
+            }
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+/// Invokes the feed API and returns (status, JSON body).
+async fn call_feeds(function: &mut LambdaFunction, event: &Value) -> (u64, Value) {
+    let outcome = function
+        .invoke(event, ANSWER_WITHIN)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", function.log()));
+    let Outcome::Response(response) = outcome else {
+        panic!("the feed API failed: {outcome:?}\n{}", function.log());
+    };
+    let status = response["statusCode"].as_u64().unwrap_or(0);
+    let body = response["body"].as_str().unwrap_or_default();
+    let body = serde_json::from_str(body)
+        .unwrap_or_else(|error| panic!("body is not JSON ({error}): {response}"));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_api_binary_answers_http_api_events_on_dynamodb() {
+    if !enabled() {
+        return;
+    }
+    let stack = format!("rt-feeds-{}", now_ms());
+    let settings = AwsSettings::from_env()
+        .expect("settings")
+        .with_stack(&stack);
+    let config = settings.sdk_config().await;
+    let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
+    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
+    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+    deploy_from_template(&template, &sqs, &dynamo)
+        .await
+        .expect("deploy the template's queues and tables");
+    // Three entries of one player's feed, written as distribute writes them.
+    let feed = "player:p-api";
+    let page = worldfleet_domain::FeedPage {
+        first_seq: 1,
+        entries: (1..=3)
+            .map(|seq| worldfleet_domain::FeedEntry {
+                seq,
+                event_id: format!("event-{seq}"),
+                partition: PartitionUid::parse("gm-1/district-2/scene-3").unwrap(),
+                kind: worldfleet_domain::EventKind::Dialogue,
+                actor: "p-api".into(),
+                text: format!("entry {seq}"),
+                accepted_at_ms: now_ms(),
+            })
+            .collect(),
+    };
+    dynamo
+        .put(
+            FEEDS_TABLE,
+            worldfleet_tables::plan::page_item(feed, &page, now_ms()).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    dynamo
+        .update(
+            FEEDS_TABLE,
+            &worldfleet_tables::plan::counter_key(feed),
+            worldfleet_ports::Update::new().add(worldfleet_tables::plan::COUNTER_NEXT, 3),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let mut feeds = LambdaFunction::start(
+        &lambda_binary("feeds"),
+        &format!("{stack}-feeds"),
+        &[
+            ("WORLDFLEET_STACK", stack.clone()),
+            ("WORLDFLEET_STAGE", "local".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+        &["WORLDFLEET_GATEWAY_KEYS"],
+    )
+    .await
+    .expect("start the feed API function");
+    let path = format!("/v1/feeds/{feed}");
+
+    let (status, page) = call_feeds(
+        &mut feeds,
+        &http_api_event("GET", "/v1/feeds/{feed}", &path, "after=1", None),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let seqs: Vec<u64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(page["next_after"], 3);
+
+    let reader_path = format!("{path}/readers/mobile");
+    let route = "/v1/feeds/{feed}/readers/{reader}";
+    let (status, moved) = call_feeds(
+        &mut feeds,
+        &http_api_event("PUT", route, &reader_path, "", Some(r#"{"after": 3}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["moved"], true);
+    let (status, reader) = call_feeds(
+        &mut feeds,
+        &http_api_event("GET", route, &reader_path, "", None),
+    )
+    .await;
+    assert_eq!(status, 200, "{reader}");
+    assert_eq!(reader["after"], 3);
+    let (status, backwards) = call_feeds(
+        &mut feeds,
+        &http_api_event("PUT", route, &reader_path, "", Some(r#"{"after": 1}"#)),
+    )
+    .await;
+    assert_eq!(status, 409, "{backwards}");
+    assert_eq!(backwards["error"], "checkpoint_backwards");
+
+    // Bad input gets the door's own refusals, and the process keeps serving.
+    let (status, refused) = call_feeds(
+        &mut feeds,
+        &http_api_event("GET", "/v1/feeds/{feed}", "/v1/feeds/guild:x", "", None),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "bad_feed");
+    let (status, missing) = call_feeds(
+        &mut feeds,
+        &http_api_event("GET", "/v1/events", "/v1/events", "", None),
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, _) = call_feeds(
+        &mut feeds,
+        &http_api_event("GET", "/v1/feeds/{feed}", &path, "", None),
+    )
+    .await;
+    assert_eq!(status, 200);
 }

@@ -16,8 +16,8 @@ use worldfleet_aws::template::{
     Resource, Template, as_bool, as_u64, intrinsic, logical_name, referenced_resource, string_list,
 };
 use worldfleet_domain::names::{
-    ALL_QUEUES, ALL_TABLES, STAGES, StageResources, WATCHDOG as WATCHDOG_RESOURCES, WORLD_QUEUES,
-    WORLD_TABLES, dead_letter_queue,
+    ALL_QUEUES, ALL_TABLES, FEEDS_API_FUNCTION, FEEDS_TABLE, STAGES, StageResources,
+    WATCHDOG as WATCHDOG_RESOURCES, WORLD_QUEUES, WORLD_TABLES, dead_letter_queue,
 };
 
 const CONSUME: [&str; 4] = [
@@ -44,6 +44,8 @@ const TABLE_READ: [&str; 4] = [
     "dynamodb:ConditionCheckItem",
 ];
 const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
+/// The feed API: feed pages read, reader checkpoints put (conditionally), nothing else.
+const FEEDS_API: [&str; 3] = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"];
 /// The one function that is not a stage: the scheduled watchdog.
 const WATCHDOG: &str = "watchdog";
 
@@ -206,6 +208,65 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
     grants
 }
 
+/// The feed API's events: HTTP API routes only, on an API whose default authorizer is IAM, and
+/// exactly the feed routes `worldfleet_serve::feeds_api` serves.
+fn api_events(template: &Template, function: &Resource<'_>, problems: &mut Vec<String>) {
+    let events: Vec<&Value> = match function.property("Events") {
+        Some(Value::Mapping(events)) => events.values().collect(),
+        _ => Vec::new(),
+    };
+    let mut routes = BTreeSet::new();
+    for event in events {
+        if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+            problems.push(format!(
+                "{}: the feed API is invoked only by its HTTP API",
+                function.id
+            ));
+            continue;
+        }
+        let properties = event.get("Properties").unwrap_or(&Value::Null);
+        let api = properties.get("ApiId").and_then(referenced_resource);
+        let authorizer = api
+            .as_deref()
+            .and_then(|id| template.resource(id))
+            .filter(|resource| resource.kind == "AWS::Serverless::HttpApi")
+            .and_then(|resource| resource.property("Auth"))
+            .and_then(|auth| auth.get("DefaultAuthorizer"))
+            .and_then(Value::as_str);
+        if authorizer != Some("AWS_IAM") {
+            problems.push(format!(
+                "{}: route on {api:?} is not behind an HTTP API with IAM authorization",
+                function.id
+            ));
+        }
+        routes.insert(format!(
+            "{} {}",
+            properties
+                .get("Method")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            properties
+                .get("Path")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ));
+    }
+    let wanted: BTreeSet<String> = [
+        "GET /v1/feeds/{feed}",
+        "GET /v1/feeds/{feed}/readers/{reader}",
+        "PUT /v1/feeds/{feed}/readers/{reader}",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    if routes != wanted {
+        problems.push(format!(
+            "{}: routes {routes:?}, expected {wanted:?}",
+            function.id
+        ));
+    }
+}
+
 fn set(actions: &[&str]) -> BTreeSet<String> {
     actions.iter().map(|action| (*action).to_owned()).collect()
 }
@@ -239,9 +300,10 @@ fn violations(template: &Template) -> Vec<String> {
         };
         let grants = grants_of(template, &function, &mut problems);
         let stage = stage_of.get(name.as_str()).copied();
-        if stage.is_none() && name != WATCHDOG {
+        let api = name == FEEDS_API_FUNCTION;
+        if stage.is_none() && name != WATCHDOG && !api {
             problems.push(format!(
-                "{}: {name} is neither a stage in STAGES nor the watchdog",
+                "{}: {name} is neither a stage in STAGES, the watchdog nor the feed API",
                 function.id
             ));
             continue;
@@ -253,23 +315,28 @@ fn violations(template: &Template) -> Vec<String> {
         }
 
         let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        // The watchdog consumes no queue; it sends and reads what WATCHDOG says.
-        if let Some(stage) = stage {
-            expected.insert(stage.consumes.to_owned(), set(&CONSUME));
-        }
-        let resources = stage.unwrap_or(&WATCHDOG_RESOURCES);
-        for queue in resources.sends_to {
-            expected
-                .entry((*queue).to_owned())
-                .or_default()
-                .extend(set(&SEND));
-        }
-        for table in resources.writes {
-            expected.insert((*table).to_owned(), set(&TABLE_WRITE));
-        }
-        for table in resources.reads {
-            if !resources.writes.contains(table) {
-                expected.insert((*table).to_owned(), set(&TABLE_READ));
+        if api {
+            expected.insert(FEEDS_TABLE.to_owned(), set(&FEEDS_API));
+            api_events(template, &function, &mut problems);
+        } else {
+            // The watchdog consumes no queue; it sends and reads what WATCHDOG says.
+            if let Some(stage) = stage {
+                expected.insert(stage.consumes.to_owned(), set(&CONSUME));
+            }
+            let resources = stage.unwrap_or(&WATCHDOG_RESOURCES);
+            for queue in resources.sends_to {
+                expected
+                    .entry((*queue).to_owned())
+                    .or_default()
+                    .extend(set(&SEND));
+            }
+            for table in resources.writes {
+                expected.insert((*table).to_owned(), set(&TABLE_WRITE));
+            }
+            for table in resources.reads {
+                if !resources.writes.contains(table) {
+                    expected.insert((*table).to_owned(), set(&TABLE_READ));
+                }
             }
         }
         let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -395,7 +462,7 @@ fn violations(template: &Template) -> Vec<String> {
                 );
             }
             None if !sqs_events.is_empty() => {
-                problems.push(format!("{}: the watchdog consumes no queue", function.id));
+                problems.push(format!("{}: {name} consumes no queue", function.id));
             }
             None => {}
         }
@@ -407,6 +474,9 @@ fn violations(template: &Template) -> Vec<String> {
     }
     if !seen_stages.contains(WATCHDOG) {
         problems.push("no watchdog function".into());
+    }
+    if !seen_stages.contains(FEEDS_API_FUNCTION) {
+        problems.push("no feed API function".into());
     }
 
     // Queues: every work queue has a DLQ of its kind (FIFO exactly when the name ends in
@@ -948,5 +1018,36 @@ fn a_watchdog_that_writes_or_misses_a_timer_queue_fails() {
             .iter()
             .any(|problem| problem.contains("watchdog lacks permissions on ecology-tick")),
         "{problems:?}"
+    );
+}
+
+#[test]
+fn a_feed_api_that_writes_more_opens_without_iam_or_adds_a_route_fails() {
+    let writes_more = violations_after(
+        "                  - dynamodb:PutItem\n                Resource: !GetAtt FeedsTable.Arn",
+        "                  - dynamodb:PutItem\n                  - dynamodb:DeleteItem\n                Resource: !GetAtt FeedsTable.Arn",
+    );
+    assert!(
+        writes_more
+            .iter()
+            .any(|problem| problem.contains("feeds on feeds")),
+        "{writes_more:?}"
+    );
+    let open = violations_after(
+        "        DefaultAuthorizer: AWS_IAM",
+        "        DefaultAuthorizer: NONE",
+    );
+    assert!(
+        open.iter()
+            .any(|problem| problem.contains("IAM authorization")),
+        "{open:?}"
+    );
+    let extra_route = violations_after(
+        "            Path: /v1/feeds/{feed}\n            Method: GET",
+        "            Path: /v1/feeds/{feed}\n            Method: DELETE",
+    );
+    assert!(
+        extra_route.iter().any(|problem| problem.contains("routes")),
+        "{extra_route:?}"
     );
 }

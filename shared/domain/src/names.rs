@@ -198,6 +198,10 @@ pub const STAGES: [StageResources; 10] = [
     },
 ];
 
+/// The feed API's function (invoked by API Gateway, not by a queue): it reads feed pages and
+/// writes reader checkpoints in [`FEEDS_TABLE`], and touches nothing else.
+pub const FEEDS_API_FUNCTION: &str = "feeds";
+
 /// The watchdog (scheduled once a minute): re-arms timer chains that went quiet, and once a day
 /// runs prune's sweep (claiming it in the prune table, asking prune through its queue).
 pub const WATCHDOG: StageResources = StageResources {

@@ -198,6 +198,20 @@ pub fn app(state: ServeState) -> Router {
         .with_state(state)
 }
 
+/// The feed API alone — feed pages and reader checkpoints — without the gateway signature:
+/// what the `feeds` Lambda function serves behind an API Gateway HTTP API whose IAM
+/// authorization has already admitted the caller. Unknown paths are a JSON 404.
+pub fn feeds_api(state: ServeState) -> Router {
+    Router::new()
+        .route("/v1/feeds/{feed}", get(feeds::get_feed))
+        .route(
+            "/v1/feeds/{feed}/readers/{reader}",
+            get(feeds::get_reader).put(feeds::put_reader),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
 /// Serves `app(state)` on `listener` until `shutdown_signal` completes; then tells live
 /// streams to close (`going_away`), stops accepting, and waits for in-flight requests up to
 /// `shutdown_grace` before returning.
