@@ -76,6 +76,23 @@ impl Fixture {
         self.context.table.as_ref()
     }
 
+    /// `feed` after `after`, read now.
+    async fn read(
+        &self,
+        feed: &FeedId,
+        after: u64,
+    ) -> worldfleet_tables::Result<worldfleet_tables::feed::FeedRead> {
+        read_feed(
+            self.table(),
+            FEEDS_TABLE,
+            feed,
+            after,
+            100,
+            self.clock.now_ms(),
+        )
+        .await
+    }
+
     fn prune(&self, config: PruneConfig) -> Prune {
         Prune::new(self.context.clone(), config)
     }
@@ -175,16 +192,7 @@ async fn memory_over_the_cap_loses_its_oldest_and_the_player_is_told_once() {
     assert_eq!(counted as u64, kept_bytes, "the count is corrected");
 
     let feed = FeedId::Player("p-1".into());
-    let read = read_feed(
-        fixture.table(),
-        FEEDS_TABLE,
-        &feed,
-        0,
-        100,
-        fixture.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let read = fixture.read(&feed, 0).await.unwrap();
     assert_eq!(
         read.entries.len(),
         1,
@@ -213,16 +221,7 @@ async fn memory_under_the_cap_is_left_alone() {
         .unwrap();
     assert_eq!(outcome.deleted, 0);
     let feed = FeedId::Player("p-2".into());
-    let read = read_feed(
-        fixture.table(),
-        FEEDS_TABLE,
-        &feed,
-        0,
-        100,
-        fixture.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let read = fixture.read(&feed, 0).await.unwrap();
     assert!(read.entries.is_empty());
 }
 
@@ -264,16 +263,7 @@ async fn feeds_trim_past_retention_once_every_reader_passed_and_laggards_get_an_
             .unwrap(),
         2
     );
-    let left = read_feed(
-        fixture.table(),
-        FEEDS_TABLE,
-        &feed,
-        2,
-        100,
-        fixture.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let left = fixture.read(&feed, 2).await.unwrap();
     assert_eq!(left.entries.first().map(|entry| entry.seq), Some(3));
     assert_eq!(left.entries.len(), 8);
 
@@ -290,16 +280,7 @@ async fn feeds_trim_past_retention_once_every_reader_passed_and_laggards_get_an_
     );
 
     // A reader behind the trim is told so, never handed a silent gap.
-    let error = read_feed(
-        fixture.table(),
-        FEEDS_TABLE,
-        &feed,
-        1,
-        100,
-        fixture.clock.now_ms(),
-    )
-    .await
-    .unwrap_err();
+    let error = fixture.read(&feed, 1).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -726,16 +707,7 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
         .await;
     assert!(report.failed_message_ids.is_empty());
     let feed = FeedId::Player("p-b".into());
-    let read = read_feed(
-        fixture.table(),
-        FEEDS_TABLE,
-        &feed,
-        0,
-        100,
-        fixture.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let read = fixture.read(&feed, 0).await.unwrap();
     assert_eq!(read.entries.len(), 4);
 }
 

@@ -9,10 +9,14 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use worldfleet_domain::names::{ALL_TABLES, FEEDS_TABLE, INTAKE_QUEUE};
+use worldfleet_domain::names::{
+    ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, FEEDS_TABLE, INTAKE_QUEUE, MARKET_QUEUE,
+};
 use worldfleet_domain::{EventKind, FeedEntry, FeedPage, PartitionUid};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_intake::GatewayKeys;
+use worldfleet_intake::{Intake, IntakeConfig};
+use worldfleet_kit::StageContext;
 use worldfleet_ports::{
     Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec, Update,
 };
@@ -233,4 +237,29 @@ pub fn sample(kind: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {path}: {error}"))
+}
+
+/// The real intake stage over the fixture's store (the queues it routes to declared), trusting
+/// the samples' gateway key.
+pub async fn intake(fixture: &Fixture) -> Intake {
+    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
+        fixture
+            .queue
+            .ensure_queue(&QueueSpec::with_dead_letter(
+                name,
+                "intake-dlq.fifo",
+                Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+    }
+    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
+    Intake::new(
+        StageContext::new(
+            Arc::clone(&fixture.queue),
+            Arc::clone(&fixture.table),
+            clock,
+        ),
+        IntakeConfig::new(keys()),
+    )
 }

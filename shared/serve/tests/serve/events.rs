@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_domain::names::{CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE};
-use worldfleet_intake::{Intake, IntakeConfig};
-use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, Key, QueueSpec};
+use worldfleet_domain::names::LEDGER_TABLE;
+use worldfleet_kit::StageHandler;
+use worldfleet_ports::Key;
 
-use crate::common::{GATEWAY, fixture, fixture_with, keys, sample};
+use crate::common::{GATEWAY, fixture, fixture_with, sample};
 
 const KINDS: [&str; 4] = ["dialogue", "action", "combat", "quest"];
 
@@ -58,26 +57,7 @@ async fn an_array_is_queued_in_order_and_intake_accepts_every_sample() {
     assert_eq!(messages.len(), KINDS.len());
 
     // The real intake stage takes what the door queued: every sample reaches the ledger.
-    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
-        fixture
-            .queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                "intake-dlq.fifo",
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
-    let intake = Intake::new(
-        StageContext::new(
-            Arc::clone(&fixture.queue),
-            Arc::clone(&fixture.table),
-            clock,
-        ),
-        IntakeConfig::new(keys()),
-    );
+    let intake = crate::common::intake(&fixture).await;
     let report = intake
         .handle_batch(&messages, Duration::from_secs(30))
         .await;
@@ -200,26 +180,11 @@ async fn a_body_over_the_cap_is_413_whether_or_not_it_says_its_length() {
 }
 
 /// Runs the real intake stage over the intake queue until the returned sender fires.
-fn intake_running(fixture: &crate::common::Fixture) -> tokio::sync::oneshot::Sender<()> {
+async fn intake_running(fixture: &crate::common::Fixture) -> tokio::sync::oneshot::Sender<()> {
+    let intake = crate::common::intake(fixture).await;
     let queue = Arc::clone(&fixture.queue);
-    let table = Arc::clone(&fixture.table);
-    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
-            queue
-                .ensure_queue(&QueueSpec::with_dead_letter(
-                    name,
-                    "intake-dlq.fifo",
-                    Duration::from_secs(30),
-                ))
-                .await
-                .unwrap();
-        }
-        let intake = Intake::new(
-            StageContext::new(Arc::clone(&queue), table, clock),
-            IntakeConfig::new(keys()),
-        );
         while stopped.try_recv().is_err() {
             let batch = queue
                 .receive(
@@ -250,7 +215,7 @@ fn intake_running(fixture: &crate::common::Fixture) -> tokio::sync::oneshot::Sen
 #[tokio::test]
 async fn wait_decided_answers_with_intakes_verdict_per_envelope() {
     let fixture = fixture().await;
-    let _intake = intake_running(&fixture);
+    let _intake = intake_running(&fixture).await;
     let good = sample("dialogue");
     let mut forged: serde_json::Value = serde_json::from_str(&sample("combat")).unwrap();
     forged["signature"] = serde_json::Value::from("00".repeat(32));

@@ -1,38 +1,15 @@
 //! `GET /v1/rejections/{event_id}`: a gateway looks up what intake refused under its own
 //! event ids, with the reason, the advice and the repeat count.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_domain::names::{CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, MARKET_QUEUE};
-use worldfleet_intake::{Intake, IntakeConfig};
-use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, QueueSpec};
+use worldfleet_kit::StageHandler;
 
-use crate::common::{Fixture, GATEWAY, fixture, keys, sample};
+use crate::common::{Fixture, GATEWAY, fixture, intake, sample};
 
 /// Runs the real intake stage over whatever the door queued.
 async fn run_intake(fixture: &Fixture) {
-    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
-        fixture
-            .queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                "intake-dlq.fifo",
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
-    let intake = Intake::new(
-        StageContext::new(
-            Arc::clone(&fixture.queue),
-            Arc::clone(&fixture.table),
-            clock,
-        ),
-        IntakeConfig::new(keys()),
-    );
+    let intake = intake(fixture).await;
     let messages = fixture.intake_messages().await;
     let report = intake
         .handle_batch(&messages, Duration::from_secs(30))
