@@ -141,7 +141,14 @@ impl EmbeddedStore {
             .cache_size(options.cache_bytes)
             .manual_journal_persist(true)
             .open()
-            .map_err(storage_error)?;
+            .map_err(|error| match error {
+                fjall::Error::Locked => Error::Unavailable(format!(
+                    "the store in {} is in use by another process (a running `worldfleet serve` \
+                     or `run`); stop it first, or ask the running server over HTTP",
+                    path.display()
+                )),
+                other => storage_error(other),
+            })?;
         let keyspace = |name: &str| {
             database
                 .keyspace(name, KeyspaceCreateOptions::default)

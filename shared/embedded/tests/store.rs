@@ -1,6 +1,7 @@
 //! Store-level properties the contract suites do not reach: check-and-set inside one commit
 //! group, failed jobs leaving nothing behind, durability across a reopen, O(1) queue depth
-//! counters against a manual clock, the janitor's retention sweep, and scans.
+//! counters against a manual clock, the janitor's retention sweep, scans, and a store already
+//! in use refused with a sentence saying so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -369,5 +370,18 @@ async fn scan_returns_one_table_in_key_order_without_expired_items() {
     assert_eq!(keys, ["a/9", "b/1", "b/2", "ab/0"]);
     assert!(table.scan("no-such-table").is_err());
     drop(table);
+    store.close();
+}
+
+#[tokio::test]
+async fn a_store_in_use_is_refused_with_a_sentence_that_says_so() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open_with_table(&directory).await;
+    let Err(error) = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options()) else {
+        panic!("a second open of a store in use must fail");
+    };
+    let message = error.to_string();
+    assert!(message.contains("in use by another process"), "{message}");
+    assert!(message.contains("stop it first"), "{message}");
     store.close();
 }
