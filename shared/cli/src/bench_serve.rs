@@ -170,7 +170,7 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
         if args.direct { "in-process" } else { "HTTP" }
     );
 
-    let rss_before = current_rss_kib();
+    let rss_before = worldfleet_runtime::embedded::current_rss_kib();
     let posted: Posted = Arc::new(Mutex::new(HashMap::new()));
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1,
@@ -197,8 +197,9 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
         readers.push(reader);
         ready.await.context("a socket closed while subscribing")?;
     }
-    let kib_per_subscriber =
-        current_rss_kib().saturating_sub(rss_before) as f64 / args.subscribers as f64;
+    let kib_per_subscriber = worldfleet_runtime::embedded::current_rss_kib()
+        .saturating_sub(rss_before) as f64
+        / args.subscribers as f64;
     eprintln!(
         "bench serve: {} subscriptions live ({kib_per_subscriber:.1} KiB each, both ends)",
         server.state.metrics().active_subscribers()
@@ -537,18 +538,4 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
-/// Resident memory now, KiB (Linux; 0 elsewhere).
-fn current_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -247,16 +247,24 @@ fn start_fleet(
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
+    process_status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0
+}
+
+/// Resident memory of this process now, in KiB (Linux; 0 elsewhere).
+pub fn current_rss_kib() -> u64 {
+    process_status_kib("VmRSS:").unwrap_or(0)
+}
+
+/// A KiB figure of `/proc/self/status` (`VmHWM:`, `VmRSS:`).
+fn process_status_kib(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|line| line.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Runs the world through every stage and audits the result.

@@ -336,6 +336,31 @@ fn wait_parameter(
     }
 }
 
+/// Where intake records its verdict on one queued envelope: the ledger entry it would append
+/// (when the envelope names a partition and an event id) and the rejection row of its bytes.
+struct VerdictKeys {
+    ledger: Option<Key>,
+    rejection: Key,
+}
+
+impl VerdictKeys {
+    fn of(text: &str) -> Self {
+        let object = serde_json::from_str::<serde_json::Value>(text).ok();
+        let field = |name: &str| {
+            object
+                .as_ref()
+                .and_then(|value| value.get(name))
+                .and_then(serde_json::Value::as_str)
+        };
+        Self {
+            ledger: field("partition")
+                .zip(field("event_id"))
+                .map(|(partition, event_id)| Key::new(partition, event_id)),
+            rejection: locate(text.as_bytes()),
+        }
+    }
+}
+
 /// Fills in intake's verdict on every queued envelope, reading the ledger and the rejections
 /// table until each is decided or `wait` runs out.
 async fn await_decisions(
@@ -345,33 +370,36 @@ async fn await_decisions(
     wait: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let mut undecided = 0;
-        for (raw, result) in envelopes.iter().zip(results.iter_mut()) {
+    // Each envelope's keys once; then only the undecided ones are read again.
+    let mut undecided: Vec<(usize, VerdictKeys)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| matches!(result, EnvelopeResult::Queued { .. }))
+        .map(|(index, _)| (index, VerdictKeys::of(envelopes[index].get())))
+        .collect();
+    while !undecided.is_empty() {
+        let mut still = Vec::with_capacity(undecided.len());
+        for (index, keys) in undecided {
             let EnvelopeResult::Queued {
                 message_id,
                 decision,
-            } = result
+            } = &mut results[index]
             else {
                 continue;
             };
-            if decision.is_some() {
-                continue;
-            }
-            match decided(state, raw.get(), message_id).await {
+            match decided(state, &keys, message_id).await {
                 Some(verdict) => *decision = Some(verdict),
-                None => undecided += 1,
+                None => still.push((index, keys)),
             }
         }
-        if undecided == 0 || tokio::time::Instant::now() >= deadline {
+        undecided = still;
+        if undecided.is_empty() || tokio::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(DECISION_POLL).await;
     }
-    for result in results.iter_mut() {
-        if let EnvelopeResult::Queued { decision, .. } = result
-            && decision.is_none()
-        {
+    for (index, _) in undecided {
+        if let EnvelopeResult::Queued { decision, .. } = &mut results[index] {
             *decision = Some(Decision::Pending {
                 message: format!(
                     "intake had not decided within {} ms; look the event id up later at \
@@ -383,21 +411,11 @@ async fn await_decisions(
     }
 }
 
-/// Intake's verdict on the envelope `text` delivered as `message_id`, if it has one yet.
-async fn decided(state: &ServeState, text: &str, message_id: &str) -> Option<Decision> {
+/// Intake's verdict on the envelope delivered as `message_id`, if it has one yet.
+async fn decided(state: &ServeState, keys: &VerdictKeys, message_id: &str) -> Option<Decision> {
     let table = state.inner.table.as_ref();
-    let object = serde_json::from_str::<serde_json::Value>(text).ok();
-    let field = |name: &str| {
-        object
-            .as_ref()
-            .and_then(|value| value.get(name))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    };
-    if let (Some(partition), Some(event_id)) = (field("partition"), field("event_id"))
-        && let Ok(Some(entry)) = table
-            .get(LEDGER_TABLE, &Key::new(partition, event_id))
-            .await
+    if let Some(ledger) = &keys.ledger
+        && let Ok(Some(entry)) = table.get(LEDGER_TABLE, ledger).await
         && entry.str("message_id") == Some(message_id)
     {
         return Some(Decision::Accepted {
@@ -405,7 +423,7 @@ async fn decided(state: &ServeState, text: &str, message_id: &str) -> Option<Dec
         });
     }
     let row = table
-        .get(REJECTIONS_TABLE, &locate(text.as_bytes()))
+        .get(REJECTIONS_TABLE, &keys.rejection)
         .await
         .ok()
         .flatten()

@@ -104,6 +104,39 @@ pub async fn stream_feed(
             5,
         ));
     }
+    let feed_name = feed.to_string();
+    let keep_alive = KeepAlive::new().interval(state.inner.config.keep_alive);
+    let subscription = open_subscription(&state, feed, after).await?;
+    // A first frame at once, so the status and headers reach the client before any entry
+    // (hyper sends the head with the first body frame); `retry` sets EventSource's reconnect
+    // delay.
+    let opening = Event::default()
+        .comment(format!("subscribed to {feed_name} after {after}"))
+        .retry(Duration::from_secs(1));
+    let stream = futures::stream::once(async move { Ok(opening) })
+        .chain(events(subscription.entries, subscription.closed));
+    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// A live subscription to one feed: its producer runs; entries arrive in order on `entries`,
+/// and when it ends, why on `closed` (nothing there when the client went away).
+pub(crate) struct Subscription {
+    pub entries: mpsc::Receiver<FeedEntry>,
+    pub closed: oneshot::Receiver<Closed>,
+}
+
+/// Opens a subscription to `feed` after `after` (an SSE stream, or one feed of a WebSocket):
+/// takes a slot under the subscription cap (503 `too_many_subscribers` without one), reads the
+/// first page (410 behind retention) and starts the producer. Dropping the receivers ends it.
+pub(crate) async fn open_subscription(
+    state: &ServeState,
+    feed: FeedId,
+    after: u64,
+) -> Result<Subscription, ApiError> {
     let Ok(permit) = state.inner.subscriptions.clone().try_acquire_owned() else {
         return Err(ApiError::unavailable(
             "too_many_subscribers",
@@ -130,10 +163,8 @@ pub async fn stream_feed(
     let (closed, closed_rx) = oneshot::channel();
     state.inner.metrics.subscriber_opened();
     tracing::debug!(feed = %feed, after, "subscription opened");
-    let keep_alive = KeepAlive::new().interval(state.inner.config.keep_alive);
-    let feed_name = feed.to_string();
     tokio::spawn(produce(
-        state,
+        state.clone(),
         feed,
         after,
         first.entries,
@@ -142,19 +173,10 @@ pub async fn stream_feed(
         permit,
         signal,
     ));
-    // A first frame at once, so the status and headers reach the client before any entry
-    // (hyper sends the head with the first body frame); `retry` sets EventSource's reconnect
-    // delay.
-    let opening = Event::default()
-        .comment(format!("subscribed to {feed_name} after {after}"))
-        .retry(Duration::from_secs(1));
-    let stream =
-        futures::stream::once(async move { Ok(opening) }).chain(events(entries_rx, closed_rx));
-    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(Subscription {
+        entries: entries_rx,
+        closed: closed_rx,
+    })
 }
 
 fn entry_event(entry: &FeedEntry) -> Event {
@@ -232,7 +254,7 @@ fn going_away(after: u64) -> Closed {
 /// until the client goes, the buffer stays full, the server shuts down or the store keeps
 /// failing.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn produce(
+async fn produce(
     state: ServeState,
     feed: FeedId,
     mut after: u64,

@@ -35,17 +35,16 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use worldfleet_domain::FeedEntry;
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_tables::feed::checkpoint;
-use worldfleet_tables::read_feed;
 
 use crate::ServeState;
 use crate::error::ApiError;
 use crate::feeds::{move_checkpoint, parse_feed, parse_reader};
-use crate::stream::{Closed, produce};
+use crate::stream::{Closed, Subscription, open_subscription};
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
@@ -300,31 +299,11 @@ async fn start(
             .map_err(|error| ApiError::from_feed(&error))?,
         (None, None) => 0,
     };
-    let Ok(permit) = state.inner.subscriptions.clone().try_acquire_owned() else {
-        return Err(ApiError::unavailable(
-            "too_many_subscribers",
-            format!(
-                "this server already carries {} live subscriptions, its limit",
-                state.inner.config.max_subscribers
-            ),
-            5,
-        ));
-    };
-    let signal = state.listen(&name);
-    let first = read_feed(
-        table,
-        FEEDS_TABLE,
-        &feed,
-        after,
-        state.inner.config.feed_limit,
-        state.inner.clock.now_ms(),
-    )
-    .await
-    .map_err(|error| ApiError::from_feed(&error))?;
-    let (entries, mut entries_rx) = mpsc::channel(state.inner.config.subscriber_buffer.max(1));
-    let (closed, closed_rx) = oneshot::channel();
-    state.inner.metrics.subscriber_opened();
-    // `subscribed` goes out before the producer can queue any entry of this feed.
+    let Subscription {
+        entries: mut entries_rx,
+        closed: closed_rx,
+    } = open_subscription(state, feed, after).await?;
+    // `subscribed` goes out before the forwarder can queue any entry of this feed.
     outgoing
         .send(ServerFrame::Subscribed {
             feed: name.clone(),
@@ -332,16 +311,6 @@ async fn start(
         })
         .await
         .map_err(|_| ApiError::bad_request("gone", "the socket closed"))?;
-    tokio::spawn(produce(
-        state.clone(),
-        feed,
-        after,
-        first.entries,
-        entries,
-        closed,
-        permit,
-        signal,
-    ));
     let outgoing = outgoing.clone();
     let feed_name = name.clone();
     let forwarder = tokio::spawn(async move {
