@@ -17,7 +17,14 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit, contract, pipeline and fault tests (embedded)"
+step "headless chromium (for the dashboard test)"
+WORLDFLEET_BROWSER="$(scripts/install-chromium.sh)"
+export WORLDFLEET_BROWSER
+# The dashboard test must run here, not skip; its screenshot lands in test-output/.
+export WORLDFLEET_REQUIRE_BROWSER=1
+export WORLDFLEET_TEST_OUTPUT="${WORLDFLEET_TEST_OUTPUT:-$PWD/test-output}"
+
+step "unit, contract, pipeline, fault and dashboard tests (embedded)"
 cargo test --workspace --locked
 
 for extra in scripts/test-inference.sh scripts/test-aws.sh; do

@@ -45,7 +45,7 @@ use worldfleet_runtime::ModelChoice;
 use worldfleet_serve::{ServeConfig, sign_request};
 use worldfleet_stages::StageSettings;
 
-use crate::serve::EmbeddedServer;
+use crate::serve::{EmbeddedServer, ServerSetup};
 
 const GATEWAY: &str = "gw-bench";
 /// Scenes the events are spread over (each a FIFO group).
@@ -152,13 +152,16 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     };
     let server = EmbeddedServer::start(
         listener,
-        data.path(),
-        options,
-        settings,
-        gateways,
-        config,
-        ModelChoice::RulesAndTemplates,
-        args.workers,
+        ServerSetup {
+            data_dir: data.path().to_path_buf(),
+            options,
+            settings,
+            gateways,
+            config,
+            models: ModelChoice::RulesAndTemplates,
+            workers: args.workers,
+            world: None,
+        },
     )
     .await?;
     eprintln!(

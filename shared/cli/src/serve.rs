@@ -16,14 +16,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_intake::GatewayKeys;
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
-use worldfleet_runtime::ModelChoice;
+
 use worldfleet_runtime::resources::{QueueSettings, declare};
+use worldfleet_runtime::{ModelChoice, PollerStats, WorldLayout, simulation};
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
-use worldfleet_serve::{ServeConfig, ServeState};
+use worldfleet_serve::{Metrics, MetricsSource, ServeConfig, ServeState};
 use worldfleet_stages::{ClassifierSetting, StageSettings, build_stages};
 
 /// `worldfleet serve` flags.
@@ -41,6 +44,11 @@ pub struct ServeArgs {
     /// Concurrent pollers per stage (embedded).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Found the synthetic world's cells and stations in the store (embedded; idempotent), so
+    /// the ecology ticks, stations price trades and the dashboard charts populations and
+    /// prices. Gateways then post trades, captures and breeds to it like any other event.
+    #[arg(long)]
+    pub world: bool,
 }
 
 /// Runs the server (and, embedded, every stage) until Ctrl-C or SIGTERM.
@@ -72,13 +80,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let server = EmbeddedServer::start(
         listener,
-        &args.data_dir,
-        StoreOptions::default(),
-        settings,
-        gateways,
-        config,
-        ModelChoice::Auto,
-        args.workers,
+        ServerSetup {
+            data_dir: args.data_dir.clone(),
+            options: StoreOptions::default(),
+            settings,
+            gateways,
+            config,
+            models: ModelChoice::Auto,
+            workers: args.workers,
+            world: args.world.then(WorldLayout::default),
+        },
     )
     .await?;
     eprintln!(
@@ -107,22 +118,45 @@ pub struct EmbeddedServer {
     context: StageContext,
 }
 
+/// What an [`EmbeddedServer`] runs with.
+pub struct ServerSetup {
+    /// The store's directory.
+    pub data_dir: PathBuf,
+    pub options: StoreOptions,
+    /// The stages' settings, as the registry read them.
+    pub settings: StageSettings,
+    /// The keys requests are verified with (intake's).
+    pub gateways: GatewayKeys,
+    pub config: ServeConfig,
+    /// How the classifier is resolved.
+    pub models: ModelChoice,
+    /// Concurrent pollers per stage.
+    pub workers: usize,
+    /// A world layout to found (cells and stations) and to chart; `None`: narrative only.
+    pub world: Option<WorldLayout>,
+}
+
 impl EmbeddedServer {
-    /// Opens the store in `data_dir`, declares the queues and tables, builds every stage
-    /// through the registry from `settings` (the classifier resolved by `models`), starts them
-    /// with `workers` pollers each and serves the doors on `listener`, pushing live entries as
-    /// distribute writes them.
-    #[allow(clippy::too_many_arguments)]
+    /// Opens the store in `setup.data_dir`, declares the queues and tables, founds the world
+    /// when asked, builds every stage through the registry from the settings (the classifier
+    /// resolved by `setup.models`), starts them with `setup.workers` pollers each and serves
+    /// the doors on `listener`, pushing live entries as distribute writes them and adding the
+    /// fleet's, the store's and the world's series to `/metrics`.
     pub async fn start(
         listener: tokio::net::TcpListener,
-        data_dir: &Path,
-        options: StoreOptions,
-        mut settings: StageSettings,
-        gateways: GatewayKeys,
-        config: ServeConfig,
-        models: ModelChoice,
-        workers: usize,
+        setup: ServerSetup,
     ) -> anyhow::Result<Self> {
+        let ServerSetup {
+            data_dir,
+            options,
+            mut settings,
+            gateways,
+            config,
+            models,
+            workers,
+            world,
+        } = setup;
+        let data_dir = data_dir.as_path();
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("create {}", data_dir.display()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -130,11 +164,21 @@ impl EmbeddedServer {
             .with_context(|| format!("open the embedded store in {}", data_dir.display()))?;
         let queue: Arc<dyn Queue> = store.queue();
         // Distribute writes pages through this table, which wakes the feed's live subscribers.
+        // It also times every published entry and counts intake's refusals for /metrics.
         let signals = Arc::new(FeedSignals::default());
-        let table: Arc<dyn Table> =
-            Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)));
+        let metrics = Arc::new(Metrics::default());
+        let table: Arc<dyn Table> = Arc::new(
+            NotifyingTable::new(store.table(), Arc::clone(&signals))
+                .observed_by(Arc::clone(&metrics), Arc::clone(&clock)),
+        );
         declare(queue.as_ref(), table.as_ref(), QueueSettings::default()).await?;
         let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock);
+        if let Some(layout) = &world {
+            settings = simulation::world_settings(settings, layout)?;
+            simulation::seed(&context, layout)
+                .await
+                .context("found the world's cells and stations")?;
+        }
         let (classifier, _) = worldfleet_runtime::models::classifier(
             models,
             &settings.classifier,
@@ -149,7 +193,16 @@ impl EmbeddedServer {
             visibility_timeout: QueueSettings::default().visibility_timeout,
         };
         let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, None);
-        let state = ServeState::from_context(&context, gateways, config).with_push(signals);
+        let gauges = EmbeddedGauges {
+            stages: fleet.stats().to_vec(),
+            data_dir: data_dir.to_path_buf(),
+            table: Arc::clone(&context.table),
+            world,
+        };
+        let state = ServeState::from_context(&context, gateways, config)
+            .with_push(signals)
+            .with_metrics(metrics)
+            .with_source(Arc::new(gauges));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(worldfleet_serve::serve(
             listener,
@@ -194,6 +247,94 @@ impl EmbeddedServer {
         served?;
         Ok(())
     }
+}
+
+/// `/metrics` series only the embedded server can see: records each stage finished (from the
+/// fleet's pollers), the store's size on disk, and — with a world — creatures alive by species
+/// and every station's posted prices.
+struct EmbeddedGauges {
+    stages: Vec<(&'static str, Arc<PollerStats>)>,
+    data_dir: PathBuf,
+    table: Arc<dyn Table>,
+    world: Option<WorldLayout>,
+}
+
+#[async_trait::async_trait]
+impl MetricsSource for EmbeddedGauges {
+    async fn render(&self, text: &mut String) {
+        text.push_str(
+            "# HELP worldfleet_stage_records_total Records a stage finished, by outcome.\n\
+             # TYPE worldfleet_stage_records_total counter\n",
+        );
+        for (stage, stats) in &self.stages {
+            for (outcome, value) in [
+                ("succeeded", &stats.succeeded),
+                ("failed", &stats.failed),
+                ("dead_lettered", &stats.dead_lettered),
+            ] {
+                let _ = writeln!(
+                    text,
+                    "worldfleet_stage_records_total{{stage=\"{stage}\",outcome=\"{outcome}\"}} {}",
+                    value.load(Ordering::Relaxed)
+                );
+            }
+        }
+        text.push_str(
+            "# HELP worldfleet_store_bytes The embedded store's files on disk.\n\
+             # TYPE worldfleet_store_bytes gauge\n",
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_store_bytes {}",
+            directory_bytes(&self.data_dir)
+        );
+        let Some(layout) = &self.world else {
+            return;
+        };
+        match simulation::snapshot(self.table.as_ref(), layout).await {
+            Ok(world) => {
+                text.push_str(
+                    "# HELP worldfleet_ecology_population Creatures alive, by species.\n\
+                     # TYPE worldfleet_ecology_population gauge\n",
+                );
+                for (species, count) in &world.population_by_species {
+                    let _ = writeln!(
+                        text,
+                        "worldfleet_ecology_population{{species=\"{species}\"}} {count}"
+                    );
+                }
+                text.push_str(
+                    "# HELP worldfleet_station_price_credits A station's posted price of a good.\n\
+                     # TYPE worldfleet_station_price_credits gauge\n",
+                );
+                for price in &world.prices {
+                    let _ = writeln!(
+                        text,
+                        "worldfleet_station_price_credits{{station=\"{}\",good=\"{}\"}} {}",
+                        price.station,
+                        price.good,
+                        price.price_milli as f64 / 1000.0
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "metrics: the world snapshot failed"),
+        }
+    }
+}
+
+/// Bytes of the files under `path` (0 where it cannot be read).
+fn directory_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Completes on Ctrl-C or SIGTERM.

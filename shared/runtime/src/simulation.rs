@@ -145,6 +145,55 @@ pub async fn run_watchdog(spec: WatchdogSpec, mut shutdown: watch::Receiver<bool
     }
 }
 
+/// One station good's posted price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationPrice {
+    pub station: String,
+    pub good: String,
+    /// Milli-credits.
+    pub price_milli: i64,
+}
+
+/// The world as it stands: creatures alive by species across every cell, and every station's
+/// posted prices (what the dashboard charts over time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorldSnapshot {
+    pub population_by_species: BTreeMap<String, u64>,
+    pub prices: Vec<StationPrice>,
+}
+
+/// Reads [`WorldSnapshot`] for `layout` (one read per cell and per station; cells and
+/// stations not founded yet are left out).
+pub async fn snapshot(table: &dyn Table, layout: &WorldLayout) -> anyhow::Result<WorldSnapshot> {
+    let mut snapshot = WorldSnapshot::default();
+    for cell in layout.cells() {
+        if let Some(item) = table.get(ECOLOGY_TABLE, &state_key(cell.as_str())).await? {
+            for creature in &StoredCell::from_item(&item)?.state.creatures {
+                *snapshot
+                    .population_by_species
+                    .entry(creature.species.clone())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for station in layout.stations() {
+        if let Some(item) = table
+            .get(MARKET_TABLE, &market_key(station.as_str()))
+            .await?
+        {
+            let stored = StoredMarket::from_item(&item)?;
+            for (good, market) in &stored.market.goods {
+                snapshot.prices.push(StationPrice {
+                    station: station.as_str().to_owned(),
+                    good: good.clone(),
+                    price_milli: market.price_milli,
+                });
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
 /// True when the world has caught up: trades and ecology inputs all stored, no station
 /// waiting for a recompute, every player request consumed by a tick, every cell past
 /// `min_ecology_ticks` and every region past its first production tick.

@@ -15,6 +15,7 @@
 //! | `GET /v1/subscribe` | one WebSocket carrying many feeds, with acks ([`subscribe`]) |
 //! | `GET /v1/rejections/{event_id}` | what intake refused under the caller's event id ([`rejections`]) |
 //! | `GET /health`, `/ready`, `/metrics` | liveness, readiness, Prometheus text ([`metrics`]) |
+//! | `GET /` | the live dashboard, a view of `/metrics` ([`dashboard`]) |
 //! | `POST /` | the SQS JSON protocol for `intake.fifo` ([`sqs`]) |
 //!
 //! Every `/v1` request is signed by a gateway and rate-limited per gateway ([`auth`]); `POST /`
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod feeds;
@@ -53,7 +55,7 @@ use worldfleet_ports::{Clock, Key, Queue, Table};
 pub use auth::{Gateway, RateLimiter, sign_request, string_to_sign, verify_request};
 pub use config::{ServeConfig, gateway_keys_from_lookup};
 pub use error::{ApiError, Result, ServeError};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsSource};
 
 /// What every handler shares: the ports, the keys, the limits and the counters. Cheap to
 /// clone.
@@ -68,7 +70,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     gateways: GatewayKeys,
     config: ServeConfig,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
+    source: Option<Arc<dyn metrics::MetricsSource>>,
     limiter: RateLimiter,
     subscriptions: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
@@ -97,7 +100,8 @@ impl ServeState {
                 clock,
                 gateways,
                 config,
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::default()),
+                source: None,
                 limiter,
                 subscriptions,
                 shutdown: watch::Sender::new(false),
@@ -111,6 +115,23 @@ impl ServeState {
     pub fn with_push(mut self, signals: Arc<push::FeedSignals>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.signals = Some(signals);
+        }
+        self
+    }
+
+    /// Counts into `metrics` (shared with a [`push::NotifyingTable`] that observes the stages'
+    /// writes). Call before serving.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = metrics;
+        }
+        self
+    }
+
+    /// Adds `source`'s series to `/metrics` (and so to the dashboard). Call before serving.
+    pub fn with_source(mut self, source: Arc<dyn metrics::MetricsSource>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.source = Some(source);
         }
         self
     }
@@ -165,7 +186,8 @@ impl ServeState {
     }
 }
 
-/// The router: `/v1` routes behind authentication, `/health`, `/ready` and `/metrics` open,
+/// The router: `/v1` routes behind authentication, `/health`, `/ready`, `/metrics` and the
+/// dashboard (`GET /`) open,
 /// every route counted in `/metrics`, unknown paths a JSON 404.
 pub fn app(state: ServeState) -> Router {
     let max_body = state.inner.config.max_body_bytes;
@@ -184,7 +206,7 @@ pub fn app(state: ServeState) -> Router {
             auth::authenticate,
         ));
     Router::new()
-        .route("/", post(sqs::handle))
+        .route("/", get(dashboard::page).post(sqs::handle))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics::metrics))

@@ -1,21 +1,25 @@
 //! The server's counters and their Prometheus text exposition (`GET /metrics`).
 //!
 //! Counted here: requests by route template and status (every route, refusals included),
-//! envelopes queued or refused by the door (by reason), live subscribers now and in total, and
-//! subscriptions closed by reason. At scrape time the intake queue's depth is read from the
-//! queue port. Counters live in memory and restart at zero with the process, as Prometheus
-//! expects.
+//! envelopes queued or refused by the door (by reason), live subscribers now and in total,
+//! subscriptions closed by reason, and — when the stages run in this process and write through
+//! [`crate::push::NotifyingTable`] — the intake → feed latency of every published entry (a
+//! histogram) and intake's refusals by reason. At scrape time every stage queue's depth is read
+//! from the queue port, and a [`MetricsSource`] the run mode supplies adds its own series (the
+//! embedded server: per-stage throughput, store size, the world's populations and prices).
+//! Counters live in memory and restart at zero with the process, as Prometheus expects.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use worldfleet_domain::names::INTAKE_QUEUE;
+use worldfleet_domain::names::STAGES;
 
 use crate::ServeState;
 
@@ -29,6 +33,59 @@ pub struct Metrics {
     subscribers_active: AtomicU64,
     subscriptions_total: AtomicU64,
     subscriptions_closed: Mutex<BTreeMap<&'static str, u64>>,
+    feed_latency: LatencyHistogram,
+    rejections: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Upper bounds, in milliseconds, of the intake → feed latency histogram's buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+];
+
+/// A Prometheus histogram of milliseconds with fixed buckets, lock-free.
+#[derive(Debug, Default)]
+struct LatencyHistogram {
+    /// Observations at or under each bound of [`LATENCY_BUCKETS_MS`] (not cumulative).
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn record(&self, millis: u64) {
+        if let Some(index) = LATENCY_BUCKETS_MS.iter().position(|bound| millis <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ms.fetch_add(millis, Ordering::Relaxed);
+    }
+
+    fn render(&self, text: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS_MS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                text,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1000.0
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            text,
+            "{name}_sum {}",
+            self.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(text, "{name}_count {count}");
+    }
+}
+
+/// Series a run mode adds to `/metrics` at scrape time (what the server alone cannot see).
+#[async_trait]
+pub trait MetricsSource: Send + Sync {
+    /// Appends Prometheus text, `# HELP` and `# TYPE` lines included.
+    async fn render(&self, text: &mut String);
 }
 
 impl Metrics {
@@ -76,6 +133,25 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *closed.entry(reason).or_default() += 1;
+    }
+
+    /// An entry accepted `millis` ago was published to its feed.
+    pub fn entry_published(&self, millis: u64) {
+        self.feed_latency.record(millis);
+    }
+
+    /// Intake recorded a refusal with reason code `reason`.
+    pub fn rejection_recorded(&self, reason: &str) {
+        let mut rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rejections.get_mut(reason) {
+            Some(count) => *count += 1,
+            None => {
+                rejections.insert(reason.to_owned(), 1);
+            }
+        }
     }
 
     /// Live subscribers now.
@@ -169,6 +245,29 @@ impl Metrics {
                 "worldfleet_serve_subscriptions_closed_total{{reason=\"{reason}\"}} {count}"
             );
         }
+        text.push_str(
+            "# HELP worldfleet_intake_to_feed_seconds From intake's acceptance to the entry's \
+             feed page being written, per published entry (stages in this process only).\n\
+             # TYPE worldfleet_intake_to_feed_seconds histogram\n",
+        );
+        self.feed_latency
+            .render(&mut text, "worldfleet_intake_to_feed_seconds");
+        text.push_str(
+            "# HELP worldfleet_rejections_total Envelopes intake refused, by reason code (stages \
+             in this process only).\n# TYPE worldfleet_rejections_total counter\n",
+        );
+        for (reason, count) in self
+            .rejections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                text,
+                "worldfleet_rejections_total{{reason=\"{}\"}} {count}",
+                escape(reason)
+            );
+        }
         text
     }
 }
@@ -200,27 +299,39 @@ pub async fn count_requests(
     response
 }
 
-/// `GET /metrics`: the counters, plus the intake queue's depth read now.
+/// `GET /metrics`: the counters, every stage queue's depth read now, and the run mode's own
+/// series.
 pub async fn metrics(State(state): State<ServeState>) -> Response {
     let mut text = state.inner.metrics.render();
     text.push_str(
         "# HELP worldfleet_queue_depth Approximate messages in a queue, by state.\n\
          # TYPE worldfleet_queue_depth gauge\n",
     );
-    match state.inner.queue.depth(INTAKE_QUEUE).await {
-        Ok(depth) => {
-            for (name, value) in [
-                ("visible", depth.visible),
-                ("in_flight", depth.in_flight),
-                ("delayed", depth.delayed),
-            ] {
-                let _ = writeln!(
-                    text,
-                    "worldfleet_queue_depth{{queue=\"{INTAKE_QUEUE}\",state=\"{name}\"}} {value}"
-                );
-            }
+    let mut queues: Vec<&str> = Vec::new();
+    for stage in &STAGES {
+        if !queues.contains(&stage.consumes) {
+            queues.push(stage.consumes);
         }
-        Err(error) => tracing::warn!(%error, "metrics: intake queue depth unavailable"),
+    }
+    for queue in queues {
+        match state.inner.queue.depth(queue).await {
+            Ok(depth) => {
+                for (name, value) in [
+                    ("visible", depth.visible),
+                    ("in_flight", depth.in_flight),
+                    ("delayed", depth.delayed),
+                ] {
+                    let _ = writeln!(
+                        text,
+                        "worldfleet_queue_depth{{queue=\"{queue}\",state=\"{name}\"}} {value}"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, queue, "metrics: queue depth unavailable"),
+        }
+    }
+    if let Some(source) = &state.inner.source {
+        source.render(&mut text).await;
     }
     let mut response = text.into_response();
     response.headers_mut().insert(
@@ -251,5 +362,28 @@ mod tests {
         assert!(text.contains("worldfleet_serve_subscribers 1"));
         metrics.subscriber_closed("client_gone");
         assert!(metrics.render().contains("worldfleet_serve_subscribers 0"));
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_in_seconds() {
+        let metrics = Metrics::default();
+        for millis in [3, 40, 40, 700, 12_000, 900_000] {
+            metrics.entry_published(millis);
+        }
+        metrics.rejection_recorded("bad_signature");
+        metrics.rejection_recorded("bad_signature");
+        let text = metrics.render();
+        for line in [
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"0.005\"} 1",
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"0.05\"} 3",
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"1\"} 4",
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"30\"} 5",
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"300\"} 5",
+            "worldfleet_intake_to_feed_seconds_bucket{le=\"+Inf\"} 6",
+            "worldfleet_intake_to_feed_seconds_count 6",
+            "worldfleet_rejections_total{reason=\"bad_signature\"} 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

@@ -8,18 +8,24 @@
 //! subscriber is busy reading is not lost: the subscriber sees the version moved and reads
 //! again. Polling stays underneath as the fallback (and is all there is over DynamoDB, where
 //! distribute runs in another process).
+//!
+//! Observed through [`NotifyingTable::observed_by`], the same wrapper feeds `/metrics` what only
+//! the stages' writes show: every published entry's intake → feed latency (from the page's
+//! `accepted_at_ms` to the write) and every refusal intake records, by reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use worldfleet_domain::names::FEEDS_TABLE;
+use worldfleet_domain::names::{FEEDS_TABLE, REJECTIONS_TABLE};
 use worldfleet_ports::{
-    BatchWrite, Condition, Item, Key, Query, QueryPage, Result, Table, TableSpec, TransactWrite,
-    Update,
+    BatchWrite, Clock, Condition, Item, Key, Query, QueryPage, Result, Table, TableSpec,
+    TransactWrite, Update,
 };
-use worldfleet_tables::plan::PAGE_PREFIX;
+use worldfleet_tables::plan::{PAGE_PREFIX, page_from_item};
+
+use crate::Metrics;
 
 /// Listens kept per feed before the map is swept of feeds nobody follows any more.
 const SWEEP_EVERY: usize = 4096;
@@ -90,17 +96,68 @@ impl FeedSignals {
 pub struct NotifyingTable {
     inner: Arc<dyn Table>,
     signals: Arc<FeedSignals>,
+    observer: Option<(Arc<Metrics>, Arc<dyn Clock>)>,
 }
 
 impl NotifyingTable {
     /// Wraps `inner`; page writes raise signals in `signals`.
     pub fn new(inner: Arc<dyn Table>, signals: Arc<FeedSignals>) -> Self {
-        Self { inner, signals }
+        Self {
+            inner,
+            signals,
+            observer: None,
+        }
+    }
+
+    /// Also counts into `metrics`: each published entry's latency since intake accepted it
+    /// (measured on `clock`) and each refusal intake records.
+    pub fn observed_by(mut self, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        self.observer = Some((metrics, clock));
+        self
+    }
+
+    fn is_page(table: &str, key: &Key) -> bool {
+        table == FEEDS_TABLE && key.sk.starts_with(PAGE_PREFIX)
     }
 
     fn written(&self, table: &str, key: &Key) {
-        if table == FEEDS_TABLE && key.sk.starts_with(PAGE_PREFIX) {
+        if Self::is_page(table, key) {
             self.signals.signal(&key.pk);
+        }
+    }
+
+    /// When intake accepted each entry of `item`, if it is a feed page and this table observes.
+    fn accepted_times(&self, table: &str, item: &Item) -> Vec<u64> {
+        if self.observer.is_none() || !Self::is_page(table, &item.key) {
+            return Vec::new();
+        }
+        page_from_item(item).map_or_else(
+            |_| Vec::new(),
+            |page| {
+                page.entries
+                    .iter()
+                    .map(|entry| entry.accepted_at_ms)
+                    .collect()
+            },
+        )
+    }
+
+    /// Records the latency of entries whose page has just been written.
+    fn published(&self, accepted: &[u64]) {
+        if let Some((metrics, clock)) = &self.observer {
+            let now_ms = clock.now_ms();
+            for accepted_at_ms in accepted {
+                metrics.entry_published(now_ms.saturating_sub(*accepted_at_ms));
+            }
+        }
+    }
+
+    /// Counts a refusal row intake just wrote (the row as it is now names the reason).
+    fn observe_rejection(&self, table: &str, row: &Item) {
+        if let (Some((metrics, _)), true) = (&self.observer, table == REJECTIONS_TABLE)
+            && let Some(reason) = row.str("reason")
+        {
+            metrics.rejection_recorded(reason);
         }
     }
 }
@@ -121,8 +178,10 @@ impl Table for NotifyingTable {
 
     async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> Result<()> {
         let key = item.key.clone();
+        let accepted = self.accepted_times(table, &item);
         self.inner.put(table, item, condition).await?;
         self.written(table, &key);
+        self.published(&accepted);
         Ok(())
     }
 
@@ -135,6 +194,7 @@ impl Table for NotifyingTable {
     ) -> Result<Item> {
         let item = self.inner.update(table, key, update, condition).await?;
         self.written(table, key);
+        self.observe_rejection(table, &item);
         Ok(item)
     }
 
@@ -152,10 +212,14 @@ impl Table for NotifyingTable {
     }
 
     async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> Result<()> {
+        let mut accepted = Vec::new();
         let keys: Vec<Key> = writes
             .iter()
             .filter_map(|write| match write {
-                BatchWrite::Put(item) => Some(item.key.clone()),
+                BatchWrite::Put(item) => {
+                    accepted.extend(self.accepted_times(table, item));
+                    Some(item.key.clone())
+                }
                 BatchWrite::Delete(_) => None,
             })
             .collect();
@@ -163,14 +227,19 @@ impl Table for NotifyingTable {
         for key in &keys {
             self.written(table, key);
         }
+        self.published(&accepted);
         Ok(())
     }
 
     async fn transact(&self, operations: Vec<TransactWrite>) -> Result<()> {
+        let mut accepted = Vec::new();
         let written: Vec<(String, Key)> = operations
             .iter()
             .filter_map(|operation| match operation {
-                TransactWrite::Put { table, item, .. } => Some((table.clone(), item.key.clone())),
+                TransactWrite::Put { table, item, .. } => {
+                    accepted.extend(self.accepted_times(table, item));
+                    Some((table.clone(), item.key.clone()))
+                }
                 TransactWrite::Update { table, key, .. } => Some((table.clone(), key.clone())),
                 _ => None,
             })
@@ -179,6 +248,7 @@ impl Table for NotifyingTable {
         for (table, key) in &written {
             self.written(table, key);
         }
+        self.published(&accepted);
         Ok(())
     }
 }
