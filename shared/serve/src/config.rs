@@ -61,6 +61,20 @@ pub struct ServeConfig {
     /// How long shutdown waits for in-flight requests and streams after telling streams to
     /// close (`WORLDFLEET_SERVE_SHUTDOWN_GRACE_SECS`, default 10).
     pub shutdown_grace: Duration,
+    /// Open connections; a connection beyond it is answered 503 and closed at once
+    /// (`WORLDFLEET_SERVE_MAX_CONNECTIONS`, default 10,000).
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431
+    /// (`WORLDFLEET_SERVE_MAX_HEADER_BYTES`, default 16 KiB).
+    pub max_header_bytes: usize,
+    /// Time a client has to send a request's head, counted from when the connection waits for
+    /// one (idle keep-alive included); then the connection is closed
+    /// (`WORLDFLEET_SERVE_HEADER_TIMEOUT_SECS`, default 10).
+    pub header_timeout: Duration,
+    /// A connection on which no byte moved either way for this long is closed (a stalled body
+    /// upload, a dead peer); live streams stay busy with keep-alives and pings
+    /// (`WORLDFLEET_SERVE_IDLE_TIMEOUT_SECS`, default 60).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +95,10 @@ impl Default for ServeConfig {
             max_feed_limit: 1_000,
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -152,6 +170,25 @@ impl ServeConfig {
         }
         if let Some(value) = number("WORLDFLEET_SERVE_SHUTDOWN_GRACE_SECS")? {
             config.shutdown_grace = Duration::from_secs(value);
+        }
+        if let Some(value) = positive("WORLDFLEET_SERVE_MAX_CONNECTIONS")? {
+            config.max_connections = value as usize;
+        }
+        if let Some(value) = positive("WORLDFLEET_SERVE_MAX_HEADER_BYTES")? {
+            config.max_header_bytes = value as usize;
+        }
+        if let Some(value) = positive("WORLDFLEET_SERVE_HEADER_TIMEOUT_SECS")? {
+            config.header_timeout = Duration::from_secs(value);
+        }
+        if let Some(value) = positive("WORLDFLEET_SERVE_IDLE_TIMEOUT_SECS")? {
+            config.idle_timeout = Duration::from_secs(value);
+        }
+        if config.idle_timeout <= config.keep_alive {
+            return Err(ServeError::Config(
+                "WORLDFLEET_SERVE_IDLE_TIMEOUT_SECS must be above WORLDFLEET_SERVE_KEEP_ALIVE_SECS, \
+                 or live streams would be closed between keep-alives"
+                    .into(),
+            ));
         }
         if config.poll_max < config.poll_min {
             return Err(ServeError::Config(

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod events;
@@ -214,6 +215,10 @@ pub fn app(state: ServeState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            limit_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::count_requests,
         ))
         .layer(DefaultBodyLimit::max(max_body))
@@ -235,38 +240,59 @@ pub fn feeds_api(state: ServeState) -> Router {
 }
 
 /// Serves `app(state)` on `listener` until `shutdown_signal` completes; then tells live
-/// streams to close (`going_away`), stops accepting, and waits for in-flight requests up to
-/// `shutdown_grace` before returning.
+/// streams to close (`going_away`), stops accepting, lets every connection finish its
+/// in-flight request, and returns once all closed or `shutdown_grace` ran out. Connections are
+/// capped, and slow or idle clients disconnected, as the connections module describes.
 pub async fn serve(
     listener: TcpListener,
     state: ServeState,
     shutdown_signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let grace = state.inner.config.shutdown_grace;
     let signalled = state.clone();
-    let graceful = async move {
+    tokio::spawn(async move {
         shutdown_signal.await;
         tracing::info!("shutting down: closing streams, finishing in-flight requests");
         signalled.shut_down();
-    };
+    });
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving");
     }
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(graceful)
-        .into_future();
-    let mut shutdown = state.inner.shutdown.subscribe();
-    let drained_or_late = async move {
-        let _ = shutdown.wait_for(|down| *down).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result.map_err(ServeError::from),
-        () = drained_or_late => {
-            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace over; leaving connections behind");
-            Ok(())
-        }
+    connections::accept_loop(
+        listener,
+        app(state.clone()),
+        &state.inner.config,
+        Arc::clone(&state.inner.metrics),
+        state.inner.shutdown.subscribe(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Middleware (on every route): a request head larger than `max_header_bytes` is answered 431.
+async fn limit_headers(
+    State(state): State<ServeState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.inner.config.max_header_bytes;
+    let head = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > limit {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request line and headers are {head} bytes, over the {limit}-byte limit \
+                 (WORLDFLEET_SERVE_MAX_HEADER_BYTES); send fewer or shorter headers"
+            ),
+        )
+        .into_response();
     }
+    next.run(request).await
 }
 
 async fn health() -> Response {

@@ -33,6 +33,7 @@ pub struct Metrics {
     subscribers_active: AtomicU64,
     subscriptions_total: AtomicU64,
     subscriptions_closed: Mutex<BTreeMap<&'static str, u64>>,
+    connections_refused: AtomicU64,
     feed_latency: LatencyHistogram,
     rejections: Mutex<BTreeMap<String, u64>>,
 }
@@ -133,6 +134,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *closed.entry(reason).or_default() += 1;
+    }
+
+    /// A connection beyond the cap was answered 503 and closed.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An entry accepted `millis` ago was published to its feed.
@@ -245,6 +251,15 @@ impl Metrics {
                 "worldfleet_serve_subscriptions_closed_total{{reason=\"{reason}\"}} {count}"
             );
         }
+        text.push_str(
+            "# HELP worldfleet_serve_connections_refused_total Connections over the cap, \
+             answered 503 and closed.\n# TYPE worldfleet_serve_connections_refused_total counter\n",
+        );
+        let _ = writeln!(
+            text,
+            "worldfleet_serve_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
         text.push_str(
             "# HELP worldfleet_intake_to_feed_seconds From intake's acceptance to the entry's \
              feed page being written, per published entry (stages in this process only).\n\

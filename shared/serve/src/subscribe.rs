@@ -138,8 +138,25 @@ async fn session(state: ServeState, socket: WebSocket) {
     let (mut sink, mut incoming) = socket.split();
     let capacity = state.inner.config.subscriber_buffer.max(1);
     let (outgoing, mut to_send) = mpsc::channel::<ServerFrame>(capacity);
+    // Pings every keep-alive interval keep an otherwise quiet socket inside the idle timeout
+    // (and show the client the server is alive).
+    let keep_alive = state.inner.config.keep_alive;
     let writer = tokio::spawn(async move {
-        while let Some(frame) = to_send.recv().await {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+        loop {
+            let frame = tokio::select! {
+                frame = to_send.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let going_away = matches!(frame, ServerFrame::GoingAway { .. });
             let text = serde_json::to_string(&frame).unwrap_or_else(|_| "{}".into());
             if sink

@@ -142,3 +142,165 @@ async fn on_a_socket_it_serves_and_shuts_down_gracefully_closing_streams() {
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// Serves `fixture`'s state on port 0; returns the address and a stop switch.
+async fn listen(
+    fixture: &crate::common::Fixture,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<worldfleet_serve::Result<()>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(worldfleet_serve::serve(
+        listener,
+        fixture.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (address, stop, server)
+}
+
+/// Reads until the peer closes (or `wait` passes); true when it closed.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buffer = [0_u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_the_cap_is_answered_503_and_closed() {
+    let fixture = crate::common::fixture_with(worldfleet_serve::ServeConfig {
+        max_connections: 2,
+        ..worldfleet_serve::ServeConfig::default()
+    })
+    .await;
+    let (address, stop, server) = listen(&fixture).await;
+    let first = TcpStream::connect(address).await.unwrap();
+    let _second = TcpStream::connect(address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(address).await.unwrap();
+    let refused = read_until(&mut third, "}", Duration::from_secs(5)).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    assert!(closed_within(&mut third, Duration::from_secs(2)).await);
+
+    // A closed connection frees its place.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = send(
+        address,
+        "GET",
+        "/v1/feeds/player:p-1",
+        b"",
+        fixture.clock.now_ms(),
+    )
+    .await;
+    let answer = read_until(&mut fourth, "entries", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let text = fixture.state.metrics().render();
+    assert!(
+        text.contains("worldfleet_serve_connections_refused_total 1"),
+        "{text}"
+    );
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_request_head_is_disconnected() {
+    let fixture = crate::common::fixture_with(worldfleet_serve::ServeConfig {
+        header_timeout: Duration::from_secs(1),
+        ..worldfleet_serve::ServeConfig::default()
+    })
+    .await;
+    let (address, stop, server) = listen(&fixture).await;
+    let mut slow = TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)).await,
+        "a head never finished must not hold the connection"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    // An idle connection that never sends anything is closed the same way.
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_by_the_idle_timeout_but_a_live_stream_is_not() {
+    let fixture = crate::common::fixture_with(worldfleet_serve::ServeConfig {
+        idle_timeout: Duration::from_secs(2),
+        keep_alive: Duration::from_secs(1),
+        ..worldfleet_serve::ServeConfig::default()
+    })
+    .await;
+    fixture.write_page("player:p-1", 1, 1).await;
+    let (address, stop, server) = listen(&fixture).await;
+    let now = fixture.clock.now_ms();
+
+    let mut live = send(address, "GET", "/v1/feeds/player:p-1/stream", b"", now).await;
+    let opened = read_until(&mut live, "id: 1", Duration::from_secs(5)).await;
+    assert!(opened.starts_with("HTTP/1.1 200"), "{opened}");
+
+    let body = sample("action");
+    let signature = sign_request(&key(), "POST", "/v1/events", now, body.as_bytes());
+    let mut stalled = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-worldfleet-gateway: {GATEWAY}\r\n\
+         x-worldfleet-timestamp: {now}\r\nx-worldfleet-signature: {signature}\r\n\r\n",
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body.as_bytes()[..10]).await.unwrap();
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(6)).await,
+        "a body that stops arriving must not hold the connection"
+    );
+    assert!(fixture.intake_messages().await.is_empty());
+
+    // The stream, idle but for its keep-alive comments, is still open after twice the timeout.
+    let more = read_until(&mut live, "never-sent", Duration::from_secs(4)).await;
+    assert!(more.contains(':'), "keep-alives expected, got {more:?}");
+    fixture.write_page("player:p-1", 2, 2).await;
+    let next = read_until(&mut live, "id: 2", Duration::from_secs(5)).await;
+    assert!(next.contains("id: 2"), "{next}");
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_gets_431() {
+    let fixture = fixture().await;
+    let mut request = fixture.signed("GET", "/v1/feeds/player:p-1", b"");
+    request
+        .headers_mut()
+        .insert("x-padding", "a".repeat(20_000).parse().unwrap());
+    let response = fixture.call(request).await;
+    assert_eq!(response.status().as_u16(), 431);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "headers_too_large");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("WORLDFLEET_SERVE_MAX_HEADER_BYTES")
+    );
+}
