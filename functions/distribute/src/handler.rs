@@ -12,8 +12,10 @@
 //!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
 //!    and touch the regions the events belong to (a tombstoned one is asked back).
 //!
-//! A failure at any step fails every record it touches; redelivery resumes from the durable
-//! state, so no entry is lost and none is written twice.
+//! Every decision (which events need a plan, the planning transaction, what a plan publishes,
+//! who is over budget, which regions were touched) is a pure function in [`crate::plan`]; this
+//! shell reads, executes and sends. A failure at any step fails every record it touches;
+//! redelivery resumes from the durable state, so no entry is lost and none is written twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,13 +26,12 @@ use futures::future::try_join_all;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
-use worldfleet_domain::{CanonEntry, DistributeRequest, FeedId, PartitionUid, PruneRequest};
+use worldfleet_domain::{CanonEntry, DistributeRequest, PruneRequest};
 use worldfleet_kit::batch::FailedGroups;
 use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
 use worldfleet_ports::{
-    BatchWrite, Condition, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome,
-    TransactWrite, Update,
+    BatchWrite, Condition, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome, Update,
 };
 use worldfleet_tables::canon;
 
@@ -38,19 +39,11 @@ use crate::error::{DistributeError, Result};
 use crate::plan;
 use crate::rules::RepublishRules;
 use worldfleet_tables::memory;
-use worldfleet_tables::plan::{self as layout, Plan, PlannedPage};
+use worldfleet_tables::plan::{self as layout, Plan};
 
 const PLANNING_ATTEMPTS: usize = 3;
-/// A feed is put in the feed index and checked for retention each time its sequence numbers
-/// cross a multiple of this (and at its first entry).
-pub const FEED_CHECK_EVERY: u64 = 256;
-/// How deep a region is: events of `gm/district/scene` belong to the region `gm/district`.
-pub const REGION_DEPTH: usize = 2;
 
-/// True when the run `first_seq..=last_seq` starts a feed or crosses a check mark.
-pub fn crosses_check_mark(first_seq: u64, last_seq: u64) -> bool {
-    first_seq == 1 || (first_seq - 1) / FEED_CHECK_EVERY != last_seq / FEED_CHECK_EVERY
-}
+pub use crate::plan::{FEED_CHECK_EVERY, REGION_DEPTH, crosses_check_mark};
 
 /// The distribute stage.
 pub struct Distribute {
@@ -91,52 +84,25 @@ impl Distribute {
     /// when another attempt planned some of them first (the caller re-reads and retries).
     async fn plan(&self, events: &[CanonEntry]) -> Result<Option<Plan>> {
         let demand = plan::feed_demand(&self.rules, events);
-        let allocations = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
-            let feed = feed.to_string();
+        let pages = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
             let counter = self
                 .context
                 .table
                 .update(
                     FEEDS_TABLE,
-                    &layout::counter_key(&feed),
+                    &layout::counter_key(&feed.to_string()),
                     Update::new().add(layout::COUNTER_NEXT, event_ids.len() as i64),
                     None,
                 )
                 .await?;
-            let last = counter.i64(layout::COUNTER_NEXT).unwrap_or(0).max(0) as u64;
-            Ok::<_, DistributeError>(PlannedPage {
-                feed,
-                first_seq: last + 1 - event_ids.len() as u64,
-                event_ids: event_ids.clone(),
-            })
+            let counter_after = counter.i64(layout::COUNTER_NEXT).unwrap_or(0);
+            Ok::<_, DistributeError>(plan::planned_page(feed, event_ids, counter_after))
         }))
         .await?;
-        let plan = Plan {
-            id: ulid::Ulid::new().to_string(),
-            events: events
-                .iter()
-                .map(|entry| (entry.partition.to_string(), entry.event_id.clone()))
-                .collect(),
-            pages: allocations,
-        };
+        let plan = plan::new_plan(ulid::Ulid::new().to_string(), events, pages);
         let now_ms = self.context.clock.now_ms();
-        let mut operations = vec![TransactWrite::Put {
-            table: FEEDS_TABLE.to_owned(),
-            item: layout::plan_item(&plan, now_ms)?,
-            condition: Some(Condition::ItemNotExists),
-        }];
-        for entry in events {
-            operations.push(TransactWrite::Update {
-                table: CANON_TABLE.to_owned(),
-                key: canon::key(entry.partition.as_str(), &entry.event_id),
-                update: Update::new().set("dist_plan", plan.id.as_str()),
-                condition: Some(Condition::And(vec![
-                    Condition::ItemExists,
-                    Condition::NotExists("dist_plan".into()),
-                ])),
-            });
-        }
-        match self.context.table.transact(operations).await {
+        let writes = plan::planning_writes(&plan, events, now_ms)?;
+        match self.context.table.transact(writes).await {
             Ok(()) => Ok(Some(plan)),
             Err(error) if error.is_condition_failed() => {
                 tracing::info!(plan = %plan.id, "some events were planned elsewhere; re-reading");
@@ -162,44 +128,21 @@ impl Distribute {
         let plan = layout::plan_from_item(&record)?;
         if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
             // A crash may have come between completion and telling prune: tell it again.
-            return self.send_prune(vec![published(&plan)]).await;
+            return self.send_prune(vec![plan::published(&plan)]).await;
         }
-        let mut canon = BTreeMap::new();
-        let mut missing = Vec::new();
-        for (partition, event_id) in &plan.events {
-            match known.get(event_id) {
-                Some(entry) => {
-                    canon.insert(event_id.clone(), entry.clone());
-                }
-                None => missing.push(canon::key(partition, event_id)),
-            }
-        }
+        let (mut canon, missing) = plan::split_known(&plan, known);
         for item in self.canon_items(&missing).await?.values() {
             let entry = canon::from_item(item)?;
             canon.insert(entry.event_id.clone(), entry);
         }
         let now_ms = self.context.clock.now_ms();
-        let pages = plan::pages(&plan, &canon, now_ms)?;
-        for chunk in pages.chunks(MAX_BATCH_WRITE) {
-            let writes = chunk.iter().cloned().map(BatchWrite::Put).collect();
-            self.context.table.batch_write(FEEDS_TABLE, writes).await?;
-        }
-        let mut requests = vec![published(&plan)];
-        requests.extend(self.remember(&pages, now_ms).await?);
-        for planned in &plan.pages {
-            let last_seq = planned.first_seq + planned.event_ids.len() as u64 - 1;
-            if crosses_check_mark(planned.first_seq, last_seq) {
-                activity::index_feed(
-                    self.context.table.as_ref(),
-                    PRUNE_TABLE,
-                    &planned.feed,
-                    now_ms,
-                )
-                .await?;
-                requests.push(PruneRequest::FeedPastRetention {
-                    feed: planned.feed.clone(),
-                });
-            }
+        let publication = plan::publication(&plan, &canon, now_ms)?;
+        self.batch_write(FEEDS_TABLE, &publication.pages).await?;
+        let mut requests = vec![plan::published(&plan)];
+        requests.extend(self.remember(&publication.observations).await?);
+        for feed in &publication.checked_feeds {
+            activity::index_feed(self.context.table.as_ref(), PRUNE_TABLE, feed, now_ms).await?;
+            requests.push(PruneRequest::FeedPastRetention { feed: feed.clone() });
         }
         self.context
             .table
@@ -213,26 +156,20 @@ impl Distribute {
         self.send_prune(requests).await
     }
 
-    /// Writes each player page as the player's observation and counts its bytes; returns a
-    /// request for each player whose count is now over the cap.
-    async fn remember(&self, pages: &[Item], now_ms: u64) -> Result<Vec<PruneRequest>> {
-        let mut observations = Vec::new();
-        for page_item in pages {
-            if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
-                let page = layout::page_from_item(page_item)?;
-                observations.push((
-                    player.clone(),
-                    memory::observation_item(&player, &page, now_ms)?,
-                ));
-            }
+    /// Puts `items` into `table`, a batch write at a time.
+    async fn batch_write(&self, table: &str, items: &[Item]) -> Result<()> {
+        for chunk in items.chunks(MAX_BATCH_WRITE) {
+            let writes = chunk.iter().cloned().map(BatchWrite::Put).collect();
+            self.context.table.batch_write(table, writes).await?;
         }
-        for chunk in observations.chunks(MAX_BATCH_WRITE) {
-            let writes = chunk
-                .iter()
-                .map(|(_, item)| BatchWrite::Put(item.clone()))
-                .collect();
-            self.context.table.batch_write(MEMORY_TABLE, writes).await?;
-        }
+        Ok(())
+    }
+
+    /// Writes the players' observations and counts their bytes; returns a request for each
+    /// player whose count is now over the cap.
+    async fn remember(&self, observations: &[(String, Item)]) -> Result<Vec<PruneRequest>> {
+        let items: Vec<Item> = observations.iter().map(|(_, item)| item.clone()).collect();
+        self.batch_write(MEMORY_TABLE, &items).await?;
         let counts = try_join_all(observations.iter().map(|(player, item)| async move {
             let budget = self
                 .context
@@ -247,11 +184,7 @@ impl Distribute {
             Ok::<_, DistributeError>((player.clone(), budget.i64("bytes").unwrap_or(0)))
         }))
         .await?;
-        Ok(counts
-            .into_iter()
-            .filter(|(_, bytes)| *bytes > self.memory_cap_bytes as i64)
-            .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
-            .collect())
+        Ok(plan::over_budget(counts, self.memory_cap_bytes))
     }
 
     /// Sends prune its requests, ten at a time; any refusal fails the batch (it is retried,
@@ -290,17 +223,9 @@ impl Distribute {
 
     /// Records the activity of the batch's regions; asks for tombstoned ones to come back.
     async fn touch_regions(&self, events: &[CanonEntry]) -> Result<()> {
-        let mut regions: BTreeMap<PartitionUid, BTreeSet<&str>> = BTreeMap::new();
-        for entry in events {
-            regions
-                .entry(entry.partition.prefix(REGION_DEPTH))
-                .or_default()
-                .insert(entry.partition.as_str());
-        }
         let now_ms = self.context.clock.now_ms();
         let mut requests = Vec::new();
-        for (region, partitions) in regions {
-            let partitions: Vec<&str> = partitions.into_iter().collect();
+        for (region, partitions) in plan::regions(events) {
             let tombstoned = activity::touch_region(
                 self.context.table.as_ref(),
                 PRUNE_TABLE,
@@ -327,26 +252,9 @@ impl Distribute {
             .collect();
         let mut plans = BTreeSet::new();
         for attempt in 0.. {
-            let items = self.canon_items(&keys).await?;
-            let mut unplanned = Vec::new();
-            for entry in events {
-                match items.get(&entry.event_id) {
-                    None => {
-                        return Err(Error::Unavailable(format!(
-                            "canon of {} not readable yet",
-                            entry.event_id
-                        ))
-                        .into());
-                    }
-                    Some(item) => match item.str("dist_plan") {
-                        Some(plan_id) => {
-                            plans.insert(plan_id.to_owned());
-                        }
-                        None => unplanned.push(entry.clone()),
-                    },
-                }
-            }
-            if unplanned.is_empty() {
+            let sorted = plan::by_plan(events, &self.canon_items(&keys).await?)?;
+            plans.extend(sorted.plans);
+            if sorted.unplanned.is_empty() {
                 break;
             }
             if attempt == PLANNING_ATTEMPTS {
@@ -354,7 +262,7 @@ impl Distribute {
                     Error::Throttled("events keep being planned concurrently".into()).into(),
                 );
             }
-            if let Some(plan) = self.plan(&unplanned).await? {
+            if let Some(plan) = self.plan(&sorted.unplanned).await? {
                 plans.insert(plan.id);
                 break;
             }
@@ -363,22 +271,6 @@ impl Distribute {
             self.execute(plan_id, &known).await?;
         }
         self.touch_regions(events).await
-    }
-}
-
-/// The request that ends a published plan's bookkeeping.
-fn published(plan: &Plan) -> PruneRequest {
-    PruneRequest::EventsPublished {
-        plan_id: plan.id.clone(),
-        events: plan
-            .events
-            .iter()
-            .filter_map(|(partition, event_id)| {
-                PartitionUid::parse(partition)
-                    .ok()
-                    .map(|partition| (partition, event_id.clone()))
-            })
-            .collect(),
     }
 }
 

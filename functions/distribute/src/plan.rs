@@ -4,15 +4,209 @@
 //! number of its range and the events in order. Pages are derived from a plan and the events'
 //! canon, so a plan replayed after a crash yields byte-identical pages under the same keys.
 //! The rows' layout (page, plan and counter keys and codecs) is `worldfleet_tables::plan`'s.
+//!
+//! Every decision the handler makes lives here as a function of what it read: which events
+//! still need a plan ([`by_plan`]), the planning transaction ([`planning_writes`]), which canon
+//! a plan still has to read ([`split_known`]), what publishing a plan writes and asks prune
+//! ([`publication`], [`over_budget`], [`published`]) and which regions a batch touches
+//! ([`regions`]). The handler only reads, writes and sends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage};
-use worldfleet_ports::Item;
-use worldfleet_tables::plan::{Plan, page_item};
+use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE};
+use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
+use worldfleet_ports::{Condition, Error, Item, Key, TransactWrite, Update};
+use worldfleet_tables::plan::{self as layout, Plan, PlannedPage, page_item};
+use worldfleet_tables::{canon, memory};
 
 use crate::error::{DistributeError, Result};
 use crate::rules::RepublishRules;
+
+/// A feed is put in the feed index and checked for retention each time its sequence numbers
+/// cross a multiple of this (and at its first entry).
+pub const FEED_CHECK_EVERY: u64 = 256;
+/// How deep a region is: events of `gm/district/scene` belong to the region `gm/district`.
+pub const REGION_DEPTH: usize = 2;
+
+/// True when the run `first_seq..=last_seq` starts a feed or crosses a check mark.
+pub fn crosses_check_mark(first_seq: u64, last_seq: u64) -> bool {
+    first_seq == 1 || (first_seq - 1) / FEED_CHECK_EVERY != last_seq / FEED_CHECK_EVERY
+}
+
+/// A batch's events sorted by what their canon items say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ByPlan {
+    /// Plans some of the events already belong to.
+    pub plans: BTreeSet<String>,
+    /// Events with no plan yet, in batch order.
+    pub unplanned: Vec<CanonEntry>,
+}
+
+/// Sorts `events` by the `dist_plan` of their canon items (`items`, by event id). An event
+/// whose canon cannot be read yet is an error worth a retry: compose may not have written it.
+pub fn by_plan(events: &[CanonEntry], items: &BTreeMap<String, Item>) -> Result<ByPlan> {
+    let mut sorted = ByPlan::default();
+    for entry in events {
+        let item = items.get(&entry.event_id).ok_or_else(|| {
+            Error::Unavailable(format!("canon of {} not readable yet", entry.event_id))
+        })?;
+        match item.str("dist_plan") {
+            Some(plan_id) => {
+                sorted.plans.insert(plan_id.to_owned());
+            }
+            None => sorted.unplanned.push(entry.clone()),
+        }
+    }
+    Ok(sorted)
+}
+
+/// The page of `feed` for `event_ids`, given the feed counter's value after adding their count.
+pub fn planned_page(feed: &FeedId, event_ids: &[String], counter_after: i64) -> PlannedPage {
+    let last = counter_after.max(0) as u64;
+    PlannedPage {
+        feed: feed.to_string(),
+        first_seq: last + 1 - event_ids.len() as u64,
+        event_ids: event_ids.to_vec(),
+    }
+}
+
+/// The plan of `events` over the allocated `pages`.
+pub fn new_plan(id: String, events: &[CanonEntry], pages: Vec<PlannedPage>) -> Plan {
+    Plan {
+        id,
+        events: events
+            .iter()
+            .map(|entry| (entry.partition.to_string(), entry.event_id.clone()))
+            .collect(),
+        pages,
+    }
+}
+
+/// The planning transaction: the plan record (once) and every event's `dist_plan`, each on
+/// condition that the event exists and has no plan yet, so an event is planned exactly once.
+pub fn planning_writes(
+    plan: &Plan,
+    events: &[CanonEntry],
+    now_ms: u64,
+) -> Result<Vec<TransactWrite>> {
+    let mut writes = vec![TransactWrite::Put {
+        table: FEEDS_TABLE.to_owned(),
+        item: layout::plan_item(plan, now_ms)?,
+        condition: Some(Condition::ItemNotExists),
+    }];
+    writes.extend(events.iter().map(|entry| TransactWrite::Update {
+        table: CANON_TABLE.to_owned(),
+        key: canon::key(entry.partition.as_str(), &entry.event_id),
+        update: Update::new().set("dist_plan", plan.id.as_str()),
+        condition: Some(Condition::And(vec![
+            Condition::ItemExists,
+            Condition::NotExists("dist_plan".into()),
+        ])),
+    }));
+    Ok(writes)
+}
+
+/// The canon of `plan`'s events found in `known` (the batch's own events), and the keys of the
+/// rest, which have to be read.
+pub fn split_known(
+    plan: &Plan,
+    known: &BTreeMap<String, CanonEntry>,
+) -> (BTreeMap<String, CanonEntry>, Vec<Key>) {
+    let mut canon_found = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (partition, event_id) in &plan.events {
+        match known.get(event_id) {
+            Some(entry) => {
+                canon_found.insert(event_id.clone(), entry.clone());
+            }
+            None => missing.push(canon::key(partition, event_id)),
+        }
+    }
+    (canon_found, missing)
+}
+
+/// What publishing a plan writes, before it is marked completed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    /// One page item per target feed (feeds table).
+    pub pages: Vec<Item>,
+    /// Each player page as the player's observation (memory table), with its player.
+    pub observations: Vec<(String, Item)>,
+    /// Feeds whose run starts them or crosses a check mark: indexed and checked for retention.
+    pub checked_feeds: Vec<String>,
+}
+
+/// What publishing `plan` over its events' `canon` writes at `now_ms`.
+pub fn publication(
+    plan: &Plan,
+    canon: &BTreeMap<String, CanonEntry>,
+    now_ms: u64,
+) -> Result<Publication> {
+    let pages = pages(plan, canon, now_ms)?;
+    let mut observations = Vec::new();
+    for page_item in &pages {
+        if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
+            let page = layout::page_from_item(page_item)?;
+            let observation = memory::observation_item(&player, &page, now_ms)?;
+            observations.push((player, observation));
+        }
+    }
+    let checked_feeds = plan
+        .pages
+        .iter()
+        .filter(|planned| {
+            let last_seq = planned.first_seq + planned.event_ids.len() as u64 - 1;
+            crosses_check_mark(planned.first_seq, last_seq)
+        })
+        .map(|planned| planned.feed.clone())
+        .collect();
+    Ok(Publication {
+        pages,
+        observations,
+        checked_feeds,
+    })
+}
+
+/// A request for each player whose memory count (`counts`: player, bytes after this batch) is
+/// over `cap_bytes`.
+pub fn over_budget(counts: Vec<(String, i64)>, cap_bytes: u64) -> Vec<PruneRequest> {
+    counts
+        .into_iter()
+        .filter(|(_, bytes)| *bytes > cap_bytes as i64)
+        .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
+        .collect()
+}
+
+/// The request that ends a published plan's bookkeeping.
+pub fn published(plan: &Plan) -> PruneRequest {
+    PruneRequest::EventsPublished {
+        plan_id: plan.id.clone(),
+        events: plan
+            .events
+            .iter()
+            .filter_map(|(partition, event_id)| {
+                PartitionUid::parse(partition)
+                    .ok()
+                    .map(|partition| (partition, event_id.clone()))
+            })
+            .collect(),
+    }
+}
+
+/// The regions of a batch's events (`REGION_DEPTH`), each with its partitions that had events.
+pub fn regions(events: &[CanonEntry]) -> BTreeMap<PartitionUid, Vec<&str>> {
+    let mut regions: BTreeMap<PartitionUid, BTreeSet<&str>> = BTreeMap::new();
+    for entry in events {
+        regions
+            .entry(entry.partition.prefix(REGION_DEPTH))
+            .or_default()
+            .insert(entry.partition.as_str());
+    }
+    regions
+        .into_iter()
+        .map(|(region, partitions)| (region, partitions.into_iter().collect()))
+        .collect()
+}
 
 /// The feeds each event goes to, and how many entries each feed needs, in first-seen order.
 pub fn feed_demand(rules: &RepublishRules, canon: &[CanonEntry]) -> Vec<(FeedId, Vec<String>)> {
@@ -68,16 +262,18 @@ pub fn pages(plan: &Plan, canon: &BTreeMap<String, CanonEntry>, now_ms: u64) -> 
 mod tests {
     use worldfleet_domain::{EventKind, Intent, PartitionUid, Tier};
 
-    use worldfleet_tables::plan::{
-        PlannedPage, page_from_item, page_sort_key, plan_from_item, plan_item,
-    };
+    use worldfleet_tables::plan::{page_from_item, page_sort_key, plan_from_item, plan_item};
 
     use super::*;
 
     fn canon(event_id: &str, audience: &[&str]) -> CanonEntry {
+        canon_in("gm/d/s", event_id, audience)
+    }
+
+    fn canon_in(partition: &str, event_id: &str, audience: &[&str]) -> CanonEntry {
         CanonEntry {
             event_id: event_id.into(),
-            partition: PartitionUid::parse("gm/d/s").unwrap(),
+            partition: PartitionUid::parse(partition).unwrap(),
             kind: EventKind::Dialogue,
             actor: audience[0].into(),
             audience: audience.iter().map(|member| member.to_string()).collect(),
@@ -144,5 +340,207 @@ mod tests {
             vec![41, 42]
         );
         assert_eq!(plan_from_item(&plan_item(&plan, 0).unwrap()).unwrap(), plan);
+    }
+
+    fn canon_by_id(entries: &[CanonEntry]) -> BTreeMap<String, CanonEntry> {
+        entries
+            .iter()
+            .map(|entry| (entry.event_id.clone(), entry.clone()))
+            .collect()
+    }
+
+    fn canon_item(entry: &CanonEntry, plan_id: Option<&str>) -> Item {
+        let item = Item::new(canon::key(entry.partition.as_str(), &entry.event_id));
+        match plan_id {
+            Some(plan_id) => item.with("dist_plan", plan_id),
+            None => item,
+        }
+    }
+
+    #[test]
+    fn check_marks_are_a_feed_s_first_entry_and_each_multiple_of_the_period() {
+        assert!(crosses_check_mark(1, 1));
+        assert!(crosses_check_mark(255, 257));
+        assert!(crosses_check_mark(256, 256));
+        assert!(!crosses_check_mark(257, 511));
+        assert!(!crosses_check_mark(2, 255));
+    }
+
+    #[test]
+    fn events_are_sorted_by_their_plan_and_unreadable_canon_is_retried() {
+        let batch = vec![
+            canon("e1", &["a"]),
+            canon("e2", &["a"]),
+            canon("e3", &["b"]),
+        ];
+        let mut items: BTreeMap<String, Item> = [
+            ("e1".to_owned(), canon_item(&batch[0], Some("p1"))),
+            ("e2".to_owned(), canon_item(&batch[1], None)),
+        ]
+        .into_iter()
+        .collect();
+        let unreadable = by_plan(&batch, &items).unwrap_err();
+        assert!(
+            matches!(&unreadable, DistributeError::Port(Error::Unavailable(reason)) if reason.contains("e3")),
+            "{unreadable:?}"
+        );
+        items.insert("e3".into(), canon_item(&batch[2], Some("p1")));
+        let sorted = by_plan(&batch, &items).unwrap();
+        assert_eq!(sorted.plans, BTreeSet::from(["p1".to_owned()]));
+        assert_eq!(sorted.unplanned, vec![batch[1].clone()]);
+    }
+
+    #[test]
+    fn a_planned_page_ends_at_the_counter_after_the_add() {
+        let ids = vec!["e1".to_owned(), "e2".to_owned(), "e3".to_owned()];
+        let page = planned_page(&FeedId::Player("a".into()), &ids, 10);
+        assert_eq!(
+            page,
+            PlannedPage {
+                feed: "player:a".into(),
+                first_seq: 8,
+                event_ids: ids,
+            }
+        );
+    }
+
+    #[test]
+    fn planning_writes_the_plan_once_and_each_event_s_pointer_only_if_unset() {
+        let batch = vec![canon("e1", &["a"]), canon("e2", &["b"])];
+        let plan = new_plan("p1".into(), &batch, Vec::new());
+        assert_eq!(
+            plan.events,
+            vec![
+                ("gm/d/s".to_owned(), "e1".to_owned()),
+                ("gm/d/s".to_owned(), "e2".to_owned())
+            ]
+        );
+        let writes = planning_writes(&plan, &batch, 7).unwrap();
+        assert_eq!(writes.len(), 3);
+        assert_eq!(
+            writes[0],
+            TransactWrite::Put {
+                table: FEEDS_TABLE.to_owned(),
+                item: plan_item(&plan, 7).unwrap(),
+                condition: Some(Condition::ItemNotExists),
+            }
+        );
+        for (write, entry) in writes[1..].iter().zip(&batch) {
+            assert_eq!(
+                *write,
+                TransactWrite::Update {
+                    table: CANON_TABLE.to_owned(),
+                    key: canon::key("gm/d/s", &entry.event_id),
+                    update: Update::new().set("dist_plan", "p1"),
+                    condition: Some(Condition::And(vec![
+                        Condition::ItemExists,
+                        Condition::NotExists("dist_plan".into()),
+                    ])),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_canon_the_batch_does_not_hold_is_read() {
+        let plan = new_plan(
+            "p1".into(),
+            &[canon("e1", &["a"]), canon("e2", &["a"])],
+            Vec::new(),
+        );
+        let known = canon_by_id(&[canon("e1", &["a"]), canon("e9", &["a"])]);
+        let (found, missing) = split_known(&plan, &known);
+        assert_eq!(found.keys().collect::<Vec<_>>(), vec!["e1"]);
+        assert_eq!(missing, vec![canon::key("gm/d/s", "e2")]);
+    }
+
+    #[test]
+    fn publication_observes_player_pages_and_checks_feeds_that_cross_a_mark() {
+        let batch = vec![canon("e1", &["a", "b"]), canon("e2", &["a", "b"])];
+        let event_ids = vec!["e1".to_owned(), "e2".to_owned()];
+        let page = |feed: &str, first_seq| PlannedPage {
+            feed: feed.into(),
+            first_seq,
+            event_ids: event_ids.clone(),
+        };
+        let plan = new_plan(
+            "p1".into(),
+            &batch,
+            vec![
+                page("player:a", 1),
+                page("player:b", 300),
+                page("district:gm/d", 256),
+            ],
+        );
+        let publication = publication(&plan, &canon_by_id(&batch), 5).unwrap();
+        assert_eq!(
+            publication.pages,
+            pages(&plan, &canon_by_id(&batch), 5).unwrap()
+        );
+        let players: Vec<&str> = publication
+            .observations
+            .iter()
+            .map(|(player, _)| player.as_str())
+            .collect();
+        assert_eq!(players, vec!["a", "b"]);
+        let page_a = page_from_item(&publication.pages[0]).unwrap();
+        assert_eq!(
+            publication.observations[0].1,
+            memory::observation_item("a", &page_a, 5).unwrap()
+        );
+        assert_eq!(
+            publication.checked_feeds,
+            vec!["player:a".to_owned(), "district:gm/d".to_owned()]
+        );
+    }
+
+    #[test]
+    fn only_players_past_the_cap_are_reported() {
+        let counts = vec![("a".to_owned(), 100), ("b".to_owned(), 101)];
+        assert_eq!(
+            over_budget(counts, 100),
+            vec![PruneRequest::MemoryOverBudget { player: "b".into() }]
+        );
+    }
+
+    #[test]
+    fn the_published_request_names_the_plan_s_parseable_events() {
+        let plan = Plan {
+            id: "p1".into(),
+            events: vec![
+                ("gm/d/s".into(), "e1".into()),
+                ("not a uid".into(), "e2".into()),
+            ],
+            pages: Vec::new(),
+        };
+        assert_eq!(
+            published(&plan),
+            PruneRequest::EventsPublished {
+                plan_id: "p1".into(),
+                events: vec![(PartitionUid::parse("gm/d/s").unwrap(), "e1".into())],
+            }
+        );
+    }
+
+    #[test]
+    fn regions_group_each_partition_once() {
+        let batch = vec![
+            canon_in("gm/d/s2", "e1", &["a"]),
+            canon_in("gm/d/s1", "e2", &["a"]),
+            canon_in("gm/d/s2", "e3", &["a"]),
+            canon_in("gm/e/s", "e4", &["a"]),
+        ];
+        let regions = regions(&batch);
+        let summary: Vec<(String, Vec<&str>)> = regions
+            .iter()
+            .map(|(region, partitions)| (region.to_string(), partitions.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("gm/d".to_owned(), vec!["gm/d/s1", "gm/d/s2"]),
+                ("gm/e".to_owned(), vec!["gm/e/s"]),
+            ]
+        );
     }
 }

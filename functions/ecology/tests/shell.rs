@@ -17,11 +17,9 @@ use worldfleet_ecology::{
     watchdog,
 };
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SortKeyRange,
-    Table, TableSpec,
-};
+use worldfleet_ports::{Clock, ManualClock, ReceivedMessage};
 
 const START_MS: u64 = 1_763_700_000_000;
 const INTERVAL_MS: u64 = 5_000;
@@ -46,33 +44,13 @@ async fn fixture() -> Fixture {
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in [ECOLOGY_TABLE, TIMERS_TABLE, IDEMPOTENCY_TABLE, CANON_TABLE] {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    for (name, dead) in [
-        (ECOLOGY_INPUT_QUEUE, "ecology-input-dlq.fifo"),
-        (ECOLOGY_TICK_QUEUE, "ecology-tick-dlq"),
-        (DISTRIBUTE_QUEUE, "distribute-dlq.fifo"),
-    ] {
-        queue
-            .ensure_queue(&QueueSpec::dead_letter(dead))
-            .await
-            .unwrap();
-        queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                dead,
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let context = StageContext::new(queue, table, shared);
+    let context = StageContext::new(store.queue(), store.table(), shared);
+    declare(
+        &context,
+        &[ECOLOGY_TABLE, TIMERS_TABLE, IDEMPOTENCY_TABLE, CANON_TABLE],
+        &[ECOLOGY_INPUT_QUEUE, ECOLOGY_TICK_QUEUE, DISTRIBUTE_QUEUE],
+    )
+    .await;
     let mut config = EcologyConfig::builtin().unwrap();
     config.interval = TickInterval::from_millis(INTERVAL_MS).unwrap();
     Fixture {
@@ -88,27 +66,6 @@ async fn fixture() -> Fixture {
 
 fn uid(raw: &str) -> PartitionUid {
     PartitionUid::parse(raw).unwrap()
-}
-
-async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
-    let mut all = Vec::new();
-    loop {
-        let batch = queue
-            .receive(name, ReceiveRequest::batch(Duration::ZERO))
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        queue
-            .delete_batch(
-                name,
-                batch.iter().map(|m| m.receipt_handle.clone()).collect(),
-            )
-            .await
-            .unwrap();
-        all.extend(batch);
-    }
 }
 
 async fn cell(fixture: &Fixture, name: &str) -> StoredCell {
@@ -130,19 +87,11 @@ async fn step(fixture: &Fixture) -> usize {
     loop {
         let inputs = drain(queue, ECOLOGY_INPUT_QUEUE).await;
         for chunk in inputs.chunks(10) {
-            let report = fixture
-                .inputs
-                .handle_batch(chunk, Duration::from_secs(30))
-                .await;
-            assert!(report.all_succeeded(), "{report:?}");
+            handle_all(&fixture.inputs, chunk).await;
         }
         let timers = drain(queue, ECOLOGY_TICK_QUEUE).await;
         for chunk in timers.chunks(10) {
-            let report = fixture
-                .ticks
-                .handle_batch(chunk, Duration::from_secs(30))
-                .await;
-            assert!(report.all_succeeded(), "{report:?}");
+            handle_all(&fixture.ticks, chunk).await;
         }
         ticks += timers.len();
         drain(queue, DISTRIBUTE_QUEUE).await;
@@ -165,22 +114,25 @@ fn founders() -> Vec<Founders> {
     ]
 }
 
+/// Seeds `name` with [`founders`], cap 200 and no neighbours; false when it existed.
+async fn seed(fixture: &Fixture, name: &str) -> bool {
+    seed_cell(
+        &fixture.context,
+        &fixture.config,
+        uid(name),
+        200,
+        vec![],
+        &founders(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn duplicate_tick_deliveries_never_fork_the_chain() {
     let fixture = fixture().await;
     let name = "wild/zone-1/cell-1";
-    assert!(
-        seed_cell(
-            &fixture.context,
-            &fixture.config,
-            uid(name),
-            200,
-            vec![],
-            &founders()
-        )
-        .await
-        .unwrap()
-    );
+    assert!(seed(&fixture, name).await);
     let queue = fixture.context.queue.as_ref();
     for tick in 1..=4_u64 {
         fixture.clock.advance(INTERVAL_MS);
@@ -199,11 +151,7 @@ async fn duplicate_tick_deliveries_never_fork_the_chain() {
             .ticks
             .handle_batch(&copies, Duration::from_secs(30))
             .await;
-        let report = fixture
-            .ticks
-            .handle_batch(&copies, Duration::from_secs(30))
-            .await;
-        assert!(report.all_succeeded(), "{report:?}");
+        handle_all(&fixture.ticks, &copies).await;
         assert_eq!(cell(&fixture, name).await.state.tick, tick);
     }
     fixture.clock.advance(INTERVAL_MS);
@@ -218,16 +166,7 @@ async fn duplicate_tick_deliveries_never_fork_the_chain() {
 async fn the_watchdog_rearms_a_lost_chain_once() {
     let fixture = fixture().await;
     let name = "wild/zone-1/cell-1";
-    seed_cell(
-        &fixture.context,
-        &fixture.config,
-        uid(name),
-        200,
-        vec![],
-        &founders(),
-    )
-    .await
-    .unwrap();
+    seed(&fixture, name).await;
     assert_eq!(step(&fixture).await, 1);
     assert_eq!(step(&fixture).await, 1);
     // The timer of tick 3 is lost.
@@ -275,16 +214,7 @@ fn capture(event_id: &str, cell: &str, creature: &str) -> String {
 async fn a_redelivered_capture_is_applied_exactly_once() {
     let fixture = fixture().await;
     let name = "wild/zone-1/cell-1";
-    seed_cell(
-        &fixture.context,
-        &fixture.config,
-        uid(name),
-        200,
-        vec![],
-        &founders(),
-    )
-    .await
-    .unwrap();
+    seed(&fixture, name).await;
     let target = cell(&fixture, name).await.state.creatures[0].id.clone();
     let message = ReceivedMessage {
         message_id: "m-1".into(),
@@ -295,46 +225,20 @@ async fn a_redelivered_capture_is_applied_exactly_once() {
         sent_at_ms: START_MS,
     };
     for _ in 0..2 {
-        assert!(
-            fixture
-                .inputs
-                .handle_batch(std::slice::from_ref(&message), Duration::from_secs(30))
-                .await
-                .all_succeeded()
-        );
+        handle_all(&fixture.inputs, std::slice::from_ref(&message)).await;
     }
     step(&fixture).await;
     // Again after it was consumed.
-    assert!(
-        fixture
-            .inputs
-            .handle_batch(std::slice::from_ref(&message), Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
+    handle_all(&fixture.inputs, std::slice::from_ref(&message)).await;
     step(&fixture).await;
     let stored = cell(&fixture, name).await;
     assert_eq!(stored.totals.captured, 1);
     assert!(stored.state.creatures.iter().all(|c| c.id != target));
     let table = fixture.context.table.as_ref();
-    let seen = table
-        .query(
-            ECOLOGY_TABLE,
-            &Query::partition(name).range(SortKeyRange::Prefix("seen#".into())),
-        )
-        .await
-        .unwrap()
-        .items;
+    let seen = items_with_prefix(table, ECOLOGY_TABLE, name, "seen#").await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].str("outcome"), Some("applied"));
-    let captured = table
-        .query(
-            ECOLOGY_TABLE,
-            &Query::partition(name).range(SortKeyRange::Prefix("captured#".into())),
-        )
-        .await
-        .unwrap()
-        .items;
+    let captured = items_with_prefix(table, ECOLOGY_TABLE, name, "captured#").await;
     assert_eq!(captured.len(), 1);
     assert_eq!(captured[0].str("player"), Some("p-1"));
 }
@@ -384,14 +288,7 @@ async fn migration_conserves_creatures_across_cells_through_the_queue() {
         arrived += stored.totals.arrived;
         returned += stored.totals.returned;
         everywhere.extend(stored.state.creatures.iter().map(|c| c.id.clone()));
-        let pending = table
-            .query(
-                ECOLOGY_TABLE,
-                &Query::partition(name).range(SortKeyRange::Prefix("pending#a#".into())),
-            )
-            .await
-            .unwrap()
-            .items;
+        let pending = items_with_prefix(table, ECOLOGY_TABLE, name, "pending#a#").await;
         pending_arrivals += pending.len() as u64;
     }
     assert!(emigrated > 0, "creatures migrated");

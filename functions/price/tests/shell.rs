@@ -12,11 +12,10 @@ use worldfleet_domain::{
     AcceptedEvent, EventKind, EventPayload, PartitionUid, TradePayload, TradeSide,
 };
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SortKeyRange,
-    Table, TableSpec,
-};
+use worldfleet_ports::{Clock, Item, ManualClock, ReceivedMessage};
+use worldfleet_price::market::StationMarket;
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::market_key;
 use worldfleet_price::stages::regions::read_region;
@@ -48,39 +47,18 @@ async fn fixture() -> Fixture {
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in [
-        MARKET_TABLE,
-        PRODUCTION_TABLE,
-        TIMERS_TABLE,
-        IDEMPOTENCY_TABLE,
-    ] {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    for name in [MARKET_QUEUE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE] {
-        let dead = format!(
-            "{}-dlq{}",
-            name.trim_end_matches(".fifo"),
-            if name.ends_with(".fifo") { ".fifo" } else { "" }
-        );
-        queue
-            .ensure_queue(&QueueSpec::dead_letter(&dead))
-            .await
-            .unwrap();
-        queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                &dead,
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let context = StageContext::new(queue, table, shared);
+    let context = StageContext::new(store.queue(), store.table(), shared);
+    declare(
+        &context,
+        &[
+            MARKET_TABLE,
+            PRODUCTION_TABLE,
+            TIMERS_TABLE,
+            IDEMPOTENCY_TABLE,
+        ],
+        &[MARKET_QUEUE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE],
+    )
+    .await;
     let config = PriceConfig::builtin().unwrap();
     Fixture {
         market: MarketStage::new(context.clone(), config.clone()),
@@ -124,66 +102,56 @@ fn record(index: usize, body: String) -> ReceivedMessage {
     }
 }
 
-async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
-    let mut all = Vec::new();
-    loop {
-        let batch = queue
-            .receive(name, ReceiveRequest::batch(Duration::ZERO))
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        queue
-            .delete_batch(
-                name,
-                batch.iter().map(|m| m.receipt_handle.clone()).collect(),
-            )
-            .await
-            .unwrap();
-        all.extend(batch);
-    }
+/// The record of trade `index`, delivered once.
+fn trade_record(index: usize, side: TradeSide, quantity: u64) -> ReceivedMessage {
+    record(
+        index,
+        serde_json::to_string(&trade(index, side, quantity)).unwrap(),
+    )
 }
 
-async fn items(
-    table: &dyn Table,
-    name: &str,
-    pk: &str,
-    prefix: &str,
-) -> Vec<worldfleet_ports::Item> {
-    table
-        .query(
-            name,
-            &Query::partition(pk).range(SortKeyRange::Prefix(prefix.into())),
-        )
-        .await
-        .unwrap()
-        .items
+impl Fixture {
+    /// Hands `records` to the market stage, which must apply every one.
+    async fn trade(&self, records: &[ReceivedMessage]) {
+        handle_all(&self.market, records).await;
+    }
+
+    /// Moves time `ms` on and closes every window whose timer is then due.
+    async fn close_due_windows(&self, ms: u64) {
+        self.clock.advance(ms);
+        let timers = drain(self.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
+        handle_all(&self.windows, &timers).await;
+    }
+
+    /// The station's market as stored.
+    async fn market_state(&self) -> StationMarket {
+        let state = self
+            .context
+            .table
+            .get(MARKET_TABLE, &market_key(STATION))
+            .await
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(state.str("state").unwrap()).unwrap()
+    }
+
+    /// The station's items whose sort key starts with `prefix`.
+    async fn market_items(&self, prefix: &str) -> Vec<Item> {
+        items_with_prefix(self.context.table.as_ref(), MARKET_TABLE, STATION, prefix).await
+    }
 }
 
 #[tokio::test]
 async fn a_burst_within_one_second_gets_exactly_one_recompute_holding_every_transaction() {
     let fixture = fixture().await;
     let burst = 37;
-    let events: Vec<AcceptedEvent> = (0..burst)
-        .map(|index| trade(index, TradeSide::Buy, 3))
-        .collect();
-    for (chunk_index, chunk) in events.chunks(10).enumerate() {
+    let indexes: Vec<usize> = (0..burst).collect();
+    for chunk in indexes.chunks(10) {
         let records: Vec<_> = chunk
             .iter()
-            .enumerate()
-            .map(|(offset, event)| {
-                record(
-                    chunk_index * 10 + offset,
-                    serde_json::to_string(event).unwrap(),
-                )
-            })
+            .map(|&index| trade_record(index, TradeSide::Buy, 3))
             .collect();
-        let report = fixture
-            .market
-            .handle_batch(&records, Duration::from_secs(30))
-            .await;
-        assert!(report.all_succeeded(), "{report:?}");
+        fixture.trade(&records).await;
         fixture.clock.advance(20); // the burst spans 80 ms
     }
     let queue = fixture.context.queue.as_ref();
@@ -196,30 +164,19 @@ async fn a_burst_within_one_second_gets_exactly_one_recompute_holding_every_tran
     assert_eq!(timers.len(), 1, "one window, one timer");
     // Deliver the timer twice: the second is a duplicate and must not recompute again.
     for _ in 0..2 {
-        let report = fixture
-            .windows
-            .handle_batch(&timers, Duration::from_secs(30))
-            .await;
-        assert!(report.all_succeeded());
+        handle_all(&fixture.windows, &timers).await;
     }
-    let table = fixture.context.table.as_ref();
-    let recomputes = items(table, MARKET_TABLE, STATION, "recompute#").await;
+    let recomputes = fixture.market_items("recompute#").await;
     assert_eq!(recomputes.len(), 1, "exactly one recompute");
     assert_eq!(
         recomputes[0].i64("transactions"),
         Some(burst as i64),
         "every transaction joined it"
     );
-    let records = items(table, MARKET_TABLE, STATION, "tx#").await;
+    let records = fixture.market_items("tx#").await;
     assert_eq!(records.len(), burst);
     assert!(records.iter().all(|item| item.i64("window_id") == Some(1)));
-    let state = table
-        .get(MARKET_TABLE, &market_key(STATION))
-        .await
-        .unwrap()
-        .unwrap();
-    let market: worldfleet_price::market::StationMarket =
-        serde_json::from_str(state.str("state").unwrap()).unwrap();
+    let market = fixture.market_state().await;
     assert_eq!(market.goods["ore"].supply, 10_000 - 3 * burst as i64);
     assert_eq!(market.recomputes, 1);
     assert!(market.pending.is_none());
@@ -238,77 +195,29 @@ async fn a_burst_within_one_second_gets_exactly_one_recompute_holding_every_tran
 async fn redelivered_trades_are_counted_once_even_after_their_window_closed() {
     let fixture = fixture().await;
     let first: Vec<_> = (0..5)
-        .map(|index| {
-            record(
-                index,
-                serde_json::to_string(&trade(index, TradeSide::Sell, 7)).unwrap(),
-            )
-        })
+        .map(|index| trade_record(index, TradeSide::Sell, 7))
         .collect();
-    assert!(
-        fixture
-            .market
-            .handle_batch(&first, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
-    fixture.clock.advance(1_500);
-    let timers = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
-    assert!(
-        fixture
-            .windows
-            .handle_batch(&timers, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
+    fixture.trade(&first).await;
+    fixture.close_due_windows(1_500).await;
     // Three windows later the same five arrive again (a lost delete), plus two new ones.
     for round in 0..3 {
-        let fresh = record(
-            100 + round,
-            serde_json::to_string(&trade(100 + round, TradeSide::Sell, 1)).unwrap(),
-        );
-        assert!(
-            fixture
-                .market
-                .handle_batch(&[fresh], Duration::from_secs(30))
-                .await
-                .all_succeeded()
-        );
-        fixture.clock.advance(1_500);
-        let timers = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
-        assert!(
-            fixture
-                .windows
-                .handle_batch(&timers, Duration::from_secs(30))
-                .await
-                .all_succeeded()
-        );
+        fixture
+            .trade(&[trade_record(100 + round, TradeSide::Sell, 1)])
+            .await;
+        fixture.close_due_windows(1_500).await;
     }
     let mut again = first.clone();
     for record in &mut again {
         record.receive_count = 2;
     }
-    assert!(
-        fixture
-            .market
-            .handle_batch(&again, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
-    let table = fixture.context.table.as_ref();
-    let state = table
-        .get(MARKET_TABLE, &market_key(STATION))
-        .await
-        .unwrap()
-        .unwrap();
-    let market: worldfleet_price::market::StationMarket =
-        serde_json::from_str(state.str("state").unwrap()).unwrap();
+    fixture.trade(&again).await;
+    let market = fixture.market_state().await;
     assert_eq!(
         market.goods["ore"].supply,
         10_000 + 5 * 7 + 3,
         "each sale counted once"
     );
-    let recomputes = items(table, MARKET_TABLE, STATION, "recompute#").await;
+    let recomputes = fixture.market_items("recompute#").await;
     let counted: i64 = recomputes
         .iter()
         .filter_map(|item| item.i64("transactions"))
@@ -320,17 +229,7 @@ async fn redelivered_trades_are_counted_once_even_after_their_window_closed() {
 #[tokio::test]
 async fn the_watchdog_flushes_a_station_whose_window_timer_was_lost() {
     let fixture = fixture().await;
-    let records = vec![record(
-        0,
-        serde_json::to_string(&trade(0, TradeSide::Buy, 1)).unwrap(),
-    )];
-    assert!(
-        fixture
-            .market
-            .handle_batch(&records, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
+    fixture.trade(&[trade_record(0, TradeSide::Buy, 1)]).await;
     fixture.clock.advance(10_000);
     let lost = drain(fixture.context.queue.as_ref(), PRICE_WINDOW_QUEUE).await;
     assert_eq!(lost.len(), 1, "the timer existed, and is now lost");
@@ -341,20 +240,8 @@ async fn the_watchdog_flushes_a_station_whose_window_timer_was_lost() {
     assert_eq!(rearmed.len(), 1);
     let timer: WindowTimer = serde_json::from_str(&rearmed[0].body).unwrap();
     assert_eq!(timer.window_id, 1);
-    assert!(
-        fixture
-            .windows
-            .handle_batch(&rearmed, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
-    let recomputes = items(
-        fixture.context.table.as_ref(),
-        MARKET_TABLE,
-        STATION,
-        "recompute#",
-    )
-    .await;
+    handle_all(&fixture.windows, &rearmed).await;
+    let recomputes = fixture.market_items("recompute#").await;
     assert_eq!(recomputes.len(), 1);
     assert_eq!(
         watchdog(&fixture.context).await.unwrap().windows_rearmed,
@@ -423,11 +310,7 @@ async fn production_ticks_write_every_planet_and_duplicate_timers_never_fork_the
             report.all_succeeded() || report.failed_message_ids.len() < 3,
             "{report:?}"
         );
-        let report = fixture
-            .production
-            .handle_batch(&copies, Duration::from_secs(30))
-            .await;
-        assert!(report.all_succeeded(), "{report:?}");
+        handle_all(&fixture.production, &copies).await;
         let region = read_region(&fixture.context, &timer.region).await.unwrap();
         assert_eq!(region.tick, tick);
         assert!(region.planets.iter().all(|planet| planet.last_tick == tick));
@@ -449,13 +332,7 @@ async fn production_ticks_write_every_planet_and_duplicate_timers_never_fork_the
     assert_eq!(watchdog(&fixture.context).await.unwrap().regions_rearmed, 1);
     let rearmed = drain(queue, PRODUCTION_TICK_QUEUE).await;
     assert_eq!(rearmed.len(), 2, "the last tick and the next");
-    assert!(
-        fixture
-            .production
-            .handle_batch(&rearmed, Duration::from_secs(30))
-            .await
-            .all_succeeded()
-    );
+    handle_all(&fixture.production, &rearmed).await;
     let region = read_region(&fixture.context, &PartitionUid::parse("region-1").unwrap())
         .await
         .unwrap();

@@ -8,15 +8,14 @@ use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
     IDEMPOTENCY_TABLE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TABLE, PRODUCTION_TICK_QUEUE,
-    PRUNE_QUEUE, PRUNE_TABLE, TIMERS_TABLE, dead_letter_queue,
+    PRUNE_QUEUE, PRUNE_TABLE, TIMERS_TABLE,
 };
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, TickInterval, seed_cell};
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_kit::StageContext;
-use worldfleet_ports::{
-    Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
-};
+use worldfleet_kit::testing::{declare, drain};
+use worldfleet_ports::{Clock, ManualClock};
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
@@ -24,22 +23,6 @@ use worldfleet_watchdog::run;
 
 const START_MS: u64 = 1_763_700_000_000;
 const ECOLOGY_INTERVAL_MS: u64 = 5_000;
-
-async fn drain(queue: &dyn Queue, name: &str) -> Vec<ReceivedMessage> {
-    let mut all = Vec::new();
-    loop {
-        let batch = queue
-            .receive(name, ReceiveRequest::batch(Duration::ZERO))
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        let handles = batch.iter().map(|m| m.receipt_handle.clone()).collect();
-        queue.delete_batch(name, handles).await.unwrap();
-        all.extend(batch);
-    }
-}
 
 #[tokio::test]
 async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
@@ -52,45 +35,28 @@ async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in [
-        ECOLOGY_TABLE,
-        TIMERS_TABLE,
-        IDEMPOTENCY_TABLE,
-        CANON_TABLE,
-        MARKET_TABLE,
-        PRODUCTION_TABLE,
-        PRUNE_TABLE,
-    ] {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    for name in [
-        ECOLOGY_INPUT_QUEUE,
-        ECOLOGY_TICK_QUEUE,
-        DISTRIBUTE_QUEUE,
-        PRICE_WINDOW_QUEUE,
-        PRODUCTION_TICK_QUEUE,
-        PRUNE_QUEUE,
-    ] {
-        let dead = dead_letter_queue(name);
-        queue
-            .ensure_queue(&QueueSpec::dead_letter(&dead))
-            .await
-            .unwrap();
-        queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                &dead,
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let context = StageContext::new(queue, table, shared);
+    let context = StageContext::new(store.queue(), store.table(), shared);
+    declare(
+        &context,
+        &[
+            ECOLOGY_TABLE,
+            TIMERS_TABLE,
+            IDEMPOTENCY_TABLE,
+            CANON_TABLE,
+            MARKET_TABLE,
+            PRODUCTION_TABLE,
+            PRUNE_TABLE,
+        ],
+        &[
+            ECOLOGY_INPUT_QUEUE,
+            ECOLOGY_TICK_QUEUE,
+            DISTRIBUTE_QUEUE,
+            PRICE_WINDOW_QUEUE,
+            PRODUCTION_TICK_QUEUE,
+            PRUNE_QUEUE,
+        ],
+    )
+    .await;
 
     let mut ecology = EcologyConfig::builtin().unwrap();
     ecology.interval = TickInterval::from_millis(ECOLOGY_INTERVAL_MS).unwrap();

@@ -13,7 +13,9 @@
 //! - [`env`]: one way to read settings from environment variables, with errors that name the
 //!   variable;
 //! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
-//!   services (the inference pool, model servers), whose failures stages fall back from.
+//!   services (the inference pool, model servers), whose failures stages fall back from;
+//! - [`testing`]: declaring a stage's queues and tables and reading back what it wrote, for the
+//!   stage crates' tests over an in-process store.
 
 pub mod activity;
 pub mod batch;
@@ -22,6 +24,7 @@ pub mod env;
 pub mod http;
 pub mod idempotency;
 pub mod stage;
+pub mod testing;
 pub mod timer;
 
 pub use batch::{

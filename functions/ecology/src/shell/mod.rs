@@ -9,12 +9,14 @@
 //!   inputs it consumed and leaves a *seen* marker for each; then, once per `(cell, tick)`
 //!   under an idempotency record, carries out the outbox: emigrants to their destination
 //!   cells, news to distribute, captured creatures and returned migrants to the table, and
-//!   the timer of the next tick;
+//!   the timer of the next tick; the decision and the transaction's layout are the pure
+//!   [`plan`] ([`plan::timer_step`], [`plan::plan_tick`]), unit-tested without a store;
 //! - [`watchdog::watchdog`] (once a minute): re-arms cells whose chain went quiet.
 //!
 //! See [`store`] for the table layout and why each input is applied exactly once.
 
 pub mod inputs;
+pub mod plan;
 pub mod store;
 pub mod ticks;
 pub mod watchdog;

@@ -1,9 +1,10 @@
 //! The ecology tick stage: one timer `(cell, tick)` → one applied tick, exactly once.
 //!
-//! * `tick = state.tick + 1`: read up to [`MAX_INPUTS_PER_TICK`] pending inputs, run the pure
-//!   [`tick`], and write — in one transaction conditioned on the tick read — the next state
-//!   with its outbox and totals, a delete of each consumed input and its seen marker. A lost
-//!   race re-reads. Then carry out the outbox.
+//! * `tick = state.tick + 1`: read up to [`MAX_INPUTS_PER_TICK`] pending inputs, plan the tick
+//!   with the pure [`plan_tick`] (which runs [`crate::sim::tick`]), and write its one
+//!   transaction — conditioned on the tick read — the next state with its outbox and totals, a
+//!   delete of each consumed input and its seen marker. A lost race re-reads. Then carry out
+//!   the outbox.
 //! * `tick = state.tick`: the tick was applied (perhaps by a worker that died before its
 //!   outbox went out): carry out the outbox.
 //! * anything else: a stale or spare timer; dropped.
@@ -34,19 +35,17 @@ use worldfleet_kit::{
 use worldfleet_ports::table::MAX_BATCH_WRITE;
 use worldfleet_ports::{
     BatchWrite, Condition, Item, Key, OutgoingMessage, Query, ReceivedMessage, SortKeyRange,
-    TransactWrite,
 };
 use worldfleet_tables::canon;
 
-use super::store::{
-    CellTotals, Outbox, PendingInput, StoredCell, pending_from_item, seen_item, state_key,
-};
+use super::plan::{InputVerdict, TimerStep, plan_tick, timer_step};
+use super::store::{CellTotals, Outbox, PendingInput, StoredCell, state_key};
 use super::{
     ECOLOGY_CHAIN, EcologyConfig, MAX_INPUTS_PER_TICK, MAX_STORED_POPULATION, MigrantMessage,
     TickTimer,
 };
 use crate::error::{EcologyError, Result};
-use crate::sim::{Founders, NewsEvent, NewsKind, TickInputs, genesis, tick};
+use crate::sim::{Founders, NewsEvent, NewsKind, genesis};
 
 const WRITE_ATTEMPTS: usize = 5;
 /// The actor news canon is attributed to.
@@ -94,7 +93,9 @@ impl EcologyTickStage {
         }
     }
 
-    /// Handles one timer.
+    /// Handles one timer: reads the cell, asks [`timer_step`] what the timer wants, and for the
+    /// next tick reads the pending inputs, executes the [`plan_tick`] transaction (re-reading on
+    /// a lost condition) and carries out the outbox.
     pub async fn on_timer(&self, timer: &TickTimer, remaining: Duration) -> Result<TickResult> {
         let table = self.context.table.as_ref();
         let cell = timer.cell.as_str();
@@ -108,18 +109,21 @@ impl EcologyTickStage {
                 return Ok(TickResult::UnknownCell);
             };
             let stored = StoredCell::from_item(&item)?;
-            if timer.tick == stored.state.tick {
-                self.complete_outbox(&stored, remaining).await?;
-                return Ok(TickResult::AlreadyApplied { tick: timer.tick });
-            }
-            if timer.tick != stored.state.tick + 1 {
-                tracing::debug!(
-                    cell,
-                    tick = timer.tick,
-                    applied = stored.state.tick,
-                    "stale tick timer dropped"
-                );
-                return Ok(TickResult::Stale);
+            match timer_step(timer.tick, stored.state.tick) {
+                TimerStep::Apply => {}
+                TimerStep::CompleteOutbox => {
+                    self.complete_outbox(&stored, remaining).await?;
+                    return Ok(TickResult::AlreadyApplied { tick: timer.tick });
+                }
+                TimerStep::Stale => {
+                    tracing::debug!(
+                        cell,
+                        tick = timer.tick,
+                        applied = stored.state.tick,
+                        "stale tick timer dropped"
+                    );
+                    return Ok(TickResult::Stale);
+                }
             }
             let page = table
                 .query(
@@ -129,113 +133,14 @@ impl EcologyTickStage {
                         .limit(MAX_INPUTS_PER_TICK),
                 )
                 .await?;
-            let mut inputs = TickInputs {
-                tick: timer.tick,
-                ..TickInputs::default()
-            };
-            let mut consumed: Vec<(Key, String, Option<PendingInput>)> = Vec::new();
-            for pending in &page.items {
-                let input_key = pending
-                    .key
-                    .sk
-                    .strip_prefix("pending#")
-                    .unwrap_or(&pending.key.sk)
-                    .to_owned();
-                match pending_from_item(pending) {
-                    Ok(input) => {
-                        match &input {
-                            PendingInput::Arrival(migrant) => inputs.arrivals.push(migrant.clone()),
-                            PendingInput::Capture(capture) => inputs.captures.push(capture.clone()),
-                            PendingInput::Breed(breed) => inputs.breed_requests.push(breed.clone()),
-                        }
-                        consumed.push((pending.key.clone(), input_key, Some(input)));
-                    }
-                    Err(error) => {
-                        tracing::warn!(cell, input = %input_key, %error, "corrupt pending input; consumed as refused");
-                        consumed.push((pending.key.clone(), input_key, None));
-                    }
-                }
-            }
-            let outcome = tick(&stored.state, &inputs, &self.config.rules)?;
             let now_ms = self.context.clock.now_ms();
-            let mut totals = stored.totals;
-            totals.add(&outcome.counts);
-            let returned: Vec<_> = outcome
-                .rejected
-                .iter()
-                .filter_map(|rejection| rejection.returned.clone())
-                .collect();
-            totals.returned += returned.len() as u64;
-            totals.news += outcome.news.len() as u64;
-            totals.lineages_founded += outcome
-                .births
-                .iter()
-                .filter(|birth| birth.founded_lineage)
-                .count() as u64;
-            let next = StoredCell {
-                state: outcome.next.clone(),
-                outbox: Some(Outbox {
-                    tick: timer.tick,
-                    applied_at_ms: now_ms,
-                    emigrants: outcome.emigrants.clone(),
-                    news: outcome.news.clone(),
-                    captured: outcome.captured.clone(),
-                    returned,
-                }),
-                totals,
-                updated_at_ms: now_ms,
-            };
-            let mut operations = Vec::with_capacity(1 + consumed.len() * 2);
-            let mut applied = 0;
-            let mut refused = 0;
-            let mut markers = Vec::new();
-            for (key, input_key, input) in &consumed {
-                let verdict = match input {
-                    None => "corrupt".to_owned(),
-                    Some(input) => outcome
-                        .rejected
-                        .iter()
-                        .find(|rejection| rejection.key == input.rejection_key())
-                        .map_or_else(
-                            || "applied".to_owned(),
-                            |rejection| format!("refused:{}", rejection.reason.code()),
-                        ),
-                };
-                if verdict == "applied" {
-                    applied += 1;
-                } else {
-                    refused += 1;
+            let plan = plan_tick(&stored, &page.items, timer.tick, now_ms, &self.config.rules)?;
+            for input in &plan.consumed {
+                if let InputVerdict::Corrupt(error) = &input.verdict {
+                    tracing::warn!(cell, input = %input.input_key, %error, "corrupt pending input; consumed as refused");
                 }
-                operations.push(TransactWrite::Delete {
-                    table: ECOLOGY_TABLE.to_owned(),
-                    key: key.clone(),
-                    condition: Some(Condition::ItemExists),
-                });
-                markers.push(seen_item(
-                    cell,
-                    input_key,
-                    timer.tick,
-                    &verdict,
-                    now_ms / 1000,
-                ));
             }
-            let mut next = next;
-            next.totals.inputs_applied += applied;
-            next.totals.inputs_refused += refused;
-            operations.insert(
-                0,
-                TransactWrite::Put {
-                    table: ECOLOGY_TABLE.to_owned(),
-                    item: next.to_item()?,
-                    condition: Some(Condition::eq("tick", stored.state.tick as i64)),
-                },
-            );
-            operations.extend(markers.into_iter().map(|item| TransactWrite::Put {
-                table: ECOLOGY_TABLE.to_owned(),
-                item,
-                condition: None,
-            }));
-            match table.transact(operations).await {
+            match table.transact(plan.writes).await {
                 Ok(()) => {}
                 Err(error) if error.is_condition_failed() => {
                     tracing::debug!(
@@ -247,11 +152,11 @@ impl EcologyTickStage {
                 }
                 Err(error) => return Err(error.into()),
             }
-            self.complete_outbox(&next, remaining).await?;
+            self.complete_outbox(&plan.next, remaining).await?;
             return Ok(TickResult::Applied {
                 tick: timer.tick,
-                population: next.state.creatures.len(),
-                inputs: consumed.len(),
+                population: plan.next.state.creatures.len(),
+                inputs: plan.consumed.len(),
             });
         }
         Err(EcologyError::Busy(format!(

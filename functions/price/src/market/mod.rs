@@ -25,6 +25,7 @@
 
 mod formula;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,19 @@ pub enum Verdict {
     Duplicate,
     /// Refused; nothing changed except that the id is remembered (unless malformed).
     Refused(RefuseReason),
+}
+
+impl Verdict {
+    /// The stable code stored as a transaction record's `verdict`: `applied`, `duplicate` or
+    /// `refused:<reason code>`. Readers (the world audit) count `applied` and `duplicate` and
+    /// take everything else as refused.
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::Applied { .. } => Cow::Borrowed("applied"),
+            Self::Duplicate => Cow::Borrowed("duplicate"),
+            Self::Refused(reason) => Cow::Owned(format!("refused:{}", reason.code())),
+        }
+    }
 }
 
 /// The decision on one transaction.

@@ -330,3 +330,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn verdict_codes_are_the_stored_format() {
+    let applied = Verdict::Applied {
+        window_id: 3,
+        unit_price_milli: 1_500,
+        total_milli: 3_000,
+    };
+    assert_eq!(applied.code(), "applied");
+    assert_eq!(Verdict::Duplicate.code(), "duplicate");
+    assert_eq!(
+        Verdict::Refused(RefuseReason::InsufficientStock).code(),
+        "refused:insufficient_stock"
+    );
+}

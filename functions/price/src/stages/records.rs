@@ -104,18 +104,17 @@ pub fn transaction_put(
         .with("side", side_name(transaction.side))
         .with("quantity", transaction.quantity)
         .with("decided_at_ms", now_ms as i64);
-    item = match decision.verdict {
-        Verdict::Applied {
-            window_id,
-            unit_price_milli,
-            ..
-        } => item
-            .with("verdict", "applied")
+    item = item.with("verdict", decision.verdict.code().as_ref());
+    if let Verdict::Applied {
+        window_id,
+        unit_price_milli,
+        ..
+    } = decision.verdict
+    {
+        item = item
             .with("window_id", window_id as i64)
-            .with("unit_price_milli", unit_price_milli),
-        Verdict::Duplicate => item.with("verdict", "duplicate"),
-        Verdict::Refused(reason) => item.with("verdict", format!("refused:{}", reason.code())),
-    };
+            .with("unit_price_milli", unit_price_milli);
+    }
     if let Some(flush_at_ms) = decision.schedule_flush_at {
         item = item.with("flush_at_ms", flush_at_ms as i64);
     }
@@ -140,4 +139,50 @@ pub fn recompute_put(station: &PartitionUid, outcome: &RecomputeOutcome) -> Resu
         item,
         condition: Some(Condition::ItemNotExists),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::RefuseReason;
+
+    fn record(verdict: Verdict) -> Item {
+        let transaction = Transaction {
+            id: "tx-1".into(),
+            side: Side::Buy,
+            good: "ore".into(),
+            quantity: 2,
+        };
+        let decision = Decision {
+            verdict,
+            schedule_flush_at: None,
+            flushed: None,
+        };
+        let station = PartitionUid::parse("region-1/station-1").unwrap();
+        match transaction_put(&station, &transaction, &decision, 9) {
+            TransactWrite::Put {
+                item,
+                condition: Some(Condition::ItemNotExists),
+                ..
+            } => item,
+            other => panic!("a transaction record is put once, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_store_the_verdict_code_and_an_applied_trade_s_window_and_price() {
+        let applied = record(Verdict::Applied {
+            window_id: 4,
+            unit_price_milli: 1_250,
+            total_milli: 2_500,
+        });
+        assert_eq!(applied.str("verdict"), Some("applied"));
+        assert_eq!(applied.i64("window_id"), Some(4));
+        assert_eq!(applied.i64("unit_price_milli"), Some(1_250));
+        assert_eq!(applied.str("side"), Some("buy"));
+        let refused = record(Verdict::Refused(RefuseReason::StockFull));
+        assert_eq!(refused.str("verdict"), Some("refused:stock_full"));
+        assert_eq!(refused.i64("window_id"), None);
+        assert_eq!(record(Verdict::Duplicate).str("verdict"), Some("duplicate"));
+    }
 }
