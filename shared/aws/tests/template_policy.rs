@@ -103,6 +103,73 @@ fn table_names(template: &Template) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The statements of a role's inline policies; a role with managed policies or a permissions
+/// boundary is reported (as `owner`'s), since neither is checked here.
+fn inline_statements<'a>(
+    role: &Resource<'a>,
+    owner: &str,
+    problems: &mut Vec<String>,
+) -> Vec<&'a Value> {
+    for managed in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        if role.property(managed).is_some() {
+            problems.push(format!("{owner}: role has {managed}"));
+        }
+    }
+    role.property("Policies")
+        .map(string_list)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|policy| {
+            policy
+                .get("PolicyDocument")
+                .and_then(|document| document.get("Statement"))
+                .map(string_list)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Whether a statement allows; one that does not is reported (every role grants with Allow
+/// statements only).
+fn is_allow(statement: &Value, owner: &str, problems: &mut Vec<String>) -> bool {
+    let allow = statement.get("Effect").and_then(Value::as_str) == Some("Allow");
+    if !allow {
+        problems.push(format!("{owner}: only Allow statements are expected"));
+    }
+    allow
+}
+
+/// A statement's actions, with the checks every role's statements get: no `NotAction` or
+/// `NotResource` (wildcards in disguise) and no wildcard action.
+fn checked_actions(statement: &Value, owner: &str, problems: &mut Vec<String>) -> Vec<String> {
+    for forbidden in ["NotAction", "NotResource"] {
+        if statement.get(forbidden).is_some() {
+            problems.push(format!("{owner}: {forbidden} is a wildcard in disguise"));
+        }
+    }
+    let actions: Vec<String> = statement
+        .get("Action")
+        .map(string_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(text)
+        .collect();
+    for action in &actions {
+        if action.contains('*') {
+            problems.push(format!("{owner}: wildcard action {action}"));
+        }
+    }
+    actions
+}
+
+/// A statement's resources.
+fn resources(statement: &Value) -> Vec<&Value> {
+    statement
+        .get("Resource")
+        .map(string_list)
+        .unwrap_or_default()
+}
+
 /// Every statement of the function's role and any SAM `Policies`, flattened into grants.
 fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<String>) -> Grants {
     let mut statements: Vec<&Value> = Vec::new();
@@ -118,24 +185,7 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
     let role = function.property("Role").and_then(referenced_resource);
     match role.as_deref().and_then(|id| template.resource(id)) {
         Some(role) if role.kind == "AWS::IAM::Role" => {
-            for managed in ["ManagedPolicyArns", "PermissionsBoundary"] {
-                if role.property(managed).is_some() {
-                    problems.push(format!("{}: role has {managed}", function.id));
-                }
-            }
-            for policy in role
-                .property("Policies")
-                .map(string_list)
-                .unwrap_or_default()
-            {
-                let document = policy.get("PolicyDocument");
-                statements.extend(
-                    document
-                        .and_then(|document| document.get("Statement"))
-                        .map(string_list)
-                        .unwrap_or_default(),
-                );
-            }
+            statements.extend(inline_statements(&role, function.id, problems));
         }
         _ => problems.push(format!(
             "{}: Role must be !GetAtt <AWS::IAM::Role in this template>.Arn",
@@ -144,38 +194,11 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
     }
     let mut grants = Grants::new();
     for statement in statements {
-        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            problems.push(format!(
-                "{}: only Allow statements are expected",
-                function.id
-            ));
+        if !is_allow(statement, function.id, problems) {
             continue;
         }
-        for forbidden in ["NotAction", "NotResource"] {
-            if statement.get(forbidden).is_some() {
-                problems.push(format!(
-                    "{}: {forbidden} is a wildcard in disguise",
-                    function.id
-                ));
-            }
-        }
-        let actions: Vec<String> = statement
-            .get("Action")
-            .map(string_list)
-            .unwrap_or_default()
-            .into_iter()
-            .map(text)
-            .collect();
-        for action in &actions {
-            if action.contains('*') {
-                problems.push(format!("{}: wildcard action {action}", function.id));
-            }
-        }
-        for resource in statement
-            .get("Resource")
-            .map(string_list)
-            .unwrap_or_default()
-        {
+        let actions = checked_actions(statement, function.id, problems);
+        for resource in resources(statement) {
             if text(resource).contains('*') {
                 problems.push(format!(
                     "{}: wildcard resource {}",
@@ -663,11 +686,7 @@ fn service_role_violations(template: &Template) -> Vec<String> {
         if function_roles.contains(role.id) {
             continue;
         }
-        for managed in ["ManagedPolicyArns", "PermissionsBoundary"] {
-            if role.property(managed).is_some() {
-                problems.push(format!("{}: role has {managed}", role.id));
-            }
-        }
+        let statements = inline_statements(&role, role.id, &mut problems);
         let trusted_services: Vec<String> = role
             .property("AssumeRolePolicyDocument")
             .and_then(|document| document.get("Statement"))
@@ -696,48 +715,11 @@ fn service_role_violations(template: &Template) -> Vec<String> {
         if trusted_services.is_empty() {
             problems.push(format!("{}: trusts no service", role.id));
         }
-        let statements: Vec<&Value> = role
-            .property("Policies")
-            .map(string_list)
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|policy| {
-                policy
-                    .get("PolicyDocument")
-                    .and_then(|document| document.get("Statement"))
-                    .map(string_list)
-                    .unwrap_or_default()
-            })
-            .collect();
         for statement in statements {
-            if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-                problems.push(format!("{}: only Allow statements are expected", role.id));
-            }
-            for forbidden in ["NotAction", "NotResource"] {
-                if statement.get(forbidden).is_some() {
-                    problems.push(format!(
-                        "{}: {forbidden} is a wildcard in disguise",
-                        role.id
-                    ));
-                }
-            }
-            let actions: Vec<String> = statement
-                .get("Action")
-                .map(string_list)
-                .unwrap_or_default()
-                .into_iter()
-                .map(text)
-                .collect();
-            for action in &actions {
-                if action.contains('*') {
-                    problems.push(format!("{}: wildcard action {action}", role.id));
-                }
-            }
-            for resource in statement
-                .get("Resource")
-                .map(string_list)
-                .unwrap_or_default()
-            {
+            // A statement that is not an Allow is reported and still checked.
+            is_allow(statement, role.id, &mut problems);
+            let actions = checked_actions(statement, role.id, &mut problems);
+            for resource in resources(statement) {
                 if text(resource) == "*" {
                     let unscoped: Vec<&String> = actions
                         .iter()
@@ -794,46 +776,22 @@ fn service_roles_are_least_privilege() {
 
 #[test]
 fn a_wildcard_in_a_service_role_fails() {
-    let mutated = |from: &str, to: &str| {
-        let original = template_text();
-        assert!(
-            original.contains(from),
-            "mutation anchor {from:?} not in the template"
-        );
-        service_role_violations(
-            &Template::parse(&original.replacen(from, to, 1)).expect("mutated template parses"),
-        )
-    };
+    let mutated = |from: &str, to: &str| service_role_violations(&mutated_template(from, to));
     let problems = mutated(
         "                  - ecs:DiscoverPollEndpoint",
         "                  - \"ecs:*\"",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("wildcard action ecs:*")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "wildcard action ecs:*");
     let problems = mutated(
         "                Resource: !GetAtt InferenceCluster.Arn",
         "                Resource: \"*\"",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("wildcard resource for")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "wildcard resource for");
     let problems = mutated(
         "container-instance/${InferenceCluster}/*",
         "container-instance/*",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("scoped under one")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "scoped under one");
 }
 
 #[test]
@@ -876,15 +834,29 @@ fn local_deploy_declares_every_queue_and_table_of_the_domain() {
     }
 }
 
-/// Applies a textual change to the real template and returns what the checker says.
-fn violations_after(from: &str, to: &str) -> Vec<String> {
+/// The real template with one textual change applied (whose anchor `from` must be there).
+fn mutated_template(from: &str, to: &str) -> Template {
     let original = template_text();
     assert!(
         original.contains(from),
         "mutation anchor {from:?} not in the template"
     );
     let mutated = original.replacen(from, to, 1);
-    violations(&Template::parse(&mutated).expect("mutated template parses"))
+    Template::parse(&mutated).expect("mutated template parses")
+}
+
+/// Applies a textual change to the real template and returns what the checker says.
+fn violations_after(from: &str, to: &str) -> Vec<String> {
+    violations(&mutated_template(from, to))
+}
+
+/// Asserts that some problem mentions `expected`.
+#[track_caller]
+fn assert_reported(problems: &[String], expected: &str) {
+    assert!(
+        problems.iter().any(|problem| problem.contains(expected)),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -893,12 +865,7 @@ fn a_wildcard_resource_fails() {
         "                Resource: !GetAtt IntakeQueue.Arn",
         "                Resource: \"*\"",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("wildcard resource")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "wildcard resource");
 }
 
 #[test]
@@ -907,12 +874,7 @@ fn a_wildcard_action_fails() {
         "                  - sqs:SendMessage",
         "                  - \"sqs:*\"",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("wildcard action")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "wildcard action");
 }
 
 #[test]
@@ -921,56 +883,26 @@ fn access_to_an_unused_table_or_queue_fails() {
         "                  - !GetAtt LedgerTable.Arn",
         "                  - !GetAtt LedgerTable.Arn\n                  - !GetAtt FeedsTable.Arn",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("intake may touch feeds")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "intake may touch feeds");
     let problems = violations_after(
         "                  - !GetAtt ClassifyQueue.Arn",
         "                  - !GetAtt DistributeQueue.Arn",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("distribute.fifo")),
-        "{problems:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("lacks permissions on classify.fifo")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "distribute.fifo");
+    assert_reported(&problems, "lacks permissions on classify.fifo");
 }
 
 #[test]
 fn a_weak_queue_fails() {
     let problems = violations_after("        maxReceiveCount: 5", "        maxReceiveCount: 50");
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("maxReceiveCount")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "maxReceiveCount");
     let problems = violations_after(
         "      VisibilityTimeout: 180",
         "      VisibilityTimeout: 60",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("visibility 60s")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "visibility 60s");
     let problems = violations_after("            BatchSize: 10", "            BatchSize: 11");
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("batch size")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "batch size");
 }
 
 #[test]
@@ -979,22 +911,12 @@ fn a_fifo_timer_queue_or_a_standard_work_queue_fails() {
         "      QueueName: !Sub \"${AWS::StackName}-ecology-tick\"\n",
         "      QueueName: !Sub \"${AWS::StackName}-ecology-tick\"\n      FifoQueue: true\n",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("ecology-tick: FifoQueue")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "ecology-tick: FifoQueue");
     let problems = violations_after(
         "      QueueName: !Sub \"${AWS::StackName}-market.fifo\"\n      FifoQueue: true\n",
         "      QueueName: !Sub \"${AWS::StackName}-market.fifo\"\n",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("market.fifo: FifoQueue")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "market.fifo: FifoQueue");
 }
 
 #[test]
@@ -1003,22 +925,12 @@ fn a_watchdog_that_writes_or_misses_a_timer_queue_fails() {
         "                  - !GetAtt TimersTable.Arn\n                  - !GetAtt EcologyTable.Arn",
         "                  - !GetAtt TimersTable.Arn\n                  - !GetAtt EcologyTable.Arn\n                  - !GetAtt LedgerTable.Arn",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("watchdog may touch ledger")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "watchdog may touch ledger");
     let problems = violations_after(
         "                  - !GetAtt EcologyTickQueue.Arn\n                  - !GetAtt PriceWindowQueue.Arn",
         "                  - !GetAtt PriceWindowQueue.Arn",
     );
-    assert!(
-        problems
-            .iter()
-            .any(|problem| problem.contains("watchdog lacks permissions on ecology-tick")),
-        "{problems:?}"
-    );
+    assert_reported(&problems, "watchdog lacks permissions on ecology-tick");
 }
 
 #[test]
@@ -1027,27 +939,15 @@ fn a_feed_api_that_writes_more_opens_without_iam_or_adds_a_route_fails() {
         "                  - dynamodb:PutItem\n                Resource: !GetAtt FeedsTable.Arn",
         "                  - dynamodb:PutItem\n                  - dynamodb:DeleteItem\n                Resource: !GetAtt FeedsTable.Arn",
     );
-    assert!(
-        writes_more
-            .iter()
-            .any(|problem| problem.contains("feeds on feeds")),
-        "{writes_more:?}"
-    );
+    assert_reported(&writes_more, "feeds on feeds");
     let open = violations_after(
         "        DefaultAuthorizer: AWS_IAM",
         "        DefaultAuthorizer: NONE",
     );
-    assert!(
-        open.iter()
-            .any(|problem| problem.contains("IAM authorization")),
-        "{open:?}"
-    );
+    assert_reported(&open, "IAM authorization");
     let extra_route = violations_after(
         "            Path: /v1/feeds/{feed}\n            Method: GET",
         "            Path: /v1/feeds/{feed}\n            Method: DELETE",
     );
-    assert!(
-        extra_route.iter().any(|problem| problem.contains("routes")),
-        "{extra_route:?}"
-    );
+    assert_reported(&extra_route, "routes");
 }

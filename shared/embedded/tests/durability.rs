@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::{EmbeddedStore, EmbeddedTable, StoreOptions};
 use worldfleet_ports::{
     Condition, DeleteOutcome, Error, Item, Key, ManualClock, OutgoingMessage, Query, Queue,
     QueueDepth, QueueSpec, ReceiveRequest, SendOutcome, TTL_ATTRIBUTE, Table, TableSpec,
@@ -29,6 +29,39 @@ fn now(max_messages: usize) -> ReceiveRequest {
         wait: Duration::ZERO,
         visibility_timeout: None,
     }
+}
+
+/// A store in a new temporary directory, on a manual clock at [`START_MS`]; the directory
+/// (which must outlive the store) and the clock (which moves time) come back with it.
+fn open_fresh() -> (tempfile::TempDir, ManualClock, EmbeddedStore) {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let store = open(&directory, &clock);
+    (directory, clock, store)
+}
+
+/// The store's table port, with table `name` declared.
+async fn declared_table(store: &EmbeddedStore, name: &str) -> Arc<EmbeddedTable> {
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec { name: name.into() })
+        .await
+        .unwrap();
+    table
+}
+
+/// Sends one message to the standard queue `plain`, visible after `delay`.
+async fn send_plain(queue: &dyn Queue, body: &str, delay: Duration) {
+    queue
+        .send_batch("plain", vec![OutgoingMessage::delayed(body.into(), delay)])
+        .await
+        .unwrap();
+}
+
+/// How many items partition `p` of table `feeds` shows a query.
+async fn feed_items(table: &EmbeddedTable) -> usize {
+    let page = table.query("feeds", &Query::partition("p")).await.unwrap();
+    page.items.len()
 }
 
 async fn declare(queue: &dyn Queue) {
@@ -65,25 +98,10 @@ async fn messages_receive_counts_dedup_ids_and_items_survive_a_restart() {
             .await
             .unwrap();
         assert!(sent.iter().all(|o| matches!(o, SendOutcome::Sent { .. })));
-        queue
-            .send_batch(
-                "plain",
-                vec![OutgoingMessage::delayed(
-                    "later".into(),
-                    Duration::from_secs(60),
-                )],
-            )
-            .await
-            .unwrap();
+        send_plain(queue.as_ref(), "later", Duration::from_secs(60)).await;
         let received = queue.receive("work.fifo", now(1)).await.unwrap();
         assert_eq!(received[0].receive_count, 1);
-        let table = store.table();
-        table
-            .ensure_table(&TableSpec {
-                name: "ledger".into(),
-            })
-            .await
-            .unwrap();
+        let table = declared_table(&store, "ledger").await;
         table
             .put("ledger", Item::new(Key::new("p", "s")).with("n", 7), None)
             .await
@@ -176,16 +194,8 @@ async fn a_message_that_crashes_every_receiver_still_reaches_the_dead_letter_que
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_conditional_writes_never_both_succeed() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
-    let table = store.table();
-    table
-        .ensure_table(&TableSpec {
-            name: "claims".into(),
-        })
-        .await
-        .unwrap();
+    let (_directory, _clock, store) = open_fresh();
+    let table = declared_table(&store, "claims").await;
     let mut tasks = Vec::new();
     for key in 0..50 {
         for writer in 0..4 {
@@ -212,21 +222,10 @@ async fn concurrent_conditional_writes_never_both_succeed() {
 
 #[tokio::test]
 async fn visibility_delay_and_dedup_window_follow_the_manual_clock() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
+    let (_directory, clock, store) = open_fresh();
     let queue = store.queue();
     declare(queue.as_ref()).await;
-    queue
-        .send_batch(
-            "plain",
-            vec![OutgoingMessage::delayed(
-                "d".into(),
-                Duration::from_secs(10),
-            )],
-        )
-        .await
-        .unwrap();
+    send_plain(queue.as_ref(), "d", Duration::from_secs(10)).await;
     assert!(queue.receive("plain", now(1)).await.unwrap().is_empty());
     clock.advance(10_000);
     let first = queue.receive("plain", now(1)).await.unwrap();
@@ -279,18 +278,10 @@ async fn visibility_delay_and_dedup_window_follow_the_manual_clock() {
 
 #[tokio::test]
 async fn a_waiting_receive_notices_visibility_expiring_on_the_clock() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
+    let (_directory, clock, store) = open_fresh();
     let queue = store.queue();
     declare(queue.as_ref()).await;
-    queue
-        .send_batch(
-            "plain",
-            vec![OutgoingMessage::delayed("m".into(), Duration::ZERO)],
-        )
-        .await
-        .unwrap();
+    send_plain(queue.as_ref(), "m", Duration::ZERO).await;
     assert_eq!(queue.receive("plain", now(1)).await.unwrap().len(), 1);
     let waiting = {
         let queue = queue.clone();
@@ -313,16 +304,8 @@ async fn a_waiting_receive_notices_visibility_expiring_on_the_clock() {
 
 #[tokio::test]
 async fn expired_items_are_hidden_then_swept_but_conditions_see_them_until_then() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
-    let table = store.table();
-    table
-        .ensure_table(&TableSpec {
-            name: "feeds".into(),
-        })
-        .await
-        .unwrap();
+    let (_directory, clock, store) = open_fresh();
+    let table = declared_table(&store, "feeds").await;
     let expires = (START_MS / 1000 + 60) as i64;
     for sk in ["a", "b"] {
         table
@@ -342,26 +325,10 @@ async fn expired_items_are_hidden_then_swept_but_conditions_see_them_until_then(
         )
         .await
         .unwrap();
-    assert_eq!(
-        table
-            .query("feeds", &Query::partition("p"))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        3
-    );
+    assert_eq!(feed_items(&table).await, 3);
     clock.advance(60_000);
     assert_eq!(table.get("feeds", &Key::new("p", "a")).await.unwrap(), None);
-    assert_eq!(
-        table
-            .query("feeds", &Query::partition("p"))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(feed_items(&table).await, 1);
     // Until the janitor runs, a condition still sees the expired item (as in DynamoDB).
     let blocked = table
         .put(
@@ -385,16 +352,8 @@ async fn expired_items_are_hidden_then_swept_but_conditions_see_them_until_then(
 
 #[tokio::test]
 async fn counters_charge_like_dynamodb_and_sqs() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
-    let table = store.table();
-    table
-        .ensure_table(&TableSpec {
-            name: "ledger".into(),
-        })
-        .await
-        .unwrap();
+    let (_directory, _clock, store) = open_fresh();
+    let table = declared_table(&store, "ledger").await;
     let before = store.counters();
     table
         .put(
@@ -424,20 +383,12 @@ async fn counters_charge_like_dynamodb_and_sqs() {
 
 #[tokio::test]
 async fn reopen_after_close() {
-    let directory = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let store = open(&directory, &clock);
+    let (directory, clock, store) = open_fresh();
     store.close();
     let store = open(&directory, &clock);
     let queue = store.queue();
     declare(queue.as_ref()).await;
-    queue
-        .send_batch(
-            "plain",
-            vec![OutgoingMessage::delayed("m".into(), Duration::ZERO)],
-        )
-        .await
-        .unwrap();
+    send_plain(queue.as_ref(), "m", Duration::ZERO).await;
     drop(queue);
     store.close();
     let store = open(&directory, &clock);
@@ -446,13 +397,7 @@ async fn reopen_after_close() {
     drop(queue);
     store.close();
     let store = open(&directory, &clock);
-    let table = store.table();
-    table
-        .ensure_table(&TableSpec {
-            name: "ledger".into(),
-        })
-        .await
-        .unwrap();
+    let table = declared_table(&store, "ledger").await;
     table
         .put("ledger", Item::new(Key::new("p", "s")), None)
         .await

@@ -32,6 +32,25 @@ async fn open_with_table(directory: &tempfile::TempDir) -> EmbeddedStore {
     store
 }
 
+/// A store in a new temporary directory, on a manual clock, with the standard queue `name`
+/// (keeping messages for `retention`) declared; the directory (which must outlive the store)
+/// and the clock (which moves time) come back with it.
+async fn open_with_queue(
+    name: &str,
+    retention: Duration,
+) -> (tempfile::TempDir, Arc<ManualClock>, EmbeddedStore) {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let store =
+        EmbeddedStore::open(directory.path(), clock.clone(), options()).expect("the store opens");
+    store
+        .queue()
+        .ensure_queue(&standard_queue(name, retention))
+        .await
+        .expect("the queue");
+    (directory, clock, store)
+}
+
 fn standard_queue(name: &str, retention: Duration) -> QueueSpec {
     QueueSpec {
         name: name.into(),
@@ -205,15 +224,8 @@ async fn acknowledged_writes_survive_close_and_reopen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depth_counts_follow_receives_delays_and_the_clock() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let store =
-        EmbeddedStore::open(directory.path(), clock.clone(), options()).expect("the store opens");
+    let (_directory, clock, store) = open_with_queue("depths", Duration::from_secs(3600)).await;
     let queue = store.queue();
-    queue
-        .ensure_queue(&standard_queue("depths", Duration::from_secs(3600)))
-        .await
-        .expect("the queue");
     let mut messages: Vec<_> = (0..2)
         .map(|n| OutgoingMessage::delayed(format!("now{n}"), Duration::ZERO))
         .collect();
@@ -272,15 +284,8 @@ async fn depth_counts_follow_receives_delays_and_the_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_drops_messages_past_retention() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let store =
-        EmbeddedStore::open(directory.path(), clock.clone(), options()).expect("the store opens");
+    let (directory, clock, store) = open_with_queue("retained", Duration::from_secs(60)).await;
     let queue = store.queue();
-    queue
-        .ensure_queue(&standard_queue("retained", Duration::from_secs(60)))
-        .await
-        .expect("the queue");
     let old = (0..4)
         .map(|n| OutgoingMessage::delayed(format!("old{n}"), Duration::ZERO))
         .collect();
