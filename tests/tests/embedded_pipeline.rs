@@ -115,6 +115,38 @@ async fn fault_free_run_loses_nothing_and_refuses_every_bad_envelope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_doors_every_player_sees_every_entry_live_and_nothing_is_lost() {
+    let mut through_doors = options(11);
+    through_doors.doors = true;
+    let summary = run_embedded(through_doors)
+        .await
+        .expect("run through the doors");
+    assert_clean("through the doors", &summary);
+    let delivery = summary.delivery.as_ref().expect("a delivery report");
+    assert_eq!(
+        delivery.feeds_followed, 90,
+        "every player follows their feed"
+    );
+    assert_eq!(
+        delivery.frames,
+        summary.audit.good_sent * 6,
+        "each event reaches its six players' sockets once"
+    );
+    assert!(
+        delivery.door_refused > 0,
+        "the door itself refuses oversized and non-JSON envelopes"
+    );
+    assert_eq!(
+        delivery.door_refused, delivery.door_refused_as_expected,
+        "with the reason intake would give"
+    );
+    assert!(delivery.latency_p99_ms > 0.0);
+    // The same world straight onto the queue ends with the same feeds.
+    let direct = run_embedded(options(11)).await.expect("direct run");
+    assert_eq!(feed_sets(&summary.audit), feed_sets(&direct.audit));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_duplicates_expired_visibility_and_a_restart_change_nothing() {
     let reference = run_embedded(options(23)).await.expect("fault-free run");
     assert_clean("fault-free", &reference);

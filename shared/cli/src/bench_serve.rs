@@ -16,7 +16,6 @@
 //! memory per subscriber counts both ends of each subscription.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,17 +23,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use worldfleet_domain::envelope::DialoguePayload;
 use worldfleet_domain::names::INTAKE_QUEUE;
 use worldfleet_domain::{Envelope, EventKind, EventPayload, PartitionUid};
@@ -42,7 +36,8 @@ use worldfleet_embedded::{Durability, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig};
 use worldfleet_kit::Env;
 use worldfleet_runtime::ModelChoice;
-use worldfleet_serve::{ServeConfig, sign_request};
+use worldfleet_serve::ServeConfig;
+use worldfleet_serve::client::{Poster, follow};
 use worldfleet_stages::StageSettings;
 
 use crate::serve::{EmbeddedServer, ServerSetup};
@@ -187,18 +182,40 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     let mut readers = Vec::new();
     for socket in 0..sockets {
         let feeds: Vec<usize> = (socket..args.subscribers).step_by(sockets).collect();
-        let (ready, reader) = subscribe(
-            address,
-            &key,
-            feeds,
-            Arc::clone(&posted),
-            Arc::clone(&latency),
-            Arc::clone(&delivered),
-            (epoch, Arc::clone(&last_frame_us)),
-        )
-        .await?;
-        readers.push(reader);
-        ready.await.context("a socket closed while subscribing")?;
+        let feeds = feeds
+            .into_iter()
+            .map(|index| format!("player:{}", player(index)))
+            .collect();
+        let on_entry = {
+            let (posted, latency) = (Arc::clone(&posted), Arc::clone(&latency));
+            let (delivered, last_frame_us) = (Arc::clone(&delivered), Arc::clone(&last_frame_us));
+            move |event_id: &str, arrived: Instant| {
+                let at = posted
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .get(event_id)
+                    .copied();
+                if let Some(at) = at {
+                    latency
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .saturating_record(arrived.saturating_duration_since(at).as_micros() as u64);
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    last_frame_us.fetch_max(
+                        arrived.duration_since(epoch).as_micros() as u64,
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+        };
+        let following = follow(address, GATEWAY, &key, feeds, on_entry)
+            .await
+            .map_err(|error| anyhow::anyhow!("open a WebSocket on /v1/subscribe: {error}"))?;
+        readers.push(following.reader);
+        following
+            .ready
+            .await
+            .context("a socket closed while subscribing")?;
     }
     let kib_per_subscriber = worldfleet_runtime::embedded::current_rss_kib()
         .saturating_sub(rss_before) as f64
@@ -224,7 +241,7 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
         let queue = server.queue();
         let direct = args.direct;
         posters.push(tokio::spawn(async move {
-            let mut connection = None;
+            let mut poster = Poster::new(address, GATEWAY, key);
             loop {
                 let Some(batch) = batches_rx.lock().await.recv().await else {
                     return Ok::<_, anyhow::Error>(());
@@ -257,7 +274,11 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
                             .collect::<Vec<_>>()
                             .join(",")
                     );
-                    post(&mut connection, address, &key, body).await?;
+                    let (status, answer) = poster
+                        .post("/v1/events", body)
+                        .await
+                        .map_err(|error| anyhow::anyhow!("POST /v1/events: {error}"))?;
+                    anyhow::ensure!(status == 202, "POST /v1/events answered {status}: {answer}");
                 }
                 let answered = Instant::now();
                 post_times
@@ -412,133 +433,4 @@ fn envelope(
 
 fn player(index: usize) -> String {
     format!("p-{index:05}")
-}
-
-/// One signed `POST /v1/events` on a keep-alive connection (opened on first use, reopened
-/// after a failure).
-async fn post(
-    connection: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
-    address: SocketAddr,
-    key: &[u8],
-    body: String,
-) -> anyhow::Result<()> {
-    if connection.as_ref().is_none_or(|sender| sender.is_closed()) {
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let (sender, driver) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(driver);
-        *connection = Some(sender);
-    }
-    let Some(sender) = connection.as_mut() else {
-        anyhow::bail!("no connection");
-    };
-    sender.ready().await?;
-    let now = now_ms();
-    let signature = sign_request(key, "POST", "/v1/events", now, body.as_bytes());
-    let request = hyper::Request::post("/v1/events")
-        .header("host", address.to_string())
-        .header("content-type", "application/json")
-        .header("x-worldfleet-gateway", GATEWAY)
-        .header("x-worldfleet-timestamp", now.to_string())
-        .header("x-worldfleet-signature", signature)
-        .body(Full::new(Bytes::from(body)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let answer = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status.as_u16() == 202,
-        "POST /v1/events answered {status}: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    Ok(())
-}
-
-/// Opens one socket, subscribes it to `feeds` and spawns its reader; the first value completes
-/// once every subscription is confirmed.
-async fn subscribe(
-    address: SocketAddr,
-    key: &[u8],
-    feeds: Vec<usize>,
-    posted: Posted,
-    latency: Arc<Mutex<Histogram<u64>>>,
-    delivered: Arc<AtomicU64>,
-    (epoch, last_frame_us): (Instant, Arc<AtomicU64>),
-) -> anyhow::Result<(
-    tokio::sync::oneshot::Receiver<()>,
-    tokio::task::JoinHandle<()>,
-)> {
-    let mut request = format!("ws://{address}/v1/subscribe").into_client_request()?;
-    let now = now_ms();
-    let headers = request.headers_mut();
-    headers.insert("x-worldfleet-gateway", GATEWAY.parse()?);
-    headers.insert("x-worldfleet-timestamp", now.to_string().parse()?);
-    headers.insert(
-        "x-worldfleet-signature",
-        sign_request(key, "GET", "/v1/subscribe", now, b"").parse()?,
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .context("open a WebSocket on /v1/subscribe")?;
-    for feed in &feeds {
-        let frame =
-            serde_json::json!({"op": "subscribe", "feed": format!("player:{}", player(*feed))});
-        socket.send(Message::Text(frame.to_string().into())).await?;
-    }
-    let (ready, ready_rx) = tokio::sync::oneshot::channel();
-    let reader = tokio::spawn(async move {
-        let mut ready = Some(ready);
-        let mut waiting = feeds.len();
-        while let Some(Ok(message)) = socket.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let arrived = Instant::now();
-            let Ok(frame) = serde_json::from_str::<serde_json::Value>(&text) else {
-                continue;
-            };
-            match frame["type"].as_str() {
-                Some("subscribed") => {
-                    waiting -= 1;
-                    if waiting == 0
-                        && let Some(ready) = ready.take()
-                    {
-                        let _ = ready.send(());
-                    }
-                }
-                Some("entry") => {
-                    let event_id = frame["entry"]["event_id"].as_str().unwrap_or_default();
-                    let at = posted
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .get(event_id)
-                        .copied();
-                    if let Some(at) = at {
-                        latency
-                            .lock()
-                            .unwrap_or_else(|poison| poison.into_inner())
-                            .saturating_record(
-                                arrived.saturating_duration_since(at).as_micros() as u64
-                            );
-                        delivered.fetch_add(1, Ordering::Relaxed);
-                        last_frame_us.fetch_max(
-                            arrived.duration_since(epoch).as_micros() as u64,
-                            Ordering::Relaxed,
-                        );
-                    }
-                }
-                Some(other) => {
-                    tracing::warn!(frame = %text, kind = other, "bench subscriber frame")
-                }
-                None => {}
-            }
-        }
-    });
-    Ok((ready_rx, reader))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }

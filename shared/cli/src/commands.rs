@@ -218,6 +218,10 @@ impl WorldArgs {
 struct RunArgs {
     #[command(flatten)]
     world: WorldArgs,
+    /// Write the world's envelopes onto the intake queue instead of posting them through the
+    /// HTTP door (and do not follow the players' feeds over a WebSocket).
+    #[arg(long)]
+    direct: bool,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -392,14 +396,20 @@ async fn bench_world(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut options = args.world.options();
     options.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    options.doors = !args.direct;
     eprintln!(
-        "worldfleet run: {} events, {} players, {} districts x {} scenes, fan-out {}, seed {} — embedded store ({}), {} workers per stage",
+        "worldfleet run: {} events, {} players, {} districts x {} scenes, fan-out {}, seed {} — {}, embedded store ({}), {} workers per stage",
         options.world.events,
         options.world.players,
         options.world.districts,
         options.world.scenes_per_district,
         options.world.fan_out,
         options.world.seed,
+        if options.doors {
+            "posted through POST /v1/events, every player following their feed on a WebSocket"
+        } else {
+            "written onto the intake queue"
+        },
         if args.world.buffered {
             "buffered writes"
         } else {
@@ -466,6 +476,19 @@ fn print_summary(summary: &RunSummary) {
         "latency:       intake -> feed p50 {} ms, p99 {} ms, max {} ms",
         audit.latency_p50_ms, audit.latency_p99_ms, audit.latency_max_ms
     );
+    if let Some(delivery) = &summary.delivery {
+        println!(
+            "players:       {} feeds followed on a WebSocket, {} entries delivered live; POST response -> frame p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; door refused {} ({} with intake's reason); {} verbatim replays not applied again (deduplicated by the queue)",
+            delivery.feeds_followed,
+            delivery.frames,
+            delivery.latency_p50_ms,
+            delivery.latency_p99_ms,
+            delivery.latency_max_ms,
+            delivery.door_refused,
+            delivery.door_refused_as_expected,
+            delivery.replays_not_reapplied
+        );
+    }
     println!(
         "throughput:    {:.0} events/s over {:.1} s; peak memory {:.0} MiB; store {:.1} MiB on disk",
         summary.events_per_s,

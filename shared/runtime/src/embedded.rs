@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use worldfleet_compose::Composer;
 use worldfleet_compose::metrics::ComposeSnapshot;
+use worldfleet_domain::RejectReason;
 use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
@@ -27,13 +28,17 @@ use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 
 use crate::audit::{Audit, AuditReport};
+use crate::doors::{DeliveryReport, Doors};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
+use crate::world::Expectation;
+use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_stages::{
     ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,
 };
 
 use crate::fleet::{
-    Fleet, FleetStages, Posting, distributed, post_world, settle_world, wait_for_drain,
+    Fleet, FleetStages, Posting, QueueGateway, WorldGateway, distributed, post_world,
+    post_world_through, settle_world, wait_for_drain,
 };
 use crate::models::{self, ModelChoice};
 use crate::poller::PollerConfig;
@@ -67,6 +72,10 @@ pub struct RunOptions {
     pub models: ModelChoice,
     /// How often the watchdog re-arms quiet timer chains (world simulation only).
     pub watchdog_interval: Duration,
+    /// Post through the HTTP door and follow every player's feed over a WebSocket
+    /// ([`crate::doors`]) instead of writing onto the intake queue; not with `restart_after`
+    /// (the server would die with the stages), which posts onto the queue.
+    pub doors: bool,
 }
 
 impl RunOptions {
@@ -87,6 +96,7 @@ impl RunOptions {
             drain_timeout: Duration::from_secs(300),
             models: ModelChoice::Auto,
             watchdog_interval: Duration::from_secs(60),
+            doors: false,
         }
     }
 }
@@ -108,6 +118,8 @@ pub struct RunSummary {
     pub faults: Option<FaultCounts>,
     pub restarts: u32,
     pub store_bytes: u64,
+    /// Delivery as the players saw it, when the run went through the doors.
+    pub delivery: Option<DeliveryReport>,
     pub drained: bool,
     /// Which classifier ran, and why when it is the rules.
     pub classifier: String,
@@ -139,6 +151,7 @@ impl RunSummary {
             "rejected_as_expected": self.audit.rejected_as_expected,
             "wrong_reason": self.audit.wrong_reason,
             "dead_letters": self.dead_letters,
+            "delivery": self.delivery,
             "peak_rss_mb": (self.peak_rss_mb * 10.0).round() / 10.0,
             "classifier": self.classifier,
             "composer": self.composer,
@@ -320,7 +333,34 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         models::classifier(options.models, &settings.classifier, Arc::clone(&clock))?;
     tracing::info!(classifier = %classifier_description, "classify");
     settings.classifier = ClassifierSetting::Given(classifier);
+    let use_doors = options.doors && options.restart_after.is_none();
+    let signals = Arc::new(FeedSignals::default());
     let mut ports = stage_ports(&store, faults.as_ref());
+    if use_doors {
+        // Distribute's page writes wake the players' subscriptions at once.
+        ports.table = Arc::new(NotifyingTable::new(ports.table, Arc::clone(&signals)));
+    }
+    let doors = if use_doors {
+        Some(
+            Doors::open(
+                store.queue(),
+                store.table(),
+                Arc::clone(&clock),
+                Arc::clone(&signals),
+                (&options.world.gateway, &options.world.gateway_key),
+                &players,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let queue_gateway = store.queue();
+    let queue_gateway = QueueGateway(queue_gateway.as_ref());
+    let gateway: &dyn WorldGateway = match &doors {
+        Some(doors) => doors,
+        None => &queue_gateway,
+    };
     let (mut fleet, mut composer, composer_description) = start_fleet(
         &ports,
         Arc::clone(&clock),
@@ -352,7 +392,8 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             bar.set_position((base + fleet.distributed()).min(options.world.events));
         }
     };
-    let mut expectations = post_world(
+    let mut expectations = post_world_through(
+        gateway,
         store.queue().as_ref(),
         &mut world,
         clock.as_ref(),
@@ -424,6 +465,55 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;
+    // What the door refused never reached intake: checked here, not by the audit.
+    let door_refusals = doors.as_ref().map(Doors::take_refusals).unwrap_or_default();
+    let door_refused = door_refusals.len() as u64;
+    let door_refused_as_expected = door_refusals
+        .iter()
+        .filter(|(expectation, reason)| {
+            matches!(expectation, Expectation::Rejected { reason: expected, .. } if expected.code() == reason)
+        })
+        .count() as u64;
+    let refused_bodies: std::collections::HashSet<&str> = door_refusals
+        .iter()
+        .filter_map(|(expectation, _)| match expectation {
+            Expectation::Rejected { body_hash, .. } => Some(body_hash.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Through the door a verbatim replay carries its event id as the queue's deduplication id,
+    // so within the five-minute window the queue drops it before intake sees it (what SQS does
+    // for a gateway): it was not applied twice — the audit's duplicate check covers its
+    // original — but there is no rejection row to find.
+    let is_replay = |expectation: &Expectation| {
+        matches!(
+            expectation,
+            Expectation::Rejected {
+                reason: RejectReason::Replayed,
+                ..
+            }
+        )
+    };
+    let audited: Vec<Expectation> = expectations
+        .iter()
+        .filter(|expectation| {
+            let refused_at_the_door = matches!(expectation, Expectation::Rejected { body_hash, .. } if refused_bodies.contains(body_hash.as_str()));
+            let deduplicated = use_doors && is_replay(expectation);
+            !(refused_at_the_door || deduplicated)
+        })
+        .cloned()
+        .collect();
+    let delivery = match doors {
+        Some(doors) => {
+            let mut report = doors.close(door_refused_as_expected, door_refused).await;
+            report.replays_not_reapplied = expectations
+                .iter()
+                .filter(|expectation| is_replay(expectation))
+                .count() as u64;
+            Some(report)
+        }
+        None => None,
+    };
     if !drained {
         tracing::warn!(
             "queues did not drain within the timeout; the audit reports what is missing"
@@ -436,16 +526,19 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     let rules = settings.republish.clone();
     let table = store.table();
-    let audit = Audit {
+    let mut audit = Audit {
         table: table.as_ref(),
         rules: &rules,
         partitions,
         players,
         factions,
-        expectations: &expectations,
+        expectations: &audited,
     }
     .run()
     .await?;
+    audit.bad_sent += door_refused;
+    audit.rejected_as_expected += door_refused_as_expected;
+    audit.wrong_reason += door_refused - door_refused_as_expected;
     let world = if simulate_world {
         Some(
             simulation::audit(
@@ -472,6 +565,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         faults: faults.map(|plan| plan.counts()),
         restarts,
         store_bytes: store.disk_bytes().unwrap_or(0),
+        delivery,
         drained,
         classifier: classifier_description,
         composer: composer_description,

@@ -22,7 +22,7 @@ use worldfleet_stages::{REGISTRY, StageRole};
 
 use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
-use crate::world::{Expectation, World};
+use crate::world::{Emitted, Expectation, World};
 
 /// What a fleet runs: the stage set the registry built ([`worldfleet_stages::build_stages`]).
 pub type FleetStages = worldfleet_stages::StageSet;
@@ -269,10 +269,63 @@ pub struct Posting {
     pub stop_after_good: Option<u64>,
 }
 
-/// Posts the world's envelopes to intake, ten per request, until the world is finished or
-/// `stop_after_good` good events were emitted. Sends are retried until accepted, as a gateway
-/// would. Returns what each posted envelope should become.
+/// Where the world's gateway posts a batch: straight onto the intake queue
+/// ([`QueueGateway`]), or through the HTTP door ([`crate::doors::Doors`]).
+#[async_trait::async_trait]
+pub trait WorldGateway: Send + Sync {
+    /// Most envelopes in one post.
+    fn batch_size(&self) -> usize;
+    /// Posts `batch`: `Ok(true)` once every envelope was taken (queued, or refused by a door
+    /// that records why), `Ok(false)` when the whole batch should be posted again.
+    async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool>;
+}
+
+/// Posting onto the intake queue itself, ten messages a request, as a gateway on SQS does.
+pub struct QueueGateway<'a>(pub &'a dyn Queue);
+
+#[async_trait::async_trait]
+impl WorldGateway for QueueGateway<'_> {
+    fn batch_size(&self) -> usize {
+        worldfleet_ports::queue::MAX_BATCH
+    }
+
+    async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool> {
+        let messages: Vec<OutgoingMessage> = batch
+            .iter()
+            .map(|emitted| {
+                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
+            })
+            .collect();
+        match self.0.send_batch(INTAKE_QUEUE, messages).await {
+            Ok(outcomes) => Ok(outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, SendOutcome::Sent { .. }))),
+            Err(error) => {
+                tracing::debug!(%error, "intake queue send failed");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Posts the world's envelopes onto the intake queue, ten per request ([`post_world_through`]
+/// with a [`QueueGateway`]).
 pub async fn post_world(
+    queue: &dyn Queue,
+    world: &mut World,
+    clock: &dyn Clock,
+    posting: Posting,
+    on_batch: impl FnMut(),
+) -> anyhow::Result<Vec<Expectation>> {
+    post_world_through(&QueueGateway(queue), queue, world, clock, posting, on_batch).await
+}
+
+/// Posts the world's envelopes through `gateway` until the world is finished or
+/// `stop_after_good` good events were emitted. Posts are retried until taken, as a gateway
+/// would. Returns what each posted envelope should become. `queue` is only read, for the
+/// backlog that holds an unpaced posting back.
+pub async fn post_world_through(
+    gateway: &dyn WorldGateway,
     queue: &dyn Queue,
     world: &mut World,
     clock: &dyn Clock,
@@ -282,46 +335,26 @@ pub async fn post_world(
     let mut expectations = Vec::new();
     let mut sent = posting.already_sent;
     let started = posting.started;
+    let batch_size = gateway.batch_size().max(1);
     while !world.finished()
         && posting
             .stop_after_good
             .is_none_or(|limit| world.good_emitted() < limit)
     {
         let mut batch = Vec::new();
-        while batch.len() < worldfleet_ports::queue::MAX_BATCH {
+        while batch.len() < batch_size {
             match world.next(clock.now_ms()) {
                 Some(emitted) => batch.push(emitted),
                 None => break,
             }
         }
-        let messages: Vec<OutgoingMessage> = batch
-            .iter()
-            .map(|emitted| {
-                OutgoingMessage::fifo(emitted.body.clone(), &emitted.group, &emitted.dedup_id)
-            })
-            .collect();
         let mut attempts = 0;
-        loop {
-            match queue.send_batch(INTAKE_QUEUE, messages.clone()).await {
-                Ok(outcomes)
-                    if outcomes
-                        .iter()
-                        .all(|outcome| matches!(outcome, SendOutcome::Sent { .. })) =>
-                {
-                    break;
-                }
-                outcome => {
-                    attempts += 1;
-                    if attempts % 50 == 0 {
-                        tracing::warn!(
-                            ?outcome,
-                            attempts,
-                            "intake keeps refusing a batch; retrying"
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+        while !gateway.post(&batch).await? {
+            attempts += 1;
+            if attempts % 50 == 0 {
+                tracing::warn!(attempts, "intake keeps refusing a batch; retrying");
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         sent += batch.len() as u64;
         expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
@@ -332,7 +365,7 @@ pub async fn post_world(
                     tokio::time::sleep(wait).await;
                 }
             }
-            None if sent % 500 < 10 => {
+            None if sent % 500 < batch_size as u64 => {
                 while backlog(queue).await? > posting.max_backlog {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }

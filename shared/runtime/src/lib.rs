@@ -12,12 +12,14 @@
 //! - [`world_bench`]: `worldfleet bench-world` — the world stages' throughput and latency;
 //! - [`fleet`]: the stages of one process, posting a world, waiting for the queues to drain;
 //! - [`embedded`]: `worldfleet run` — all stages in one process on the embedded store;
+//! - [`doors`]: the run through the HTTP door, with every player following their feed live;
 //! - [`replay`]: ledger checkpoints and `worldfleet replay` — the derived tables rebuilt
 //!   from the ledger by the real stages;
 //! - [`models`]: which classifier and composer the narrative stages use (models when
 //!   configured or present, rules and templates otherwise), and why.
 
 pub mod audit;
+pub mod doors;
 pub mod embedded;
 pub mod faults;
 pub mod fleet;

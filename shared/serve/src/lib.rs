@@ -22,6 +22,7 @@
 //! is signed with SigV4 under the same keys ([`sigv4`]).
 
 pub mod auth;
+pub mod client;
 pub mod config;
 mod connections;
 pub mod dashboard;

@@ -1,0 +1,312 @@
+//! The doors in the main job: `worldfleet run` posts the synthetic world through the HTTP door
+//! and its players follow their feeds over a WebSocket, the path real gateways and clients take.
+//!
+//! [`Doors::open`] serves [`worldfleet_serve`] on a loopback port over the run's own store (the
+//! same queue and table ports the stages use, live entries pushed as distribute writes them),
+//! subscribes every player's feed on one WebSocket, and is then the [`WorldGateway`] the world
+//! is posted through: `POST /v1/events`, 100 envelopes a request, signed with the world's
+//! gateway key. The door refuses a few bad envelopes itself (over 64 KiB, not JSON);
+//! those never reach intake, so they are taken out of the audit's expectations and checked
+//! here instead: refused at the door with the reason intake would have given
+//! ([`DoorRefusals`]). [`Doors::close`] stops the server and reports delivery as the players
+//! saw it: from the POST's response to the entry's frame on their socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde::de::IgnoredAny;
+use worldfleet_intake::GatewayKeys;
+use worldfleet_ports::{Clock, Queue, Table};
+use worldfleet_serve::client::{Following, Poster, follow};
+use worldfleet_serve::push::FeedSignals;
+use worldfleet_serve::{ServeConfig, ServeState};
+
+use crate::fleet::WorldGateway;
+use crate::world::{Emitted, Expectation};
+
+/// Envelopes per `POST /v1/events` (the door's limit).
+const BATCH: usize = 100;
+
+/// Delivery as the players saw it, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliveryReport {
+    /// Feeds followed live (one per player).
+    pub feeds_followed: u64,
+    /// Entry frames that reached a player's socket.
+    pub frames: u64,
+    /// From the POST's response to the frame, milliseconds.
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// Envelopes the door itself refused, and how many with the reason intake would give.
+    pub door_refused: u64,
+    pub door_refused_as_expected: u64,
+    /// Verbatim replays posted: dropped by the queue's deduplication (same event id within five
+    /// minutes) or refused by intake as `replayed`; left out of the rejection count either way.
+    pub replays_not_reapplied: u64,
+}
+
+/// What the door refused: each envelope's expectation and the door's reason code.
+pub type DoorRefusals = Vec<(Expectation, String)>;
+
+/// The in-process server, its subscribers and the world's gateway.
+pub struct Doors {
+    address: SocketAddr,
+    poster: tokio::sync::Mutex<Poster>,
+    posted: Arc<Mutex<HashMap<String, Instant>>>,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    frames: Arc<AtomicU64>,
+    refused: Mutex<DoorRefusals>,
+    following: Following,
+    feeds_followed: u64,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<worldfleet_serve::Result<()>>,
+}
+
+impl Doors {
+    /// Serves the doors over `queue` and `table` on a loopback port (live entries pushed
+    /// through `signals`, which the stages' table raises), with `gateway`'s `key` trusted, and
+    /// follows `players`' feeds on one WebSocket.
+    pub async fn open(
+        queue: Arc<dyn Queue>,
+        table: Arc<dyn Table>,
+        clock: Arc<dyn Clock>,
+        signals: Arc<FeedSignals>,
+        (gateway, key): (&str, &[u8]),
+        players: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut gateways = GatewayKeys::default();
+        gateways.insert(gateway, key.to_vec());
+        let config = ServeConfig {
+            // The world's gateway is the only client; it posts as fast as the run allows.
+            rate_per_second: 0,
+            max_subscribers: players.len().max(1) + 16,
+            ..ServeConfig::default()
+        };
+        let state = ServeState::new(queue, table, clock, gateways, config).with_push(signals);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("listen on a loopback port for the doors")?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(worldfleet_serve::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let posted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+            1,
+            3_600_000_000,
+            3,
+        )?));
+        let frames = Arc::new(AtomicU64::new(0));
+        let on_entry = {
+            let (posted, latency, frames) = (
+                Arc::clone(&posted),
+                Arc::clone(&latency),
+                Arc::clone(&frames),
+            );
+            move |event_id: &str, arrived: Instant| {
+                let at = posted
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .get(event_id)
+                    .copied();
+                if let Some(at) = at {
+                    latency
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .saturating_record(arrived.saturating_duration_since(at).as_micros() as u64);
+                }
+                frames.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let feeds: Vec<String> = players
+            .iter()
+            .map(|player| format!("player:{player}"))
+            .collect();
+        let following = follow(address, gateway, key, feeds, on_entry)
+            .await
+            .map_err(|error| anyhow::anyhow!("follow the players' feeds: {error}"))?;
+        let mut following = following;
+        (&mut following.ready)
+            .await
+            .context("the players' socket closed while subscribing")?;
+        Ok(Self {
+            address,
+            poster: tokio::sync::Mutex::new(Poster::new(address, gateway, key.to_vec())),
+            posted,
+            latency,
+            frames,
+            refused: Mutex::new(Vec::new()),
+            following,
+            feeds_followed: players.len() as u64,
+            stop,
+            served,
+        })
+    }
+
+    /// Where the doors listen.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Takes what the door refused so far.
+    pub fn take_refusals(&self) -> DoorRefusals {
+        std::mem::take(
+            &mut *self
+                .refused
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Stops following and serving; the delivery report. Call once the run has drained, so
+    /// every frame has had its chance to arrive.
+    pub async fn close(self, door_refused_as_expected: u64, door_refused: u64) -> DeliveryReport {
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+        self.following.reader.abort();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        let millis = |micros: u64| micros as f64 / 1_000.0;
+        DeliveryReport {
+            feeds_followed: self.feeds_followed,
+            frames: self.frames.load(Ordering::Relaxed),
+            latency_p50_ms: millis(latency.value_at_quantile(0.50)),
+            latency_p99_ms: millis(latency.value_at_quantile(0.99)),
+            latency_max_ms: millis(latency.max()),
+            door_refused,
+            door_refused_as_expected,
+            replays_not_reapplied: 0,
+        }
+    }
+}
+
+fn event_id(expectation: &Expectation) -> Option<&str> {
+    match expectation {
+        Expectation::Accepted { event_id, .. } | Expectation::World { event_id, .. } => {
+            Some(event_id)
+        }
+        Expectation::Rejected { .. } => None,
+    }
+}
+
+#[async_trait]
+impl WorldGateway for Doors {
+    fn batch_size(&self) -> usize {
+        BATCH
+    }
+
+    async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool> {
+        // A gateway can only post JSON in an array; a body that is not JSON goes alone, and
+        // the door refuses it (`not_json`) where intake would have said `malformed`.
+        let (json, not_json): (Vec<&Emitted>, Vec<&Emitted>) = batch
+            .iter()
+            .partition(|emitted| serde_json::from_str::<IgnoredAny>(&emitted.body).is_ok());
+        for emitted in not_json {
+            match self.send(emitted.body.clone()).await? {
+                Some((400, text)) if text.contains("\"not_json\"") => self
+                    .refused
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .push((emitted.expectation.clone(), "malformed".to_owned())),
+                Some((status, text)) => {
+                    anyhow::bail!("the door answered {status} to a body that is not JSON: {text}")
+                }
+                None => return Ok(false),
+            }
+        }
+        if json.is_empty() {
+            return Ok(true);
+        }
+        let body = format!(
+            "[{}]",
+            json.iter()
+                .map(|emitted| emitted.body.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let sent = Instant::now();
+        {
+            let mut posted = self
+                .posted
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for emitted in &json {
+                if let Some(id) = event_id(&emitted.expectation) {
+                    posted.entry(id.to_owned()).or_insert(sent);
+                }
+            }
+        }
+        let text = match self.send(body).await? {
+            Some((202, text)) => text,
+            Some((status, text)) => {
+                anyhow::bail!("the door answered {status} to a batch of envelopes: {text}")
+            }
+            None => return Ok(false),
+        };
+        let answered = Instant::now();
+        let results: serde_json::Value =
+            serde_json::from_str(&text).context("the door's answer is not JSON")?;
+        let results = results["results"]
+            .as_array()
+            .context("the door's answer has no results")?;
+        anyhow::ensure!(
+            results.len() == json.len(),
+            "the door answered {} results for {} envelopes",
+            results.len(),
+            json.len()
+        );
+        let mut posted = self
+            .posted
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (emitted, result) in json.iter().zip(results) {
+            match result["status"].as_str() {
+                Some("queued") => {
+                    if let Some(id) = event_id(&emitted.expectation) {
+                        posted.insert(id.to_owned(), answered);
+                    }
+                }
+                Some("refused") => refused.push((
+                    emitted.expectation.clone(),
+                    result["reason"].as_str().unwrap_or_default().to_owned(),
+                )),
+                _ => anyhow::bail!("the door did not queue an envelope: {result}"),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Doors {
+    /// One POST; `None` when it should be sent again (no answer, 429 or 503: the door did not
+    /// take it, and a resend is deduplicated).
+    async fn send(&self, body: String) -> anyhow::Result<Option<(u16, String)>> {
+        match self.poster.lock().await.post("/v1/events", body).await {
+            Ok((429 | 503, text)) => {
+                tracing::warn!(answer = %text, "the door asked for a retry; posting again");
+                Ok(None)
+            }
+            Ok(answer) => Ok(Some(answer)),
+            Err(error) => {
+                tracing::warn!(%error, "POST /v1/events failed; posting again");
+                Ok(None)
+            }
+        }
+    }
+}
