@@ -2,10 +2,14 @@
 //! roles (no wildcards, nothing a stage does not use, everything it does), event sources,
 //! queues with dead-letter queues and safe visibility timeouts (FIFO work queues, standard
 //! timer queues of the world simulation), table shape, and the scheduled watchdog.
-//! Roles that no function uses (the inference pool's instance and task-execution roles) are held
-//! to the same no-wildcard rule, with "*" resources allowed only for the few actions AWS offers
-//! no resource-level permission for. Needs no emulator. The mutation tests prove each rule can
-//! fail.
+//! Roles that no function uses (the inference pool's instance and task-execution roles, the
+//! serve tasks' execution role) are held to the same no-wildcard rule, with "*" resources
+//! allowed only for the few actions AWS offers no resource-level permission for, and a
+//! parameter as a resource only when its AllowedPattern pins it to one ARN. The role of the
+//! ECS task running `worldfleet serve --aws` is held to exactly what the server calls, and its
+//! load balancer to the server's timers (health check on `/ready`, idle timeout between the
+//! stream keep-alive and the server's idle timeout). Needs no emulator. The mutation tests
+//! prove each rule can fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -16,8 +20,9 @@ use worldfleet_aws::template::{
     Resource, Template, as_bool, as_u64, intrinsic, logical_name, referenced_resource, string_list,
 };
 use worldfleet_domain::names::{
-    ALL_QUEUES, ALL_TABLES, FEEDS_API_FUNCTION, FEEDS_TABLE, STAGES, StageResources,
-    WATCHDOG as WATCHDOG_RESOURCES, WORLD_QUEUES, WORLD_TABLES, dead_letter_queue,
+    ALL_QUEUES, ALL_TABLES, FEEDS_API_FUNCTION, FEEDS_TABLE, INTAKE_QUEUE, LEDGER_TABLE,
+    REJECTIONS_TABLE, STAGES, StageResources, WATCHDOG as WATCHDOG_RESOURCES, WORLD_QUEUES,
+    WORLD_TABLES, dead_letter_queue,
 };
 
 const CONSUME: [&str; 4] = [
@@ -46,6 +51,15 @@ const TABLE_READ: [&str; 4] = [
 const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
 /// The feed API: feed pages read, reader checkpoints put (conditionally), nothing else.
 const FEEDS_API: [&str; 3] = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"];
+/// `worldfleet serve --aws` reads every stage queue's depth (`/metrics`; `/ready` the intake
+/// queue's) and nothing else of a queue but the intake queue, which it sends to.
+const QUEUE_DEPTH: [&str; 1] = ["sqs:GetQueueAttributes"];
+/// `GET /v1/rejections/{event_id}` queries a gateway's rows; `?wait=decided` gets one.
+const REJECTIONS_READ: [&str; 2] = ["dynamodb:GetItem", "dynamodb:Query"];
+/// `?wait=decided` gets the envelope's ledger entry.
+const LEDGER_READ: [&str; 1] = ["dynamodb:GetItem"];
+/// What the serve task runs.
+const SERVE_COMMAND: &str = "worldfleet serve --aws";
 /// The one function that is not a stage: the scheduled watchdog.
 const WATCHDOG: &str = "watchdog";
 
@@ -67,7 +81,7 @@ fn template_text() -> String {
     std::fs::read_to_string(template_path()).expect("infra/template.yaml is readable")
 }
 
-/// What a template grants one function: resource logical id → actions.
+/// What a role grants: resource (a logical id, or a logical queue or table name) → actions.
 type Grants = BTreeMap<String, BTreeSet<String>>;
 
 fn text(value: &Value) -> String {
@@ -192,35 +206,38 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
             function.id
         )),
     }
+    grants_from(template, statements, function.id, problems)
+}
+
+/// Allow statements flattened into grants, every resource a reference to a resource of this
+/// template (no wildcard, no `!Sub` ARN): the rule for roles that touch queues and tables.
+fn grants_from(
+    template: &Template,
+    statements: Vec<&Value>,
+    owner: &str,
+    problems: &mut Vec<String>,
+) -> Grants {
     let mut grants = Grants::new();
     for statement in statements {
-        if !is_allow(statement, function.id, problems) {
+        if !is_allow(statement, owner, problems) {
             continue;
         }
-        let actions = checked_actions(statement, function.id, problems);
+        let actions = checked_actions(statement, owner, problems);
         for resource in resources(statement) {
             if text(resource).contains('*') {
-                problems.push(format!(
-                    "{}: wildcard resource {}",
-                    function.id,
-                    text(resource)
-                ));
+                problems.push(format!("{owner}: wildcard resource {}", text(resource)));
                 continue;
             }
             let Some(target) =
                 referenced_resource(resource).filter(|id| template.resource(id).is_some())
             else {
                 problems.push(format!(
-                    "{}: resource {resource:?} is not a reference to a resource of this template",
-                    function.id
+                    "{owner}: resource {resource:?} is not a reference to a resource of this template"
                 ));
                 continue;
             };
             if intrinsic(resource).is_some_and(|(function, _)| function == "Sub") {
-                problems.push(format!(
-                    "{}: !Sub resources may hide wildcards",
-                    function.id
-                ));
+                problems.push(format!("{owner}: !Sub resources may hide wildcards"));
             }
             grants
                 .entry(target)
@@ -229,6 +246,33 @@ fn grants_of(template: &Template, function: &Resource<'_>, problems: &mut Vec<St
         }
     }
     grants
+}
+
+/// Reports every difference between what `name` is granted and exactly what it should be,
+/// both keyed by logical queue or table name.
+fn compare_grants(
+    owner: &str,
+    name: &str,
+    granted: &Grants,
+    expected: &Grants,
+    problems: &mut Vec<String>,
+) {
+    for (resource, actions) in granted {
+        match expected.get(resource) {
+            None => problems.push(format!(
+                "{owner}: {name} may touch {resource}, which it does not use ({actions:?})"
+            )),
+            Some(wanted) if wanted != actions => problems.push(format!(
+                "{owner}: {name} on {resource}: granted {actions:?}, expected exactly {wanted:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for resource in expected.keys() {
+        if !granted.contains_key(resource) {
+            problems.push(format!("{owner}: {name} lacks permissions on {resource}"));
+        }
+    }
 }
 
 /// The feed API's events: HTTP API routes only, on an API whose default authorizer is IAM, and
@@ -337,7 +381,7 @@ fn violations(template: &Template) -> Vec<String> {
             problems.push(format!("{}: CodeUri must be {expected_code}", function.id));
         }
 
-        let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut expected = Grants::new();
         if api {
             expected.insert(FEEDS_TABLE.to_owned(), set(&FEEDS_API));
             api_events(template, &function, &mut problems);
@@ -362,7 +406,7 @@ fn violations(template: &Template) -> Vec<String> {
                 }
             }
         }
-        let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut granted = Grants::new();
         for (target, actions) in &grants {
             let resource = template
                 .resource(target)
@@ -406,27 +450,7 @@ fn violations(template: &Template) -> Vec<String> {
                 )),
             }
         }
-        for (resource, actions) in &granted {
-            match expected.get(resource) {
-                None => problems.push(format!(
-                    "{}: {name} may touch {resource}, which STAGES says it does not use ({actions:?})",
-                    function.id
-                )),
-                Some(wanted) if wanted != actions => problems.push(format!(
-                    "{}: {name} on {resource}: granted {actions:?}, expected exactly {wanted:?}",
-                    function.id
-                )),
-                Some(_) => {}
-            }
-        }
-        for resource in expected.keys() {
-            if !granted.contains_key(resource) {
-                problems.push(format!(
-                    "{}: {name} lacks permissions on {resource}",
-                    function.id
-                ));
-            }
-        }
+        compare_grants(function.id, &name, &granted, &expected, &mut problems);
 
         // Event sources: exactly the consumed queue, per-record failures, FIFO batch size.
         let events: Vec<&Value> = match function.property("Events") {
@@ -737,6 +761,22 @@ fn service_role_violations(template: &Template) -> Vec<String> {
                 {
                     continue;
                 }
+                if let Some(parameter) = referenced_resource(resource).filter(|id| {
+                    template
+                        .root()
+                        .get("Parameters")
+                        .and_then(|p| p.get(id))
+                        .is_some()
+                }) {
+                    if !pins_one_arn(template, &parameter) {
+                        problems.push(format!(
+                            "{}: resource parameter {parameter} is not pinned to one ARN (an \
+                             anchored AllowedPattern `^(arn:…)?$` with no \"*\")",
+                            role.id
+                        ));
+                    }
+                    continue;
+                }
                 // A !Sub ARN: a wildcard only after a reference to a resource of this template.
                 let scoped = match intrinsic(resource) {
                     Some((function, argument)) if function == "Sub" => {
@@ -761,6 +801,396 @@ fn service_role_violations(template: &Template) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Whether template parameter `name` can only hold one exact ARN (or nothing): its
+/// AllowedPattern is anchored, starts with `arn:` and has no `*` anywhere, so neither a
+/// wildcard value nor a pattern admitting one gets through.
+fn pins_one_arn(template: &Template, name: &str) -> bool {
+    template
+        .root()
+        .get("Parameters")
+        .and_then(|parameters| parameters.get(name))
+        .and_then(|parameter| parameter.get("AllowedPattern"))
+        .and_then(Value::as_str)
+        .is_some_and(|pattern| {
+            (pattern.starts_with("^arn:") || pattern.starts_with("^(arn:"))
+                && pattern.ends_with('$')
+                && !pattern.contains('*')
+        })
+}
+
+/// What `worldfleet serve --aws` calls (`shared/serve/src`), by logical queue or table name:
+/// SendMessageBatch to the intake queue (authorised as `sqs:SendMessage`; the SQS door's
+/// SendMessage goes through the same batch send), every stage queue's depth, feed pages and
+/// reader checkpoints (the feed API's three actions), and intake's verdicts. Queue URLs come
+/// from `WORLDFLEET_QUEUE_URLS`, so no `sqs:GetQueueUrl`.
+fn serve_expected() -> Grants {
+    let mut expected = Grants::new();
+    for stage in &STAGES {
+        expected
+            .entry(stage.consumes.to_owned())
+            .or_default()
+            .extend(set(&QUEUE_DEPTH));
+    }
+    expected
+        .entry(INTAKE_QUEUE.to_owned())
+        .or_default()
+        .extend(set(&SEND));
+    expected.insert(FEEDS_TABLE.to_owned(), set(&FEEDS_API));
+    expected.insert(REJECTIONS_TABLE.to_owned(), set(&REJECTIONS_READ));
+    expected.insert(LEDGER_TABLE.to_owned(), set(&LEDGER_READ));
+    expected
+}
+
+/// The server's timers that the load balancer in front of it must fit: `ServeConfig`'s
+/// defaults (`shared/serve/src/config.rs`), overridden by the task's environment.
+struct ServeTimers {
+    keep_alive: u64,
+    idle: u64,
+    head: u64,
+    shutdown_grace: u64,
+}
+
+impl ServeTimers {
+    fn from_environment(environment: &BTreeMap<String, String>) -> Self {
+        let secs = |name: &str, default: u64| {
+            environment
+                .get(name)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            keep_alive: secs("WORLDFLEET_SERVE_KEEP_ALIVE_SECS", 15),
+            idle: secs("WORLDFLEET_SERVE_IDLE_TIMEOUT_SECS", 60),
+            head: secs("WORLDFLEET_SERVE_HEADER_TIMEOUT_SECS", 10),
+            shutdown_grace: secs("WORLDFLEET_SERVE_SHUTDOWN_GRACE_SECS", 10),
+        }
+    }
+}
+
+/// A list of `{Name: …, <field>: …}` entries (container `Environment`, `Secrets`) as a map.
+fn named_values(list: Option<&Value>, field: &str) -> BTreeMap<String, String> {
+    list.map(string_list)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| {
+            Some((
+                entry.get("Name")?.as_str()?.to_owned(),
+                text(entry.get(field)?),
+            ))
+        })
+        .collect()
+}
+
+/// A `Key`/`Value` attribute of a load balancer or target group, as a number.
+fn attribute(resource: &Resource<'_>, list: &str, key: &str) -> Option<u64> {
+    resource
+        .property(list)
+        .map(string_list)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|attribute| attribute.get("Key").and_then(Value::as_str) == Some(key))
+        .and_then(|attribute| attribute.get("Value"))
+        .and_then(as_u64)
+}
+
+/// The doors' long-lived server: every ECS container that runs `worldfleet serve --aws` listens
+/// on 0.0.0.0:8080, takes the gateway keys from a secret, runs as a task role granted exactly
+/// [`serve_expected`] (the same no-wildcard rules as a function's role), and is served by an
+/// ECS service behind a load balancer that health-checks `/ready`, drains longer than the
+/// shutdown grace, and whose idle timeout lies above the stream keep-alive and below the
+/// server's idle and request-head timeouts. The block is conditional in the template; it is
+/// read as written.
+fn serve_violations(template: &Template) -> Vec<String> {
+    let mut problems = Vec::new();
+    let queues = queue_names(template);
+    let tables = table_names(template);
+    let mut found = false;
+    for task in template.resources_of("AWS::ECS::TaskDefinition") {
+        let containers = task
+            .property("ContainerDefinitions")
+            .map(string_list)
+            .unwrap_or_default();
+        for container in containers {
+            let command: Vec<String> = ["EntryPoint", "Command"]
+                .into_iter()
+                .filter_map(|field| container.get(field))
+                .flat_map(string_list)
+                .map(text)
+                .collect();
+            if command.join(" ") != SERVE_COMMAND {
+                continue;
+            }
+            found = true;
+            let owner = task.id;
+            let environment = named_values(container.get("Environment"), "Value");
+            let secrets = named_values(container.get("Secrets"), "ValueFrom");
+            let bind = environment.get("WORLDFLEET_SERVE_BIND").map(String::as_str);
+            if bind != Some("0.0.0.0:8080") {
+                problems.push(format!(
+                    "{owner}: WORLDFLEET_SERVE_BIND is {bind:?}; the load balancer reaches the \
+                     task on 0.0.0.0:8080"
+                ));
+            }
+            if environment.contains_key("WORLDFLEET_GATEWAY_KEYS")
+                || !secrets.contains_key("WORLDFLEET_GATEWAY_KEYS")
+            {
+                problems.push(format!(
+                    "{owner}: WORLDFLEET_GATEWAY_KEYS must come from Secrets, not Environment"
+                ));
+            }
+
+            let role = task
+                .property("TaskRoleArn")
+                .and_then(referenced_resource)
+                .and_then(|id| template.resource(&id))
+                .filter(|role| role.kind == "AWS::IAM::Role");
+            match role {
+                None => problems.push(format!(
+                    "{owner}: TaskRoleArn must be !GetAtt <AWS::IAM::Role in this template>.Arn"
+                )),
+                Some(role) => {
+                    let statements = inline_statements(&role, role.id, &mut problems);
+                    let grants = grants_from(template, statements, role.id, &mut problems);
+                    let mut granted = Grants::new();
+                    for (target, actions) in &grants {
+                        let kind = template
+                            .resource(target)
+                            .map(|resource| resource.kind)
+                            .unwrap_or("");
+                        let logical = match kind {
+                            "AWS::SQS::Queue" => queues.get(target),
+                            "AWS::DynamoDB::Table" => tables.get(target),
+                            _ => None,
+                        };
+                        match logical {
+                            Some(logical) => granted
+                                .entry(logical.clone())
+                                .or_default()
+                                .extend(actions.iter().cloned()),
+                            None => problems
+                                .push(format!("{}: permission on {target} ({kind})", role.id)),
+                        }
+                    }
+                    compare_grants(role.id, "serve", &granted, &serve_expected(), &mut problems);
+                }
+            }
+
+            let timers = ServeTimers::from_environment(&environment);
+            let stop_timeout = container.get("StopTimeout").and_then(as_u64).unwrap_or(30);
+            if stop_timeout <= timers.shutdown_grace {
+                problems.push(format!(
+                    "{owner}: StopTimeout {stop_timeout}s leaves no room for the {}s shutdown grace",
+                    timers.shutdown_grace
+                ));
+            }
+            serve_load_balancing(template, owner, &timers, &mut problems);
+        }
+    }
+    if !found {
+        problems.push(format!("no ECS task runs `{SERVE_COMMAND}`"));
+    }
+    problems
+}
+
+/// The service running task definition `task`, its target groups and the load balancers
+/// forwarding to them, held against the server's timers.
+fn serve_load_balancing(
+    template: &Template,
+    task: &str,
+    timers: &ServeTimers,
+    problems: &mut Vec<String>,
+) {
+    let services: Vec<Resource<'_>> = template
+        .resources_of("AWS::ECS::Service")
+        .into_iter()
+        .filter(|service| {
+            service
+                .property("TaskDefinition")
+                .and_then(referenced_resource)
+                .as_deref()
+                == Some(task)
+        })
+        .collect();
+    if services.is_empty() {
+        problems.push(format!("{task}: no ECS service runs it"));
+    }
+    for service in services {
+        let target_groups: Vec<String> = service
+            .property("LoadBalancers")
+            .map(string_list)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|entry| entry.get("TargetGroupArn").and_then(referenced_resource))
+            .collect();
+        if target_groups.is_empty() {
+            problems.push(format!("{}: not behind a load balancer", service.id));
+        }
+        for group_id in target_groups {
+            let Some(group) = template.resource(&group_id) else {
+                problems.push(format!(
+                    "{}: target group {group_id} is not in the template",
+                    service.id
+                ));
+                continue;
+            };
+            let path = group.property("HealthCheckPath").and_then(Value::as_str);
+            if path != Some("/ready") {
+                problems.push(format!(
+                    "{group_id}: health check path {path:?}, expected /ready (503 while the \
+                     server cannot reach its queue and table, or shuts down)"
+                ));
+            }
+            // Elastic Load Balancing's default is 300 s.
+            let delay = attribute(
+                &group,
+                "TargetGroupAttributes",
+                "deregistration_delay.timeout_seconds",
+            )
+            .unwrap_or(300);
+            if delay <= timers.shutdown_grace {
+                problems.push(format!(
+                    "{group_id}: deregistration delay {delay}s is not above the server's {}s \
+                     shutdown grace",
+                    timers.shutdown_grace
+                ));
+            }
+            let listeners: Vec<Resource<'_>> = template
+                .resources_of("AWS::ElasticLoadBalancingV2::Listener")
+                .into_iter()
+                .filter(|listener| {
+                    listener
+                        .property("DefaultActions")
+                        .map(string_list)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .any(|action| {
+                            action
+                                .get("TargetGroupArn")
+                                .and_then(referenced_resource)
+                                .as_deref()
+                                == Some(group_id.as_str())
+                        })
+                })
+                .collect();
+            if listeners.is_empty() {
+                problems.push(format!("{group_id}: no listener forwards to it"));
+            }
+            for listener in listeners {
+                let balancer = listener
+                    .property("LoadBalancerArn")
+                    .and_then(referenced_resource)
+                    .and_then(|id| template.resource(&id));
+                let Some(balancer) = balancer else {
+                    problems.push(format!(
+                        "{}: no load balancer of this template",
+                        listener.id
+                    ));
+                    continue;
+                };
+                // Elastic Load Balancing's default is 60 s.
+                let idle = attribute(
+                    &balancer,
+                    "LoadBalancerAttributes",
+                    "idle_timeout.timeout_seconds",
+                )
+                .unwrap_or(60);
+                if idle <= timers.keep_alive || idle >= timers.idle.min(timers.head) {
+                    problems.push(format!(
+                        "{}: idle timeout {idle}s must be above the server's {}s keep-alive \
+                         (or quiet streams are cut) and below its {}s idle timeout and {}s \
+                         head timeout (or it reuses connections the server closed)",
+                        balancer.id, timers.keep_alive, timers.idle, timers.head
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn serve_runs_with_exact_grants_behind_a_load_balancer_that_fits_its_timers() {
+    let template = Template::from_path(template_path()).expect("template parses");
+    let problems = serve_violations(&template);
+    assert!(
+        problems.is_empty(),
+        "serve violations:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn a_serve_role_granted_more_less_or_a_wildcard_fails() {
+    let mutated = |from: &str, to: &str| serve_violations(&mutated_template(from, to));
+    let ledger = "              - Sid: ReadLedgerVerdicts\n                Effect: Allow\n                Action:\n                  - dynamodb:GetItem\n";
+    let problems = mutated(
+        ledger,
+        &format!("{ledger}                  - dynamodb:PutItem\n"),
+    );
+    assert_reported(&problems, "serve on ledger: granted");
+    let problems = mutated(
+        "                Resource: !GetAtt LedgerTable.Arn\n  ServeTaskDefinition:",
+        "                Resource:\n                  - !GetAtt LedgerTable.Arn\n                  - !GetAtt CanonTable.Arn\n  ServeTaskDefinition:",
+    );
+    assert_reported(&problems, "serve may touch canon");
+    let problems = mutated(
+        "                  - !GetAtt EcologyTickQueue.Arn\n              - Sid: ReadFeedsWriteCheckpoints",
+        "              - Sid: ReadFeedsWriteCheckpoints",
+    );
+    assert_reported(&problems, "serve lacks permissions on ecology-tick");
+    let problems = mutated(
+        "                  - sqs:SendMessage\n                Resource: !GetAtt IntakeQueue.Arn\n              - Sid: ReadQueueDepths",
+        "                  - \"sqs:*\"\n                Resource: !GetAtt IntakeQueue.Arn\n              - Sid: ReadQueueDepths",
+    );
+    assert_reported(&problems, "wildcard action sqs:*");
+    let problems = mutated(
+        "                Resource: !GetAtt LedgerTable.Arn\n  ServeTaskDefinition:",
+        "                Resource: \"*\"\n  ServeTaskDefinition:",
+    );
+    assert_reported(&problems, "ServeTaskRole: wildcard resource *");
+}
+
+#[test]
+fn a_serve_task_out_of_step_with_its_load_balancer_fails() {
+    let mutated = |from: &str, to: &str| serve_violations(&mutated_template(from, to));
+    let idle = "        - Key: idle_timeout.timeout_seconds\n          Value: \"50\"";
+    for too_short_or_long in ["10", "60", "120"] {
+        let problems = mutated(
+            idle,
+            &idle.replace("\"50\"", &format!("\"{too_short_or_long}\"")),
+        );
+        assert_reported(&problems, &format!("idle timeout {too_short_or_long}s"));
+    }
+    let problems = mutated(
+        "            - Name: WORLDFLEET_SERVE_HEADER_TIMEOUT_SECS\n              Value: \"60\"\n",
+        "",
+    );
+    assert_reported(&problems, "10s head timeout");
+    let problems = mutated("HealthCheckPath: /ready", "HealthCheckPath: /health");
+    assert_reported(&problems, "expected /ready");
+    let problems = mutated(
+        "        - Key: deregistration_delay.timeout_seconds\n          Value: \"15\"",
+        "        - Key: deregistration_delay.timeout_seconds\n          Value: \"5\"",
+    );
+    assert_reported(&problems, "deregistration delay 5s");
+    let problems = mutated(
+        "            - Name: WORLDFLEET_SERVE_BIND\n              Value: 0.0.0.0:8080\n            - Name: WORLDFLEET_STACK",
+        "            - Name: WORLDFLEET_SERVE_BIND\n              Value: 127.0.0.1:8080\n            - Name: WORLDFLEET_STACK",
+    );
+    assert_reported(&problems, "WORLDFLEET_SERVE_BIND");
+    let problems = mutated(
+        "          Secrets:\n            - Name: WORLDFLEET_GATEWAY_KEYS\n              ValueFrom: !Ref ServeGatewayKeysSecretArn\n",
+        "",
+    );
+    assert_reported(&problems, "must come from Secrets");
+    let problems = mutated(
+        "              Value: info\n          Secrets:\n",
+        "              Value: info\n            - Name: WORLDFLEET_GATEWAY_KEYS\n              Value: gw-1=00112233445566778899aabbccddeeff\n          Secrets:\n",
+    );
+    assert_reported(&problems, "must come from Secrets");
+    let problems = mutated("            - --aws\n", "");
+    assert_reported(&problems, "no ECS task runs");
 }
 
 #[test]
@@ -792,6 +1222,11 @@ fn a_wildcard_in_a_service_role_fails() {
         "container-instance/*",
     );
     assert_reported(&problems, "scoped under one");
+    let problems = mutated(
+        "    AllowedPattern: '^(arn:aws[a-z-]{0,20}:secretsmanager:",
+        "    AllowedPattern: '^(arn:aws[a-z-]*:secretsmanager:",
+    );
+    assert_reported(&problems, "ServeGatewayKeysSecretArn is not pinned");
 }
 
 #[test]
