@@ -1,5 +1,5 @@
 //! The crate's one error type. Each variant says what went wrong in domain terms; the HTTP
-//! status it maps to is decided only at the edge, in [`crate::http`].
+//! status it maps to is decided only at the edge, in the server's `http` module.
 
 /// Everything that can go wrong between receiving a request and answering it.
 #[derive(Debug, Clone, thiserror::Error)]

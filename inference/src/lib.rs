@@ -2,13 +2,20 @@
 //! classification, chat completions, health, Prometheus metrics) in front of a
 //! dynamic-batching pool that runs a candle BERT sentence encoder on its own thread, and a
 //! generation queue that runs a GGUF llama-family chat model on another.
+//!
+//! The server, its configuration and the load generators sit behind the default `server`
+//! feature; without it the crate is the models and the pools alone (what the runtime embeds).
 
+#[cfg(feature = "server")]
 pub mod bench;
 pub mod chat;
+#[cfg(feature = "server")]
 pub mod chat_bench;
 pub mod classify;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "server")]
 pub mod http;
 pub mod metrics;
 pub mod model;
@@ -18,8 +25,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use chat::{ChatLimits, ChatPool};
+#[cfg(feature = "server")]
 pub use config::ServerConfig;
 pub use error::{InferenceError, Result};
+#[cfg(feature = "server")]
 pub use http::{AppState, app};
 pub use metrics::Metrics;
 pub use pool::{Pool, PoolLimits};

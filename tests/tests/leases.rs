@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::{BatchReport, StageHandler};
 use worldfleet_ports::{
     OutgoingMessage, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SendOutcome, SystemClock,
@@ -177,22 +177,15 @@ async fn a_slow_batch_keeps_its_lease(queue: Arc<dyn Queue>) {
     task.await.expect("poller stopped");
 }
 
-fn embedded() -> (tempfile::TempDir, EmbeddedStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path(), Arc::new(SystemClock), StoreOptions::default())
-        .expect("open store");
-    (dir, store)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_a_dead_worker_holds_its_group_for_one_lease() {
-    let (_dir, store) = embedded();
+    let store = TempStore::open(Arc::new(SystemClock));
     a_dead_worker_holds_its_group_for_one_lease(store.queue()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_a_slow_batch_keeps_its_lease() {
-    let (_dir, store) = embedded();
+    let store = TempStore::open(Arc::new(SystemClock));
     a_slow_batch_keeps_its_lease(store.queue()).await;
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use worldfleet_domain::names::{CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, REJECTIONS_TABLE};
 use worldfleet_domain::{AcceptedEvent, RejectReason};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::rejections::lookup_event;
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
 use worldfleet_kit::{StageContext, StageHandler};
@@ -233,16 +233,9 @@ async fn a_rate_limited_event_goes_in_under_a_new_deduplication_id(
     );
 }
 
-fn embedded() -> (tempfile::TempDir, EmbeddedStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path(), Arc::new(SystemClock), StoreOptions::default())
-        .expect("open store");
-    (dir, store)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_a_rate_limited_event_goes_in_under_a_new_deduplication_id() {
-    let (_dir, store) = embedded();
+    let store = TempStore::open(Arc::new(SystemClock));
     a_rate_limited_event_goes_in_under_a_new_deduplication_id(store.queue(), store.table()).await;
 }
 
@@ -261,6 +254,6 @@ async fn sqs_a_rate_limited_event_goes_in_under_a_new_deduplication_id() {
     let config = settings.sdk_config().await;
     let queue: Arc<dyn Queue> =
         Arc::new(worldfleet_aws::SqsQueue::from_sdk_config(&config, settings));
-    let (_dir, store) = embedded();
+    let store = TempStore::open(Arc::new(SystemClock));
     a_rate_limited_event_goes_in_under_a_new_deduplication_id(queue, store.table()).await;
 }

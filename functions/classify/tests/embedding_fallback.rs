@@ -16,11 +16,10 @@ use worldfleet_classify::eval::dialogue_event;
 use worldfleet_classify::{Classifier, Classify, EmbeddingClassifier, HttpEmbedder, Prototypes};
 use worldfleet_domain::names::{ALL_TABLES, CLASSIFY_QUEUE, COMPOSE_QUEUE};
 use worldfleet_domain::{ComposeRequest, Intent};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
+use worldfleet_kit::testing::declare;
 use worldfleet_kit::{BreakerConfig, BreakerState, CircuitBreaker, StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
-};
+use worldfleet_ports::{Clock, ManualClock, ReceiveRequest, ReceivedMessage};
 
 const HEALTHY: u8 = 0;
 const SLOW: u8 = 1;
@@ -201,35 +200,12 @@ async fn failing_pool_opens_the_circuit_and_rules_decide_without_calling_it() {
 #[tokio::test]
 async fn the_stage_decides_once_even_when_the_pool_changes_between_deliveries() {
     let (pool, url) = start_pool().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_763_700_000_000));
-    let store =
-        EmbeddedStore::open(dir.path(), Arc::clone(&clock), StoreOptions::default()).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in ALL_TABLES {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    queue
-        .ensure_queue(&QueueSpec::dead_letter("compose-dlq.fifo"))
-        .await
-        .unwrap();
-    queue
-        .ensure_queue(&QueueSpec::with_dead_letter(
-            COMPOSE_QUEUE,
-            "compose-dlq.fifo",
-            Duration::from_secs(30),
-        ))
-        .await
-        .unwrap();
-    let (classifier, _) = classifier(&url, Arc::clone(&clock));
-    let stage = Classify::with_classifier(
-        StageContext::new(Arc::clone(&queue), Arc::clone(&table), Arc::clone(&clock)),
-        Classifier::Embeddings(classifier),
-    );
+    let store = TempStore::open(Arc::new(ManualClock::new(1_763_700_000_000)));
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
+    declare(&context, &ALL_TABLES, &[COMPOSE_QUEUE]).await;
+    let queue = Arc::clone(&context.queue);
+    let (classifier, _) = classifier(&url, Arc::clone(&store.clock));
+    let stage = Classify::with_classifier(context, Classifier::Embeddings(classifier));
     assert_eq!(stage.source_queue(), CLASSIFY_QUEUE);
     let mut event = dialogue_event("Such a menace, that one");
     event.event_id = "01JD3Q7Z8X9Y0A1B2C3D4E5F6G".into();

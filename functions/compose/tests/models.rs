@@ -24,11 +24,10 @@ use worldfleet_domain::{
     AcceptedEvent, CanonEntry, Classification, ComposeRequest, DistributeRequest, EventPayload,
     Intent, PartitionUid, Tier,
 };
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
+use worldfleet_kit::testing::declare;
 use worldfleet_kit::{BreakerConfig, CircuitBreaker, StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
-};
+use worldfleet_ports::{ManualClock, Query, Queue, ReceiveRequest, ReceivedMessage, Table};
 use worldfleet_tables::canon;
 
 const MODEL_LINE: &str = "The smith sets down his hammer and meets the stranger's eyes.";
@@ -69,8 +68,7 @@ async fn chat(
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     model: Arc<FakeModel>,
     queue: Arc<dyn Queue>,
     table: Arc<dyn Table>,
@@ -97,31 +95,11 @@ async fn fixture(budgets: BudgetConfig) -> Fixture {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let dir = tempfile::tempdir().unwrap();
-    let manual_clock = ManualClock::new(1_763_700_000_000);
-    let clock: Arc<dyn Clock> = Arc::new(manual_clock.clone());
-    let store =
-        EmbeddedStore::open(dir.path(), Arc::clone(&clock), StoreOptions::default()).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in ALL_TABLES {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    queue
-        .ensure_queue(&QueueSpec::dead_letter("distribute-dlq.fifo"))
-        .await
-        .unwrap();
-    queue
-        .ensure_queue(&QueueSpec::with_dead_letter(
-            DISTRIBUTE_QUEUE,
-            "distribute-dlq.fifo",
-            Duration::from_secs(30),
-        ))
-        .await
-        .unwrap();
+    let (store, manual_clock) = TempStore::manual(1_763_700_000_000);
+    let clock = Arc::clone(&store.clock);
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+    declare(&context, &ALL_TABLES, &[DISTRIBUTE_QUEUE]).await;
+    let (queue, table) = (Arc::clone(&context.queue), Arc::clone(&context.table));
     let provider: Arc<dyn LlmProvider> = Arc::new(
         OpenAiProvider::new(
             OpenAiConfig {
@@ -148,13 +126,9 @@ async fn fixture(budgets: BudgetConfig) -> Fixture {
         Arc::clone(&metrics),
         ModelSettings::default(),
     );
-    let stage = Compose::with_composer(
-        StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock),
-        Composer::Models(Arc::new(composer)),
-    );
+    let stage = Compose::with_composer(context, Composer::Models(Arc::new(composer)));
     assert_eq!(stage.source_queue(), COMPOSE_QUEUE);
     Fixture {
-        _dir: dir,
         _store: store,
         model,
         queue,

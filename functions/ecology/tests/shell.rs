@@ -16,17 +16,16 @@ use worldfleet_ecology::{
     EcologyConfig, EcologyInputStage, EcologyTickStage, TickInterval, TickTimer, seed_cell,
     watchdog,
 };
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, ManualClock, ReceivedMessage};
+use worldfleet_ports::{ManualClock, ReceivedMessage};
 
 const START_MS: u64 = 1_763_700_000_000;
 const INTERVAL_MS: u64 = 5_000;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     clock: ManualClock,
     context: StageContext,
     config: EcologyConfig,
@@ -35,16 +34,8 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let options = StoreOptions {
-        janitor_interval: None,
-        receive_recheck: Duration::from_millis(10),
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let context = StageContext::new(store.queue(), store.table(), shared);
+    let (store, clock) = TempStore::manual(START_MS);
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
     declare(
         &context,
         &[ECOLOGY_TABLE, TIMERS_TABLE, IDEMPOTENCY_TABLE, CANON_TABLE],
@@ -60,7 +51,6 @@ async fn fixture() -> Fixture {
         context,
         clock,
         _store: store,
-        _dir: dir,
     }
 }
 

@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use worldfleet_domain::envelope::audience_of;
 use worldfleet_domain::names::{ALL_TABLES, FEEDS_TABLE, REJECTIONS_TABLE};
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, RejectReason};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::rejections::locate;
 use worldfleet_intake::validate::check;
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig};
+use worldfleet_kit::testing::declare;
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, ManualClock, Queue, ReceivedMessage, Table, TableSpec};
+use worldfleet_ports::{ManualClock, ReceivedMessage};
 use worldfleet_tables::feed::{READER_PREFIX, TRIM_SORT_KEY, TRIMMED_THROUGH, commit_checkpoint};
 use worldfleet_tables::plan::{COUNTER_NEXT, counter_key, page_item, page_sort_key};
 
@@ -324,22 +325,11 @@ fn each_documented_mistake_gets_its_documented_code_from_intake_and_the_schema_a
 
 #[tokio::test]
 async fn a_rejection_row_has_the_documented_key_and_attributes() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
-    let store =
-        EmbeddedStore::open(dir.path(), Arc::clone(&clock), StoreOptions::default()).unwrap();
-    let table: Arc<dyn Table> = store.table();
-    let queue: Arc<dyn Queue> = store.queue();
-    for name in ALL_TABLES {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    let intake = Intake::new(
-        StageContext::new(queue, Arc::clone(&table), clock),
-        IntakeConfig::new(keys()),
-    );
+    let store = TempStore::open(Arc::new(ManualClock::new(NOW)));
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
+    declare(&context, &ALL_TABLES, &[]).await;
+    let table = Arc::clone(&context.table);
+    let intake = Intake::new(context, IntakeConfig::new(keys()));
     let body = signed_with(sample("combat"), b"another key entirely");
     let message = ReceivedMessage {
         message_id: "m-1".into(),
@@ -460,16 +450,10 @@ async fn the_feeds_table_rows_have_the_documented_keys_and_attributes() {
         BTreeSet::from([TRIMMED_THROUGH.to_owned()])
     );
     assert!(row("reader#")[0].starts_with(&format!("`{READER_PREFIX}")));
-    let dir = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
-    let store = EmbeddedStore::open(dir.path(), clock, StoreOptions::default()).unwrap();
-    let table = store.table();
-    table
-        .ensure_table(&TableSpec {
-            name: FEEDS_TABLE.into(),
-        })
-        .await
-        .unwrap();
+    let store = TempStore::open(Arc::new(ManualClock::new(NOW)));
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
+    declare(&context, &[FEEDS_TABLE], &[]).await;
+    let table = context.table;
     let feed = FeedId::parse("player:p-1").unwrap();
     commit_checkpoint(table.as_ref(), FEEDS_TABLE, &feed, "mobile", 7, NOW)
         .await

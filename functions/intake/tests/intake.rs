@@ -8,13 +8,12 @@ use worldfleet_domain::names::{
     ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE, REJECTIONS_TABLE,
 };
 use worldfleet_domain::{AcceptedEvent, RejectReason};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::rejections::{RejectionRow, locate, lookup_body, lookup_event, partition};
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
+use worldfleet_kit::testing::declare;
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, Key, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec,
-};
+use worldfleet_ports::{Clock, Key, ManualClock, Queue, ReceiveRequest, ReceivedMessage, Table};
 
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 const SAMPLE_SENT_AT: u64 = 1_763_700_000_000;
@@ -31,8 +30,7 @@ fn sample(kind: &str) -> String {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     clock: ManualClock,
     queue: Arc<dyn Queue>,
     table: Arc<dyn Table>,
@@ -40,46 +38,20 @@ struct Fixture {
 }
 
 async fn fixture(rate_limit: RateLimit) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SAMPLE_SENT_AT + 1_000);
-    let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let store = EmbeddedStore::open(
-        dir.path(),
-        Arc::clone(&shared_clock),
-        StoreOptions::default(),
+    let (store, clock) = TempStore::manual(SAMPLE_SENT_AT + 1_000);
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
+    declare(
+        &context,
+        &ALL_TABLES,
+        &[CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE],
     )
-    .unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
-    let table: Arc<dyn Table> = store.table();
-    for name in ALL_TABLES {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    queue
-        .ensure_queue(&QueueSpec::dead_letter("classify-dlq.fifo"))
-        .await
-        .unwrap();
-    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
-        queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                "classify-dlq.fifo",
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
+    .await;
+    let (queue, table) = (Arc::clone(&context.queue), Arc::clone(&context.table));
     let keys = GatewayKeys::parse(&format!("gw-sample={SAMPLE_KEY_HEX}")).unwrap();
     let mut config = IntakeConfig::new(keys);
     config.rate_limit = rate_limit;
-    let intake = Intake::new(
-        StageContext::new(Arc::clone(&queue), Arc::clone(&table), shared_clock),
-        config,
-    );
+    let intake = Intake::new(context, config);
     Fixture {
-        _dir: dir,
         _store: store,
         clock,
         queue,

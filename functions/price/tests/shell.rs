@@ -11,10 +11,10 @@ use worldfleet_domain::names::{
 use worldfleet_domain::{
     AcceptedEvent, EventKind, EventPayload, PartitionUid, TradePayload, TradeSide,
 };
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, Item, ManualClock, ReceivedMessage};
+use worldfleet_ports::{Item, ManualClock, ReceivedMessage};
 use worldfleet_price::market::StationMarket;
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::market_key;
@@ -28,8 +28,7 @@ const START_MS: u64 = 1_763_700_000_000;
 const STATION: &str = "region-1/station-1";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     clock: ManualClock,
     context: StageContext,
     market: MarketStage,
@@ -38,16 +37,8 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let options = StoreOptions {
-        janitor_interval: None,
-        receive_recheck: Duration::from_millis(10),
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let context = StageContext::new(store.queue(), store.table(), shared);
+    let (store, clock) = TempStore::manual(START_MS);
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
     declare(
         &context,
         &[
@@ -67,7 +58,6 @@ async fn fixture() -> Fixture {
         context,
         clock,
         _store: store,
-        _dir: dir,
     }
 }
 

@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use worldfleet_domain::names::{
-    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE,
-    PRUNE_TABLE, dead_letter_queue,
+    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{activity_key, touch_region};
-use worldfleet_ports::{
-    Clock, Item, Key, ManualClock, Query, QueueSpec, ReceiveRequest, SortKeyRange, Table, TableSpec,
-};
+use worldfleet_kit::testing::declare;
+use worldfleet_ports::{Clock, Item, Key, ManualClock, Query, ReceiveRequest, SortKeyRange, Table};
 use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
 use worldfleet_tables::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
@@ -26,46 +24,17 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 const START_MS: u64 = 1_763_700_000_000;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     clock: ManualClock,
     context: StageContext,
 }
 
 impl Fixture {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START_MS);
-        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let options = StoreOptions {
-            janitor_interval: None,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared_clock), options).unwrap();
-        let table: Arc<dyn Table> = store.table();
-        for name in ALL_TABLES {
-            table
-                .ensure_table(&TableSpec { name: name.into() })
-                .await
-                .unwrap();
-        }
-        let queue: Arc<dyn worldfleet_ports::Queue> = store.queue();
-        let dead_letter = dead_letter_queue(PRUNE_QUEUE);
-        queue
-            .ensure_queue(&QueueSpec::dead_letter(&dead_letter))
-            .await
-            .unwrap();
-        queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                PRUNE_QUEUE,
-                &dead_letter,
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-        let context = StageContext::new(queue, table, shared_clock);
+        let (store, clock) = TempStore::manual(START_MS);
+        let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
+        declare(&context, &ALL_TABLES, &[PRUNE_QUEUE]).await;
         Self {
-            _dir: dir,
             _store: store,
             clock,
             context,

@@ -2,7 +2,6 @@
 //! timer of a cell and a region is lost and three intervals pass, one pass re-arms both.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
@@ -12,10 +11,9 @@ use worldfleet_domain::names::{
 };
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, TickInterval, seed_cell};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::StageContext;
 use worldfleet_kit::testing::{declare, drain};
-use worldfleet_ports::{Clock, ManualClock};
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
@@ -26,16 +24,8 @@ const ECOLOGY_INTERVAL_MS: u64 = 5_000;
 
 #[tokio::test]
 async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(START_MS);
-    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let options = StoreOptions {
-        janitor_interval: None,
-        receive_recheck: Duration::from_millis(10),
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared), options).unwrap();
-    let context = StageContext::new(store.queue(), store.table(), shared);
+    let (store, clock) = TempStore::manual(START_MS);
+    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
     declare(
         &context,
         &[

@@ -8,12 +8,15 @@
 //! TTL) comes from the `Clock` port, so tests can drive it with a `ManualClock`.
 //!
 //! Both adapters pass the contract suites of `worldfleet-contract`, the same ones the
-//! SQS/DynamoDB adapters run against.
+//! SQS/DynamoDB adapters run against. With the `testing` feature, [`testing::TempStore`] opens
+//! one in a temporary directory for other crates' tests.
 
 mod codec;
 mod queue;
 mod store;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writer;
 
 pub use queue::EmbeddedQueue;

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::{RecordError, dead_letter_permanent, process_batch};
-use worldfleet_ports::{OutgoingMessage, Queue, QueueSpec, ReceiveRequest, SystemClock};
+use worldfleet_ports::{OutgoingMessage, QueueSpec, ReceiveRequest, SystemClock};
 
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_at_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path(), Arc::new(SystemClock), StoreOptions::default())
-        .expect("open store");
+    let store = TempStore::open(Arc::new(SystemClock));
     let queue = store.queue();
     queue
         .ensure_queue(&QueueSpec::dead_letter("work-dlq.fifo"))

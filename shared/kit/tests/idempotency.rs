@@ -4,28 +4,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::{Failure, IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
-use worldfleet_ports::{Clock, ManualClock, Table, TableSpec};
+use worldfleet_ports::{ManualClock, TableSpec};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _store: EmbeddedStore,
+    _store: TempStore,
     clock: ManualClock,
     records: IdempotencyStore,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_763_700_000_000);
-    let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let store = EmbeddedStore::open(
-        dir.path(),
-        Arc::clone(&shared_clock),
-        StoreOptions::default(),
-    )
-    .unwrap();
-    let table: Arc<dyn Table> = store.table();
+    let (store, clock) = TempStore::manual(1_763_700_000_000);
+    let table = store.table();
     table
         .ensure_table(&TableSpec {
             name: "idempotency".into(),
@@ -35,11 +26,10 @@ async fn fixture() -> Fixture {
     let records = IdempotencyStore::new(
         table,
         "idempotency",
-        shared_clock,
+        Arc::clone(&store.clock),
         IdempotencyConfig::default(),
     );
     Fixture {
-        _dir: dir,
         _store: store,
         clock,
         records,

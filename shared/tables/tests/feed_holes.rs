@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use worldfleet_domain::names::FEEDS_TABLE;
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
-use worldfleet_ports::{ManualClock, Table, TableSpec};
+use worldfleet_embedded::testing::TempStore;
+use worldfleet_ports::{ManualClock, TableSpec};
 use worldfleet_tables::feed::GAP_GRACE;
 use worldfleet_tables::plan::page_item;
 use worldfleet_tables::read_feed;
@@ -36,13 +36,7 @@ fn seqs(read: &worldfleet_tables::feed::FeedRead) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_read_stops_at_a_fresh_hole_and_skips_a_stale_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(
-        dir.path(),
-        Arc::new(ManualClock::new(NOW)),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let store = TempStore::open(Arc::new(ManualClock::new(NOW)));
     let table = store.table();
     table
         .ensure_table(&TableSpec {

@@ -13,13 +13,12 @@ use worldfleet_domain::names::{
     ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, FEEDS_TABLE, INTAKE_QUEUE, MARKET_QUEUE,
 };
 use worldfleet_domain::{EventKind, FeedEntry, FeedPage, PartitionUid};
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::GatewayKeys;
 use worldfleet_intake::{Intake, IntakeConfig};
 use worldfleet_kit::StageContext;
-use worldfleet_ports::{
-    Clock, ManualClock, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, Table, TableSpec, Update,
-};
+use worldfleet_kit::testing::declare;
+use worldfleet_ports::{Clock, ManualClock, Queue, ReceiveRequest, ReceivedMessage, Table, Update};
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{ServeConfig, ServeState, app, sign_request};
 use worldfleet_tables::plan::{counter_key, page_item};
@@ -31,8 +30,7 @@ pub const SAMPLE_SENT_AT: u64 = 1_763_700_000_000;
 pub const GATEWAY: &str = "gw-sample";
 
 pub struct Fixture {
-    _dir: tempfile::TempDir,
-    pub _store: EmbeddedStore,
+    pub _store: TempStore,
     pub clock: ManualClock,
     pub queue: Arc<dyn Queue>,
     pub table: Arc<dyn Table>,
@@ -63,43 +61,24 @@ pub async fn pushing_fixture(config: ServeConfig) -> Fixture {
 }
 
 async fn build(config: ServeConfig, push: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SAMPLE_SENT_AT + 1_000);
-    let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let options = StoreOptions {
-        janitor_interval: None,
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open(dir.path(), Arc::clone(&shared_clock), options).unwrap();
-    let queue: Arc<dyn Queue> = store.queue();
+    let (store, clock) = TempStore::manual(SAMPLE_SENT_AT + 1_000);
+    let queue = store.queue();
     let signals = Arc::new(FeedSignals::default());
     let table: Arc<dyn Table> = if push {
         Arc::new(NotifyingTable::new(store.table(), Arc::clone(&signals)))
     } else {
         store.table()
     };
-    for name in ALL_TABLES {
-        table
-            .ensure_table(&TableSpec { name: name.into() })
-            .await
-            .unwrap();
-    }
-    queue
-        .ensure_queue(&QueueSpec::dead_letter("intake-dlq.fifo"))
-        .await
-        .unwrap();
-    queue
-        .ensure_queue(&QueueSpec::with_dead_letter(
-            INTAKE_QUEUE,
-            "intake-dlq.fifo",
-            Duration::from_secs(30),
-        ))
-        .await
-        .unwrap();
+    let context = StageContext::new(
+        Arc::clone(&queue),
+        Arc::clone(&table),
+        Arc::clone(&store.clock),
+    );
+    declare(&context, &ALL_TABLES, &[INTAKE_QUEUE]).await;
     let mut state = ServeState::new(
         Arc::clone(&queue),
         Arc::clone(&table),
-        shared_clock,
+        Arc::clone(&store.clock),
         keys(),
         config,
     );
@@ -107,7 +86,6 @@ async fn build(config: ServeConfig, push: bool) -> Fixture {
         state = state.with_push(signals);
     }
     Fixture {
-        _dir: dir,
         _store: store,
         clock,
         queue,
@@ -242,24 +220,16 @@ pub fn sample(kind: &str) -> String {
 /// The real intake stage over the fixture's store (the queues it routes to declared), trusting
 /// the samples' gateway key.
 pub async fn intake(fixture: &Fixture) -> Intake {
-    for name in [CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE] {
-        fixture
-            .queue
-            .ensure_queue(&QueueSpec::with_dead_letter(
-                name,
-                "intake-dlq.fifo",
-                Duration::from_secs(30),
-            ))
-            .await
-            .unwrap();
-    }
-    let clock: Arc<dyn Clock> = Arc::new(fixture.clock.clone());
-    Intake::new(
-        StageContext::new(
-            Arc::clone(&fixture.queue),
-            Arc::clone(&fixture.table),
-            clock,
-        ),
-        IntakeConfig::new(keys()),
+    let context = StageContext::new(
+        Arc::clone(&fixture.queue),
+        Arc::clone(&fixture.table),
+        Arc::new(fixture.clock.clone()),
+    );
+    declare(
+        &context,
+        &[],
+        &[CLASSIFY_QUEUE, MARKET_QUEUE, ECOLOGY_INPUT_QUEUE],
     )
+    .await;
+    Intake::new(context, IntakeConfig::new(keys()))
 }

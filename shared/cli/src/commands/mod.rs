@@ -1,0 +1,66 @@
+//! The subcommands: the `clap` command line and the dispatch to one module per subcommand
+//! (what its flags mean and how its results are printed).
+
+mod bench;
+mod bench_world;
+mod checkpoint;
+mod feed;
+mod replay;
+mod run;
+mod send;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// worldfleet keeps an online game world alive between the game servers.
+#[derive(Debug, Parser)]
+#[command(name = "worldfleet", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a synthetic world through intake → classify → compose → distribute, embedded.
+    Run(run::RunArgs),
+    /// Measure throughput, latency and memory of the embedded pipeline.
+    Bench(bench::BenchArgs),
+    /// Read a feed from a checkpoint (embedded store, or DynamoDB with --aws).
+    Feed(feed::FeedArgs),
+    /// Look up what intake refused, by gateway and event id or by the exact body (embedded
+    /// store, or DynamoDB with --aws).
+    Rejections(crate::rejections::RejectionsArgs),
+    /// Measure the world stages: creature updates/s, station recomputes/s, region tick P99.
+    BenchWorld(bench_world::BenchWorldArgs),
+    /// Run stages as long-polling workers on SQS and DynamoDB (ECS, Kubernetes, LocalStack).
+    Worker(crate::worker::WorkerArgs),
+    /// Serve the doors: signed events in (`POST /v1/events`), feeds out (HTTP, SSE), with
+    /// every stage embedded, or over SQS/DynamoDB with --aws.
+    Serve(crate::serve::ServeArgs),
+    /// Sign and post envelopes to the intake queue on SQS.
+    Send(send::SendArgs),
+    /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
+    /// latest checkpoints plus the ledger after them) into a fresh store.
+    Replay(replay::ReplayArgs),
+    /// Checkpoint every ledger partition of a store up to the events older than the intake
+    /// clock window whose derived state is complete; optionally compact the ledger behind.
+    Checkpoint(checkpoint::CheckpointArgs),
+}
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Feed(args) => feed::run(args).await,
+        Command::Rejections(args) => crate::rejections::run(args).await,
+        Command::BenchWorld(args) => bench_world::run(args).await,
+        Command::Worker(args) => crate::worker::run(args).await,
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Send(args) => send::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Checkpoint(args) => checkpoint::run(args).await,
+    }
+}
