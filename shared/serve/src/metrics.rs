@@ -35,6 +35,7 @@ pub struct Metrics {
     subscriptions_closed: Mutex<BTreeMap<&'static str, u64>>,
     connections_refused: AtomicU64,
     feed_latency: LatencyHistogram,
+    subscriber_lag: LatencyHistogram,
     rejections: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -144,6 +145,11 @@ impl Metrics {
     /// An entry accepted `millis` ago was published to its feed.
     pub fn entry_published(&self, millis: u64) {
         self.feed_latency.record(millis);
+    }
+
+    /// An entry accepted `millis` ago entered a live subscriber's buffer.
+    pub fn entry_to_subscriber(&self, millis: u64) {
+        self.subscriber_lag.record(millis);
     }
 
     /// Intake recorded a refusal with reason code `reason`.
@@ -267,6 +273,14 @@ impl Metrics {
         );
         self.feed_latency
             .render(&mut text, "worldfleet_intake_to_feed_seconds");
+        text.push_str(
+            "# HELP worldfleet_serve_subscriber_lag_seconds How far behind live subscribers \
+             are: from intake's acceptance of an entry to its entering a subscriber's buffer \
+             (SSE and WebSocket, every mode).\n\
+             # TYPE worldfleet_serve_subscriber_lag_seconds histogram\n",
+        );
+        self.subscriber_lag
+            .render(&mut text, "worldfleet_serve_subscriber_lag_seconds");
         text.push_str(
             "# HELP worldfleet_rejections_total Envelopes intake refused, by reason code (stages \
              in this process only).\n# TYPE worldfleet_rejections_total counter\n",

@@ -210,6 +210,7 @@ fn events(
 
 /// Sends `pending` into the buffer, waiting at most `stall` for room for each entry.
 async fn deliver(
+    state: &ServeState,
     pending: Vec<FeedEntry>,
     entries: &mpsc::Sender<FeedEntry>,
     stall: Duration,
@@ -218,11 +219,19 @@ async fn deliver(
 ) -> Delivery {
     for entry in pending {
         let seq = entry.seq;
+        let accepted_at_ms = entry.accepted_at_ms;
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|down| *down) => return Delivery::Closed(going_away(*after)),
             sent = tokio::time::timeout(stall, entries.send(entry)) => match sent {
-                Ok(Ok(())) => *after = seq,
+                Ok(Ok(())) => {
+                    *after = seq;
+                    let now_ms = state.inner.clock.now_ms();
+                    state
+                        .inner
+                        .metrics
+                        .entry_to_subscriber(now_ms.saturating_sub(accepted_at_ms));
+                }
                 Ok(Err(_)) => return Delivery::ClientGone,
                 Err(_) => {
                     return Delivery::Closed(Closed {
@@ -273,6 +282,7 @@ async fn produce(
         let full_page = pending.len() >= config.feed_limit;
         let found = !pending.is_empty();
         match deliver(
+            &state,
             std::mem::take(&mut pending),
             &entries,
             config.subscriber_stall,

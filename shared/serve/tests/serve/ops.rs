@@ -281,6 +281,12 @@ async fn a_stalled_body_is_cut_by_the_idle_timeout_but_a_live_stream_is_not() {
     fixture.write_page("player:p-1", 2, 2).await;
     let next = read_until(&mut live, "id: 2", Duration::from_secs(5)).await;
     assert!(next.contains("id: 2"), "{next}");
+    // Both entries were timed into the subscriber-lag histogram as they entered the buffer.
+    let text = fixture.state.metrics().render();
+    assert!(
+        text.contains("worldfleet_serve_subscriber_lag_seconds_count 2"),
+        "{text}"
+    );
     stop.send(()).unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
 }
