@@ -15,9 +15,8 @@
 //! server share the process and its cores, so the figures bound the server from above, and the
 //! memory per subscriber counts both ends of each subscription.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ use worldfleet_embedded::{Durability, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig};
 use worldfleet_kit::Env;
 use worldfleet_runtime::ModelChoice;
+use worldfleet_runtime::doors::DeliveryClock;
 use worldfleet_serve::ServeConfig;
 use worldfleet_serve::client::{Poster, follow};
 use worldfleet_stages::StageSettings;
@@ -106,9 +106,6 @@ struct Figures {
     peak_rss_mb: f64,
 }
 
-/// When each event was posted (its POST's response, or its send until the response comes).
-type Posted = Arc<Mutex<HashMap<String, Instant>>>;
-
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -169,16 +166,7 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     );
 
     let rss_before = worldfleet_runtime::embedded::current_rss_kib();
-    let posted: Posted = Arc::new(Mutex::new(HashMap::new()));
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        3_600_000_000,
-        3,
-    )?));
-    let delivered = Arc::new(AtomicU64::new(0));
-    // Microseconds from the start of the benchmark to the latest frame.
-    let last_frame_us = Arc::new(AtomicU64::new(0));
-    let epoch = Instant::now();
+    let delivery = DeliveryClock::new()?;
     let mut readers = Vec::new();
     for socket in 0..sockets {
         let feeds: Vec<usize> = (socket..args.subscribers).step_by(sockets).collect();
@@ -187,26 +175,8 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
             .map(|index| format!("player:{}", player(index)))
             .collect();
         let on_entry = {
-            let (posted, latency) = (Arc::clone(&posted), Arc::clone(&latency));
-            let (delivered, last_frame_us) = (Arc::clone(&delivered), Arc::clone(&last_frame_us));
-            move |event_id: &str, arrived: Instant| {
-                let at = posted
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .get(event_id)
-                    .copied();
-                if let Some(at) = at {
-                    latency
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .saturating_record(arrived.saturating_duration_since(at).as_micros() as u64);
-                    delivered.fetch_add(1, Ordering::Relaxed);
-                    last_frame_us.fetch_max(
-                        arrived.duration_since(epoch).as_micros() as u64,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
+            let delivery = Arc::clone(&delivery);
+            move |event_id: &str, arrived: Instant| delivery.arrived(event_id, arrived)
         };
         let following = follow(address, GATEWAY, &key, feeds, on_entry)
             .await
@@ -235,7 +205,7 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     let mut posters = Vec::new();
     for _ in 0..args.connections.max(1) {
         let batches_rx = Arc::clone(&batches_rx);
-        let posted = Arc::clone(&posted);
+        let delivery = Arc::clone(&delivery);
         let post_times = Arc::clone(&post_times);
         let key = key.clone();
         let queue = server.queue();
@@ -247,12 +217,7 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
                     return Ok::<_, anyhow::Error>(());
                 };
                 let sent = Instant::now();
-                {
-                    let mut posted = posted.lock().unwrap_or_else(|poison| poison.into_inner());
-                    for (event_id, _, _) in &batch {
-                        posted.insert(event_id.clone(), sent);
-                    }
-                }
+                delivery.sent(batch.iter().map(|(event_id, _, _)| event_id.as_str()), sent);
                 if direct {
                     let messages = batch
                         .iter()
@@ -285,12 +250,10 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
                     .lock()
                     .unwrap_or_else(|poison| poison.into_inner())
                     .saturating_record(answered.duration_since(sent).as_micros() as u64);
-                let mut posted = posted.lock().unwrap_or_else(|poison| poison.into_inner());
-                for (event_id, _, _) in &batch {
-                    if let Some(at) = posted.get_mut(event_id) {
-                        *at = answered;
-                    }
-                }
+                delivery.answered(
+                    batch.iter().map(|(event_id, _, _)| event_id.as_str()),
+                    answered,
+                );
             }
         }));
     }
@@ -318,21 +281,19 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
     let posting = started.elapsed().as_secs_f64();
     let expected = count * args.fan_out as u64;
     let drain_until = Instant::now() + Duration::from_secs(30);
-    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+    while delivery.frames() < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let delivering = (epoch + Duration::from_micros(last_frame_us.load(Ordering::Relaxed)))
+    let delivering = delivery
+        .last_frame()
         .saturating_duration_since(started)
         .as_secs_f64()
         .max(f64::EPSILON);
-    let delivered_frames = delivered.load(Ordering::Relaxed);
+    let delivered_frames = delivery.frames();
     for reader in readers {
         reader.abort();
     }
-    let latency = latency
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .clone();
+    let latency = delivery.latency();
     let post_times = post_times
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())

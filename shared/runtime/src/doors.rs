@@ -53,6 +53,93 @@ pub struct DeliveryReport {
     pub replays_not_reapplied: u64,
 }
 
+/// When each event was posted and when its entries reached subscribers: the delivery latency
+/// a client sees, from the POST's response to the entry's frame (shared by the run through
+/// the doors and `worldfleet bench serve`).
+pub struct DeliveryClock {
+    posted: Mutex<HashMap<String, Instant>>,
+    latency: Mutex<Histogram<u64>>,
+    frames: AtomicU64,
+    epoch: Instant,
+    /// Microseconds from `epoch` to the latest frame.
+    last_frame_us: AtomicU64,
+}
+
+impl DeliveryClock {
+    /// An empty clock.
+    pub fn new() -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            posted: Mutex::new(HashMap::new()),
+            latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?),
+            frames: AtomicU64::new(0),
+            epoch: Instant::now(),
+            last_frame_us: AtomicU64::new(0),
+        }))
+    }
+
+    /// `event_ids` were sent at `at` (kept if already known: a resend keeps the first time).
+    pub fn sent<'a>(&self, event_ids: impl IntoIterator<Item = &'a str>, at: Instant) {
+        let mut posted = self
+            .posted
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for id in event_ids {
+            posted.entry(id.to_owned()).or_insert(at);
+        }
+    }
+
+    /// `event_ids` were answered at `at`: latency counts from here.
+    pub fn answered<'a>(&self, event_ids: impl IntoIterator<Item = &'a str>, at: Instant) {
+        let mut posted = self
+            .posted
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for id in event_ids {
+            posted.insert(id.to_owned(), at);
+        }
+    }
+
+    /// A frame of `event_id` arrived at `arrived` (frames of events not posted through this
+    /// clock are ignored).
+    pub fn arrived(&self, event_id: &str, arrived: Instant) {
+        let at = self
+            .posted
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(event_id)
+            .copied();
+        if let Some(at) = at {
+            self.latency
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .saturating_record(arrived.saturating_duration_since(at).as_micros() as u64);
+            self.frames.fetch_add(1, Ordering::Relaxed);
+            self.last_frame_us.fetch_max(
+                arrived.saturating_duration_since(self.epoch).as_micros() as u64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Frames counted so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// When the latest frame arrived.
+    pub fn last_frame(&self) -> Instant {
+        self.epoch + std::time::Duration::from_micros(self.last_frame_us.load(Ordering::Relaxed))
+    }
+
+    /// The latency histogram, microseconds.
+    pub fn latency(&self) -> Histogram<u64> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
 /// What the door refused: each envelope's expectation and the door's reason code.
 pub type DoorRefusals = Vec<(Expectation, String)>;
 
@@ -60,9 +147,7 @@ pub type DoorRefusals = Vec<(Expectation, String)>;
 pub struct Doors {
     address: SocketAddr,
     poster: tokio::sync::Mutex<Poster>,
-    posted: Arc<Mutex<HashMap<String, Instant>>>,
-    latency: Arc<Mutex<Histogram<u64>>>,
-    frames: Arc<AtomicU64>,
+    clock: Arc<DeliveryClock>,
     refused: Mutex<DoorRefusals>,
     following: Following,
     feeds_followed: u64,
@@ -99,33 +184,10 @@ impl Doors {
         let served = tokio::spawn(worldfleet_serve::serve(listener, state, async move {
             let _ = stopped.await;
         }));
-        let posted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-            1,
-            3_600_000_000,
-            3,
-        )?));
-        let frames = Arc::new(AtomicU64::new(0));
+        let delivery = DeliveryClock::new()?;
         let on_entry = {
-            let (posted, latency, frames) = (
-                Arc::clone(&posted),
-                Arc::clone(&latency),
-                Arc::clone(&frames),
-            );
-            move |event_id: &str, arrived: Instant| {
-                let at = posted
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .get(event_id)
-                    .copied();
-                if let Some(at) = at {
-                    latency
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .saturating_record(arrived.saturating_duration_since(at).as_micros() as u64);
-                }
-                frames.fetch_add(1, Ordering::Relaxed);
-            }
+            let delivery = Arc::clone(&delivery);
+            move |event_id: &str, arrived: Instant| delivery.arrived(event_id, arrived)
         };
         let feeds: Vec<String> = players
             .iter()
@@ -141,9 +203,7 @@ impl Doors {
         Ok(Self {
             address,
             poster: tokio::sync::Mutex::new(Poster::new(address, gateway, key.to_vec())),
-            posted,
-            latency,
-            frames,
+            clock: delivery,
             refused: Mutex::new(Vec::new()),
             following,
             feeds_followed: players.len() as u64,
@@ -173,15 +233,11 @@ impl Doors {
         let _ = self.stop.send(());
         let _ = self.served.await;
         self.following.reader.abort();
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
+        let latency = self.clock.latency();
         let millis = |micros: u64| micros as f64 / 1_000.0;
         DeliveryReport {
             feeds_followed: self.feeds_followed,
-            frames: self.frames.load(Ordering::Relaxed),
+            frames: self.clock.frames(),
             latency_p50_ms: millis(latency.value_at_quantile(0.50)),
             latency_p99_ms: millis(latency.value_at_quantile(0.99)),
             latency_max_ms: millis(latency.max()),
@@ -236,18 +292,11 @@ impl WorldGateway for Doors {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let sent = Instant::now();
-        {
-            let mut posted = self
-                .posted
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            for emitted in &json {
-                if let Some(id) = event_id(&emitted.expectation) {
-                    posted.entry(id.to_owned()).or_insert(sent);
-                }
-            }
-        }
+        self.clock.sent(
+            json.iter()
+                .filter_map(|emitted| event_id(&emitted.expectation)),
+            Instant::now(),
+        );
         let text = match self.send(body).await? {
             Some((202, text)) => text,
             Some((status, text)) => {
@@ -267,21 +316,14 @@ impl WorldGateway for Doors {
             results.len(),
             json.len()
         );
-        let mut posted = self
-            .posted
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut queued = Vec::new();
         let mut refused = self
             .refused
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         for (emitted, result) in json.iter().zip(results) {
             match result["status"].as_str() {
-                Some("queued") => {
-                    if let Some(id) = event_id(&emitted.expectation) {
-                        posted.insert(id.to_owned(), answered);
-                    }
-                }
+                Some("queued") => queued.extend(event_id(&emitted.expectation)),
                 Some("refused") => refused.push((
                     emitted.expectation.clone(),
                     result["reason"].as_str().unwrap_or_default().to_owned(),
@@ -289,6 +331,7 @@ impl WorldGateway for Doors {
                 _ => anyhow::bail!("the door did not queue an envelope: {result}"),
             }
         }
+        self.clock.answered(queued, answered);
         Ok(true)
     }
 }
