@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use worldfleet_runtime::{World, WorldSpec};
 
+mod common;
+use common::{Served, start_serve};
+
 /// Every chart the page draws (`section#chart-{id}`).
 const CHARTS: [&str; 7] = worldfleet_serve::dashboard::CHARTS;
 /// How long the charts may take to fill.
@@ -221,27 +224,15 @@ async fn every_chart_of_the_dashboard_shows_data_in_headless_chromium() {
     };
     let key = spec.gateway_key.clone();
     let data = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
-        .args(["serve", "--world", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env(
-            "WORLDFLEET_GATEWAY_KEYS",
-            format!("gw-synthetic={}", hex::encode(&key)),
-        )
-        .env_remove("WORLDFLEET_EMBEDDINGS_URL")
-        .env_remove("WORLDFLEET_LLM_BASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start worldfleet serve");
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
+    let Served {
+        child: server,
+        stderr,
+        address,
+    } = start_serve(
+        &["--world"],
+        data.path(),
+        &format!("gw-synthetic={}", hex::encode(&key)),
+    );
     let server = Reaped(server);
     // Keep reading the server's log so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});

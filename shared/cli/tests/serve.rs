@@ -3,10 +3,13 @@
 //! refused and found by its event id (over HTTP, then with `worldfleet rejections` on the
 //! store), and SIGTERM ends the process with exit status 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod common;
+use common::{Served, start_serve};
 
 const KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 
@@ -52,24 +55,11 @@ fn request(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String
 #[test]
 fn a_signed_sample_posted_over_http_reaches_its_feed_and_sigterm_exits_zero() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("WORLDFLEET_GATEWAY_KEYS", format!("gw-sample={KEY_HEX}"))
-        .env_remove("WORLDFLEET_EMBEDDINGS_URL")
-        .env_remove("WORLDFLEET_LLM_BASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start worldfleet serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
+    let Served {
+        mut child,
+        mut stderr,
+        address,
+    } = start_serve(&[], data.path(), &format!("gw-sample={KEY_HEX}"));
 
     let sample = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
