@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use worldfleet_runtime::{World, WorldSpec};
 
 mod common;
-use common::{Served, start_serve};
+use common::{Served, start_serve, status_and_body};
 
 /// Every chart the page draws (`section#chart-{id}`).
 const CHARTS: [&str; 7] = worldfleet_serve::dashboard::CHARTS;
@@ -81,16 +81,7 @@ fn http(address: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> 
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    status_and_body(&response)
 }
 
 fn signed_headers(key: &[u8], method: &str, path: &str, body: &[u8]) -> String {

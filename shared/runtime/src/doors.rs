@@ -11,7 +11,7 @@
 //! ([`DoorRefusals`]). [`Doors::close`] stops the server and reports delivery as the players
 //! saw it: from the POST's response to the entry's frame on their socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde::de::IgnoredAny;
+use worldfleet_domain::RejectReason;
 use worldfleet_intake::GatewayKeys;
 use worldfleet_ports::{Clock, Queue, Table};
 use worldfleet_serve::client::{Following, Poster, follow};
@@ -193,10 +194,9 @@ impl Doors {
             .iter()
             .map(|player| format!("player:{player}"))
             .collect();
-        let following = follow(address, gateway, key, feeds, on_entry)
+        let mut following = follow(address, gateway, key, feeds, on_entry)
             .await
             .map_err(|error| anyhow::anyhow!("follow the players' feeds: {error}"))?;
-        let mut following = following;
         (&mut following.ready)
             .await
             .context("the players' socket closed while subscribing")?;
@@ -217,34 +217,66 @@ impl Doors {
         self.address
     }
 
-    /// Takes what the door refused so far.
-    pub fn take_refusals(&self) -> DoorRefusals {
-        std::mem::take(
+    /// Stops following and serving, once the run has drained so every frame has had its
+    /// chance to arrive. Returns the delivery report and the expectations left for the audit:
+    /// all of `expectations` but the envelopes the door refused itself (checked here against
+    /// the reason intake would give) and verbatim replays. Through the door a replay carries
+    /// its event id as the queue's deduplication id, so within five minutes the queue drops it
+    /// before intake sees it, as SQS does for a gateway: it is not applied twice (the audit's
+    /// duplicate check covers its original), but there is no rejection row to find.
+    pub async fn close(self, expectations: &[Expectation]) -> (DeliveryReport, Vec<Expectation>) {
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+        self.following.reader.abort();
+        let refusals = std::mem::take(
             &mut *self
                 .refused
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner()),
-        )
-    }
-
-    /// Stops following and serving; the delivery report. Call once the run has drained, so
-    /// every frame has had its chance to arrive.
-    pub async fn close(self, door_refused_as_expected: u64, door_refused: u64) -> DeliveryReport {
-        let _ = self.stop.send(());
-        let _ = self.served.await;
-        self.following.reader.abort();
+        );
+        let door_refused_as_expected = refusals
+            .iter()
+            .filter(|(expectation, reason)| {
+                matches!(expectation, Expectation::Rejected { reason: expected, .. } if expected.code() == reason)
+            })
+            .count() as u64;
+        let refused_bodies: HashSet<&str> = refusals
+            .iter()
+            .filter_map(|(expectation, _)| match expectation {
+                Expectation::Rejected { body_hash, .. } => Some(body_hash.as_str()),
+                _ => None,
+            })
+            .collect();
+        let is_replay = |expectation: &Expectation| {
+            matches!(
+                expectation,
+                Expectation::Rejected {
+                    reason: RejectReason::Replayed,
+                    ..
+                }
+            )
+        };
+        let audited = expectations
+            .iter()
+            .filter(|expectation| {
+                let refused_at_the_door = matches!(expectation, Expectation::Rejected { body_hash, .. } if refused_bodies.contains(body_hash.as_str()));
+                !(refused_at_the_door || is_replay(expectation))
+            })
+            .cloned()
+            .collect();
         let latency = self.clock.latency();
         let millis = |micros: u64| micros as f64 / 1_000.0;
-        DeliveryReport {
+        let report = DeliveryReport {
             feeds_followed: self.feeds_followed,
             frames: self.clock.frames(),
             latency_p50_ms: millis(latency.value_at_quantile(0.50)),
             latency_p99_ms: millis(latency.value_at_quantile(0.99)),
             latency_max_ms: millis(latency.max()),
-            door_refused,
+            door_refused: refusals.len() as u64,
             door_refused_as_expected,
-            replays_not_reapplied: 0,
-        }
+            replays_not_reapplied: expectations.iter().filter(|e| is_replay(e)).count() as u64,
+        };
+        (report, audited)
     }
 }
 

@@ -11,6 +11,7 @@
 //! timer stages first, completes the last ticks' outboxes, drains, and adds the world audit to
 //! the summary.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,6 @@ use serde::Serialize;
 
 use worldfleet_compose::Composer;
 use worldfleet_compose::metrics::ComposeSnapshot;
-use worldfleet_domain::RejectReason;
 use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
@@ -30,7 +30,6 @@ use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
 use crate::audit::{Audit, AuditReport};
 use crate::doors::{DeliveryReport, Doors};
 use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
-use crate::world::Expectation;
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_stages::{
     ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,
@@ -465,54 +464,14 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;
-    // What the door refused never reached intake: checked here, not by the audit.
-    let door_refusals = doors.as_ref().map(Doors::take_refusals).unwrap_or_default();
-    let door_refused = door_refusals.len() as u64;
-    let door_refused_as_expected = door_refusals
-        .iter()
-        .filter(|(expectation, reason)| {
-            matches!(expectation, Expectation::Rejected { reason: expected, .. } if expected.code() == reason)
-        })
-        .count() as u64;
-    let refused_bodies: std::collections::HashSet<&str> = door_refusals
-        .iter()
-        .filter_map(|(expectation, _)| match expectation {
-            Expectation::Rejected { body_hash, .. } => Some(body_hash.as_str()),
-            _ => None,
-        })
-        .collect();
-    // Through the door a verbatim replay carries its event id as the queue's deduplication id,
-    // so within the five-minute window the queue drops it before intake sees it (what SQS does
-    // for a gateway): it was not applied twice — the audit's duplicate check covers its
-    // original — but there is no rejection row to find.
-    let is_replay = |expectation: &Expectation| {
-        matches!(
-            expectation,
-            Expectation::Rejected {
-                reason: RejectReason::Replayed,
-                ..
-            }
-        )
-    };
-    let audited: Vec<Expectation> = expectations
-        .iter()
-        .filter(|expectation| {
-            let refused_at_the_door = matches!(expectation, Expectation::Rejected { body_hash, .. } if refused_bodies.contains(body_hash.as_str()));
-            let deduplicated = use_doors && is_replay(expectation);
-            !(refused_at_the_door || deduplicated)
-        })
-        .cloned()
-        .collect();
-    let delivery = match doors {
+    // What the door refused, or the queue deduplicated, never reached intake: the doors
+    // check it and leave it out of what the audit looks for.
+    let (delivery, audited) = match doors {
         Some(doors) => {
-            let mut report = doors.close(door_refused_as_expected, door_refused).await;
-            report.replays_not_reapplied = expectations
-                .iter()
-                .filter(|expectation| is_replay(expectation))
-                .count() as u64;
-            Some(report)
+            let (report, audited) = doors.close(&expectations).await;
+            (Some(report), Cow::Owned(audited))
         }
-        None => None,
+        None => (None, Cow::Borrowed(expectations.as_slice())),
     };
     if !drained {
         tracing::warn!(
@@ -536,9 +495,11 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     .run()
     .await?;
-    audit.bad_sent += door_refused;
-    audit.rejected_as_expected += door_refused_as_expected;
-    audit.wrong_reason += door_refused - door_refused_as_expected;
+    if let Some(delivery) = &delivery {
+        audit.bad_sent += delivery.door_refused;
+        audit.rejected_as_expected += delivery.door_refused_as_expected;
+        audit.wrong_reason += delivery.door_refused - delivery.door_refused_as_expected;
+    }
     let world = if simulate_world {
         Some(
             simulation::audit(

@@ -43,3 +43,17 @@ pub fn start_serve(extra: &[&str], data_dir: &Path, gateway_keys: &str) -> Serve
         address,
     }
 }
+
+/// The status code and body of a raw HTTP/1.1 response (status 0 when there is none).
+pub fn status_and_body(response: &str) -> (u16, String) {
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
