@@ -140,11 +140,17 @@ pub async fn checkpoint_partition(
     };
     let mut covered: Vec<(String, String)> = Vec::new();
     let mut start_after = None;
+    // Most calls come right after distribute published the partition's newest events, while
+    // the entry after the checkpoint is still inside the clock window: the first page holds
+    // one entry so that such a call reads (and decodes) one entry, not a page, before it
+    // stops; pages grow from there for a partition with a backlog to cover.
+    let mut limit = 1;
     'scan: loop {
         let query = Query::partition(partition)
             .range(range.clone())
-            .limit(100)
+            .limit(limit)
             .start_after(start_after);
+        limit = (limit * 8).min(100);
         let page = table.query(LEDGER_TABLE, &query).await?;
         for entry in &page.items {
             if !is_event_entry(entry) {

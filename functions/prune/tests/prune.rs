@@ -24,7 +24,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 const START_MS: u64 = 1_763_700_000_000;
 
 struct Fixture {
-    _store: TempStore,
+    store: TempStore,
     clock: ManualClock,
     context: StageContext,
 }
@@ -35,7 +35,7 @@ impl Fixture {
         let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
         declare(&context, &ALL_TABLES, &[PRUNE_QUEUE]).await;
         Self {
-            _store: store,
+            store,
             clock,
             context,
         }
@@ -711,7 +711,9 @@ async fn the_scheduled_sweep_runs_once_per_interval() {
 #[tokio::test]
 async fn published_events_past_the_clock_window_are_checkpointed() {
     use worldfleet_domain::names::LEDGER_TABLE;
-    use worldfleet_prune::checkpoint::{is_event_entry, read_checkpoint};
+    use worldfleet_prune::checkpoint::{
+        CheckpointOptions, checkpoint_partition, is_event_entry, read_checkpoint,
+    };
     let fixture = Fixture::new().await;
     let partition = "gm-1/district-1/scene-1";
     for (offset, event_id) in ["01AAA", "01AAB", "01AAC"].iter().enumerate() {
@@ -749,6 +751,20 @@ async fn published_events_past_the_clock_window_are_checkpointed() {
         None,
         "nothing is older than the clock window yet"
     );
+    // Such a call reads one ledger entry before it stops, not a page of them.
+    let before = fixture.store.store.counters();
+    let options = CheckpointOptions {
+        accepted_before_ms: START_MS - 1,
+        compact: false,
+        taken_at_ms: START_MS,
+    };
+    let outcome = checkpoint_partition(fixture.table(), partition, options)
+        .await
+        .unwrap();
+    assert_eq!(outcome.covered, 0);
+    let read = fixture.store.store.counters().since(&before);
+    // The head (a miss) and one entry; a page would be every entry of the partition.
+    assert!(read.table_items_read <= 2, "{read:?}");
 
     fixture.clock.advance(301_000);
     prune.handle(&request).await.unwrap();
