@@ -61,6 +61,9 @@ cargo test --workspace --locked --test retry_rule "$@" -- --nocapture
 echo "== every Lambda binary through the Lambda Runtime API (narrative stages, prune, world stages, watchdog, feed API)"
 cargo test --workspace --locked --test lambda_runtime "$@" -- --nocapture
 
+echo "== the bill: bench --aws audits and bills every narrative stage; cost prices a month from its report"
+cargo test --workspace --locked --test bench_aws "$@" -- --nocapture
+
 echo "== lint the template"
 "${ROOT}/scripts/lint-template.sh"
 

@@ -99,6 +99,19 @@ impl Template {
     pub fn function_global(&self, name: &str) -> Option<&Value> {
         self.root.get("Globals")?.get("Function")?.get(name)
     }
+
+    /// A function's memory size in MB: its own `MemorySize`, else the global one.
+    pub fn function_memory_mb(&self, function: &str) -> Option<u64> {
+        self.resource(function)
+            .and_then(|resource| resource.property("MemorySize"))
+            .or_else(|| self.function_global("MemorySize"))
+            .and_then(as_u64)
+    }
+
+    /// The `Default` of a template parameter, if it has one.
+    pub fn parameter_default(&self, name: &str) -> Option<&Value> {
+        self.root.get("Parameters")?.get(name)?.get("Default")
+    }
 }
 
 /// The tag name of a tagged value (`!GetAtt` → `GetAtt`).
@@ -261,6 +274,29 @@ Resources:
             referenced_resource(other.property("QueueName").unwrap()).as_deref(),
             Some("Thing")
         );
+    }
+
+    #[test]
+    fn memory_sizes_and_parameter_defaults() {
+        let template = Template::parse(
+            r#"
+Parameters:
+  ServeTaskCpu: { Type: String, Default: "1024" }
+Globals:
+  Function: { MemorySize: 256 }
+Resources:
+  IntakeFunction: { Type: AWS::Serverless::Function, Properties: { MemorySize: 512 } }
+  ClassifyFunction: { Type: AWS::Serverless::Function, Properties: {} }
+"#,
+        )
+        .unwrap();
+        assert_eq!(template.function_memory_mb("IntakeFunction"), Some(512));
+        assert_eq!(template.function_memory_mb("ClassifyFunction"), Some(256));
+        assert_eq!(
+            template.parameter_default("ServeTaskCpu").and_then(as_u64),
+            Some(1024)
+        );
+        assert!(template.parameter_default("Missing").is_none());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use serde::Serialize;
-use worldfleet_aws::cost::{PriceList, US_EAST_1_ON_DEMAND};
+use serde::{Deserialize, Serialize};
+use worldfleet_aws::cost::{Bill, PriceList, RunMeasure, StageMeasure};
+use worldfleet_aws::template::Template;
 use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::StageContext;
@@ -28,7 +29,7 @@ use worldfleet_ports::{
 use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
 use worldfleet_runtime::{Fleet, PollerConfig, PollerStats, World, WorldSpec};
-use worldfleet_stages::{StageSettings, build_stage};
+use worldfleet_stages::{NARRATIVE_STAGES, StageSettings, build_stage};
 
 /// What the AWS cost benchmark runs.
 #[derive(Debug, Clone)]
@@ -45,6 +46,10 @@ pub struct AwsBenchOptions {
     pub template: String,
     /// How long the queues may take to drain.
     pub drain_timeout: Duration,
+    /// The prices the bill uses.
+    pub prices: PriceList,
+    /// How long stored items are kept, days (the storage line of the bill).
+    pub retention_days: f64,
 }
 
 /// Counts the calls through a queue that do not scale with traffic — receives that came back
@@ -128,9 +133,9 @@ struct MeteredStage {
 }
 
 /// The figures of one stage (or of the gateway posting to intake).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageCost {
-    pub stage: &'static str,
+    pub stage: String,
     /// Messages the stage consumed (the gateway: messages it posted).
     pub messages: u64,
     /// Messages per non-empty receive (the gateway: per send request).
@@ -149,7 +154,7 @@ pub struct StageCost {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AwsBenchReport {
     pub events: u64,
     pub fan_out: u32,
@@ -159,11 +164,16 @@ pub struct AwsBenchReport {
     pub elapsed_s: f64,
     pub prices: PriceList,
     pub stages: Vec<StageCost>,
+    /// SQS and DynamoDB requests only, per million events (the stages' table).
     pub total_dollars_per_million_events: f64,
+    /// What the run measured, for `worldfleet cost` to price again.
+    pub measure: RunMeasure,
+    /// Every line of the run's bill per million events.
+    pub bill: Bill,
 }
 
 fn stage_cost(
-    stage: &'static str,
+    stage: &str,
     usage: &UsageSnapshot,
     messages: u64,
     batches: u64,
@@ -175,7 +185,7 @@ fn stage_cost(
     // Every queue is FIFO; DynamoDB units are priced the same for every table.
     let cost = prices.per_event(usage, events.max(1), true);
     StageCost {
-        stage,
+        stage: stage.to_owned(),
         messages,
         mean_batch: per(messages, batches),
         sqs_requests: usage.queue_requests,
@@ -199,6 +209,8 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
     let settings = AwsSettings::from_env()
         .context("read AWS settings from the environment")?
         .with_stack(&format!("bench-{started_ms}"));
+    let template = Template::from_path(&options.template)
+        .with_context(|| format!("read {}", options.template))?;
     let config = settings.sdk_config().await;
     let gateway_queue = SqsQueue::from_sdk_config(&config, settings.clone());
     let audit_table = DynamoTable::from_sdk_config(&config, settings.clone());
@@ -244,7 +256,10 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         visibility_timeout: Duration::from_secs(30),
     };
     let mut stages = Vec::new();
-    for stage in ["intake", "classify", "compose", "distribute"] {
+    // The narrative path, prune included: it ends each published plan's bookkeeping and moves
+    // the ledger checkpoints, so its requests are on every event's bill (and its queue must
+    // drain before the run is over).
+    for stage in NARRATIVE_STAGES {
         let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
         let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
         let queue_counters = Arc::clone(sqs.counters());
@@ -304,6 +319,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         };
         let records = count(|stats| stats.records.load(Ordering::Relaxed));
         let batches = count(|stats| stats.batches.load(Ordering::Relaxed));
+        let billed_ms = count(|stats| stats.billed_ms.load(Ordering::Relaxed));
         stage.fleet.stop().await;
         consumed.push((
             stage.name,
@@ -312,6 +328,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
             records,
             batches,
             stage.tally.idle_requests(),
+            billed_ms,
         ));
     }
     anyhow::ensure!(
@@ -339,7 +356,19 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         report.problems
     );
     let events = report.good_sent;
-    let prices = US_EAST_1_ON_DEMAND;
+    let prices = options.prices;
+    let mut stored_bytes = std::collections::BTreeMap::new();
+    for table in audit_table
+        .list_tables()
+        .await
+        .context("list the run's tables")?
+    {
+        let (_, bytes) = audit_table
+            .stored_bytes(&table)
+            .await
+            .with_context(|| format!("size the {table} table"))?;
+        stored_bytes.insert(table, bytes);
+    }
     // The gateway's row is its sends alone: its depth checks are the benchmark's back-pressure.
     let gateway_sends = UsageSnapshot {
         queue_requests: gateway_usage.queue_requests.saturating_sub(gateway_idle),
@@ -354,7 +383,9 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         events,
         &prices,
     )];
-    for (stage, queue, table, records, batches, idle) in consumed {
+    // The gateway is the studio's; its sends are on the bill, it is no Lambda.
+    let mut measures = vec![StageMeasure::from_usage("gateway", &gateway_sends, 0, 0, 0)];
+    for (stage, queue, table, records, batches, idle, billed_ms) in consumed {
         let usage = UsageSnapshot {
             table_requests: table.table_requests,
             table_write_units: table.table_write_units,
@@ -366,7 +397,26 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         costs.push(stage_cost(
             stage, &usage, records, batches, idle, events, &prices,
         ));
+        let function = format!("{}{}Function", stage[..1].to_uppercase(), &stage[1..]);
+        let memory_mb = template
+            .function_memory_mb(&function)
+            .with_context(|| format!("{function}'s memory size in {}", options.template))?;
+        // Idle long polls are the event source mapping's, not traffic's: billed in the month.
+        let busy = UsageSnapshot {
+            queue_requests: usage.queue_requests.saturating_sub(idle),
+            ..usage
+        };
+        measures.push(StageMeasure::from_usage(
+            stage, &busy, batches, billed_ms, memory_mb,
+        ));
     }
+    let measure = RunMeasure {
+        events,
+        fan_out: options.fan_out,
+        stages: measures,
+        stored_bytes,
+    };
+    let bill = Bill::per_million_events(&measure, &prices, options.retention_days);
     let total = costs
         .iter()
         .map(|cost| cost.dollars_per_million_events)
@@ -381,6 +431,8 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         prices,
         stages: costs,
         total_dollars_per_million_events: total,
+        measure,
+        bill,
     })
 }
 
@@ -394,13 +446,6 @@ pub fn print(report: &AwsBenchReport) {
         report.lost,
         report.duplicates,
         report.elapsed_s
-    );
-    println!(
-        "prices: us-east-1 on-demand as of {}: SQS FIFO ${}/M requests, DynamoDB ${}/M WRU, ${}/M RRU",
-        report.prices.taken_on,
-        report.prices.sqs_fifo_per_million_requests,
-        report.prices.dynamodb_per_million_write_units,
-        report.prices.dynamodb_per_million_read_units
     );
     println!(
         "{:<11} {:>8} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
@@ -433,9 +478,42 @@ pub fn print(report: &AwsBenchReport) {
         );
     }
     println!(
-        "total: ${:.2} per million events (SQS and DynamoDB requests only; Lambda duration, storage and transfer excluded)",
+        "SQS and DynamoDB requests: ${:.2} per million events",
         report.total_dollars_per_million_events
     );
+    println!();
+    print_bill(&report.bill, &report.prices);
+}
+
+/// A bill per million events, line by line, with the prices it used.
+pub fn print_bill(bill: &Bill, prices: &PriceList) {
+    println!(
+        "the whole bill per million events (prices: {})",
+        prices.describe()
+    );
+    print_lines(&bill.lines, "per M events");
+    println!(
+        "total: ${:.2} per million events (Lambda at the measured handler durations; storage kept {} days; the inference pool and the feed service are capacity, billed by the month: `worldfleet cost`)",
+        bill.dollars_per_million_events, bill.retention_days
+    );
+}
+
+/// Bill lines as a table: item, quantity, unit, unit price, dollars.
+pub fn print_lines(lines: &[worldfleet_aws::cost::BillLine], per: &str) {
+    println!(
+        "{:<64} {:>14} {:<15} {:>12} {:>12}",
+        "item",
+        format!("quantity {per}"),
+        "unit",
+        "$ per unit",
+        "$"
+    );
+    for line in lines {
+        println!(
+            "{:<64} {:>14.3} {:<15} {:>12.7} {:>12.2}",
+            line.item, line.quantity, line.unit, line.unit_price, line.dollars
+        );
+    }
 }
 
 #[cfg(test)]
@@ -450,7 +528,15 @@ mod tests {
             table_read_units: 100,
             ..UsageSnapshot::default()
         };
-        let cost = stage_cost("classify", &usage, 100, 20, 10, 100, &US_EAST_1_ON_DEMAND);
+        let cost = stage_cost(
+            "classify",
+            &usage,
+            100,
+            20,
+            10,
+            100,
+            &PriceList::published(),
+        );
         assert!((cost.mean_batch - 5.0).abs() < 1e-9);
         assert!((cost.sqs_requests_per_message - 0.4).abs() < 1e-9);
         assert!((cost.sqs_requests_per_message_busy - 0.3).abs() < 1e-9);

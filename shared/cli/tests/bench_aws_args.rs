@@ -31,3 +31,34 @@ fn bench_takes_buffered_embedded_and_refuses_it_with_aws() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+fn cost(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_worldfleet"))
+        .arg("cost")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("run worldfleet");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cost_refuses_bad_assumptions_and_a_missing_report_with_what_to_do() {
+    let (code, _, stderr) = cost(&["--model-share", "2"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("--model-share must be between 0 and 1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cost(&["--report", "/nonexistent/bench.json"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("worldfleet bench --aws --report FILE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -58,6 +58,8 @@ pub struct PollerStats {
     /// Permanent failures moved to the dead-letter queue at once (and deleted here).
     pub dead_lettered: AtomicU64,
     pub receive_errors: AtomicU64,
+    /// Handler time as Lambda bills an invocation: each batch rounded up to the millisecond.
+    pub billed_ms: AtomicU64,
 }
 
 /// Shortest lease a batch is received on: the longest a dead worker holds its messages when
@@ -181,7 +183,11 @@ async fn poll(
             held_for,
         )
         .await;
-        lease.observe(started.elapsed());
+        let took = started.elapsed();
+        lease.observe(took);
+        stats
+            .billed_ms
+            .fetch_add(took.as_micros().div_ceil(1000) as u64, Ordering::Relaxed);
         let dead_lettered =
             worldfleet_kit::dead_letter_permanent(queue.as_ref(), source, &records, &report).await;
         report.forget(&dead_lettered);

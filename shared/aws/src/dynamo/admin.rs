@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 use worldfleet_ports::{Error, Result, TTL_ATTRIBUTE, TableSpec};
 
 use super::DynamoTable;
+use super::value::{AttributeMap, item_from_map};
 use crate::classify::for_resource;
 use crate::retry::Repeat;
 
@@ -45,6 +46,37 @@ impl DynamoTable {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// How many items a table holds and their bytes as DynamoDB sizes them (the basis of its
+    /// storage bill), by scanning it: for benchmarks and reports, not the hot path.
+    pub async fn stored_bytes(&self, table: &str) -> Result<(u64, u64)> {
+        let physical = self.physical(table);
+        let (mut items, mut bytes) = (0u64, 0u64);
+        let mut start: Option<AttributeMap> = None;
+        loop {
+            let from = start.clone();
+            let output = self
+                .request("Scan", Repeat::Safe, || {
+                    self.inner
+                        .client
+                        .scan()
+                        .table_name(physical.clone())
+                        .set_exclusive_start_key(from.clone())
+                        .send()
+                })
+                .await
+                .map_err(|error| for_resource(error, "table", table))?;
+            for map in output.items() {
+                items += 1;
+                bytes += item_from_map(map)?.size_bytes() as u64;
+            }
+            match output.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => break,
+            }
+        }
+        Ok((items, bytes))
     }
 
     /// Deletes a table (tests and teardown); a missing table is not an error.

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use worldfleet_runtime::run_embedded;
 
@@ -47,6 +48,16 @@ pub(super) struct BenchArgs {
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
+    /// With --aws: also write the report (with what it measured) to this file, for
+    /// `worldfleet cost --report`.
+    #[arg(long, requires = "aws")]
+    report: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    prices: super::cost::PriceArgs,
+    /// With --aws: how long stored items are kept, days (the bill's storage line; feeds keep
+    /// 7 days by default).
+    #[arg(long, default_value_t = 7.0)]
+    retention_days: f64,
 }
 
 /// `worldfleet bench <target>`.
@@ -69,11 +80,21 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             wait: Duration::from_secs(args.wait_secs.clamp(1, 20)),
             template: args.template.clone(),
             drain_timeout: Duration::from_secs(1_800),
+            prices: args.prices.load()?,
+            retention_days: args.retention_days,
         })
         .await?;
         crate::bench_aws::print(&report);
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
+        }
+        if let Some(path) = &args.report {
+            std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
+            println!(
+                "report written to {} (price it again with `worldfleet cost --report`)",
+                path.display()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

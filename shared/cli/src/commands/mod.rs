@@ -4,6 +4,7 @@
 mod bench;
 mod bench_world;
 mod checkpoint;
+mod cost;
 mod feed;
 mod replay;
 mod run;
@@ -44,6 +45,9 @@ enum Command {
     /// Rebuild canon, feeds, player memory and prune records from a store's ledger (from its
     /// latest checkpoints plus the ledger after them) into a fresh store.
     Replay(replay::ReplayArgs),
+    /// Turn a measured `bench --aws` run into a month of a world: the bill per million events
+    /// scaled to its players' events, plus the capacity that runs anyway.
+    Cost(cost::CostArgs),
     /// Checkpoint every ledger partition of a store up to the events older than the intake
     /// clock window whose derived state is complete; optionally compact the ledger behind.
     Checkpoint(checkpoint::CheckpointArgs),
@@ -62,5 +66,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Checkpoint(args) => checkpoint::run(args).await,
+        Command::Cost(args) => cost::run(args).await,
     }
 }
