@@ -88,6 +88,7 @@ async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_env
         workers: 2,
         wait: Duration::from_secs(1),
         visibility_timeout: Duration::from_secs(30),
+        batching_window: Duration::ZERO,
     };
     let stages =
         build_stages(&NARRATIVE_STAGES, &context, &stage_settings).expect("narrative stages");
@@ -210,6 +211,7 @@ async fn world_stages_on_sqs_and_dynamodb_count_every_trade_and_capture_once() {
         workers: 1,
         wait: Duration::from_secs(1),
         visibility_timeout: Duration::from_secs(30),
+        batching_window: Duration::ZERO,
     };
     let mut fleet = Fleet::launch(stages, Arc::clone(&queue), poller, None);
 

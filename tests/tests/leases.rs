@@ -89,6 +89,7 @@ fn poller() -> PollerConfig {
         workers: 1,
         wait: Duration::from_secs(1),
         visibility_timeout: Duration::from_secs(30),
+        batching_window: Duration::ZERO,
     }
 }
 

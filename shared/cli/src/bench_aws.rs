@@ -46,6 +46,8 @@ pub struct AwsBenchOptions {
     pub template: String,
     /// How long the queues may take to drain.
     pub drain_timeout: Duration,
+    /// Pollers' pause after a partial batch (`worldfleet worker --batching-window-ms`).
+    pub batching_window: Duration,
     /// The prices the bill uses.
     pub prices: PriceList,
     /// How long stored items are kept, days (the storage line of the bill).
@@ -254,6 +256,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         workers: options.workers.max(1),
         wait: options.wait,
         visibility_timeout: Duration::from_secs(30),
+        batching_window: options.batching_window,
     };
     let mut stages = Vec::new();
     // The narrative path, prune included: it ends each published plan's bookkeeping and moves

@@ -191,6 +191,7 @@ impl EmbeddedServer {
             workers: workers.max(1),
             wait: Duration::from_millis(200),
             visibility_timeout: QueueSettings::default().visibility_timeout,
+            batching_window: Duration::ZERO,
         };
         let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, None);
         let gauges = EmbeddedGauges {

@@ -28,6 +28,11 @@ pub struct WorkerArgs {
     /// queues' visibility timeout / 6). Leases start at 5 s and follow the slowest recent batch.
     #[arg(long, default_value_t = 30)]
     pub budget_secs: u64,
+    /// After a partial batch, pause this long before receiving again so the next batch
+    /// gathers (fewer SQS requests per message when several workers share a quiet queue, at
+    /// up to this much extra latency). 0: receive again at once.
+    #[arg(long, default_value_t = 0)]
+    pub batching_window_ms: u64,
 }
 
 /// The stage names `--stages` asks for (`all` is every registered stage).
@@ -73,6 +78,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers.max(1),
         wait: Duration::from_secs(20),
         visibility_timeout: Duration::from_secs(args.budget_secs.max(1)),
+        batching_window: Duration::from_millis(args.batching_window_ms),
     };
     worldfleet_runtime::Fleet::launch(stages, Arc::clone(&context.queue), poller, None)
         .run_until_signalled()

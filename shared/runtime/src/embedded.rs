@@ -252,6 +252,7 @@ fn start_fleet(
         workers: options.workers_per_stage,
         wait: Duration::from_millis(200),
         visibility_timeout: options.queues.visibility_timeout,
+        batching_window: Duration::ZERO,
     };
     let fleet = Fleet::launch(stages, Arc::clone(&ports.queue), poller, faults);
     Ok((fleet, composer, description))

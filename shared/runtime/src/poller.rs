@@ -8,6 +8,10 @@
 //! through the queue's redrive policy; a record the handler reports failed *permanently* goes
 //! there at once ([`worldfleet_kit::dead_letter_permanent`]) instead of burning its receives.
 //!
+//! With a **batching window** a worker that received a partial batch pauses that long before
+//! it receives again, so messages gather into fuller batches when several workers share a quiet
+//! queue (an event source mapping's `MaximumBatchingWindowInSeconds`, which FIFO mappings lack).
+//!
 //! Messages are received on a **lease** shorter than the queue's visibility timeout: five times
 //! the stage's slowest recent batch, at least [`MIN_LEASE`] and at most the batch budget, and
 //! renewed (a heartbeat every half lease) while the handler is still working. So a worker that
@@ -36,6 +40,10 @@ pub struct PollerConfig {
     /// The handler's time budget per batch, and the longest lease a batch is received on
     /// (keep it at or below the queue's visibility timeout).
     pub visibility_timeout: Duration,
+    /// After a partial batch, how long a worker pauses before it receives again, so messages
+    /// gather into fuller batches (fewer requests per message, up to this much more latency).
+    /// Zero: receive again at once.
+    pub batching_window: Duration,
 }
 
 impl Default for PollerConfig {
@@ -44,6 +52,7 @@ impl Default for PollerConfig {
             workers: 4,
             wait: Duration::from_millis(500),
             visibility_timeout: Duration::from_secs(30),
+            batching_window: Duration::ZERO,
         }
     }
 }
@@ -236,6 +245,14 @@ async fn poll(
             }
         }
         stats.succeeded.fetch_add(succeeded, Ordering::Relaxed);
+        if records.len() < worldfleet_ports::queue::MAX_BATCH && !config.batching_window.is_zero()
+        {
+            // A partial batch: the queue had no more; let the next batch gather.
+            tokio::select! {
+                _ = tokio::time::sleep(config.batching_window) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
     }
 }
 

@@ -403,6 +403,7 @@ async fn replay_rows(
         workers: 2,
         wait: Duration::from_millis(100),
         visibility_timeout: settings.visibility_timeout,
+        batching_window: Duration::ZERO,
     };
     let fleet = Fleet::launch(stages, target.queue(), poller, None);
     report.drained = wait_for_drain(target.queue().as_ref(), REPLAY_DRAIN_TIMEOUT, || {}).await?;

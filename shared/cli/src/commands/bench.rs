@@ -52,6 +52,10 @@ pub(super) struct BenchArgs {
     /// `worldfleet cost --report`.
     #[arg(long, requires = "aws")]
     report: Option<std::path::PathBuf>,
+    /// With --aws: pollers pause this long after a partial batch before receiving again
+    /// (as `worldfleet worker --batching-window-ms`).
+    #[arg(long, default_value_t = 0, requires = "aws")]
+    batching_window_ms: u64,
     #[command(flatten)]
     prices: super::cost::PriceArgs,
     /// With --aws: how long stored items are kept, days (the bill's storage line; feeds keep
@@ -80,6 +84,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             wait: Duration::from_secs(args.wait_secs.clamp(1, 20)),
             template: args.template.clone(),
             drain_timeout: Duration::from_secs(1_800),
+            batching_window: Duration::from_millis(args.batching_window_ms),
             prices: args.prices.load()?,
             retention_days: args.retention_days,
         })
