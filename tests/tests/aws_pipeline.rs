@@ -17,11 +17,12 @@ use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::StageContext;
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
-use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, settle_world, wait_for_drain};
 use worldfleet_runtime::simulation;
-use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec};
+use worldfleet_runtime::{Fleet, PollerConfig};
 use worldfleet_stages::{NARRATIVE_STAGES, StageSettings, all_names, build_stages};
+use worldfleet_testbed::audit::Audit;
+use worldfleet_testbed::{World, WorldSpec};
 
 fn enabled() -> bool {
     let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use worldfleet_embedded::Durability;
 use worldfleet_intake::RateLimit;
-use worldfleet_runtime::audit::AuditReport;
-use worldfleet_runtime::faults::FaultRates;
 use worldfleet_runtime::resources::QueueSettings;
-use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+use worldfleet_runtime::{RunOptions, RunSummary, run_embedded};
+use worldfleet_testbed::WorldSpec;
+use worldfleet_testbed::audit::AuditReport;
+use worldfleet_testbed::faults::FaultRates;
 
 fn options(seed: u64) -> RunOptions {
     let world = WorldSpec {

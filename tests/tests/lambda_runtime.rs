@@ -55,8 +55,8 @@ use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::{StoredMarket, market_key, recompute_key};
 use worldfleet_price::stages::regions::read_region;
 use worldfleet_price::{PriceConfig, ProductionTimer, WindowTimer, seed_region};
-use worldfleet_runtime::world::{FOUNDING_SPECIES, TRADED_GOODS};
 use worldfleet_tables::read_feed;
+use worldfleet_testbed::world::{FOUNDING_SPECIES, TRADED_GOODS};
 
 use runtime_api::{LambdaFunction, Outcome, lambda_binary};
 
