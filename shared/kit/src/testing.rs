@@ -1,9 +1,9 @@
 //! Set-up and inspection helpers for tests that drive stages over an in-process store.
 //!
 //! Stage crates' integration tests open an embedded store with a manual clock, declare the
-//! queues and tables their stages use, then run handlers and look at what they left behind.
-//! The port-level parts of that live here, once; opening the store stays with each test (this
-//! crate does not depend on an adapter). Every helper panics on a port error, naming what it
+//! queues and tables their stages use, build the events and deliveries they hand to handlers,
+//! then run handlers and look at what they left behind. Those parts live here, once; opening
+//! the store stays with each test (this crate does not depend on an adapter). Every helper panics on a port error, naming what it
 //! was doing: they are for tests only.
 
 use std::sync::Arc;
