@@ -6,15 +6,13 @@
 //! expired (two workers on the same messages), and one kill-and-reopen of the whole process
 //! mid-run. It must end exactly where a fault-free run with the same seed ends.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+mod fault_runs;
 
-use worldfleet_embedded::Durability;
-use worldfleet_intake::RateLimit;
-use worldfleet_runtime::audit::AuditReport;
-use worldfleet_runtime::faults::FaultRates;
-use worldfleet_runtime::resources::QueueSettings;
-use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+use std::collections::{BTreeMap, BTreeSet};
+
+use worldfleet_runtime::{RunOptions, RunSummary, run_embedded};
+use worldfleet_testbed::WorldSpec;
+use worldfleet_testbed::audit::AuditReport;
 
 fn options(seed: u64) -> RunOptions {
     let world = WorldSpec {
@@ -27,23 +25,7 @@ fn options(seed: u64) -> RunOptions {
         bad_every: 40,
         ..WorldSpec::small(seed)
     };
-    let mut options = RunOptions::new(world);
-    options.workers_per_stage = 3;
-    options.durability = Durability::Sync;
-    options.rate_limit = RateLimit {
-        burst: 10_000,
-        per_second: 10_000,
-    };
-    // Short visibility so expired-visibility faults resolve quickly. Ten receives before the
-    // dead-letter queue (production: five): at these fault rates a message can fail five times
-    // running by chance, and this test is about idempotency, not redrive (the queue contract
-    // suite covers redrive).
-    options.queues = QueueSettings {
-        visibility_timeout: Duration::from_secs(2),
-        max_receive_count: 10,
-    };
-    options.drain_timeout = Duration::from_secs(120);
-    options
+    fault_runs::run_options(world, 3)
 }
 
 fn assert_clean(label: &str, summary: &RunSummary) {
@@ -151,17 +133,7 @@ async fn crashes_duplicates_expired_visibility_and_a_restart_change_nothing() {
     let reference = run_embedded(options(23)).await.expect("fault-free run");
     assert_clean("fault-free", &reference);
 
-    let mut faulty = options(23);
-    faulty.faults = Some((
-        FaultRates {
-            crash_before_write: 0.01,
-            crash_after_write: 0.01,
-            lose_delete: 0.05,
-            outlive_visibility: 0.01,
-        },
-        99,
-    ));
-    faulty.restart_after = Some(300);
+    let faulty = fault_runs::with_faults(options(23), 99, 300);
     let faulted = run_embedded(faulty).await.expect("faulty run");
     let counts = faulted.faults.expect("fault counts");
     assert!(

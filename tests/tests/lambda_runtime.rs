@@ -27,6 +27,7 @@
 //! Runs when `WORLDFLEET_LOCAL_AWS=1`, with the stage binaries built (`scripts/test-aws.sh`
 //! does both).
 
+mod local_aws;
 mod runtime_api;
 
 use std::sync::Arc;
@@ -36,7 +37,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use serde_json::{Value, json};
-use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
+use worldfleet_aws::SqsQueue;
 use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
@@ -55,10 +56,11 @@ use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::stages::records::{StoredMarket, market_key, recompute_key};
 use worldfleet_price::stages::regions::read_region;
 use worldfleet_price::{PriceConfig, ProductionTimer, WindowTimer, seed_region};
-use worldfleet_runtime::world::{FOUNDING_SPECIES, TRADED_GOODS};
 use worldfleet_tables::read_feed;
+use worldfleet_testbed::world::{FOUNDING_SPECIES, TRADED_GOODS};
 
-use runtime_api::{LambdaFunction, Outcome, lambda_binary};
+use local_aws::now_ms;
+use runtime_api::{InitError, LambdaFunction, Outcome, lambda_binary};
 
 const SAMPLE_GATEWAY: &str = "gw-sample";
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
@@ -66,13 +68,59 @@ const SAMPLES: [&str; 4] = ["action", "combat", "dialogue", "quest"];
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 fn enabled() -> bool {
-    let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");
-    if !on {
-        eprintln!(
-            "*** SKIPPED: set WORLDFLEET_LOCAL_AWS=1 with the local stack running and the stage binaries built (scripts/test-aws.sh does all three) ***"
-        );
-    }
-    on
+    local_aws::enabled(
+        "the local stack running and the stage binaries built (scripts/test-aws.sh does all three)",
+    )
+}
+
+/// The variables every function gets: its stack, the `local` stage and `info` logs.
+fn function_env(stack: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("WORLDFLEET_STACK", stack.to_owned()),
+        ("WORLDFLEET_STAGE", "local".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
+}
+
+/// The error document of an invocation that must have failed cleanly (`what` it was).
+fn error_document(outcome: &Outcome, what: &str) -> String {
+    let Outcome::Error { document, .. } = outcome else {
+        panic!("{what}: {outcome:?}");
+    };
+    document.to_string()
+}
+
+/// Starts the `binary` as `function` with only `WORLDFLEET_STACK` set and `unset` removed,
+/// and waits for it to exit, which it must with a failure; returns its `/init/error` report,
+/// if it made one, and its log.
+async fn start_failing(
+    binary: &str,
+    function: &str,
+    stack: &str,
+    unset: &str,
+) -> (Option<InitError>, String) {
+    let mut process = LambdaFunction::start(
+        &lambda_binary(binary),
+        function,
+        &[("WORLDFLEET_STACK", stack.to_owned())],
+        &[unset],
+    )
+    .await
+    .expect("start the function process");
+    let (status, report) = process
+        .wait_for_exit(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(!status.success(), "{function}: exit status {status}");
+    (report, process.log())
+}
+
+/// Invokes `function` with `event`; panics when the invocation itself fails.
+async fn invoke(function: &mut LambdaFunction, event: &Value) -> Outcome {
+    function
+        .invoke(event, ANSWER_WITHIN)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// One queue seen as Lambda's SQS event source mapping sees it.
@@ -92,7 +140,8 @@ struct Delivered {
 }
 
 impl EventSource {
-    async fn new(client: &aws_sdk_sqs::Client, settings: &AwsSettings, logical: &str) -> Self {
+    async fn new(stack: &local_aws::Stack, logical: &str) -> Self {
+        let (client, settings) = (&stack.sqs_client, &stack.settings);
         let url = client
             .get_queue_url()
             .queue_name(settings.physical_name(logical))
@@ -232,6 +281,25 @@ fn batch_item_failures(outcome: &Outcome) -> Vec<String> {
         .collect()
 }
 
+/// One turn of the mapping: receives a batch of `source` (waiting up to 2 s), hands it to
+/// `function`, which must handle every record, and deletes it; returns the event and how many
+/// records it held, or `None` when nothing arrived.
+async fn handle_one_batch(
+    source: &EventSource,
+    function: &mut LambdaFunction,
+) -> Option<(Value, usize)> {
+    let (event, delivered) = source.receive_event(Duration::from_secs(2)).await?;
+    let outcome = invoke(function, &event).await;
+    let failed = batch_item_failures(&outcome);
+    assert!(
+        failed.is_empty(),
+        "records failed: {failed:?}; log:\n{}",
+        function.log()
+    );
+    source.delete_succeeded(&delivered, &failed).await;
+    Some((event, delivered.len()))
+}
+
 /// Runs the mapping for one function until `expected` records were handled without failure;
 /// returns the last event delivered (for the redelivery check).
 async fn drain_through(
@@ -248,21 +316,10 @@ async fn drain_through(
             "only {handled} of {expected} records reached the function; its log:\n{}",
             function.log()
         );
-        let Some((event, delivered)) = source.receive_event(Duration::from_secs(2)).await else {
+        let Some((event, records)) = handle_one_batch(source, function).await else {
             continue;
         };
-        let outcome = function
-            .invoke(&event, ANSWER_WITHIN)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        let failed = batch_item_failures(&outcome);
-        assert!(
-            failed.is_empty(),
-            "records failed: {failed:?}; log:\n{}",
-            function.log()
-        );
-        source.delete_succeeded(&delivered, &failed).await;
-        handled += delivered.len();
+        handled += records;
         last_event = event;
     }
     assert_eq!(handled, expected, "more records than the samples produced");
@@ -280,24 +337,13 @@ async fn drain_until_empty(source: &EventSource, function: &mut LambdaFunction) 
             "the queue did not run dry ({handled} records handled); log:\n{}",
             function.log()
         );
-        let Some((event, delivered)) = source.receive_event(Duration::from_secs(2)).await else {
+        let Some((_, records)) = handle_one_batch(source, function).await else {
             if handled > 0 {
                 return handled;
             }
             continue;
         };
-        let outcome = function
-            .invoke(&event, ANSWER_WITHIN)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        let failed = batch_item_failures(&outcome);
-        assert!(
-            failed.is_empty(),
-            "records failed: {failed:?}; log:\n{}",
-            function.log()
-        );
-        source.delete_succeeded(&delivered, &failed).await;
-        handled += delivered.len();
+        handled += records;
     }
 }
 
@@ -324,6 +370,54 @@ fn signed_samples(names: &[&str], now_ms: u64) -> Vec<Value> {
             envelope
         })
         .collect()
+}
+
+/// A gateway posts `envelopes` to intake, grouped by partition and deduplicated by event id.
+async fn post_to_intake(sqs: &SqsQueue, envelopes: &[Value]) {
+    let messages: Vec<OutgoingMessage> = envelopes
+        .iter()
+        .map(|envelope| {
+            OutgoingMessage::fifo(
+                envelope.to_string(),
+                envelope["partition"].as_str().expect("partition"),
+                envelope["event_id"].as_str().expect("event id"),
+            )
+        })
+        .collect();
+    for outcome in sqs
+        .send_batch(INTAKE_QUEUE, messages)
+        .await
+        .expect("post to intake")
+    {
+        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    }
+}
+
+/// The ledger keys of `envelopes` (partition, event id).
+fn ledger_keys(envelopes: &[Value]) -> Vec<Key> {
+    envelopes
+        .iter()
+        .map(|envelope| {
+            Key::new(
+                envelope["partition"].as_str().unwrap(),
+                envelope["event_id"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Intake appended every one of `keys` to the ledger.
+async fn assert_in_ledger(table: &dyn Table, keys: &[Key]) {
+    for key in keys {
+        assert!(
+            table
+                .get(LEDGER_TABLE, key)
+                .await
+                .expect("ledger")
+                .is_some(),
+            "intake appended {key:?} to the ledger"
+        );
+    }
 }
 
 /// Every occurrence of `event_id` in the feeds its canon targets: (feeds, entries).
@@ -356,25 +450,9 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         .into_iter()
         .map(|stage| (stage, lambda_binary(stage)))
         .collect();
-    let stack = format!(
-        "rt-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let settings = AwsSettings::from_env()
-        .expect("settings")
-        .with_stack(&stack);
-    let config = settings.sdk_config().await;
-    let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
-    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
-    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
-    deploy_from_template(&template, &sqs, &dynamo)
-        .await
-        .expect("deploy the template's queues and tables");
-    let table: Arc<dyn Table> = Arc::new(dynamo);
-    let sqs_client = aws_sdk_sqs::Client::new(&config);
+    let deployed = local_aws::deploy("rt").await;
+    let (stack, sqs) = (deployed.name.as_str(), deployed.sqs.clone());
+    let table: Arc<dyn Table> = deployed.dynamo.clone();
 
     let sources = [
         INTAKE_QUEUE,
@@ -384,7 +462,7 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
     ];
     let mut event_sources = Vec::new();
     for queue in sources {
-        event_sources.push(EventSource::new(&sqs_client, &settings, queue).await);
+        event_sources.push(EventSource::new(&deployed, queue).await);
     }
     // As the template does: each function gets the URL of the queue it sends to, so its role
     // needs no sqs:GetQueueUrl.
@@ -396,17 +474,15 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
     };
     let mut functions = Vec::new();
     for (stage, binary) in &binaries {
-        let mut env = vec![
-            ("WORLDFLEET_STACK", stack.clone()),
-            ("WORLDFLEET_STAGE", "local".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
+        let mut env = function_env(stack);
+        env.extend([
             (
                 "WORLDFLEET_GATEWAY_KEYS",
                 format!("{SAMPLE_GATEWAY}={SAMPLE_KEY_HEX}"),
             ),
             ("WORLDFLEET_RATE_BURST", "100".to_owned()),
             ("WORLDFLEET_RATE_PER_SECOND", "100".to_owned()),
-        ];
+        ]);
         if let Some((queue, url)) = sends_to(stage) {
             env.push(("WORLDFLEET_QUEUE_URLS", format!("{queue}={url}")));
         }
@@ -416,54 +492,17 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         functions.push(function);
     }
 
-    // A gateway posts the signed samples, grouped by partition and deduplicated by event id.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let envelopes = signed_samples(&SAMPLES, now_ms);
-    let messages: Vec<OutgoingMessage> = envelopes
-        .iter()
-        .map(|envelope| {
-            OutgoingMessage::fifo(
-                envelope.to_string(),
-                envelope["partition"].as_str().expect("partition"),
-                envelope["event_id"].as_str().expect("event id"),
-            )
-        })
-        .collect();
-    for outcome in sqs
-        .send_batch(INTAKE_QUEUE, messages)
-        .await
-        .expect("post to intake")
-    {
-        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
-    }
-    let keys: Vec<Key> = envelopes
-        .iter()
-        .map(|envelope| {
-            Key::new(
-                envelope["partition"].as_str().unwrap(),
-                envelope["event_id"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    // A gateway posts the signed samples.
+    let envelopes = signed_samples(&SAMPLES, now_ms());
+    post_to_intake(&sqs, &envelopes).await;
+    let keys = ledger_keys(&envelopes);
 
     // intake → classify → compose → distribute, each through its binary.
     let mut last_events = Vec::new();
     for (source, function) in event_sources.iter().zip(functions.iter_mut()) {
         last_events.push(drain_through(source, function, envelopes.len()).await);
     }
-    for key in &keys {
-        assert!(
-            table
-                .get(LEDGER_TABLE, key)
-                .await
-                .expect("ledger")
-                .is_some(),
-            "intake appended {key:?} to the ledger"
-        );
-    }
+    assert_in_ledger(table.as_ref(), &keys).await;
     let rules = RepublishRules::default_rules();
     let mut canon_entries = Vec::new();
     for key in &keys {
@@ -488,13 +527,7 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
 
     // Lambda may deliver a batch twice: the distribute binary gets its last batch again.
     let distribute = functions.last_mut().expect("distribute");
-    let again = distribute
-        .invoke(
-            last_events.last().expect("a distribute batch"),
-            ANSWER_WITHIN,
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let again = invoke(distribute, last_events.last().expect("a distribute batch")).await;
     assert!(batch_item_failures(&again).is_empty());
     for canon in &canon_entries {
         let (feeds, entries) = feed_occurrences(table.as_ref(), &rules, canon).await;
@@ -514,15 +547,11 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
             "classify recorded {key:?} before prune ran"
         );
     }
-    let prune_source = EventSource::new(&sqs_client, &settings, PRUNE_QUEUE).await;
+    let prune_source = EventSource::new(&deployed, PRUNE_QUEUE).await;
     let mut prune = LambdaFunction::start(
         &lambda_binary("prune"),
         &format!("{stack}-prune"),
-        &[
-            ("WORLDFLEET_STACK", stack.clone()),
-            ("WORLDFLEET_STAGE", "local".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ],
+        &function_env(stack),
         &[],
     )
     .await
@@ -557,18 +586,14 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         matches!(not_json, Outcome::Error { .. }),
         "not JSON: {not_json:?}"
     );
-    let no_message_id = classify
-        .invoke(
-            &json!({"Records": [{"body": "{}", "attributes": {}, "messageAttributes": {}}]}),
-            ANSWER_WITHIN,
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let Outcome::Error { document, .. } = &no_message_id else {
-        panic!("a record without messageId: {no_message_id:?}");
-    };
+    let no_message_id = invoke(
+        classify,
+        &json!({"Records": [{"body": "{}", "attributes": {}, "messageAttributes": {}}]}),
+    )
+    .await;
+    let document = error_document(&no_message_id, "a record without messageId");
     assert!(
-        document.to_string().contains("messageId"),
+        document.contains("messageId"),
         "the error names the problem: {document}"
     );
     let garbage = json!({"Records": [{
@@ -580,10 +605,7 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         "eventSource": "aws:sqs",
         "eventSourceARN": event_sources[1].arn,
     }]});
-    let answered = classify
-        .invoke(&garbage, ANSWER_WITHIN)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let answered = invoke(classify, &garbage).await;
     assert_eq!(
         batch_item_failures(&answered),
         vec!["garbage-1".to_owned()],
@@ -604,21 +626,14 @@ async fn a_stage_binary_that_cannot_start_reports_init_error_and_exits() {
     if !enabled() {
         return;
     }
-    let binary = lambda_binary("intake");
-    let mut intake = LambdaFunction::start(
-        &binary,
+    let (report, log) = start_failing(
+        "intake",
         "init-error-intake",
-        &[("WORLDFLEET_STACK", "init-error".to_owned())],
-        &["WORLDFLEET_GATEWAY_KEYS"],
+        "init-error",
+        "WORLDFLEET_GATEWAY_KEYS",
     )
-    .await
-    .expect("start the function process");
-    let (status, report) = intake
-        .wait_for_exit(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    assert!(!status.success(), "exit status {status}");
-    let report = report.unwrap_or_else(|| panic!("no /init/error report; log:\n{}", intake.log()));
+    .await;
+    let report = report.unwrap_or_else(|| panic!("no /init/error report; log:\n{log}"));
     assert_eq!(report.error_type.as_deref(), Some("Runtime.InitError"));
     assert!(
         report.document["errorMessage"]
@@ -636,20 +651,10 @@ const SAMPLE_STATION: &str = "region-07/station-3";
 const SAMPLE_REGION: &str = "region-07";
 const SAMPLE_CELL: &str = "wild-1/zone-04/cell-09";
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Receives one batch of `source` within `wait` and hands it to `function`, which must
-/// handle every record; returns the event and the bodies delivered.
-async fn deliver_one_batch(
-    source: &EventSource,
-    function: &mut LambdaFunction,
-    wait: Duration,
-) -> (Value, Vec<String>) {
+/// Receives one batch of `source` within 30 s and hands it to `function`, which must handle
+/// every record; returns the event and its first record's body (a timer).
+async fn deliver_one_timer(source: &EventSource, function: &mut LambdaFunction) -> (Value, String) {
+    let wait = Duration::from_secs(30);
     let started = Instant::now();
     loop {
         assert!(
@@ -657,27 +662,14 @@ async fn deliver_one_batch(
             "nothing arrived within {wait:?}; log:\n{}",
             function.log()
         );
-        let Some((event, delivered)) = source.receive_event(Duration::from_secs(2)).await else {
+        let Some((event, _)) = handle_one_batch(source, function).await else {
             continue;
         };
-        let outcome = function
-            .invoke(&event, ANSWER_WITHIN)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        let failed = batch_item_failures(&outcome);
-        assert!(
-            failed.is_empty(),
-            "records failed: {failed:?}; log:\n{}",
-            function.log()
-        );
-        source.delete_succeeded(&delivered, &failed).await;
-        let bodies = event["Records"]
-            .as_array()
-            .expect("records")
-            .iter()
-            .map(|record| record["body"].as_str().expect("a body").to_owned())
-            .collect();
-        return (event, bodies);
+        let body = event["Records"][0]["body"]
+            .as_str()
+            .expect("a body")
+            .to_owned();
+        return (event, body);
     }
 }
 
@@ -736,20 +728,10 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         .into_iter()
         .map(|name| (name, lambda_binary(name)))
         .collect();
-    let stack = format!("rtw-{}", now_ms());
-    let settings = AwsSettings::from_env()
-        .expect("settings")
-        .with_stack(&stack);
-    let config = settings.sdk_config().await;
-    let sqs = Arc::new(SqsQueue::from_sdk_config(&config, settings.clone()));
-    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
-    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
-    deploy_from_template(&template, sqs.as_ref(), &dynamo)
-        .await
-        .expect("deploy the template's queues and tables");
-    let table: Arc<dyn Table> = Arc::new(dynamo);
+    let deployed = local_aws::deploy("rtw").await;
+    let (stack, sqs) = (deployed.name.as_str(), deployed.sqs.clone());
+    let table: Arc<dyn Table> = deployed.dynamo.clone();
     let context = StageContext::new(sqs.clone(), table.clone(), Arc::new(SystemClock));
-    let sqs_client = aws_sdk_sqs::Client::new(&config);
 
     // The world the samples land in: their cell (its first tick 5 s away) and the station's
     // region (its first production tick 1 s away), each with its timer chain registered.
@@ -806,7 +788,7 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         ECOLOGY_INPUT_QUEUE,
         ECOLOGY_TICK_QUEUE,
     ] {
-        sources.insert(queue, EventSource::new(&sqs_client, &settings, queue).await);
+        sources.insert(queue, EventSource::new(&deployed, queue).await);
     }
     // The queue URLs each function is given, as the template gives them.
     let urls = |queues: &[&str]| {
@@ -818,11 +800,7 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     };
     let mut functions = std::collections::BTreeMap::new();
     for (name, binary) in &binaries {
-        let mut env = vec![
-            ("WORLDFLEET_STACK", stack.clone()),
-            ("WORLDFLEET_STAGE", "local".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
+        let mut env = function_env(stack);
         let sends_to: &[&str] = match *name {
             "intake" => {
                 env.push((
@@ -851,43 +829,14 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     }
     // A gateway posts the signed trade, capture and breed request; intake routes them.
     let envelopes = signed_samples(&WORLD_SAMPLES, now_ms());
-    let messages: Vec<OutgoingMessage> = envelopes
-        .iter()
-        .map(|envelope| {
-            OutgoingMessage::fifo(
-                envelope.to_string(),
-                envelope["partition"].as_str().expect("partition"),
-                envelope["event_id"].as_str().expect("event id"),
-            )
-        })
-        .collect();
-    for outcome in sqs
-        .send_batch(INTAKE_QUEUE, messages)
-        .await
-        .expect("post to intake")
-    {
-        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
-    }
+    post_to_intake(&sqs, &envelopes).await;
     drain_through(
         &sources[INTAKE_QUEUE],
         functions.get_mut("intake").unwrap(),
         envelopes.len(),
     )
     .await;
-    for envelope in &envelopes {
-        let key = Key::new(
-            envelope["partition"].as_str().unwrap(),
-            envelope["event_id"].as_str().unwrap(),
-        );
-        assert!(
-            table
-                .get(LEDGER_TABLE, &key)
-                .await
-                .expect("ledger")
-                .is_some(),
-            "intake appended {key:?} to the ledger"
-        );
-    }
+    assert_in_ledger(table.as_ref(), &ledger_keys(&envelopes)).await;
 
     // market.fifo → market: the trade opens the station's market and its first window.
     drain_through(
@@ -905,13 +854,12 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     assert!(market.version >= 1, "{market:?}");
 
     // price-window → price-window: the window's end recomputes the station's prices.
-    let (_, bodies) = deliver_one_batch(
+    let (_, body) = deliver_one_timer(
         &sources[PRICE_WINDOW_QUEUE],
         functions.get_mut("price-window").unwrap(),
-        Duration::from_secs(30),
     )
     .await;
-    let timer: WindowTimer = serde_json::from_str(&bodies[0]).expect("a window timer");
+    let timer: WindowTimer = serde_json::from_str(&body).expect("a window timer");
     assert_eq!(timer.station.as_str(), SAMPLE_STATION);
     assert!(
         table
@@ -942,13 +890,12 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     );
 
     // production-tick → production: the region's first tick.
-    let (_, bodies) = deliver_one_batch(
+    let (_, body) = deliver_one_timer(
         &sources[PRODUCTION_TICK_QUEUE],
         functions.get_mut("production").unwrap(),
-        Duration::from_secs(30),
     )
     .await;
-    let timer: ProductionTimer = serde_json::from_str(&bodies[0]).expect("a production timer");
+    let timer: ProductionTimer = serde_json::from_str(&body).expect("a production timer");
     assert_eq!((timer.region.as_str(), timer.tick), (SAMPLE_REGION, 1));
     let ticked = read_region(&context, &region)
         .await
@@ -958,13 +905,12 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
 
     // ecology-tick → ecology: tick 1 consumes the pending inputs; a redelivered timer
     // changes nothing.
-    let (tick_event, bodies) = deliver_one_batch(
+    let (tick_event, body) = deliver_one_timer(
         &sources[ECOLOGY_TICK_QUEUE],
         functions.get_mut("ecology").unwrap(),
-        Duration::from_secs(30),
     )
     .await;
-    let timer: TickTimer = serde_json::from_str(&bodies[0]).expect("a tick timer");
+    let timer: TickTimer = serde_json::from_str(&body).expect("a tick timer");
     assert_eq!((timer.cell.as_str(), timer.tick), (SAMPLE_CELL, 1));
     let after_tick = stored_cell(table.as_ref()).await;
     assert_eq!(after_tick.state.tick, 1, "the cell applied tick 1");
@@ -974,10 +920,7 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         "tick 1 consumed them"
     );
     let ecology_function = functions.get_mut("ecology").unwrap();
-    let again = ecology_function
-        .invoke(&tick_event, ANSWER_WITHIN)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let again = invoke(ecology_function, &tick_event).await;
     assert!(batch_item_failures(&again).is_empty());
     assert_eq!(
         stored_cell(table.as_ref()).await,
@@ -988,10 +931,7 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     // The watchdog: a scheduled event gets one pass over every registered chain; anything
     // else is refused with a clean error and the function keeps serving.
     let watchdog = functions.get_mut("watchdog").unwrap();
-    let pass = watchdog
-        .invoke(&scheduled_event(&stack), ANSWER_WITHIN)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let pass = invoke(watchdog, &scheduled_event(stack)).await;
     let Outcome::Response(pass) = pass else {
         panic!(
             "the watchdog answers its pass: {pass:?}; log:\n{}",
@@ -1001,18 +941,14 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
     assert_eq!(pass["cells_checked"], json!(1), "{pass}");
     assert_eq!(pass["stations_checked"], json!(1), "{pass}");
     assert_eq!(pass["regions_checked"], json!(1), "{pass}");
-    let refused = watchdog
-        .invoke(
-            &json!({"Records": [{"messageId": "m-1", "body": "{}"}]}),
-            ANSWER_WITHIN,
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let Outcome::Error { document, .. } = &refused else {
-        panic!("an SQS event to the watchdog: {refused:?}");
-    };
+    let refused = invoke(
+        watchdog,
+        &json!({"Records": [{"messageId": "m-1", "body": "{}"}]}),
+    )
+    .await;
+    let document = error_document(&refused, "an SQS event to the watchdog");
     assert!(
-        document.to_string().contains("scheduled event"),
+        document.contains("scheduled event"),
         "the error says what was expected: {document}"
     );
     for (name, function) in &mut functions {
@@ -1028,20 +964,13 @@ async fn the_watchdog_and_prune_outside_lambda_name_the_missing_variables() {
     // The watchdog (scheduled glue of its own) and prune check the environment as every
     // `run_stage` binary does, before the runtime would panic on a missing variable.
     for name in ["watchdog", "prune"] {
-        let mut function = LambdaFunction::start(
-            &lambda_binary(name),
+        let (_, log) = start_failing(
+            name,
             &format!("no-env-{name}"),
-            &[("WORLDFLEET_STACK", "no-env".to_owned())],
-            &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+            "no-env",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
         )
-        .await
-        .expect("start the function process");
-        let (status, _) = function
-            .wait_for_exit(Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        assert!(!status.success(), "{name}: exit status {status}");
-        let log = function.log();
+        .await;
         assert!(
             log.contains("not in a Lambda execution environment")
                 && log.contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
@@ -1123,17 +1052,8 @@ async fn the_feed_api_binary_answers_http_api_events_on_dynamodb() {
     if !enabled() {
         return;
     }
-    let stack = format!("rt-feeds-{}", now_ms());
-    let settings = AwsSettings::from_env()
-        .expect("settings")
-        .with_stack(&stack);
-    let config = settings.sdk_config().await;
-    let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
-    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
-    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
-    deploy_from_template(&template, &sqs, &dynamo)
-        .await
-        .expect("deploy the template's queues and tables");
+    let deployed = local_aws::deploy("rt-feeds").await;
+    let (stack, dynamo) = (deployed.name.as_str(), deployed.dynamo.as_ref());
     // Three entries of one player's feed, written as distribute writes them.
     let feed = "player:p-api";
     let page = worldfleet_domain::FeedPage {
@@ -1171,11 +1091,7 @@ async fn the_feed_api_binary_answers_http_api_events_on_dynamodb() {
     let mut feeds = LambdaFunction::start(
         &lambda_binary("feeds"),
         &format!("{stack}-feeds"),
-        &[
-            ("WORLDFLEET_STACK", stack.clone()),
-            ("WORLDFLEET_STAGE", "local".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ],
+        &function_env(stack),
         &["WORLDFLEET_GATEWAY_KEYS"],
     )
     .await

@@ -28,9 +28,10 @@ use worldfleet_ports::{Item, SystemClock};
 use worldfleet_runtime::replay::{
     CheckpointOptions, checkpoint_store, is_event_entry, read_checkpoint, replay,
 };
-use worldfleet_runtime::{ModelChoice, RunOptions, WorldSpec, run_embedded};
+use worldfleet_runtime::{ModelChoice, RunOptions, run_embedded};
 use worldfleet_tables::memory::{OBSERVATION_PREFIX, observation_entries};
 use worldfleet_tables::plan::page_from_item;
+use worldfleet_testbed::WorldSpec;
 
 /// Per feed (or player), per source partition: the entries in sequence order, without their
 /// sequence numbers.

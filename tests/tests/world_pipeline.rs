@@ -4,13 +4,12 @@
 //! every player request consumed once, every creature in exactly one place and every news
 //! item published once — and the narrative path as clean as without the world.
 
+mod fault_runs;
+
 use std::time::Duration;
 
-use worldfleet_embedded::Durability;
-use worldfleet_intake::RateLimit;
-use worldfleet_runtime::faults::FaultRates;
-use worldfleet_runtime::resources::QueueSettings;
-use worldfleet_runtime::{RunOptions, RunSummary, WorldSpec, run_embedded};
+use worldfleet_runtime::{RunOptions, RunSummary, run_embedded};
+use worldfleet_testbed::WorldSpec;
 
 fn options(seed: u64) -> RunOptions {
     let mut world = WorldSpec {
@@ -31,18 +30,7 @@ fn options(seed: u64) -> RunOptions {
     world.layout.cells_per_zone = 2;
     world.layout.founders_per_species = 10;
     world.layout.min_ecology_ticks = 3;
-    let mut options = RunOptions::new(world);
-    options.workers_per_stage = 2;
-    options.durability = Durability::Sync;
-    options.rate_limit = RateLimit {
-        burst: 10_000,
-        per_second: 10_000,
-    };
-    options.queues = QueueSettings {
-        visibility_timeout: Duration::from_secs(2),
-        max_receive_count: 10,
-    };
-    options.drain_timeout = Duration::from_secs(120);
+    let mut options = fault_runs::run_options(world, 2);
     options.watchdog_interval = Duration::from_secs(5);
     options
 }
@@ -77,17 +65,7 @@ async fn world_stages_under_crashes_duplicates_and_a_restart_count_everything_on
     let reference = run_embedded(options(31)).await.expect("fault-free run");
     assert_world_clean("fault-free", &reference);
 
-    let mut faulty = options(31);
-    faulty.faults = Some((
-        FaultRates {
-            crash_before_write: 0.01,
-            crash_after_write: 0.01,
-            lose_delete: 0.05,
-            outlive_visibility: 0.01,
-        },
-        7,
-    ));
-    faulty.restart_after = Some(200);
+    let faulty = fault_runs::with_faults(options(31), 7, 200);
     let faulted = run_embedded(faulty).await.expect("faulty run");
     let counts = faulted.faults.expect("fault counts");
     assert!(

@@ -25,8 +25,8 @@ use worldfleet_domain::{
     Intent, PartitionUid, Tier,
 };
 use worldfleet_embedded::testing::TempStore;
-use worldfleet_kit::testing::declare;
-use worldfleet_kit::{BreakerConfig, CircuitBreaker, StageContext, StageHandler};
+use worldfleet_kit::testing::declared_context;
+use worldfleet_kit::{BreakerConfig, CircuitBreaker, StageHandler};
 use worldfleet_ports::{ManualClock, Query, Queue, ReceiveRequest, ReceivedMessage, Table};
 use worldfleet_tables::canon;
 
@@ -97,8 +97,14 @@ async fn fixture(budgets: BudgetConfig) -> Fixture {
 
     let (store, manual_clock) = TempStore::manual(1_763_700_000_000);
     let clock = Arc::clone(&store.clock);
-    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
-    declare(&context, &ALL_TABLES, &[DISTRIBUTE_QUEUE]).await;
+    let context = declared_context(
+        store.queue(),
+        store.table(),
+        Arc::clone(&clock),
+        &ALL_TABLES,
+        &[DISTRIBUTE_QUEUE],
+    )
+    .await;
     let (queue, table) = (Arc::clone(&context.queue), Arc::clone(&context.table));
     let provider: Arc<dyn LlmProvider> = Arc::new(
         OpenAiProvider::new(

@@ -9,7 +9,7 @@ use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
     IDEMPOTENCY_TABLE, TIMERS_TABLE,
 };
-use worldfleet_domain::{AcceptedEvent, CapturePayload, EventKind, EventPayload, PartitionUid};
+use worldfleet_domain::{CapturePayload, EventPayload, PartitionUid};
 use worldfleet_ecology::shell::store::{StoredCell, state_key};
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{
@@ -17,9 +17,11 @@ use worldfleet_ecology::{
     watchdog,
 };
 use worldfleet_embedded::testing::TempStore;
-use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
+use worldfleet_kit::testing::{
+    accepted_event, copies, declared_context, delivery, drain, handle_all, items_with_prefix,
+};
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{ManualClock, ReceivedMessage};
+use worldfleet_ports::ManualClock;
 
 const START_MS: u64 = 1_763_700_000_000;
 const INTERVAL_MS: u64 = 5_000;
@@ -35,9 +37,10 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let (store, clock) = TempStore::manual(START_MS);
-    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
-    declare(
-        &context,
+    let context = declared_context(
+        store.queue(),
+        store.table(),
+        Arc::clone(&store.clock),
         &[ECOLOGY_TABLE, TIMERS_TABLE, IDEMPOTENCY_TABLE, CANON_TABLE],
         &[ECOLOGY_INPUT_QUEUE, ECOLOGY_TICK_QUEUE, DISTRIBUTE_QUEUE],
     )
@@ -131,12 +134,7 @@ async fn duplicate_tick_deliveries_never_fork_the_chain() {
         let timer: TickTimer = serde_json::from_str(&timers[0].body).unwrap();
         assert_eq!(timer.tick, tick);
         // Three copies at once, then all three again (lost deletes).
-        let copies: Vec<ReceivedMessage> = (0..3)
-            .map(|copy| ReceivedMessage {
-                message_id: format!("{}-{copy}", timers[0].message_id),
-                ..timers[0].clone()
-            })
-            .collect();
+        let copies = copies(&timers[0], 3);
         fixture
             .ticks
             .handle_batch(&copies, Duration::from_secs(30))
@@ -183,20 +181,16 @@ async fn the_watchdog_rearms_a_lost_chain_once() {
 }
 
 fn capture(event_id: &str, cell: &str, creature: &str) -> String {
-    serde_json::to_string(&AcceptedEvent {
-        event_id: event_id.into(),
-        gateway: "gw".into(),
-        partition: uid(cell),
-        kind: EventKind::Capture,
-        actor: "p-1".into(),
-        participants: vec![],
-        faction: None,
-        payload: EventPayload::Capture(CapturePayload {
-            creature: creature.into(),
-        }),
-        sent_at_ms: START_MS,
-        accepted_at_ms: START_MS,
-    })
+    let payload = EventPayload::Capture(CapturePayload {
+        creature: creature.into(),
+    });
+    serde_json::to_string(&accepted_event(
+        event_id,
+        uid(cell),
+        "p-1",
+        payload,
+        START_MS,
+    ))
     .unwrap()
 }
 
@@ -206,14 +200,12 @@ async fn a_redelivered_capture_is_applied_exactly_once() {
     let name = "wild/zone-1/cell-1";
     seed(&fixture, name).await;
     let target = cell(&fixture, name).await.state.creatures[0].id.clone();
-    let message = ReceivedMessage {
-        message_id: "m-1".into(),
-        receipt_handle: "r-1".into(),
-        body: capture("01JD3Q7Z8X9Y0A1B2C3D4E5F70", name, target.as_str()),
-        group_id: Some(name.into()),
-        receive_count: 1,
-        sent_at_ms: START_MS,
-    };
+    let message = delivery(
+        "m-1",
+        capture("01JD3Q7Z8X9Y0A1B2C3D4E5F70", name, target.as_str()),
+        name,
+        START_MS,
+    );
     for _ in 0..2 {
         handle_all(&fixture.inputs, std::slice::from_ref(&message)).await;
     }

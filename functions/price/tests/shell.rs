@@ -8,11 +8,11 @@ use worldfleet_domain::names::{
     IDEMPOTENCY_TABLE, MARKET_QUEUE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TABLE,
     PRODUCTION_TICK_QUEUE, TIMERS_TABLE,
 };
-use worldfleet_domain::{
-    AcceptedEvent, EventKind, EventPayload, PartitionUid, TradePayload, TradeSide,
-};
+use worldfleet_domain::{AcceptedEvent, EventPayload, PartitionUid, TradePayload, TradeSide};
 use worldfleet_embedded::testing::TempStore;
-use worldfleet_kit::testing::{declare, drain, handle_all, items_with_prefix};
+use worldfleet_kit::testing::{
+    accepted_event, copies, declared_context, delivery, drain, handle_all, items_with_prefix,
+};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Item, ManualClock, ReceivedMessage};
 use worldfleet_price::market::StationMarket;
@@ -38,9 +38,10 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let (store, clock) = TempStore::manual(START_MS);
-    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
-    declare(
-        &context,
+    let context = declared_context(
+        store.queue(),
+        store.table(),
+        Arc::clone(&store.clock),
         &[
             MARKET_TABLE,
             PRODUCTION_TABLE,
@@ -63,33 +64,22 @@ async fn fixture() -> Fixture {
 
 fn trade(index: usize, side: TradeSide, quantity: u64) -> AcceptedEvent {
     let event_id = ulid::Ulid::from_parts(START_MS + index as u64, index as u128).to_string();
-    AcceptedEvent {
+    let payload = EventPayload::Trade(TradePayload {
+        good: "ore".into(),
+        side,
+        quantity,
+    });
+    accepted_event(
         event_id,
-        gateway: "gw".into(),
-        partition: PartitionUid::parse(STATION).unwrap(),
-        kind: EventKind::Trade,
-        actor: format!("p-{index}"),
-        participants: Vec::new(),
-        faction: None,
-        payload: EventPayload::Trade(TradePayload {
-            good: "ore".into(),
-            side,
-            quantity,
-        }),
-        sent_at_ms: START_MS,
-        accepted_at_ms: START_MS,
-    }
+        PartitionUid::parse(STATION).unwrap(),
+        format!("p-{index}"),
+        payload,
+        START_MS,
+    )
 }
 
 fn record(index: usize, body: String) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: format!("m-{index}"),
-        receipt_handle: format!("r-{index}"),
-        body,
-        group_id: Some(STATION.into()),
-        receive_count: 1,
-        sent_at_ms: START_MS,
-    }
+    delivery(&format!("m-{index}"), body, STATION, START_MS)
 }
 
 /// The record of trade `index`, delivered once.
@@ -286,12 +276,7 @@ async fn production_ticks_write_every_planet_and_duplicate_timers_never_fork_the
         let timer: ProductionTimer = serde_json::from_str(&timers[0].body).unwrap();
         assert_eq!(timer.tick, tick);
         // Every timer delivered three times, the copies concurrently.
-        let copies: Vec<ReceivedMessage> = (0..3)
-            .map(|copy| ReceivedMessage {
-                message_id: format!("{}-{copy}", timers[0].message_id),
-                ..timers[0].clone()
-            })
-            .collect();
+        let copies = copies(&timers[0], 3);
         let report = fixture
             .production
             .handle_batch(&copies, Duration::from_secs(30))

@@ -11,7 +11,7 @@ use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, Pr
 use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{activity_key, touch_region};
-use worldfleet_kit::testing::declare;
+use worldfleet_kit::testing::declared_context;
 use worldfleet_ports::{Clock, Item, Key, ManualClock, Query, ReceiveRequest, SortKeyRange, Table};
 use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
@@ -32,8 +32,14 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let (store, clock) = TempStore::manual(START_MS);
-        let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
-        declare(&context, &ALL_TABLES, &[PRUNE_QUEUE]).await;
+        let context = declared_context(
+            store.queue(),
+            store.table(),
+            Arc::clone(&store.clock),
+            &ALL_TABLES,
+            &[PRUNE_QUEUE],
+        )
+        .await;
         Self {
             store,
             clock,

@@ -12,8 +12,7 @@ use worldfleet_domain::names::{
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, TickInterval, seed_cell};
 use worldfleet_embedded::testing::TempStore;
-use worldfleet_kit::StageContext;
-use worldfleet_kit::testing::{declare, drain};
+use worldfleet_kit::testing::{declared_context, drain};
 use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
@@ -25,9 +24,10 @@ const ECOLOGY_INTERVAL_MS: u64 = 5_000;
 #[tokio::test]
 async fn one_pass_rearms_every_lost_chain_and_leaves_live_ones_alone() {
     let (store, clock) = TempStore::manual(START_MS);
-    let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
-    declare(
-        &context,
+    let context = declared_context(
+        store.queue(),
+        store.table(),
+        Arc::clone(&store.clock),
         &[
             ECOLOGY_TABLE,
             TIMERS_TABLE,

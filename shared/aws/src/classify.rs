@@ -6,12 +6,47 @@
 //! [`for_item`].
 
 use std::error::Error as StdError;
+use std::future::Future;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use worldfleet_ports::{Error, Key};
+use worldfleet_ports::{Error, Key, Result};
+
+use crate::retry::{Repeat, RetryPolicy};
+
+/// A service error of an SQS or DynamoDB operation, as [`classify_sdk`] reads it.
+pub trait ServiceError: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
+
+impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> ServiceError for E {}
+
+/// What one attempt of an SDK operation returns (the HTTP response type is the same for SQS
+/// and DynamoDB).
+pub type SdkResult<T, E> = std::result::Result<T, SdkError<E, HttpResponse>>;
+
+/// One SQS or DynamoDB request under `policy`: `send` issues one attempt, which `count`
+/// counts; its failure is classified ([`classify_sdk`]) and retried by the rule for `repeat`.
+pub(crate) async fn counted_request<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    operation: &str,
+    repeat: Repeat,
+    count: impl Fn(),
+    mut send: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = SdkResult<T, E>>,
+    E: ServiceError,
+{
+    policy
+        .run_request(operation, repeat, || {
+            count();
+            let sent = send();
+            async move { sent.await.map_err(|error| classify_sdk(&error)) }
+        })
+        .await
+}
 
 /// Classifies any SDK failure of SQS or DynamoDB.
 pub fn classify_sdk<E>(error: &SdkError<E, HttpResponse>) -> Error

@@ -107,6 +107,16 @@ impl AwsSettings {
             .and_then(|rest| rest.strip_prefix('-'))
     }
 
+    /// An adapter configured from the environment: these settings from
+    /// [`AwsSettings::from_env`], then `build` with the SDK configuration they select.
+    pub(crate) async fn adapter_from_env<A>(
+        build: impl FnOnce(&SdkConfig, AwsSettings) -> A,
+    ) -> Result<A> {
+        let settings = Self::from_env()?;
+        let config = settings.sdk_config().await;
+        Ok(build(&config, settings))
+    }
+
     /// The AWS SDK configuration: the standard chain (credentials, region, endpoint URLs),
     /// SDK retries off (the adapters retry and count every attempt), these timeouts.
     pub async fn sdk_config(&self) -> SdkConfig {

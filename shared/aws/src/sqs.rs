@@ -22,7 +22,7 @@ use worldfleet_ports::{
     ReceiveRequest, ReceivedMessage, Result, SendOutcome,
 };
 
-use crate::classify::{classify_code, classify_sdk, for_resource};
+use crate::classify::{SdkResult, ServiceError, classify_code, counted_request, for_resource};
 use crate::retry::Repeat;
 use crate::settings::AwsSettings;
 
@@ -74,9 +74,7 @@ impl SqsQueue {
 
     /// An adapter configured from the environment ([`AwsSettings::from_env`]).
     pub async fn from_env() -> crate::Result<Self> {
-        let settings = AwsSettings::from_env()?;
-        let config = settings.sdk_config().await;
-        Ok(Self::from_sdk_config(&config, settings))
+        AwsSettings::adapter_from_env(Self::from_sdk_config).await
     }
 
     /// Requests and messages counted so far.
@@ -145,31 +143,16 @@ impl SqsQueue {
         }
     }
 
-    /// One SQS request with counting, classification and retries.
-    async fn request<T, E, F, Fut>(&self, operation: &str, repeat: Repeat, mut call: F) -> Result<T>
+    /// One SQS request, counted as a queue request ([`counted_request`]).
+    async fn request<T, E, F, Fut>(&self, operation: &str, repeat: Repeat, call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<
-                Output = std::result::Result<
-                    T,
-                    aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-                >,
-            >,
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-            + std::error::Error
-            + Send
-            + Sync
-            + 'static,
+        Fut: std::future::Future<Output = SdkResult<T, E>>,
+        E: ServiceError,
     {
-        self.inner
-            .settings
-            .retry
-            .run_request(operation, repeat, || {
-                self.inner.counters.queue_request();
-                let future = call();
-                async move { future.await.map_err(|error| classify_sdk(&error)) }
-            })
-            .await
+        let inner = &self.inner;
+        let count = || inner.counters.queue_request();
+        counted_request(&inner.settings.retry, operation, repeat, count, call).await
     }
 
     /// The queue URL of a logical name, resolved once.

@@ -26,10 +26,11 @@ use worldfleet_ports::{
     Clock, DeleteOutcome, OperationCounters, OutgoingMessage, Queue, QueueDepth, QueueSpec,
     ReceiveRequest, ReceivedMessage, SendOutcome, SystemClock, Table, UsageSnapshot,
 };
-use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, wait_for_drain};
-use worldfleet_runtime::{Fleet, PollerConfig, PollerStats, World, WorldSpec};
+use worldfleet_runtime::{Fleet, PollerConfig, PollerStats};
 use worldfleet_stages::{NARRATIVE_STAGES, StageSettings, build_stage};
+use worldfleet_testbed::audit::Audit;
+use worldfleet_testbed::{World, WorldSpec};
 
 /// What the AWS cost benchmark runs.
 #[derive(Debug, Clone)]

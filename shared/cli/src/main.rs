@@ -2,6 +2,7 @@
 
 mod bench_aws;
 mod bench_serve;
+mod bench_world;
 mod commands;
 #[cfg(test)]
 mod modes_test;

@@ -9,8 +9,9 @@ use worldfleet_embedded::{EmbeddedStore, StoreOptions};
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, ManualClock, Queue, Table};
 use worldfleet_runtime::embedded::{embedded_settings, embedded_stage_set};
-use worldfleet_runtime::{ModelChoice, RunOptions, WorldSpec};
+use worldfleet_runtime::{ModelChoice, RunOptions};
 use worldfleet_stages::{BuiltStage, ClassifierSetting};
+use worldfleet_testbed::WorldSpec;
 
 const ENVIRONMENT: [(&str, &str); 5] = [
     (

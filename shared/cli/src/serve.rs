@@ -24,10 +24,11 @@ use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
 
 use worldfleet_runtime::resources::{QueueSettings, declare};
-use worldfleet_runtime::{ModelChoice, PollerStats, WorldLayout, simulation};
+use worldfleet_runtime::{ModelChoice, PollerStats, simulation};
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{Metrics, MetricsSource, ServeConfig, ServeState};
 use worldfleet_stages::{ClassifierSetting, StageSettings, build_stages};
+use worldfleet_testbed::WorldLayout;
 
 /// `worldfleet serve` flags.
 #[derive(Debug, Args)]

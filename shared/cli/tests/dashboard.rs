@@ -21,7 +21,7 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use worldfleet_runtime::{World, WorldSpec};
+use worldfleet_testbed::{World, WorldSpec};
 
 mod common;
 use common::{Served, start_serve, status_and_body};

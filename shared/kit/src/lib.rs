@@ -14,8 +14,9 @@
 //!   variable;
 //! - [`breaker`] and [`http`]: the circuit breaker and JSON client for calls to remote
 //!   services (the inference pool, model servers), whose failures stages fall back from;
-//! - [`testing`]: declaring a stage's queues and tables and reading back what it wrote, for the
-//!   stage crates' tests over an in-process store.
+//! - [`testing`]: declaring a stage's queues and tables, building the events and deliveries it
+//!   is handed, and reading back what it wrote, for the stage crates' tests over an in-process
+//!   store.
 
 pub mod activity;
 pub mod batch;

@@ -28,9 +28,9 @@ use worldfleet_ports::{Clock, Queue, Table};
 use worldfleet_serve::client::{Following, Poster, follow};
 use worldfleet_serve::push::FeedSignals;
 use worldfleet_serve::{ServeConfig, ServeState};
+use worldfleet_testbed::world::{Emitted, Expectation};
 
 use crate::fleet::WorldGateway;
-use crate::world::{Emitted, Expectation};
 
 /// Envelopes per `POST /v1/events` (the door's limit).
 const BATCH: usize = 100;

@@ -3,7 +3,7 @@
 //! The same stage handlers that run in Lambda run here, each driven by its own pollers over
 //! the embedded queue, all sharing one durable store. A synthetic world posts signed envelopes
 //! to the intake queue at the requested rate; when every queue has drained, the stages stop and
-//! the independent [`crate::audit`] reads the tables and reports.
+//! the independent [`worldfleet_testbed::audit`] reads the tables and reports.
 //!
 //! With a world simulation (`WorldSpec::world_every > 0`) the run also seeds the world's cells
 //! and regions, runs the market, ecology and production stages and the watchdog in the same
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-
 use worldfleet_compose::Composer;
 use worldfleet_compose::metrics::ComposeSnapshot;
 use worldfleet_domain::names::{ALL_QUEUES, WORLD_QUEUES, dead_letter_queue};
@@ -26,15 +25,15 @@ use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table, UsageSnapshot};
-
-use crate::audit::{Audit, AuditReport};
-use crate::doors::{DeliveryReport, Doors};
-use crate::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
 use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_stages::{
     ClassifierSetting, ComposerSetting, NARRATIVE_STAGES, StageSettings, build_stages,
 };
+use worldfleet_testbed::audit::{Audit, AuditReport};
+use worldfleet_testbed::faults::{FaultCounts, FaultPlan, FaultRates, FaultyQueue, FaultyTable};
+use worldfleet_testbed::world::{World, WorldSpec};
 
+use crate::doors::{DeliveryReport, Doors};
 use crate::fleet::{
     Fleet, FleetStages, Posting, QueueGateway, WorldGateway, distributed, post_world,
     post_world_through, settle_world, wait_for_drain,
@@ -43,7 +42,6 @@ use crate::models::{self, ModelChoice};
 use crate::poller::PollerConfig;
 use crate::resources::{QueueSettings, declare};
 use crate::simulation::{self, WorldReport};
-use crate::world::{World, WorldSpec};
 
 /// Everything `worldfleet run` can be told.
 #[derive(Debug, Clone)]

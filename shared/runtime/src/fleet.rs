@@ -19,10 +19,10 @@ use worldfleet_domain::names::INTAKE_QUEUE;
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, SendOutcome};
 use worldfleet_stages::{REGISTRY, StageRole};
+use worldfleet_testbed::faults::FaultPlan;
+use worldfleet_testbed::world::{Emitted, Expectation, World};
 
-use crate::faults::FaultPlan;
 use crate::poller::{PollerConfig, PollerStats, run_stage};
-use crate::world::{Emitted, Expectation, World};
 
 /// What a fleet runs: the stage set the registry built ([`worldfleet_stages::build_stages`]).
 pub type FleetStages = worldfleet_stages::StageSet;
@@ -188,7 +188,7 @@ pub fn distributed(stats: Option<&PollerStats>) -> u64 {
 pub async fn settle_world(
     fleet: &mut Fleet,
     context: &StageContext,
-    layout: &crate::world::WorldLayout,
+    layout: &worldfleet_testbed::WorldLayout,
     timeout: Duration,
     mut on_tick: impl FnMut(),
 ) -> anyhow::Result<bool> {

@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use worldfleet_kit::StageHandler;
 use worldfleet_ports::{DeleteOutcome, Queue, ReceiveRequest, ReceivedMessage};
-
-use crate::faults::FaultPlan;
+use worldfleet_testbed::faults::FaultPlan;
 
 /// How a stage is polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

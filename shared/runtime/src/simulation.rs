@@ -31,8 +31,7 @@ use worldfleet_price::{PriceConfig, seed_region};
 use worldfleet_prune::PruneConfig;
 use worldfleet_stages::{StageSettings, WatchdogSpec};
 use worldfleet_tables::plan::page_from_item;
-
-use crate::world::{Expectation, FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
+use worldfleet_testbed::world::{Expectation, FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
 
 /// The ecology and market configurations of `layout`.
 pub fn configs(layout: &WorldLayout) -> anyhow::Result<(EcologyConfig, PriceConfig)> {

@@ -39,7 +39,7 @@ use worldfleet_ports::{
     SystemClock, Table, TableSpec, TransactWrite, Update,
 };
 
-use crate::classify::{classify_sdk, for_item, for_resource};
+use crate::classify::{SdkResult, ServiceError, counted_request, for_item, for_resource};
 use crate::retry::Repeat;
 use crate::settings::AwsSettings;
 use expression::{ExpressionBuilder, NormalisedRange, normalise_range};
@@ -96,9 +96,7 @@ impl DynamoTable {
 
     /// An adapter configured from the environment ([`AwsSettings::from_env`]).
     pub async fn from_env() -> crate::Result<Self> {
-        let settings = AwsSettings::from_env()?;
-        let config = settings.sdk_config().await;
-        Ok(Self::from_sdk_config(&config, settings))
+        AwsSettings::adapter_from_env(Self::from_sdk_config).await
     }
 
     /// Requests and capacity units counted so far.
@@ -119,23 +117,16 @@ impl DynamoTable {
         self.inner.clock.now_secs()
     }
 
-    /// One DynamoDB request: `send` issues one attempt, which is counted; its failure is
-    /// classified and retried by the policy for `repeat`.
-    async fn request<T, E, F, Fut>(&self, operation: &str, repeat: Repeat, mut send: F) -> Result<T>
+    /// One DynamoDB request, counted as a table request ([`counted_request`]).
+    async fn request<T, E, F, Fut>(&self, operation: &str, repeat: Repeat, send: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
-        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        Fut: Future<Output = SdkResult<T, E>>,
+        E: ServiceError,
     {
-        self.inner
-            .settings
-            .retry
-            .run_request(operation, repeat, || {
-                self.inner.counters.table_request();
-                let sent = send();
-                async move { sent.await.map_err(|error| classify_sdk(&error)) }
-            })
-            .await
+        let inner = &self.inner;
+        let count = || inner.counters.table_request();
+        counted_request(&inner.settings.retry, operation, repeat, count, send).await
     }
 
     /// One single-item write (PutItem, UpdateItem or DeleteItem) of `key` in `table`: `send`

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use worldfleet_embedded::Durability;
-use worldfleet_runtime::world_bench::WorldBenchOptions;
+
+use crate::bench_world::WorldBenchOptions;
 
 #[derive(Debug, Args)]
 pub(super) struct BenchWorldArgs {
@@ -54,7 +55,7 @@ pub(super) async fn run(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {
         },
     };
     eprintln!("bench-world: {options:?}");
-    let figures = worldfleet_runtime::world_bench::bench_world(options).await?;
+    let figures = crate::bench_world::bench_world(options).await?;
     println!(
         "ecology:     {:.0} creature updates/s ({:.0} cell ticks/s; cell tick p50 {:.2} ms, p99 {:.2} ms, full shell)",
         figures.creature_updates_per_s,

@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 use worldfleet_embedded::Durability;
 use worldfleet_intake::RateLimit;
-use worldfleet_runtime::{
-    ModelChoice, RunOptions, RunSummary, WorldReport, WorldSpec, run_embedded,
-};
+use worldfleet_runtime::{ModelChoice, RunOptions, RunSummary, WorldReport, run_embedded};
+use worldfleet_testbed::WorldSpec;
 
 #[derive(Debug, Args, Clone)]
 pub(super) struct WorldArgs {

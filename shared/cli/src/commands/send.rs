@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use worldfleet_runtime::WorldSpec;
+use worldfleet_testbed::WorldSpec;
 
 #[derive(Debug, Args)]
 pub(super) struct SendArgs {
@@ -38,7 +38,7 @@ pub(super) async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         let key = key
             .clone()
             .context("--world needs --resign-key (the gateway key to sign with)")?;
-        let mut world = worldfleet_runtime::World::new(WorldSpec {
+        let mut world = worldfleet_testbed::World::new(WorldSpec {
             events,
             gateway_key: key,
             ..WorldSpec::small(args.seed)

@@ -64,6 +64,18 @@ async fn metrics_count_requests_by_route_and_status_and_envelopes_by_outcome() {
     }
 }
 
+/// The head of an HTTP/1.1 request for `body`, signed by the sample gateway at `now`.
+fn signed_head(method: &str, path: &str, body: &[u8], now: u64) -> String {
+    let signature = sign_request(&key(), method, path, now, body);
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-worldfleet-gateway: {GATEWAY}\r\n\
+         x-worldfleet-timestamp: {now}\r\nx-worldfleet-signature: {signature}\r\n\
+         connection: close\r\n\r\n",
+        body.len()
+    )
+}
+
 /// Writes one signed HTTP/1.1 request on a new connection and returns the stream.
 async fn send(
     address: std::net::SocketAddr,
@@ -72,15 +84,8 @@ async fn send(
     body: &[u8],
     now: u64,
 ) -> TcpStream {
-    let signature = sign_request(&key(), method, path, now, body);
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nx-worldfleet-gateway: {GATEWAY}\r\n\
-         x-worldfleet-timestamp: {now}\r\nx-worldfleet-signature: {signature}\r\n\
-         connection: close\r\n\r\n",
-        body.len()
-    );
+    let head = signed_head(method, path, body, now);
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
     stream
@@ -104,16 +109,7 @@ async fn read_until(stream: &mut TcpStream, needle: &str, wait: Duration) -> Str
 async fn on_a_socket_it_serves_and_shuts_down_gracefully_closing_streams() {
     let fixture = fixture().await;
     fixture.write_page("player:p-1", 1, 2).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(worldfleet_serve::serve(
-        listener,
-        fixture.state.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (address, stop, server) = listen(&fixture).await;
     let now = fixture.clock.now_ms();
 
     let body = sample("action");
@@ -162,6 +158,15 @@ async fn listen(
         },
     ));
     (address, stop, server)
+}
+
+/// Stops the server [`listen`] started and waits (up to 15 s) for it to return.
+async fn shut_down(
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<worldfleet_serve::Result<()>>,
+) {
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
 }
 
 /// Reads until the peer closes (or `wait` passes); true when it closed.
@@ -213,8 +218,7 @@ async fn a_connection_over_the_cap_is_answered_503_and_closed() {
         text.contains("worldfleet_serve_connections_refused_total 1"),
         "{text}"
     );
-    stop.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    shut_down(stop, server).await;
 }
 
 #[tokio::test]
@@ -238,8 +242,7 @@ async fn a_client_that_trickles_its_request_head_is_disconnected() {
     // An idle connection that never sends anything is closed the same way.
     let mut silent = TcpStream::connect(address).await.unwrap();
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
-    stop.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    shut_down(stop, server).await;
 }
 
 #[tokio::test]
@@ -259,14 +262,8 @@ async fn a_stalled_body_is_cut_by_the_idle_timeout_but_a_live_stream_is_not() {
     assert!(opened.starts_with("HTTP/1.1 200"), "{opened}");
 
     let body = sample("action");
-    let signature = sign_request(&key(), "POST", "/v1/events", now, body.as_bytes());
     let mut stalled = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nx-worldfleet-gateway: {GATEWAY}\r\n\
-         x-worldfleet-timestamp: {now}\r\nx-worldfleet-signature: {signature}\r\n\r\n",
-        body.len()
-    );
+    let head = signed_head("POST", "/v1/events", body.as_bytes(), now);
     stalled.write_all(head.as_bytes()).await.unwrap();
     stalled.write_all(&body.as_bytes()[..10]).await.unwrap();
     assert!(
@@ -287,8 +284,7 @@ async fn a_stalled_body_is_cut_by_the_idle_timeout_but_a_live_stream_is_not() {
         text.contains("worldfleet_serve_subscriber_lag_seconds_count 2"),
         "{text}"
     );
-    stop.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    shut_down(stop, server).await;
 }
 
 #[tokio::test]

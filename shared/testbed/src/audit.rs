@@ -206,7 +206,7 @@ impl Audit<'_> {
                         }
                     }
                 }
-                // World events are the world audit's (`crate::simulation`).
+                // World events are the world audit's (`worldfleet_runtime::simulation`).
                 Expectation::World { .. } => {}
                 Expectation::Rejected {
                     reason,

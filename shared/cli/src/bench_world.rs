@@ -32,10 +32,9 @@ use worldfleet_price::production::{Planet, Region};
 use worldfleet_price::{
     MarketStage, ProductionStage, ProductionTimer, WindowStage, WindowTimer, seed_region,
 };
-
-use crate::resources::{QueueSettings, declare};
-use crate::simulation::configs;
-use crate::world::{FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
+use worldfleet_runtime::resources::{QueueSettings, declare};
+use worldfleet_runtime::simulation::configs;
+use worldfleet_testbed::world::{FOUNDING_SPECIES, TRADED_GOODS, WorldLayout};
 
 /// What to measure.
 #[derive(Debug, Clone)]
