@@ -83,6 +83,9 @@ pub struct InitError {
 
 struct ApiState {
     function_arn: String,
+    /// When the process was started, and whether its first `next` request came yet: the
+    /// function's init time is the gap between the two.
+    spawned: Mutex<Option<(String, Instant)>>,
     queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     awaiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<InitError>>,
@@ -103,6 +106,7 @@ impl RuntimeApi {
         let (queue, queued) = mpsc::unbounded_channel();
         let state = Arc::new(ApiState {
             function_arn,
+            spawned: Mutex::new(None),
             queued: tokio::sync::Mutex::new(queued),
             awaiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
@@ -179,6 +183,13 @@ fn error_document(status: StatusCode, message: &str) -> Response {
 
 /// Blocks until an invocation is queued, as the Lambda service does between invocations.
 async fn next_invocation(State(state): State<Arc<ApiState>>) -> Response {
+    if let Some((binary, spawned)) = state.spawned.lock().unwrap().take() {
+        // Printed for infra/README.md's init-time table (run with --nocapture).
+        println!(
+            "init {binary}: {:.1} ms from exec to the first /runtime/invocation/next",
+            spawned.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let invocation = state.queued.lock().await.recv().await;
     let Some(invocation) = invocation else {
         return error_document(StatusCode::GONE, "the environment is shutting down");
@@ -312,6 +323,10 @@ impl LambdaFunction {
         for (variable, value) in env {
             command.env(variable, value);
         }
+        let binary_name = binary
+            .file_name()
+            .map_or_else(|| name.to_owned(), |file| file.to_string_lossy().into_owned());
+        *api.state.spawned.lock().unwrap() = Some((binary_name, Instant::now()));
         let process = command.spawn()?;
         Ok(Self {
             name: name.to_owned(),
