@@ -13,47 +13,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue, deploy_from_template};
 use worldfleet_intake::{GatewayKeys, IntakeConfig, RateLimit};
 use worldfleet_kit::StageContext;
-use worldfleet_ports::{Clock, Queue, SystemClock, Table};
+use worldfleet_ports::{Clock, SystemClock};
 use worldfleet_runtime::audit::Audit;
 use worldfleet_runtime::fleet::{Posting, post_world, settle_world, wait_for_drain};
 use worldfleet_runtime::simulation;
 use worldfleet_runtime::{Fleet, PollerConfig, World, WorldSpec};
 use worldfleet_stages::{NARRATIVE_STAGES, StageSettings, all_names, build_stages};
 
-fn enabled() -> bool {
-    let on = std::env::var("WORLDFLEET_LOCAL_AWS").is_ok_and(|value| value == "1");
-    if !on {
-        eprintln!(
-            "*** SKIPPED: set WORLDFLEET_LOCAL_AWS=1 with the local stack running (scripts/test-aws.sh does both) ***"
-        );
-    }
-    on
-}
+mod support;
 
-/// A fresh stack (`<prefix>-<millis>`) with the template's queues and tables deployed.
-async fn deploy(prefix: &str) -> (AwsSettings, Arc<dyn Queue>, Arc<dyn Table>) {
-    let stack = format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let settings = AwsSettings::from_env()
-        .expect("settings")
-        .with_stack(&stack);
-    let config = settings.sdk_config().await;
-    let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
-    let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
-    let template = format!("{}/../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
-    deploy_from_template(&template, &sqs, &dynamo)
-        .await
-        .expect("deploy the template's queues and tables");
-    (settings, Arc::new(sqs), Arc::new(dynamo))
-}
+use support::aws::{deploy, enabled};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stage_on_sqs_and_dynamodb_loses_nothing_and_refuses_every_bad_envelope() {

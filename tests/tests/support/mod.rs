@@ -1,0 +1,3 @@
+//! Helpers shared by the test files that include them (`mod support;`).
+
+pub mod aws;
