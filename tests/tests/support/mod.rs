@@ -1,3 +1,6 @@
-//! Helpers shared by the test files that include them (`mod support;`).
+//! Helpers shared by the test files that include them (`mod support;`); each file uses some.
+
+#![allow(dead_code)]
 
 pub mod aws;
+pub mod intake;
