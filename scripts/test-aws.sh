@@ -2,8 +2,8 @@
 # The AWS path end to end, from a fresh clone and without Docker:
 #   install + start LocalStack (SQS) and DynamoDB Local, deploy infra/template.yaml's queues
 #   and tables with worldfleet-local-deploy, run the AWS adapters' tests with the
-#   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test on the
-#   emulators, lint the template, stop the stack.
+#   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test and the
+#   bad-input corpus on the emulators, lint the template, stop the stack.
 # A stack that was already running is left running. Extra arguments go to `cargo test`.
 set -euo pipefail
 
@@ -51,6 +51,9 @@ cargo test --workspace --locked --test contract --test dynamo_local --test sqs_l
 
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
 cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
+
+echo "== the bad-input corpus (events/bad/) through intake on SQS and DynamoDB: each case a rejection row with its code"
+cargo test --workspace --locked --test bad_input "$@" -- --nocapture
 
 echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
 cargo test --workspace --locked --test leases "$@" -- --nocapture

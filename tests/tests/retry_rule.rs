@@ -11,16 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use worldfleet_domain::RejectReason;
 use worldfleet_domain::names::{CLASSIFY_QUEUE, INTAKE_QUEUE, LEDGER_TABLE, REJECTIONS_TABLE};
-use worldfleet_domain::{AcceptedEvent, RejectReason};
 use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::rejections::lookup_event;
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
-use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{
-    Clock, Key, OutgoingMessage, Queue, ReceiveRequest, SendOutcome, SystemClock, Table,
-};
+use worldfleet_kit::StageContext;
+use worldfleet_ports::{Clock, Key, OutgoingMessage, Queue, SendOutcome, SystemClock, Table};
 use worldfleet_runtime::resources::{QueueSettings, declare};
+
+mod support;
+
+use support::intake::{routed_event_ids, run_intake};
 
 const KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 
@@ -78,69 +80,6 @@ async fn send(queue: &dyn Queue, body: &str, partition: &str, dedup_id: &str) {
     );
 }
 
-/// Receives what is on the intake queue for up to `wait` and runs intake over it, deleting
-/// what it finished (as the poller does); returns how many messages intake saw.
-async fn run_intake(intake: &Intake, queue: &dyn Queue, wait: Duration) -> usize {
-    let mut seen = 0;
-    let deadline = tokio::time::Instant::now() + wait;
-    while tokio::time::Instant::now() < deadline {
-        let batch = queue
-            .receive(
-                INTAKE_QUEUE,
-                ReceiveRequest::batch(Duration::from_millis(500)),
-            )
-            .await
-            .expect("receive");
-        if batch.is_empty() {
-            continue;
-        }
-        seen += batch.len();
-        let report = intake.handle_batch(&batch, Duration::from_secs(30)).await;
-        assert!(report.all_succeeded(), "{report:?}");
-        queue
-            .delete_batch(
-                INTAKE_QUEUE,
-                batch
-                    .into_iter()
-                    .map(|message| message.receipt_handle)
-                    .collect(),
-            )
-            .await
-            .expect("delete");
-    }
-    seen
-}
-
-async fn classified(queue: &dyn Queue) -> Vec<String> {
-    let mut ids = Vec::new();
-    loop {
-        let batch = queue
-            .receive(
-                CLASSIFY_QUEUE,
-                ReceiveRequest::batch(Duration::from_millis(500)),
-            )
-            .await
-            .expect("receive");
-        if batch.is_empty() {
-            return ids;
-        }
-        for message in &batch {
-            let event: AcceptedEvent = serde_json::from_str(&message.body).unwrap();
-            ids.push(event.event_id);
-        }
-        queue
-            .delete_batch(
-                CLASSIFY_QUEUE,
-                batch
-                    .into_iter()
-                    .map(|message| message.receipt_handle)
-                    .collect(),
-            )
-            .await
-            .expect("delete");
-    }
-}
-
 async fn a_rate_limited_event_goes_in_under_a_new_deduplication_id(
     queue: Arc<dyn Queue>,
     table: Arc<dyn Table>,
@@ -178,7 +117,10 @@ async fn a_rate_limited_event_goes_in_under_a_new_deduplication_id(
         "the refusal names the new deduplication id: {}",
         refused[0].detail
     );
-    assert_eq!(classified(queue.as_ref()).await, vec![first_id.clone()]);
+    assert_eq!(
+        routed_event_ids(queue.as_ref(), CLASSIFY_QUEUE).await,
+        vec![first_id.clone()]
+    );
 
     // The wrong retry: the same deduplication id inside 5 minutes never reaches intake.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -209,7 +151,10 @@ async fn a_rate_limited_event_goes_in_under_a_new_deduplication_id(
         .await
         .unwrap();
     assert!(ledger.is_some(), "the retried event is in the ledger");
-    assert_eq!(classified(queue.as_ref()).await, vec![second_id.clone()]);
+    assert_eq!(
+        routed_event_ids(queue.as_ref(), CLASSIFY_QUEUE).await,
+        vec![second_id.clone()]
+    );
     // And a third copy under yet another id is a replay, not a second application.
     send(
         queue.as_ref(),
@@ -222,7 +167,11 @@ async fn a_rate_limited_event_goes_in_under_a_new_deduplication_id(
         run_intake(&intake, queue.as_ref(), Duration::from_secs(3)).await,
         1
     );
-    assert!(classified(queue.as_ref()).await.is_empty());
+    assert!(
+        routed_event_ids(queue.as_ref(), CLASSIFY_QUEUE)
+            .await
+            .is_empty()
+    );
     let rows = lookup_event(table.as_ref(), REJECTIONS_TABLE, "gw-sample", &second_id)
         .await
         .unwrap();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use worldfleet_domain::envelope::ReceivedEnvelope;
+use worldfleet_domain::envelope::{ReceivedEnvelope, SIGNATURE_HEX_CHARS, is_canonical_signature};
 use worldfleet_domain::{DomainError, Envelope, RejectReason};
 
 use crate::config::GatewayKeys;
@@ -50,8 +50,9 @@ pub(crate) fn sender_hints(raw: &[u8]) -> (Option<String>, Option<String>) {
     if raw.len() > worldfleet_domain::MAX_ENVELOPE_BYTES {
         return (None, None);
     }
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(raw)
-    else {
+    // The strict reader: a body with a repeated member name names no sender (which of its
+    // `gateway`s would it be?), so its row goes under `gateway#unknown`, found by its bytes.
+    let Ok(object) = worldfleet_domain::json::parse_object(raw) else {
         return (None, None);
     };
     let field = |name: &str| {
@@ -89,6 +90,25 @@ pub fn check(
             format!("gateway {:?} has no key configured", envelope.gateway),
         ));
     };
+    if !is_canonical_signature(&received.signature) {
+        return Err(refuse(
+            RejectReason::BadSignature,
+            format!(
+                "the signature must be {SIGNATURE_HEX_CHARS} lowercase hex characters (one \
+                 signature, one spelling); this one is {} characters{}",
+                received.signature.chars().count(),
+                if received
+                    .signature
+                    .bytes()
+                    .any(|byte| byte.is_ascii_uppercase())
+                {
+                    " with upper case"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     if received.verify(key).is_err() {
         return Err(refuse(
             RejectReason::BadSignature,
@@ -208,5 +228,29 @@ mod tests {
             Some("gw-1"),
             "hints survive a schema failure"
         );
+        let signed = envelope(NOW).sign(KEY).unwrap();
+        let upper = signed.replace(
+            &signature_of(&signed),
+            &signature_of(&signed).to_uppercase(),
+        );
+        let refusal = check(upper.as_bytes(), &keys(), NOW, Duration::from_secs(300)).unwrap_err();
+        assert_eq!(refusal.reason, RejectReason::BadSignature);
+        assert!(refusal.detail.contains("lowercase"), "{}", refusal.detail);
+        let doubled = signed.replacen("\"gateway\":", "\"gateway\":\"gw-1\",\"gateway\":", 1);
+        let refusal =
+            check(doubled.as_bytes(), &keys(), NOW, Duration::from_secs(300)).unwrap_err();
+        assert_eq!(refusal.reason, RejectReason::Malformed);
+        assert_eq!(
+            (refusal.gateway, refusal.event_id),
+            (None, None),
+            "a body with a repeated member names no sender"
+        );
+    }
+
+    fn signature_of(raw: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(raw).unwrap()["signature"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }

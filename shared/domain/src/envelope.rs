@@ -3,8 +3,10 @@
 //! A gateway signs the envelope with HMAC-SHA256 under its own key. The signed bytes are the
 //! JSON Canonicalization Scheme (RFC 8785) form of the envelope object *without* its
 //! `signature` member, so a gateway in any language can sign with a stock JCS library. The
-//! signature is lowercase hex. Verification works on the object exactly as received (not on a
-//! re-serialisation), and compares in constant time.
+//! signature is 64 lowercase hex characters (upper case is refused: one signature, one
+//! spelling). Verification works on the object exactly as received (not on a
+//! re-serialisation), and compares in constant time. The object is read by
+//! [`crate::json::parse_value`], which refuses duplicate member names at any depth.
 //!
 //! The published JSON Schema is `events/schema/envelope.v1.json`; this module is the
 //! authoritative parser and refuses unknown fields.
@@ -277,7 +279,7 @@ impl EventPayload {
                     reason: format!("longer than {MAX_TEXT_CHARS} characters"),
                 });
             }
-            Ok(())
+            refuse_control_characters(field, text, &['\n', '\r', '\t'])
         };
         let check_name = |field: &'static str, text: &str| {
             if text.is_empty() || text.chars().count() > 64 {
@@ -286,7 +288,7 @@ impl EventPayload {
                     reason: "must be 1-64 characters".to_owned(),
                 });
             }
-            Ok(())
+            refuse_control_characters(field, text, &[])
         };
         match self {
             Self::Dialogue(dialogue) => {
@@ -328,6 +330,21 @@ impl EventPayload {
             }
         }
         Ok(())
+    }
+}
+
+/// Refuses a control character (NUL, escape, the C1 controls, ...) in player-written text,
+/// other than those in `allowed`: no game needs them, and a NUL cuts a C string short.
+fn refuse_control_characters(field: &'static str, text: &str, allowed: &[char]) -> Result<()> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
+        Some(control) => Err(DomainError::InvalidField {
+            field,
+            reason: format!("holds the control character U+{:04X}", u32::from(control)),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -380,7 +397,7 @@ struct WireEnvelope {
 #[derive(Debug, Clone)]
 pub struct ReceivedEnvelope {
     pub envelope: Envelope,
-    /// Lowercase hex HMAC-SHA256 as sent.
+    /// The signature as sent (refused by [`Self::verify`] unless 64 lowercase hex characters).
     pub signature: String,
     /// JCS bytes of the received object minus `signature`.
     pub signed_bytes: Vec<u8>,
@@ -400,8 +417,7 @@ impl ReceivedEnvelope {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
-        let mut object: Map<String, Value> = serde_json::from_slice(raw)
-            .map_err(|error| DomainError::Malformed(format!("not a JSON object: {error}")))?;
+        let mut object: Map<String, Value> = crate::json::parse_object(raw)?;
         match object.get("v") {
             Some(Value::Number(version)) if version.as_u64() == Some(ENVELOPE_VERSION) => {}
             Some(Value::Number(version)) => {
@@ -434,8 +450,12 @@ impl ReceivedEnvelope {
         })
     }
 
-    /// Checks the signature against `key` in constant time.
+    /// Checks the signature against `key` in constant time. A signature that is not
+    /// [canonically spelled](is_canonical_signature) does not match, whatever it decodes to.
     pub fn verify(&self, key: &[u8]) -> Result<()> {
+        if !is_canonical_signature(&self.signature) {
+            return Err(DomainError::BadSignature);
+        }
         let expected = hex::decode(&self.signature).map_err(|_| DomainError::BadSignature)?;
         let mut mac = HmacSha256::new_from_slice(key).map_err(|_| DomainError::BadSignature)?;
         mac.update(&self.signed_bytes);
@@ -521,6 +541,19 @@ pub fn signature_hex(key: &[u8], bytes: &[u8]) -> Result<String> {
         .map_err(|error| DomainError::Canonicalisation(error.to_string()))?;
     mac.update(bytes);
     Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Length of a signature: 32 bytes of HMAC-SHA256 as hex.
+pub const SIGNATURE_HEX_CHARS: usize = 64;
+
+/// True when `signature` is spelled the one way a signature may be: 64 lowercase hex
+/// characters. `hex` would also decode upper case, but one signature must have exactly one
+/// spelling (nothing downstream should have to ask whether two spellings are the same).
+pub fn is_canonical_signature(signature: &str) -> bool {
+    signature.len() == SIGNATURE_HEX_CHARS
+        && signature
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 /// Accepts a ULID (26 Crockford base32 characters) or a UUIDv7 (hyphenated).
@@ -627,6 +660,67 @@ mod tests {
             ReceivedEnvelope::parse(b"[1,2"),
             Err(DomainError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_duplicate_member_is_malformed_even_when_signed_for_one_of_its_values() {
+        // Signed for `p-1`, then a second `actor` slipped in: a last-wins parser would read
+        // `p-9` under a valid signature.
+        let signed = sample().sign(b"secret").unwrap();
+        for (from, to) in [
+            ("\"actor\":\"p-1\"", "\"actor\":\"p-1\",\"actor\":\"p-9\""),
+            ("\"actor\":\"p-1\"", "\"actor\":\"p-9\",\"actor\":\"p-1\""),
+            ("\"text\":", "\"text\":\"x\",\"text\":"),
+        ] {
+            assert!(signed.contains(from));
+            let doubled = signed.replacen(from, to, 1);
+            match ReceivedEnvelope::parse(doubled.as_bytes()) {
+                Err(DomainError::Malformed(reason)) => {
+                    assert!(reason.contains("duplicate member name"), "{reason}")
+                }
+                other => panic!("{doubled}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_signature_has_one_spelling_lowercase_hex() {
+        let signed = sample().sign(b"secret").unwrap();
+        let received = ReceivedEnvelope::parse(signed.as_bytes()).unwrap();
+        assert!(is_canonical_signature(&received.signature));
+        let mut upper = received.clone();
+        upper.signature = received.signature.to_uppercase();
+        assert!(!is_canonical_signature(&upper.signature));
+        assert_eq!(upper.verify(b"secret"), Err(DomainError::BadSignature));
+        let mut short = received;
+        short.signature.pop();
+        assert_eq!(short.verify(b"secret"), Err(DomainError::BadSignature));
+    }
+
+    #[test]
+    fn control_characters_in_player_text_are_refused() {
+        let mut envelope = sample();
+        envelope.payload = EventPayload::Dialogue(DialoguePayload {
+            text: "line one\nline two\ttabbed".into(),
+            to: None,
+        });
+        ReceivedEnvelope::parse(envelope.sign(b"k").unwrap().as_bytes()).unwrap();
+        for text in ["nul\0byte", "escape\u{1b}[31m", "c1\u{85}"] {
+            envelope.payload = EventPayload::Dialogue(DialoguePayload {
+                text: text.into(),
+                to: None,
+            });
+            assert!(
+                matches!(
+                    ReceivedEnvelope::parse(envelope.sign(b"k").unwrap().as_bytes()),
+                    Err(DomainError::InvalidField {
+                        field: "payload.text",
+                        ..
+                    })
+                ),
+                "{text:?}"
+            );
+        }
     }
 
     fn world_sample(partition: &str, payload: EventPayload) -> Envelope {

@@ -7,6 +7,7 @@
 pub mod envelope;
 pub mod error;
 pub mod feed;
+pub mod json;
 pub mod messages;
 pub mod names;
 pub mod prune;

@@ -179,14 +179,17 @@ pub fn message_for(raw: &RawValue) -> Result<OutgoingMessage, EnvelopeResult> {
             ),
         });
     }
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
-    else {
+    if !text.starts_with('{') {
         return Err(EnvelopeResult::Refused {
             reason: RejectReason::Malformed.code(),
             message: "an envelope is a JSON object".into(),
         });
-    };
-    // Transport keys only: what intake makes of the fields is intake's business.
+    }
+    // Transport keys only: what intake makes of the fields is intake's business. They are
+    // read with intake's own strict reader, so an object intake will refuse as `malformed` (a
+    // repeated member name, nesting past its limit) takes no key from an ambiguous member: it
+    // is queued under the fallback group and its body's hash, and intake records the refusal.
+    let object = worldfleet_domain::json::parse_object(text.as_bytes()).unwrap_or_default();
     let group = fifo_id(object.get("partition").and_then(|value| value.as_str()))
         .unwrap_or_else(|| FALLBACK_GROUP.to_owned());
     let dedup = fifo_id(object.get("event_id").and_then(|value| value.as_str()))
@@ -485,6 +488,15 @@ mod tests {
         let message = message_for(&raw).unwrap();
         assert_eq!(message.group_id.as_deref(), Some(FALLBACK_GROUP));
         assert_eq!(message.dedup_id.as_deref().map(str::len), Some(64));
+        // A repeated member name: no key is taken from either copy.
+        let raw = RawValue::from_string(
+            r#"{"partition":"gm/d/s","event_id":"01J","event_id":"01K"}"#.into(),
+        )
+        .unwrap();
+        let message = message_for(&raw).unwrap();
+        assert_eq!(message.group_id.as_deref(), Some(FALLBACK_GROUP));
+        assert_eq!(message.dedup_id.as_deref().map(str::len), Some(64));
+        assert_eq!(message.body, raw.get());
     }
 
     #[test]

@@ -54,28 +54,37 @@ pub(super) async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     for path in &args.files {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let mut envelope: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        if let Some(key) = &key {
-            let object = envelope
-                .as_object_mut()
-                .context("an envelope is a JSON object")?;
-            object.remove("signature");
-            object.insert("sent_at_ms".into(), serde_json::Value::from(now_ms));
-            let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope)?;
-            envelope["signature"] = serde_json::Value::from(
-                worldfleet_domain::envelope::signature_hex(key, &canonical)?,
-            );
-        }
-        let group = envelope["partition"]
-            .as_str()
+        // Intake's strict reader: a file with a repeated member name cannot be re-signed (which
+        // copy would the signature cover?); without a key the file goes as it is, for intake
+        // to judge.
+        let parsed = worldfleet_domain::json::parse_object(text.as_bytes());
+        let body = match &key {
+            Some(key) => {
+                let mut envelope = parsed
+                    .with_context(|| format!("{} is not an envelope to re-sign", path.display()))?;
+                envelope.remove("signature");
+                envelope.insert("sent_at_ms".into(), serde_json::Value::from(now_ms));
+                let mut envelope = serde_json::Value::Object(envelope);
+                let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope)?;
+                envelope["signature"] = serde_json::Value::from(
+                    worldfleet_domain::envelope::signature_hex(key, &canonical)?,
+                );
+                envelope.to_string()
+            }
+            None => text.trim().to_owned(),
+        };
+        let fields = worldfleet_domain::json::parse_object(body.as_bytes()).unwrap_or_default();
+        let group = fields
+            .get("partition")
+            .and_then(serde_json::Value::as_str)
             .unwrap_or("unpartitioned")
             .to_owned();
-        let dedup = envelope["event_id"]
-            .as_str()
+        let dedup = fields
+            .get("event_id")
+            .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{now_ms}-{}", messages.len()));
-        messages.push(OutgoingMessage::fifo(envelope.to_string(), &group, &dedup));
+        messages.push(OutgoingMessage::fifo(body, &group, &dedup));
     }
     let mut sent = 0;
     let mut failed = 0;
