@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The AWS path end to end, from a fresh clone and without Docker:
-#   install + start LocalStack (SQS) and DynamoDB Local, deploy infra/template.yaml's queues
+#   install + start LocalStack (SQS, Secrets Manager) and DynamoDB Local, deploy infra/template.yaml's queues
 #   and tables with worldfleet-local-deploy, run the AWS adapters' tests with the
 #   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test on the
 #   emulators, lint the template, stop the stack.
@@ -51,6 +51,9 @@ cargo test --workspace --locked --test contract --test dynamo_local --test sqs_l
 
 echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
 cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
+
+echo "== gateway key rotation through Secrets Manager: old key, rotate, new key, retire old → bad_signature; no key or signature in logs or errors"
+cargo test --workspace --locked --test key_rotation "$@" -- --nocapture
 
 echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
 cargo test --workspace --locked --test leases "$@" -- --nocapture

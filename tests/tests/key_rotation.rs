@@ -19,11 +19,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use worldfleet_domain::envelope::DialoguePayload;
+use worldfleet_domain::envelope::ReceivedEnvelope;
 use worldfleet_domain::names::{
     ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE, REJECTIONS_TABLE,
 };
-use worldfleet_domain::{Envelope, EventKind, EventPayload, PartitionUid, RejectReason};
+use worldfleet_domain::{Envelope, RejectReason};
 use worldfleet_embedded::testing::TempStore;
 use worldfleet_intake::rejections::lookup_event;
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, KeySource};
@@ -34,7 +34,8 @@ use worldfleet_stages::{StageSettings, build_stage};
 const GATEWAY: &str = "gw-rot";
 const OLD: &str = "6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b657931";
 const NEW: &str = "6e65772d6b65792d6e65772d6b65792d6e65772d6b65792d6e65772d6b657932";
-const PARTITION: &str = "gm-1/district-2/scene-3";
+/// The dialogue sample's partition.
+const PARTITION: &str = "gm-0001/district-003/scene-012";
 
 /// Everything every subscriber in this test binary wrote.
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -65,23 +66,18 @@ impl Write for Capture {
     }
 }
 
-/// The `n`th envelope of the test, signed with `key_hex`, and its signature.
+/// The `n`th envelope of the test (the shipped dialogue sample as gateway `gw-rot` sends it
+/// now), signed with `key_hex`, and its signature.
 fn signed(n: u32, key_hex: &str) -> (Envelope, String, String) {
-    let envelope = Envelope {
-        v: 1,
-        gateway: GATEWAY.into(),
-        event_id: format!("01JD3Q7Z8X9Y0A1B2C3D4E5F{n:02}"),
-        sent_at_ms: SystemClock.now_ms(),
-        partition: PartitionUid::parse(PARTITION).unwrap(),
-        kind: EventKind::Dialogue,
-        actor: format!("p-{n}"),
-        participants: vec!["p-0".into()],
-        faction: None,
-        payload: EventPayload::Dialogue(DialoguePayload {
-            text: "the old gate is sealed".into(),
-            to: None,
-        }),
-    };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/samples/dialogue.json"
+    );
+    let sample = std::fs::read(path).unwrap();
+    let mut envelope = ReceivedEnvelope::parse(&sample).unwrap().envelope;
+    envelope.gateway = GATEWAY.into();
+    envelope.event_id = format!("01JD3Q7Z8X9Y0A1B2C3D4E5F{n:02}");
+    envelope.sent_at_ms = SystemClock.now_ms();
     let body = envelope.sign(&hex::decode(key_hex).unwrap()).unwrap();
     let signature = serde_json::from_str::<serde_json::Value>(&body).unwrap()["signature"]
         .as_str()
@@ -305,6 +301,16 @@ async fn keys_rotate_and_a_retired_key_is_refused_embedded() {
     rotation.assert_nothing_leaked(&errors);
 }
 
+/// The settings of an intake whose keys are in secret `arn`, read again every second.
+fn secret_settings(arn: &str) -> StageSettings {
+    let lookup = |name: &str| match name {
+        "WORLDFLEET_GATEWAY_KEYS_SECRET_ARN" => Some(arn.to_owned()),
+        "WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS" => Some("1".to_owned()),
+        _ => None,
+    };
+    StageSettings::from_vars(&Env::from_lookup(&lookup)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_through_secrets_manager_and_a_retired_key_is_refused() {
     if !local_aws::enabled("the local stack running with Secrets Manager (scripts/test-aws.sh)") {
@@ -325,17 +331,7 @@ async fn keys_rotate_through_secrets_manager_and_a_retired_key_is_refused() {
 
     // Intake as its Lambda builds it: the secret's ARN in the environment, the keys loaded
     // from it, the stage from the registry.
-    let variables = [
-        ("WORLDFLEET_GATEWAY_KEYS_SECRET_ARN", arn.clone()),
-        ("WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS", "1".to_owned()),
-    ];
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .find(|(variable, _)| *variable == name)
-            .map(|(_, value)| value.clone())
-    };
-    let mut settings = StageSettings::from_vars(&Env::from_lookup(&lookup)).unwrap();
+    let mut settings = secret_settings(&arn);
     let mut errors = Vec::new();
     let context = StageContext::new(
         stack.sqs.clone(),
@@ -376,18 +372,7 @@ async fn keys_rotate_through_secrets_manager_and_a_retired_key_is_refused() {
     rotation.run(put, &mut errors).await;
 
     // A secret that cannot be read stops start-up, saying which and why, not what it holds.
-    let missing_arn = arn.replace("-gateway-keys", "-no-such-keys");
-    let missing = [
-        ("WORLDFLEET_GATEWAY_KEYS_SECRET_ARN", missing_arn),
-        ("WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS", "1".to_owned()),
-    ];
-    let lookup = |name: &str| {
-        missing
-            .iter()
-            .find(|(variable, _)| *variable == name)
-            .map(|(_, value)| value.clone())
-    };
-    let mut settings = StageSettings::from_vars(&Env::from_lookup(&lookup)).unwrap();
+    let mut settings = secret_settings(&arn.replace("-gateway-keys", "-no-such-keys"));
     let error = worldfleet_lambda::load_gateway_keys(&mut settings)
         .await
         .unwrap_err();

@@ -32,18 +32,18 @@ fn bad_keys_are_refused_without_being_quoted() {
     let short = "0011223344";
     let cases = [
         // A bare key pasted without its gateway.
-        format!("{OLD}"),
+        OLD.to_owned(),
         format!("gw-1={OLD}|{short}"),
         format!("gw-1={OLD}|zz{OLD}"),
         format!("gw-1={OLD},gw-1={NEW}"),
         format!("gw-1={OLD}|{OLD}|{OLD}|{OLD}|{NEW}"),
-        format!("gw-1="),
+        "gw-1=".to_owned(),
         format!("={OLD}"),
         format!(r#"{{"gw-1": ["{OLD}", 12345678901234567890]}}"#),
         format!(r#"{{"gw-1": {{"k": "{OLD}"}}}}"#),
         format!(r#"{{"gw-1": "{OLD}" "#),
         format!(r#"["{OLD}"]"#),
-        format!(r#"{{"gw-1": []}}"#),
+        r#"{"gw-1": []}"#.to_owned(),
     ];
     for spec in cases {
         let error = KeySet::parse(&spec).expect_err(&spec).to_string();
@@ -166,29 +166,18 @@ async fn refresh_waits_for_its_interval_and_a_first_read_must_succeed() {
 
 #[test]
 fn an_envelope_verifies_under_any_active_key_of_its_gateway() {
-    use worldfleet_domain::envelope::DialoguePayload;
-    use worldfleet_domain::{Envelope, EventKind, EventPayload, PartitionUid, RejectReason};
+    use worldfleet_domain::RejectReason;
+    use worldfleet_domain::envelope::ReceivedEnvelope;
 
-    const NOW: u64 = 1_763_700_000_000;
-    let envelope = Envelope {
-        v: 1,
-        gateway: "gw-1".into(),
-        event_id: "01JD3Q7Z8X9Y0A1B2C3D4E5F6G".into(),
-        sent_at_ms: NOW,
-        partition: PartitionUid::parse("gm-1/district-2/scene-3").unwrap(),
-        kind: EventKind::Dialogue,
-        actor: "p-1".into(),
-        participants: vec!["p-2".into()],
-        faction: None,
-        payload: EventPayload::Dialogue(DialoguePayload {
-            text: "hello".into(),
-            to: None,
-        }),
-    };
+    // The shipped dialogue sample, posted by gw-1 and signed again under each key.
+    let sample = include_str!("../../../../events/samples/dialogue.json");
+    let mut envelope = ReceivedEnvelope::parse(sample.as_bytes()).unwrap().envelope;
+    envelope.gateway = "gw-1".into();
+    let now = envelope.sent_at_ms;
     let signed_old = envelope.sign(&hex::decode(OLD).unwrap()).unwrap();
     let signed_new = envelope.sign(&hex::decode(NEW).unwrap()).unwrap();
     let check = |raw: &str, keys: &GatewayKeys| {
-        crate::validate::check(raw.as_bytes(), keys, NOW, Duration::from_secs(300))
+        crate::validate::check(raw.as_bytes(), keys, now, Duration::from_secs(300))
             .map(|_| ())
             .map_err(|refusal| refusal.reason)
     };
@@ -210,7 +199,7 @@ fn an_envelope_verifies_under_any_active_key_of_its_gateway() {
     let refusal = crate::validate::check(
         signed_old.as_bytes(),
         &retired,
-        NOW,
+        now,
         Duration::from_secs(300),
     )
     .unwrap_err();
