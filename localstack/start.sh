@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local AWS stack in the background and waits until it answers:
-#   - LocalStack in host mode (SQS, EventBridge, Scheduler, CloudFormation) on 127.0.0.1:4566;
+#   - LocalStack in host mode (SQS, EventBridge, Scheduler, CloudFormation, Secrets Manager)
+#     on 127.0.0.1:4566;
 #   - AWS DynamoDB Local (in memory) on 127.0.0.1:8000.
 # Logs and pids live under .localstack/. Already running: nothing is started twice.
 # With WORLDFLEET_AWS_LAYOUT=single or AWS_ENDPOINT_URL set (a LocalStack container serving
@@ -57,7 +58,7 @@ else
     (
       cd "${STATE}"
       LOCALSTACK_HOST="127.0.0.1:${LOCALSTACK_PORT}" GATEWAY_LISTEN="127.0.0.1:${LOCALSTACK_PORT}" \
-        SERVICES=sqs,events,scheduler,cloudformation DNS_ADDRESS=0 SQS_ENDPOINT_STRATEGY=path \
+        SERVICES=sqs,events,scheduler,cloudformation,secretsmanager DNS_ADDRESS=0 SQS_ENDPOINT_STRATEGY=path \
         SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="${STATE}/data" \
         setsid nohup "${STATE}/venv/bin/python" -m localstack.runtime.main \
         > "${STATE}/localstack.log" 2>&1 < /dev/null &

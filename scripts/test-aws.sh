@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The AWS path end to end, from a fresh clone and without Docker:
-#   install + start LocalStack (SQS) and DynamoDB Local, deploy infra/template.yaml's queues
+#   install + start LocalStack (SQS, Secrets Manager) and DynamoDB Local, deploy infra/template.yaml's queues
 #   and tables with worldfleet-local-deploy, run the AWS adapters' tests with the
 #   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test and the
 #   bad-input corpus on the emulators, lint the template, stop the stack.
@@ -54,6 +54,9 @@ cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
 
 echo "== the bad-input corpus (events/bad/) through intake on SQS and DynamoDB: each case a rejection row with its code"
 cargo test --workspace --locked --test bad_input "$@" -- --nocapture
+
+echo "== gateway key rotation through Secrets Manager: old key, rotate, new key, retire old → bad_signature; no key or signature in logs or errors"
+cargo test --workspace --locked --test key_rotation "$@" -- --nocapture
 
 echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
 cargo test --workspace --locked --test leases "$@" -- --nocapture

@@ -276,7 +276,19 @@ impl StageHandler for Intake {
         INTAKE_QUEUE
     }
 
+    fn describe(&self) -> String {
+        match self.config.gateways.source() {
+            Some((source, every)) => format!(
+                "intake: gateway keys from {source}, read again every {} s",
+                every.as_secs()
+            ),
+            None => "intake: gateway keys fixed at start-up".to_owned(),
+        }
+    }
+
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
+        // Keys from a secret are read again once their refresh interval has passed.
+        self.config.gateways.refresh_if_due().await;
         forward_batch(&self.context, records, |record| async move {
             match self.admit(record).await {
                 Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),

@@ -9,11 +9,13 @@
 pub mod config;
 pub mod error;
 pub mod handler;
+pub mod keys;
 pub mod ratelimit;
 pub mod rejections;
 pub mod validate;
 
-pub use config::{GatewayKeys, IntakeConfig, RateLimit};
+pub use config::{IntakeConfig, KeySecret, RateLimit};
 pub use error::{IntakeError, Result};
 pub use handler::Intake;
+pub use keys::{GatewayKey, GatewayKeys, KeySet, KeySource};
 pub use validate::{Refusal, Validated};

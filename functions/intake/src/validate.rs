@@ -84,12 +84,15 @@ pub fn check(
         gateway: Some(envelope.gateway.clone()),
         event_id: Some(envelope.event_id.clone()),
     };
-    let Some(key) = gateways.key(&envelope.gateway) else {
+    // Any active key of the gateway: during a rotation it has the new one and the old one.
+    let keys = gateways.current();
+    let candidates = keys.keys(&envelope.gateway);
+    if candidates.is_empty() {
         return Err(refuse(
             RejectReason::UnknownGateway,
             format!("gateway {:?} has no key configured", envelope.gateway),
         ));
-    };
+    }
     if !is_canonical_signature(&received.signature) {
         return Err(refuse(
             RejectReason::BadSignature,
@@ -109,10 +112,13 @@ pub fn check(
             ),
         ));
     }
-    if received.verify(key).is_err() {
+    if !candidates
+        .iter()
+        .any(|key| received.verify(key.as_bytes()).is_ok())
+    {
         return Err(refuse(
             RejectReason::BadSignature,
-            "HMAC-SHA256 over the JCS form of the envelope (without `signature`) does not match the gateway's key".into(),
+            "HMAC-SHA256 over the JCS form of the envelope (without `signature`) does not match any active key of the gateway".into(),
         ));
     }
     let skew_ms = now_ms.abs_diff(envelope.sent_at_ms);

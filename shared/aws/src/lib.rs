@@ -7,6 +7,7 @@
 //! backoff with full jitter; the SDK's own retries are switched off so that every attempt is
 //! counted), classify every failure into the port's [`Error`](worldfleet_ports::Error), and
 //! count requests and capacity units in an [`OperationCounters`](worldfleet_ports::OperationCounters).
+//! [`SecretsManagerSecret`] reads the one secret that holds the gateway keys.
 //! Endpoints come from the standard AWS configuration chain, which honours `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_SQS` and `AWS_ENDPOINT_URL_DYNAMODB` (LocalStack, DynamoDB Local).
 
@@ -16,6 +17,7 @@ pub mod dynamo;
 pub mod error;
 pub mod local_deploy;
 pub mod retry;
+pub mod secrets;
 pub mod settings;
 pub mod sqs;
 pub mod template;
@@ -24,5 +26,6 @@ pub use dynamo::DynamoTable;
 pub use error::{AwsError, Result};
 pub use local_deploy::{DeployReport, deploy_from_template};
 pub use retry::RetryPolicy;
+pub use secrets::SecretsManagerSecret;
 pub use settings::AwsSettings;
 pub use sqs::SqsQueue;

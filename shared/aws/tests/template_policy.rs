@@ -223,6 +223,24 @@ fn grants_from(
             continue;
         }
         let actions = checked_actions(statement, owner, problems);
+        if actions
+            .iter()
+            .any(|action| action.starts_with("secretsmanager:"))
+        {
+            for resource in resources(statement) {
+                match secret_target(template, resource) {
+                    Some(target) => grants
+                        .entry(target)
+                        .or_default()
+                        .extend(actions.iter().cloned()),
+                    None => problems.push(format!(
+                        "{owner}: secret resource {resource:?} is not one secret of this \
+                         template or a parameter pinned to one ARN"
+                    )),
+                }
+            }
+            continue;
+        }
         for resource in resources(statement) {
             if text(resource).contains('*') {
                 problems.push(format!("{owner}: wildcard resource {}", text(resource)));
@@ -246,6 +264,44 @@ fn grants_from(
         }
     }
     grants
+}
+
+/// The gateway-keys secret as a grant target: the secret the template creates, or the
+/// parameter naming an existing one.
+const GATEWAY_KEYS_SECRET: &str = "secret:GatewayKeysSecret|GatewayKeysSecretArn";
+/// The one action a role needs on it.
+const SECRET_READ: [&str; 1] = ["secretsmanager:GetSecretValue"];
+
+/// A secret a statement names, as `secret:<logical id>[|<logical id>]`: `!Ref` of an
+/// `AWS::SecretsManager::Secret` of this template, `!Ref` of a parameter pinned to one ARN, or
+/// `!If [condition, one, other]` of two of those. Anything else (a wildcard, a `!Sub`) is None.
+fn secret_target(template: &Template, resource: &Value) -> Option<String> {
+    fn names(template: &Template, resource: &Value) -> Option<Vec<String>> {
+        let (function, argument) = intrinsic(resource)?;
+        match function.as_str() {
+            "Ref" => {
+                let name = argument.as_str()?;
+                let is_secret = template
+                    .resource(name)
+                    .is_some_and(|found| found.kind == "AWS::SecretsManager::Secret");
+                (is_secret || pins_one_arn(template, name)).then(|| vec![name.to_owned()])
+            }
+            "If" => {
+                let branches = argument.as_sequence()?;
+                if branches.len() != 3 {
+                    return None;
+                }
+                let mut all = names(template, &branches[1])?;
+                all.extend(names(template, &branches[2])?);
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+    let mut all = names(template, resource)?;
+    all.sort();
+    all.dedup();
+    Some(format!("secret:{}", all.join("|")))
 }
 
 /// Reports every difference between what `name` is granted and exactly what it should be,
@@ -405,9 +461,17 @@ fn violations(template: &Template) -> Vec<String> {
                     expected.insert((*table).to_owned(), set(&TABLE_READ));
                 }
             }
+            // Intake verifies envelopes: it alone reads the gateway keys.
+            if name == "intake" {
+                expected.insert(GATEWAY_KEYS_SECRET.to_owned(), set(&SECRET_READ));
+            }
         }
         let mut granted = Grants::new();
         for (target, actions) in &grants {
+            if target.starts_with("secret:") {
+                granted.insert(target.clone(), actions.clone());
+                continue;
+            }
             let resource = template
                 .resource(target)
                 .map(|resource| resource.kind)
@@ -1223,8 +1287,8 @@ fn a_wildcard_in_a_service_role_fails() {
     );
     assert_reported(&problems, "scoped under one");
     let problems = mutated(
-        "    AllowedPattern: '^(arn:aws[a-z-]{0,20}:secretsmanager:",
-        "    AllowedPattern: '^(arn:aws[a-z-]*:secretsmanager:",
+        "the execution role's one secret grant stays one secret.\n    AllowedPattern: '^(arn:aws[a-z-]{0,20}:secretsmanager:",
+        "the execution role's one secret grant stays one secret.\n    AllowedPattern: '^(arn:aws[a-z-]*:secretsmanager:",
     );
     assert_reported(&problems, "ServeGatewayKeysSecretArn is not pinned");
 }
@@ -1385,4 +1449,139 @@ fn a_feed_api_that_writes_more_opens_without_iam_or_adds_a_route_fails() {
         "            Path: /v1/feeds/{feed}\n            Method: DELETE",
     );
     assert_reported(&extra_route, "routes");
+}
+
+/// The gateway keys: never a plain variable of any function (nor of `Globals`), only intake
+/// told where the secret is (the same secret its role may read), no key written in the
+/// template (the created secret's value is generated), and the ARN parameter pinned to one
+/// secret.
+fn key_violations(template: &Template) -> Vec<String> {
+    let mut problems = Vec::new();
+    let variables_of = |environment: Option<&Value>| -> BTreeMap<String, Value> {
+        match environment
+            .and_then(|environment| environment.get("Variables"))
+            .and_then(Value::as_mapping)
+        {
+            Some(variables) => variables
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str()?.to_owned(), value.clone())))
+                .collect(),
+            None => BTreeMap::new(),
+        }
+    };
+    if variables_of(template.function_global("Environment")).contains_key("WORLDFLEET_GATEWAY_KEYS")
+    {
+        problems.push("Globals: WORLDFLEET_GATEWAY_KEYS is a plain variable".to_owned());
+    }
+    let mut intake_seen = false;
+    for function in template.resources_of("AWS::Serverless::Function") {
+        let name = function
+            .property("FunctionName")
+            .and_then(logical_name)
+            .unwrap_or_default();
+        let variables = variables_of(function.property("Environment"));
+        if variables.contains_key("WORLDFLEET_GATEWAY_KEYS") {
+            problems.push(format!(
+                "{}: WORLDFLEET_GATEWAY_KEYS is a plain variable; the keys come from \
+                 WORLDFLEET_GATEWAY_KEYS_SECRET_ARN's secret",
+                function.id
+            ));
+        }
+        let secret = variables.get("WORLDFLEET_GATEWAY_KEYS_SECRET_ARN");
+        if name == "intake" {
+            intake_seen = true;
+            let target = secret.and_then(|secret| secret_target(template, secret));
+            if target.as_deref() != Some(GATEWAY_KEYS_SECRET) {
+                problems.push(format!(
+                    "{}: WORLDFLEET_GATEWAY_KEYS_SECRET_ARN must name {GATEWAY_KEYS_SECRET}, \
+                     the secret its role reads (found {target:?})",
+                    function.id
+                ));
+            }
+            if !variables.contains_key("WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS") {
+                problems.push(format!(
+                    "{}: WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS is not set",
+                    function.id
+                ));
+            }
+        } else if secret.is_some() {
+            problems.push(format!(
+                "{}: only intake reads the gateway keys",
+                function.id
+            ));
+        }
+    }
+    if !intake_seen {
+        problems.push("no intake function".to_owned());
+    }
+    for secret in template.resources_of("AWS::SecretsManager::Secret") {
+        if secret.property("SecretString").is_some() {
+            problems.push(format!(
+                "{}: SecretString writes a key into the template; generate it",
+                secret.id
+            ));
+        }
+    }
+    if !pins_one_arn(template, "GatewayKeysSecretArn") {
+        problems.push("GatewayKeysSecretArn is not pinned to one ARN".to_owned());
+    }
+    problems
+}
+
+#[test]
+fn gateway_keys_come_from_one_secret_only_intake_reads() {
+    let template = Template::from_path(template_path()).unwrap();
+    let problems = key_violations(&template);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn key_violations_after(from: &str, to: &str) -> Vec<String> {
+    let template = mutated_template(from, to);
+    let mut problems = key_violations(&template);
+    problems.extend(violations(&template));
+    problems
+}
+
+#[test]
+fn plain_keys_a_second_reader_or_a_written_key_fails() {
+    let anchor = "          WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS: !Ref GatewayKeysRefreshSecs\n";
+    let problems = key_violations_after(
+        anchor,
+        &format!(
+            "{anchor}          WORLDFLEET_GATEWAY_KEYS: gw-1=00112233445566778899aabbccddeeff\n"
+        ),
+    );
+    assert_reported(&problems, "WORLDFLEET_GATEWAY_KEYS is a plain variable");
+
+    let problems = key_violations_after(
+        "          WORLDFLEET_QUEUE_URLS: !Sub \"compose.fifo=${ComposeQueue}\"\n",
+        "          WORLDFLEET_QUEUE_URLS: !Sub \"compose.fifo=${ComposeQueue}\"\n          WORLDFLEET_GATEWAY_KEYS_SECRET_ARN: !Ref GatewayKeysSecretArn\n",
+    );
+    assert_reported(&problems, "only intake reads the gateway keys");
+
+    let problems = key_violations_after(
+        "      GenerateSecretString:\n",
+        "      SecretString: '{\"gw-1\": \"00112233445566778899aabbccddeeff\"}'\n      GenerateSecretString:\n",
+    );
+    assert_reported(&problems, "SecretString writes a key");
+
+    let problems = key_violations_after(
+        "                Resource: !If [CreateGatewayKeysSecret, !Ref GatewayKeysSecret, !Ref GatewayKeysSecretArn]",
+        "                Resource: \"*\"",
+    );
+    assert_reported(&problems, "is not one secret of this template");
+    assert_reported(&problems, "lacks permissions on secret:");
+
+    let problems = key_violations_after(
+        "                  - !GetAtt IdempotencyTable.Arn\n",
+        "                  - !GetAtt IdempotencyTable.Arn\n              - Effect: Allow\n                Action:\n                  - secretsmanager:GetSecretValue\n                Resource: !Ref GatewayKeysSecret\n",
+    );
+    assert_reported(&problems, "which it does not use");
+
+    let problems = key_violations_after(
+        "intake's one secret grant stays one secret.\n    AllowedPattern: '^(arn:aws[a-z-]{0,20}:",
+        "intake's one secret grant stays one secret.\n    AllowedPattern: '^(arn:aws[a-z-]*:",
+    );
+    assert_reported(&problems, "GatewayKeysSecretArn is not pinned");
+    assert_reported(&problems, "is not one secret of this template");
 }

@@ -44,7 +44,9 @@ async fn worker_lambda_and_embedded_run_build_the_same_stages_from_one_environme
     let env = Env::from_lookup(&lookup);
     let (_dir, _store, context) = context();
 
-    let worker = crate::worker::worker_stages(&["all".to_owned()], &context, &env).unwrap();
+    let worker = crate::worker::worker_stages(&["all".to_owned()], &context, &env)
+        .await
+        .unwrap();
     let mut worker_lines = worker.describe();
     worker_lines.sort();
     let mut names = worker.names();

@@ -59,7 +59,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(bind) = args.bind {
         config.bind = bind;
     }
-    let settings = StageSettings::from_vars(&env)?;
+    let mut settings = StageSettings::from_vars(&env)?;
+    // Keys from a Secrets Manager secret are read now and refreshed as requests come in.
+    worldfleet_lambda::load_gateway_keys(&mut settings).await?;
     let gateways = settings
         .intake
         .clone()

@@ -51,20 +51,25 @@ pub fn stage_names(requested: &[String]) -> Vec<String> {
     requested
 }
 
-/// The stages a worker runs over `context` with the settings in `env`.
-pub fn worker_stages(
+/// The stages a worker runs over `context` with the settings in `env`; intake's keys, when
+/// they come from a Secrets Manager secret, are read from it first (and then refreshed).
+pub async fn worker_stages(
     requested: &[String],
     context: &StageContext,
-    env: &Env,
+    env: &Env<'_>,
 ) -> anyhow::Result<StageSet> {
-    let settings = StageSettings::from_vars(env)?;
-    Ok(build_stages(&stage_names(requested), context, &settings)?)
+    let mut settings = StageSettings::from_vars(env)?;
+    let names = stage_names(requested);
+    if names.iter().any(|name| name == "intake") {
+        worldfleet_lambda::load_gateway_keys(&mut settings).await?;
+    }
+    Ok(build_stages(&names, context, &settings)?)
 }
 
 /// Runs the worker until Ctrl-C or SIGTERM.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let context = worldfleet_lambda::aws_context().await?;
-    let stages = worker_stages(&args.stages, &context, &Env::process())?;
+    let stages = worker_stages(&args.stages, &context, &Env::process()).await?;
     eprintln!(
         "worldfleet worker: {} on SQS/DynamoDB, {} pollers each; Ctrl-C stops after in-flight batches",
         stages.names().join(", "),

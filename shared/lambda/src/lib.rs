@@ -22,7 +22,8 @@ use anyhow::Context as _;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Deserialize;
-use worldfleet_aws::{AwsSettings, DynamoTable, SqsQueue};
+use worldfleet_aws::{AwsSettings, DynamoTable, SecretsManagerSecret, SqsQueue};
+use worldfleet_intake::{GatewayKeys, KeySource};
 use worldfleet_kit::{BatchReport, StageContext, StageHandler};
 use worldfleet_ports::{Clock, Queue, ReceivedMessage, SystemClock, Table};
 use worldfleet_stages::{BuiltStage, StageSettings, build_stage};
@@ -202,7 +203,50 @@ pub async fn serve_stage(name: &'static str) -> Result<(), lambda_runtime::Error
 
 async fn build_from_env(name: &str) -> anyhow::Result<BuiltStage> {
     let context = aws_context().await?;
-    lambda_stage(name, &context, &worldfleet_kit::Env::process())
+    let mut settings = StageSettings::from_vars(&worldfleet_kit::Env::process())?;
+    if name == "intake" {
+        load_gateway_keys(&mut settings).await?;
+    }
+    Ok(build_stage(name, &context, &settings)?)
+}
+
+/// Intake's keys as a [`KeySource`]: the string value of one Secrets Manager secret.
+pub struct SecretKeySource(pub SecretsManagerSecret);
+
+#[async_trait::async_trait]
+impl KeySource for SecretKeySource {
+    fn describe(&self) -> String {
+        format!("Secrets Manager secret {}", self.0.id())
+    }
+
+    async fn fetch(&self) -> Result<String, String> {
+        self.0.string_value().await
+    }
+}
+
+/// When intake's keys come from a secret (`WORLDFLEET_GATEWAY_KEYS_SECRET_ARN`), reads it
+/// once (start-up fails when it cannot be read or holds no usable keys) and puts in its place
+/// keys that read it again every `WORLDFLEET_GATEWAY_KEYS_REFRESH_SECS`. Nothing to do when
+/// the keys are given directly or intake's settings are unusable anyway.
+pub async fn load_gateway_keys(settings: &mut StageSettings) -> anyhow::Result<()> {
+    let Ok(intake) = settings.intake.as_mut() else {
+        return Ok(());
+    };
+    let Some(secret) = intake.key_secret.clone() else {
+        return Ok(());
+    };
+    let aws = AwsSettings::from_env().context("read AWS settings from the environment")?;
+    let config = aws.sdk_config().await;
+    let source = SecretKeySource(SecretsManagerSecret::from_sdk_config(
+        &config,
+        &secret.id,
+        aws.retry.max_attempts,
+    ));
+    intake.gateways = GatewayKeys::load(Arc::new(source), secret.refresh)
+        .await
+        .context("load the gateway keys")?;
+    intake.key_secret = None;
+    Ok(())
 }
 
 /// The stage the Lambda binary `name` runs over `context`, with the settings in `env`.

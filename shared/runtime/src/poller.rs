@@ -244,8 +244,7 @@ async fn poll(
             }
         }
         stats.succeeded.fetch_add(succeeded, Ordering::Relaxed);
-        if records.len() < worldfleet_ports::queue::MAX_BATCH && !config.batching_window.is_zero()
-        {
+        if records.len() < worldfleet_ports::queue::MAX_BATCH && !config.batching_window.is_zero() {
             // A partial batch: the queue had no more; let the next batch gather.
             tokio::select! {
                 _ = tokio::time::sleep(config.batching_window) => {}

@@ -202,12 +202,16 @@ async fn check(state: &ServeState, request: Request) -> Result<Request, ApiError
     let gateway = header(&parts.headers, GATEWAY_HEADER)?.to_owned();
     let timestamp = header(&parts.headers, TIMESTAMP_HEADER)?.to_owned();
     let signature = header(&parts.headers, SIGNATURE_HEADER)?.to_owned();
-    let Some(key) = state.inner.gateways.key(&gateway) else {
+    // Keys from a secret are read again once their refresh interval has passed.
+    state.inner.gateways.refresh_if_due().await;
+    // Every active key of the gateway: the new one and the old one during a rotation.
+    let keys = state.inner.gateways.keys_of(&gateway);
+    if keys.is_empty() {
         return Err(ApiError::unauthorized(
             "unknown_gateway",
             format!("no key is configured for gateway {gateway:?}"),
         ));
-    };
+    }
     let timestamp_ms: u64 = timestamp.trim().parse().map_err(|_| {
         ApiError::unauthorized(
             "bad_timestamp",
@@ -249,14 +253,16 @@ async fn check(state: &ServeState, request: Request) -> Result<Request, ApiError
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
-    if !verify_request(
-        key,
-        parts.method.as_str(),
-        &path_and_query,
-        timestamp_ms,
-        &bytes,
-        &signature,
-    ) {
+    if !keys.iter().any(|key| {
+        verify_request(
+            key.as_bytes(),
+            parts.method.as_str(),
+            &path_and_query,
+            timestamp_ms,
+            &bytes,
+            &signature,
+        )
+    }) {
         tracing::info!(gateway = %gateway, path = %parts.uri.path(), "request refused: bad signature");
         return Err(ApiError::unauthorized(
             "bad_signature",

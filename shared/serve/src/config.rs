@@ -290,7 +290,7 @@ mod tests {
             "gw-1=00112233445566778899aabbccddeeff",
         )]))
         .unwrap();
-        assert!(keys.key("gw-1").is_some());
+        assert!(!keys.keys_of("gw-1").is_empty());
         assert!(gateway_keys_from_lookup(lookup(&[])).is_err());
         let error =
             gateway_keys_from_lookup(lookup(&[("WORLDFLEET_GATEWAY_KEYS", "gw-1=0011223344")]))

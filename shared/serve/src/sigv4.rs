@@ -228,7 +228,8 @@ pub fn expected_signature(
 
 /// Checks a SigV4-signed request: the header parses, `x-amz-date` is within `window_ms` of
 /// `now_ms` and matches the credential's date, the service is `sqs`, and the signature under
-/// the secret that `secret_for(access_key_id)` returns matches. Returns the access key id.
+/// one of the secrets that `secrets_for(access_key_id)` returns (a gateway's active keys: two
+/// during a rotation) matches. Returns the access key id.
 pub fn verify(
     method: &Method,
     uri: &Uri,
@@ -236,7 +237,7 @@ pub fn verify(
     body: &[u8],
     now_ms: u64,
     window_ms: u64,
-    secret_for: impl Fn(&str) -> Option<String>,
+    secrets_for: impl Fn(&str) -> Vec<String>,
 ) -> Result<String, SigV4Error> {
     let value = headers
         .get("authorization")
@@ -249,7 +250,8 @@ pub fn verify(
             )
         })?;
     let authorization = parse_authorization(value)?;
-    let Some(secret) = secret_for(&authorization.access_key_id) else {
+    let secrets = secrets_for(&authorization.access_key_id);
+    if secrets.is_empty() {
         return Err(SigV4Error::new(
             "InvalidClientTokenId",
             format!(
@@ -257,7 +259,7 @@ pub fn verify(
                 authorization.access_key_id
             ),
         ));
-    };
+    }
     if authorization.service != "sqs" {
         return Err(SigV4Error::new(
             "IncompleteSignature",
@@ -289,12 +291,16 @@ pub fn verify(
             ),
         ));
     }
-    let expected = expected_signature(&authorization, &secret, method, uri, headers, body)?;
-    if bool::from(
-        expected
-            .as_bytes()
-            .ct_eq(authorization.signature.as_bytes()),
-    ) {
+    let mut matched = false;
+    for secret in &secrets {
+        let expected = expected_signature(&authorization, secret, method, uri, headers, body)?;
+        matched |= bool::from(
+            expected
+                .as_bytes()
+                .ct_eq(authorization.signature.as_bytes()),
+        );
+    }
+    if matched {
         Ok(authorization.access_key_id)
     } else {
         Err(SigV4Error::new(
@@ -347,7 +353,7 @@ mod tests {
     fn refuses_unknown_keys_missing_headers_and_other_services() {
         let headers = HeaderMap::new();
         let uri: Uri = "/".parse().unwrap();
-        let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| None).unwrap_err();
+        let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| Vec::new()).unwrap_err();
         assert_eq!(error.code, "MissingAuthenticationToken");
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -357,16 +363,16 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| None).unwrap_err();
+        let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| Vec::new()).unwrap_err();
         assert_eq!(error.code, "InvalidClientTokenId");
         let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| {
-            Some("k".into())
+            vec!["k".into()]
         })
         .unwrap_err();
         assert_eq!(error.code, "IncompleteSignature", "{error:?}");
         headers.insert("authorization", "Basic abc".parse().unwrap());
         let error = verify(&Method::POST, &uri, &headers, b"", 0, 1, |_| {
-            Some("k".into())
+            vec!["k".into()]
         })
         .unwrap_err();
         assert_eq!(error.code, "IncompleteSignature");

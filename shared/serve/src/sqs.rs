@@ -247,7 +247,13 @@ async fn dispatch(
     let now_ms = state.inner.clock.now_ms();
     let window_ms = state.inner.config.auth_window.as_millis() as u64;
     let gateway = sigv4::verify(method, uri, headers, body, now_ms, window_ms, |gateway| {
-        state.inner.gateways.key(gateway).map(hex::encode)
+        state
+            .inner
+            .gateways
+            .keys_of(gateway)
+            .iter()
+            .map(|key| hex::encode(key.as_bytes()))
+            .collect()
     })
     .map_err(|error| {
         tracing::info!(code = error.code, "sqs endpoint: request refused");

@@ -174,11 +174,18 @@ impl StageSettings {
     pub fn from_vars(env: &Env) -> Result<Self, RegistryError> {
         let settings =
             |stage: &'static str| move |problem: String| RegistryError::Settings { stage, problem };
-        let intake = match env.text("WORLDFLEET_GATEWAY_KEYS") {
-            None => Err("WORLDFLEET_GATEWAY_KEYS is not set (GATEWAY=HEXKEY,…)".to_owned()),
-            Some(_) => Ok(IntakeConfig::from_vars(env)
+        let keys = env.text(worldfleet_intake::config::KEYS_VARIABLE);
+        let secret = env.text(worldfleet_intake::config::SECRET_VARIABLE);
+        let intake = if keys.is_none() && secret.is_none() {
+            Err(format!(
+                "{} is not set (GATEWAY=HEXKEY,…), nor {}",
+                worldfleet_intake::config::KEYS_VARIABLE,
+                worldfleet_intake::config::SECRET_VARIABLE
+            ))
+        } else {
+            Ok(IntakeConfig::from_vars(env)
                 .map_err(|error| error.to_string())
-                .map_err(settings("intake"))?),
+                .map_err(settings("intake"))?)
         };
         let republish = RepublishRules::from_vars(env)
             .map_err(|error| error.to_string())
@@ -269,6 +276,18 @@ pub fn build_stage(
                     stage: "intake",
                     problem,
                 })?;
+            if let Some(secret) = &config.key_secret {
+                return Err(RegistryError::Settings {
+                    stage: "intake",
+                    problem: format!(
+                        "{}={} is loaded by the AWS run modes (worker, serve, the Lambda \
+                         functions) before intake is built; this mode takes {}",
+                        worldfleet_intake::config::SECRET_VARIABLE,
+                        secret.id,
+                        worldfleet_intake::config::KEYS_VARIABLE
+                    ),
+                });
+            }
             Arc::new(Intake::new(context, config))
         }
         "classify" => {

@@ -53,7 +53,7 @@ pub const PROCESS: &[Variable] = &[
         meaning: "AWS modes: the region",
     },
     Variable {
-        name: "AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_DYNAMODB",
+        name: "AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SECRETS_MANAGER",
         default: "AWS",
         meaning: "AWS modes: endpoints (LocalStack, DynamoDB Local)",
     },
