@@ -323,9 +323,10 @@ impl LambdaFunction {
         for (variable, value) in env {
             command.env(variable, value);
         }
-        let binary_name = binary
-            .file_name()
-            .map_or_else(|| name.to_owned(), |file| file.to_string_lossy().into_owned());
+        let binary_name = binary.file_name().map_or_else(
+            || name.to_owned(),
+            |file| file.to_string_lossy().into_owned(),
+        );
         *api.state.spawned.lock().unwrap() = Some((binary_name, Instant::now()));
         let process = command.spawn()?;
         Ok(Self {
