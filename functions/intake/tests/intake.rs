@@ -37,6 +37,15 @@ struct Fixture {
     intake: Intake,
 }
 
+impl Fixture {
+    /// Intake handles `records` as one batch, with a 30 s budget.
+    async fn handle(&self, records: &[ReceivedMessage]) -> worldfleet_kit::BatchReport {
+        self.intake
+            .handle_batch(records, Duration::from_secs(30))
+            .await
+    }
+}
+
 async fn fixture(rate_limit: RateLimit) -> Fixture {
     let (store, clock) = TempStore::manual(SAMPLE_SENT_AT + 1_000);
     let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
@@ -187,10 +196,7 @@ async fn world_kinds_route_to_the_market_and_the_ecology_keyed_by_partition() {
         .iter()
         .map(|kind| record(kind, &sample(kind), 1))
         .collect();
-    let report = fixture
-        .intake
-        .handle_batch(&records, Duration::from_secs(30))
-        .await;
+    let report = fixture.handle(&records).await;
     assert!(report.all_succeeded(), "{report:?}");
     assert!(routed(fixture.queue.as_ref()).await.is_empty());
     let trades = routed_to(fixture.queue.as_ref(), MARKET_QUEUE).await;
@@ -217,10 +223,7 @@ async fn accepts_every_sample_appends_to_the_ledger_and_routes_by_partition() {
         .iter()
         .map(|kind| record(kind, &sample(kind), 1))
         .collect();
-    let report = fixture
-        .intake
-        .handle_batch(&records, Duration::from_secs(30))
-        .await;
+    let report = fixture.handle(&records).await;
     assert!(report.all_succeeded(), "{report:?}");
     let events = routed(fixture.queue.as_ref()).await;
     assert_eq!(
@@ -292,10 +295,7 @@ async fn refuses_bad_envelopes_with_a_recorded_reason_and_never_retries_them() {
         .iter()
         .map(|(id, body, _, _)| record(id, body, 1))
         .collect();
-    let report = fixture
-        .intake
-        .handle_batch(&records, Duration::from_secs(30))
-        .await;
+    let report = fixture.handle(&records).await;
     assert!(
         report.all_succeeded(),
         "bad input is acknowledged, not retried: {report:?}"
@@ -313,10 +313,7 @@ async fn refuses_bad_envelopes_with_a_recorded_reason_and_never_retries_them() {
     }
     // A stale clock: the same good envelope, 301 s later, is refused for clock skew.
     fixture.clock.advance(301_000);
-    fixture
-        .intake
-        .handle_batch(&[record("stale", &good, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("stale", &good, 1)]).await;
     let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &good)
         .await
         .expect("stale row");
@@ -340,16 +337,10 @@ fn resigned(body: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
 async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_routing() {
     let fixture = fixture(RateLimit::default()).await;
     let body = sample("combat");
-    fixture
-        .intake
-        .handle_batch(&[record("m-1", &body, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-1", &body, 1)]).await;
     assert_eq!(routed(fixture.queue.as_ref()).await.len(), 1);
     // The same SQS message again (a crash after the ledger append): routing resumes.
-    let report = fixture
-        .intake
-        .handle_batch(&[record("m-1", &body, 2)], Duration::from_secs(30))
-        .await;
+    let report = fixture.handle(&[record("m-1", &body, 2)]).await;
     assert!(report.all_succeeded());
     // Re-sent with the same deduplication id (the event id): inside the 5-minute window the
     // FIFO queue absorbs it; after it, classify's idempotency record would.
@@ -364,10 +355,7 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         "not a replay"
     );
     // The same envelope in a different message: a replay, refused.
-    fixture
-        .intake
-        .handle_batch(&[record("m-2", &body, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-2", &body, 1)]).await;
     assert!(routed(fixture.queue.as_ref()).await.is_empty());
     let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &body)
         .await
@@ -378,10 +366,7 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     let restamped = resigned(&body, |envelope| {
         envelope["sent_at_ms"] = serde_json::Value::from(SAMPLE_SENT_AT + 700);
     });
-    fixture
-        .intake
-        .handle_batch(&[record("m-2b", &restamped, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-2b", &restamped, 1)]).await;
     assert!(routed(fixture.queue.as_ref()).await.is_empty());
     let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &restamped)
         .await
@@ -391,10 +376,7 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     let conflicting = resigned(&body, |envelope| {
         envelope["payload"]["damage"] = serde_json::Value::from(1);
     });
-    fixture
-        .intake
-        .handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-3", &conflicting, 1)]).await;
     let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &conflicting)
         .await
         .expect("conflict row");
@@ -414,32 +396,20 @@ async fn refusals_are_found_by_gateway_and_event_id_and_repeats_are_counted() {
         .as_str()
         .unwrap()
         .to_owned();
-    fixture
-        .intake
-        .handle_batch(&[record("m-1", &body, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-1", &body, 1)]).await;
     routed(fixture.queue.as_ref()).await;
     // Twenty replays of the same bytes, the last redelivered after a crash that followed the
     // row's write (same message id twice): one row, twenty refused messages.
     for index in 0..20 {
         let message = format!("replay-{index}");
-        fixture
-            .intake
-            .handle_batch(&[record(&message, &body, 1)], Duration::from_secs(30))
-            .await;
+        fixture.handle(&[record(&message, &body, 1)]).await;
     }
-    fixture
-        .intake
-        .handle_batch(&[record("replay-19", &body, 2)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("replay-19", &body, 2)]).await;
     // Other content under the same id: a second row under the same event id.
     let conflicting = resigned(&body, |envelope| {
         envelope["payload"]["damage"] = serde_json::Value::from(1);
     });
-    fixture
-        .intake
-        .handle_batch(&[record("m-3", &conflicting, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("m-3", &conflicting, 1)]).await;
     let table = fixture.table.as_ref();
     let rows = lookup_event(table, REJECTIONS_TABLE, "gw-sample", &event_id)
         .await
@@ -498,10 +468,7 @@ async fn players_over_their_rate_are_refused_until_tokens_refill() {
         .enumerate()
         .map(|(index, body)| record(&format!("r-{index}"), body, 1))
         .collect();
-    fixture
-        .intake
-        .handle_batch(&records, Duration::from_secs(30))
-        .await;
+    fixture.handle(&records).await;
     assert_eq!(
         routed(fixture.queue.as_ref()).await.len(),
         2,
@@ -524,10 +491,7 @@ async fn players_over_their_rate_are_refused_until_tokens_refill() {
     assert_eq!(limited, 2, "two rate-limited rows");
     fixture.clock.advance(1_000);
     let again = envelope(9);
-    fixture
-        .intake
-        .handle_batch(&[record("r-9", &again, 1)], Duration::from_secs(30))
-        .await;
+    fixture.handle(&[record("r-9", &again, 1)]).await;
     assert_eq!(
         routed(fixture.queue.as_ref()).await.len(),
         1,

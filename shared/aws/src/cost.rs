@@ -249,35 +249,45 @@ impl Bill {
         let mut lines = Vec::new();
         for stage in &run.stages {
             let name = &stage.stage;
-            lines.push(BillLine::new(
-                format!("SQS FIFO requests ({name})"),
-                per_million(stage.queue_requests) / 1e6,
-                "M requests",
-                prices.sqs_fifo_per_million_requests,
-            ));
-            if stage.write_units > 0 {
-                lines.push(BillLine::new(
-                    format!("DynamoDB writes ({name})"),
-                    per_million(stage.write_units) / 1e6,
+            // Counted things, in millions per million events: (what, count, unit, price).
+            let counted = [
+                (
+                    "SQS FIFO requests",
+                    stage.queue_requests,
+                    "M requests",
+                    prices.sqs_fifo_per_million_requests,
+                ),
+                (
+                    "DynamoDB writes",
+                    stage.write_units,
                     "M WRU",
                     prices.dynamodb_per_million_write_units,
-                ));
-            }
-            if stage.read_units > 0 {
-                lines.push(BillLine::new(
-                    format!("DynamoDB reads ({name})"),
-                    per_million(stage.read_units) / 1e6,
+                ),
+                (
+                    "DynamoDB reads",
+                    stage.read_units,
                     "M RRU",
                     prices.dynamodb_per_million_read_units,
-                ));
-            }
-            if stage.invocations > 0 {
-                lines.push(BillLine::new(
-                    format!("Lambda requests ({name})"),
-                    per_million(stage.invocations) / 1e6,
+                ),
+                (
+                    "Lambda requests",
+                    stage.invocations,
                     "M requests",
                     prices.lambda_per_million_requests,
-                ));
+                ),
+            ];
+            for (what, count, unit, price) in counted {
+                if count > 0 {
+                    let millions = per_million(count) / 1e6;
+                    lines.push(BillLine::new(
+                        format!("{what} ({name})"),
+                        millions,
+                        unit,
+                        price,
+                    ));
+                }
+            }
+            if stage.invocations > 0 {
                 let gb_seconds =
                     per_million(stage.billed_ms) / 1000.0 * stage.memory_mb as f64 / 1024.0;
                 lines.push(BillLine::new(
