@@ -10,6 +10,7 @@
 //! pollers make too) are tallied apart, because they depend on idle time, not on traffic. The
 //! run is audited (nothing lost, nothing doubled) before any figure is printed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -130,9 +131,22 @@ impl Queue for TalliedQueue {
 struct MeteredStage {
     name: &'static str,
     queue_counters: Arc<OperationCounters>,
-    table_counters: Arc<OperationCounters>,
+    /// The stage's own table adapter (clones share its counters, overall and by table).
+    dynamo: DynamoTable,
     tally: Arc<IdleTally>,
     fleet: Fleet,
+}
+
+/// What one stage consumed in the run.
+struct Consumed {
+    name: &'static str,
+    queue: UsageSnapshot,
+    table: UsageSnapshot,
+    by_table: BTreeMap<String, UsageSnapshot>,
+    records: u64,
+    batches: u64,
+    idle: u64,
+    billed_ms: u64,
 }
 
 /// The figures of one stage (or of the gateway posting to intake).
@@ -154,6 +168,9 @@ pub struct StageCost {
     pub write_units_per_event: f64,
     pub read_units_per_event: f64,
     pub dollars_per_million_events: f64,
+    /// Write units per event by table: where the stage's writes go.
+    #[serde(default)]
+    pub write_units_per_event_by_table: BTreeMap<String, f64>,
 }
 
 /// The whole run.
@@ -188,6 +205,7 @@ fn stage_cost(
     // Every queue is FIFO; DynamoDB units are priced the same for every table.
     let cost = prices.per_event(usage, events.max(1), true);
     StageCost {
+        write_units_per_event_by_table: BTreeMap::new(),
         stage: stage.to_owned(),
         messages,
         mean_batch: per(messages, batches),
@@ -267,13 +285,12 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         let sqs = SqsQueue::from_sdk_config(&config, settings.clone());
         let dynamo = DynamoTable::from_sdk_config(&config, settings.clone());
         let queue_counters = Arc::clone(sqs.counters());
-        let table_counters = Arc::clone(dynamo.counters());
         let tally = Arc::new(IdleTally::default());
         let queue: Arc<dyn Queue> = Arc::new(TalliedQueue {
             inner: Arc::new(sqs),
             tally: Arc::clone(&tally),
         });
-        let table: Arc<dyn Table> = Arc::new(dynamo);
+        let table: Arc<dyn Table> = Arc::new(dynamo.clone());
         let context = StageContext::new(Arc::clone(&queue), table, Arc::clone(&clock));
         let handler = build_stage(stage, &context, &stage_settings)?
             .handler()
@@ -282,7 +299,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         stages.push(MeteredStage {
             name: stage,
             queue_counters,
-            table_counters,
+            dynamo,
             tally,
             fleet: Fleet::start(vec![handler], queue, poller, None),
         });
@@ -325,15 +342,16 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         let batches = count(|stats| stats.batches.load(Ordering::Relaxed));
         let billed_ms = count(|stats| stats.billed_ms.load(Ordering::Relaxed));
         stage.fleet.stop().await;
-        consumed.push((
-            stage.name,
-            stage.queue_counters.snapshot(),
-            stage.table_counters.snapshot(),
+        consumed.push(Consumed {
+            name: stage.name,
+            queue: stage.queue_counters.snapshot(),
+            table: stage.dynamo.counters().snapshot(),
+            by_table: stage.dynamo.usage_by_table(),
             records,
             batches,
-            stage.tally.idle_requests(),
+            idle: stage.tally.idle_requests(),
             billed_ms,
-        ));
+        });
     }
     anyhow::ensure!(
         drained,
@@ -361,7 +379,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
     );
     let events = report.good_sent;
     let prices = options.prices;
-    let mut stored_bytes = std::collections::BTreeMap::new();
+    let mut stored_bytes = BTreeMap::new();
     for table in audit_table
         .list_tables()
         .await
@@ -389,7 +407,17 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
     )];
     // The gateway is the studio's; its sends are on the bill, it is no Lambda.
     let mut measures = vec![StageMeasure::from_usage("gateway", &gateway_sends, 0, 0, 0)];
-    for (stage, queue, table, records, batches, idle, billed_ms) in consumed {
+    for Consumed {
+        name: stage,
+        queue,
+        table,
+        by_table,
+        records,
+        batches,
+        idle,
+        billed_ms,
+    } in consumed
+    {
         let usage = UsageSnapshot {
             table_requests: table.table_requests,
             table_write_units: table.table_write_units,
@@ -398,9 +426,16 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
             table_items_read: table.table_items_read,
             ..queue
         };
-        costs.push(stage_cost(
-            stage, &usage, records, batches, idle, events, &prices,
-        ));
+        let mut cost = stage_cost(stage, &usage, records, batches, idle, events, &prices);
+        cost.write_units_per_event_by_table = by_table
+            .iter()
+            .filter(|(_, units)| units.table_write_units > 0)
+            .map(|(table, units)| {
+                let per_event = units.table_write_units as f64 / events.max(1) as f64;
+                (table.clone(), per_event)
+            })
+            .collect();
+        costs.push(cost);
         let function = format!("{}{}Function", stage[..1].to_uppercase(), &stage[1..]);
         let memory_mb = template
             .function_memory_mb(&function)
@@ -480,6 +515,18 @@ pub fn print(report: &AwsBenchReport) {
             stage.read_units_per_event,
             stage.dollars_per_million_events
         );
+    }
+    println!("write units per event by table:");
+    for stage in &report.stages {
+        if stage.write_units_per_event_by_table.is_empty() {
+            continue;
+        }
+        let tables: Vec<String> = stage
+            .write_units_per_event_by_table
+            .iter()
+            .map(|(table, units)| format!("{table} {units:.2}"))
+            .collect();
+        println!("  {:<11} {}", stage.stage, tables.join(", "));
     }
     println!(
         "SQS and DynamoDB requests: ${:.2} per million events",

@@ -94,6 +94,23 @@ fn the_bench_bills_every_narrative_stage_and_cost_prices_a_month() {
         stored > 300 * 100,
         "every event leaves its ledger entry at least: {stored}"
     );
+    // Each stage's writes by table: distribute writes feed pages, and plans its batches on
+    // the canon.
+    let distribute = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|stage| stage["stage"] == "distribute")
+        .unwrap();
+    for table in ["feeds", "canon", "memory"] {
+        assert!(
+            distribute["write_units_per_event_by_table"][table]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "{distribute}"
+        );
+    }
     let lines = report["bill"]["lines"].as_array().unwrap();
     for item in [
         "SQS FIFO requests (distribute)",

@@ -52,7 +52,7 @@ impl DynamoTable {
             {
                 for map in found {
                     let item = item_from_map(map)?;
-                    self.inner.counters.item_read(item.size_bytes());
+                    self.read(table, item.size_bytes());
                     items.extend(self.visible(item));
                 }
             }
@@ -150,7 +150,7 @@ impl DynamoTable {
                 .collect();
             for (key, bytes) in &sizes {
                 if !unprocessed_keys.contains(key) {
-                    self.inner.counters.item_written(*bytes, false);
+                    self.written(table, *bytes, false);
                 }
             }
             sizes.retain(|key, _| unprocessed_keys.contains(key));

@@ -36,7 +36,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use worldfleet_ports::{
     BatchWrite, Clock, Condition, Error, Item, Key, OperationCounters, Query, QueryPage, Result,
-    SystemClock, Table, TableSpec, TransactWrite, Update,
+    SystemClock, Table, TableSpec, TransactWrite, Update, UsageSnapshot,
 };
 
 use crate::classify::{SdkResult, ServiceError, counted_request, for_item, for_resource};
@@ -58,6 +58,8 @@ struct Inner {
     client: Client,
     settings: AwsSettings,
     counters: Arc<OperationCounters>,
+    /// The same units again, by logical table: where a stage's bill goes.
+    by_table: std::sync::Mutex<std::collections::BTreeMap<String, Arc<OperationCounters>>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -84,6 +86,7 @@ impl DynamoTable {
                 client,
                 settings,
                 counters,
+                by_table: Default::default(),
                 clock,
             }),
         }
@@ -102,6 +105,48 @@ impl DynamoTable {
     /// Requests and capacity units counted so far.
     pub fn counters(&self) -> &Arc<OperationCounters> {
         &self.inner.counters
+    }
+
+    /// The units counted so far, by logical table (requests are counted only in
+    /// [`Self::counters`]: a transaction or batch spans tables).
+    pub fn usage_by_table(&self) -> std::collections::BTreeMap<String, UsageSnapshot> {
+        let by_table = self
+            .inner
+            .by_table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_table
+            .iter()
+            .map(|(table, counters)| (table.clone(), counters.snapshot()))
+            .collect()
+    }
+
+    fn table_counters(&self, table: &str) -> Arc<OperationCounters> {
+        let mut by_table = self
+            .inner
+            .by_table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(by_table.entry(table.to_owned()).or_default())
+    }
+
+    /// Counts an item of `bytes` written to `table`.
+    fn written(&self, table: &str, bytes: usize, transactional: bool) {
+        self.inner.counters.item_written(bytes, transactional);
+        self.table_counters(table)
+            .item_written(bytes, transactional);
+    }
+
+    /// Counts an item of `bytes` read from `table`.
+    fn read(&self, table: &str, bytes: usize) {
+        self.inner.counters.item_read(bytes);
+        self.table_counters(table).item_read(bytes);
+    }
+
+    /// Counts a query over `bytes` in `items` items of `table`.
+    fn queried(&self, table: &str, bytes: usize, items: usize) {
+        self.inner.counters.query_read(bytes, items);
+        self.table_counters(table).query_read(bytes, items);
     }
 
     /// The settings (stack prefix, retry policy) this adapter uses.
@@ -257,12 +302,12 @@ impl Table for DynamoTable {
         match output.item() {
             Some(map) => {
                 let item = item_from_map(map)?;
-                self.inner.counters.item_read(item.size_bytes());
+                self.read(table, item.size_bytes());
                 Ok(self.visible(item))
             }
             None => {
                 // A miss still costs a read unit.
-                self.inner.counters.query_read(0, 0);
+                self.queried(table, 0, 0);
                 Ok(None)
             }
         }
@@ -290,7 +335,7 @@ impl Table for DynamoTable {
             },
         )
         .await?;
-        self.inner.counters.item_written(item.size_bytes(), false);
+        self.written(table, item.size_bytes(), false);
         Ok(())
     }
 
@@ -326,7 +371,7 @@ impl Table for DynamoTable {
             Some(map) => item_from_map(map)?,
             None => Item::new(key.clone()),
         };
-        self.inner.counters.item_written(item.size_bytes(), false);
+        self.written(table, item.size_bytes(), false);
         Ok(item)
     }
 
@@ -357,7 +402,7 @@ impl Table for DynamoTable {
             .await?;
         let removed = output.attributes().map(item_from_map).transpose()?;
         let bytes = removed.as_ref().map_or(key_bytes(key), Item::size_bytes);
-        self.inner.counters.item_written(bytes, false);
+        self.written(table, bytes, false);
         Ok(removed.and_then(|item| self.visible(item)))
     }
 
@@ -416,7 +461,7 @@ impl Table for DynamoTable {
                     items.push(item);
                 }
             }
-            self.inner.counters.query_read(bytes, output.items().len());
+            self.queried(table, bytes, output.items().len());
             let last_evaluated = output
                 .last_evaluated_key()
                 .filter(|key| !key.is_empty())

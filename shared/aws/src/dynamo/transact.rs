@@ -86,20 +86,14 @@ impl DynamoTable {
             return Err(error);
         }
         for operation in &operations {
+            let (table, _) = operation.target();
             match operation {
-                TransactWrite::Put { item, .. } => {
-                    self.inner.counters.item_written(item.size_bytes(), true)
+                TransactWrite::Put { item, .. } => self.written(table, item.size_bytes(), true),
+                TransactWrite::Update { key, update, .. } => {
+                    self.written(table, update_bytes(key, update), true)
                 }
-                TransactWrite::Update { key, update, .. } => self
-                    .inner
-                    .counters
-                    .item_written(update_bytes(key, update), true),
-                TransactWrite::Delete { key, .. } => {
-                    self.inner.counters.item_written(key_bytes(key), true)
-                }
-                TransactWrite::ConditionCheck { key, .. } => {
-                    self.inner.counters.item_read(key_bytes(key))
-                }
+                TransactWrite::Delete { key, .. } => self.written(table, key_bytes(key), true),
+                TransactWrite::ConditionCheck { key, .. } => self.read(table, key_bytes(key)),
             }
         }
         Ok(())
