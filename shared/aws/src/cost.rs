@@ -72,7 +72,7 @@ pub enum PriceError {
         source: serde_json::Error,
     },
     #[error("the price file {path} has a negative or non-finite price: {field}")]
-    Invalid { path: String, field: &'static str },
+    Invalid { path: String, field: String },
 }
 
 impl PriceList {
@@ -94,62 +94,27 @@ impl PriceList {
     }
 
     fn parse(text: &str, path: &str) -> Result<PriceList, PriceError> {
-        let prices: PriceList = serde_json::from_str(text).map_err(|source| PriceError::Parse {
+        let parse_error = |source| PriceError::Parse {
             path: path.to_owned(),
             source,
-        })?;
-        for (field, value) in prices.numbers() {
-            if !(value.is_finite() && value >= 0.0) {
-                return Err(PriceError::Invalid {
-                    path: path.to_owned(),
-                    field,
-                });
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(parse_error)?;
+        // Every number in the file is a price: none may be negative (or, from a hand edit,
+        // out of range).
+        if let Some(fields) = value.as_object() {
+            for (field, price) in fields {
+                if price
+                    .as_f64()
+                    .is_some_and(|price| !(price.is_finite() && price >= 0.0))
+                {
+                    return Err(PriceError::Invalid {
+                        path: path.to_owned(),
+                        field: field.clone(),
+                    });
+                }
             }
         }
-        Ok(prices)
-    }
-
-    fn numbers(&self) -> [(&'static str, f64); 14] {
-        [
-            (
-                "sqs_fifo_per_million_requests",
-                self.sqs_fifo_per_million_requests,
-            ),
-            (
-                "sqs_standard_per_million_requests",
-                self.sqs_standard_per_million_requests,
-            ),
-            (
-                "dynamodb_per_million_write_units",
-                self.dynamodb_per_million_write_units,
-            ),
-            (
-                "dynamodb_per_million_read_units",
-                self.dynamodb_per_million_read_units,
-            ),
-            (
-                "dynamodb_storage_per_gb_month",
-                self.dynamodb_storage_per_gb_month,
-            ),
-            (
-                "lambda_per_million_requests",
-                self.lambda_per_million_requests,
-            ),
-            (
-                "lambda_arm64_per_gb_second",
-                self.lambda_arm64_per_gb_second,
-            ),
-            (
-                "fargate_arm64_per_vcpu_hour",
-                self.fargate_arm64_per_vcpu_hour,
-            ),
-            ("fargate_arm64_per_gb_hour", self.fargate_arm64_per_gb_hour),
-            ("fargate_x86_per_vcpu_hour", self.fargate_x86_per_vcpu_hour),
-            ("fargate_x86_per_gb_hour", self.fargate_x86_per_gb_hour),
-            ("alb_per_hour", self.alb_per_hour),
-            ("alb_per_lcu_hour", self.alb_per_lcu_hour),
-            ("gpu_instance_per_hour", self.gpu_instance_per_hour),
-        ]
+        serde_json::from_value(value).map_err(parse_error)
     }
 
     /// One line naming the prices, for the top of a bill.

@@ -100,6 +100,19 @@ impl Template {
         self.root.get("Globals")?.get("Function")?.get(name)
     }
 
+    /// The function deployed as `${AWS::StackName}-<name>` (every function's `FunctionName`
+    /// has that form; `template_policy` holds the template to it), e.g. `price-window`.
+    pub fn function_named(&self, name: &str) -> Option<Resource<'_>> {
+        self.resources_of("AWS::Serverless::Function")
+            .into_iter()
+            .find(|function| {
+                function
+                    .property("FunctionName")
+                    .and_then(logical_name)
+                    .is_some_and(|logical| logical == name)
+            })
+    }
+
     /// A function's memory size in MB: its own `MemorySize`, else the global one.
     pub fn function_memory_mb(&self, function: &str) -> Option<u64> {
         self.resource(function)
@@ -297,6 +310,19 @@ Resources:
             Some(1024)
         );
         assert!(template.parameter_default("Missing").is_none());
+    }
+
+    #[test]
+    fn functions_are_found_by_their_deployed_name() {
+        let template = Template::from_path(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/template.yaml"
+        ))
+        .unwrap();
+        let window = template.function_named("price-window").unwrap();
+        assert_eq!(window.id, "PriceWindowFunction");
+        assert_eq!(template.function_memory_mb(window.id), Some(256));
+        assert!(template.function_named("nothing").is_none());
     }
 
     #[test]

@@ -436,10 +436,12 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
             })
             .collect();
         costs.push(cost);
-        let function = format!("{}{}Function", stage[..1].to_uppercase(), &stage[1..]);
         let memory_mb = template
-            .function_memory_mb(&function)
-            .with_context(|| format!("{function}'s memory size in {}", options.template))?;
+            .function_named(stage)
+            .and_then(|function| template.function_memory_mb(function.id))
+            .with_context(|| {
+                format!("the {stage} function's memory size in {}", options.template)
+            })?;
         // Idle long polls are the event source mapping's, not traffic's: billed in the month.
         let busy = UsageSnapshot {
             queue_requests: usage.queue_requests.saturating_sub(idle),

@@ -127,6 +127,10 @@ impl DynamoTable {
             .by_table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Every item counted looks its table up; only a table's first item allocates its name.
+        if let Some(counters) = by_table.get(table) {
+            return Arc::clone(counters);
+        }
         Arc::clone(by_table.entry(table.to_owned()).or_default())
     }
 

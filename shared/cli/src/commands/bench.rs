@@ -56,12 +56,9 @@ pub(super) struct BenchArgs {
     /// (as `worldfleet worker --batching-window-ms`).
     #[arg(long, default_value_t = 0, requires = "aws")]
     batching_window_ms: u64,
+    /// With --aws: the bill's prices and storage retention.
     #[command(flatten)]
-    prices: super::cost::PriceArgs,
-    /// With --aws: how long stored items are kept, days (the bill's storage line; feeds keep
-    /// 7 days by default).
-    #[arg(long, default_value_t = 7.0)]
-    retention_days: f64,
+    bill: super::cost::BillArgs,
 }
 
 /// `worldfleet bench <target>`.
@@ -85,8 +82,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             template: args.template.clone(),
             drain_timeout: Duration::from_secs(1_800),
             batching_window: Duration::from_millis(args.batching_window_ms),
-            prices: args.prices.load()?,
-            retention_days: args.retention_days,
+            prices: args.bill.load()?,
+            retention_days: args.bill.retention_days,
         })
         .await?;
         crate::bench_aws::print(&report);

@@ -12,15 +12,19 @@ use worldfleet_aws::template::Template;
 
 use crate::bench_aws::{AwsBenchReport, print_bill, print_lines};
 
-/// Which prices a bill uses.
+/// How a bill is priced: which prices, and how long stored items are kept.
 #[derive(Debug, Args)]
-pub(crate) struct PriceArgs {
+pub(crate) struct BillArgs {
     /// A price file like `infra/prices.json` (the default, built in).
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
+    /// How long stored items are kept, days (the bill's storage line; feeds keep 7 days by
+    /// default).
+    #[arg(long, default_value_t = 7.0)]
+    pub(crate) retention_days: f64,
 }
 
-impl PriceArgs {
+impl BillArgs {
     pub(crate) fn load(&self) -> anyhow::Result<PriceList> {
         Ok(match &self.prices {
             Some(path) => PriceList::from_path(path)?,
@@ -45,13 +49,10 @@ pub(super) struct CostArgs {
     #[arg(long, default_value_t = 2.0)]
     events_per_player_minute: f64,
     #[command(flatten)]
-    prices: PriceArgs,
+    bill: BillArgs,
     /// The template whose capacity settings (inference pool, feed service) are billed.
     #[arg(long, default_value = "infra/template.yaml")]
     template: String,
-    /// How long stored items are kept, days (feeds keep 7 days by default).
-    #[arg(long, default_value_t = 7.0)]
-    retention_days: f64,
     /// Share of events the narrative stages send to the inference pool (0 = rules and templates
     /// only, 1 = every event embedded by classify).
     #[arg(long, default_value_t = 1.0)]
@@ -93,7 +94,7 @@ pub(super) async fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
     })?;
     let report: AwsBenchReport = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a `bench --aws` report", args.report.display()))?;
-    let prices = args.prices.load()?;
+    let prices = args.bill.load()?;
     let template =
         Template::from_path(&args.template).with_context(|| format!("read {}", args.template))?;
     let capacity = Capacity::from_template(
@@ -103,7 +104,7 @@ pub(super) async fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
         !args.no_feed_service,
         args.idle_pollers_per_queue,
     );
-    let bill = Bill::per_million_events(&report.measure, &prices, args.retention_days);
+    let bill = Bill::per_million_events(&report.measure, &prices, args.bill.retention_days);
     let events_per_second = args.ccu as f64 * args.events_per_player_minute / 60.0;
     let month = Month::at(&bill, events_per_second, &capacity, &prices);
 
@@ -146,7 +147,7 @@ pub(super) async fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  stored items kept {} days; free tiers, data transfer, CloudWatch and the model's LLM tokens not counted",
-        args.retention_days
+        args.bill.retention_days
     );
     println!();
     print_bill(&bill, &prices);
