@@ -234,7 +234,8 @@ pub async fn post_events(
             }
         }
     }
-    for chunk in pending.chunks(MAX_BATCH) {
+    let mut chunks = pending.chunks(MAX_BATCH);
+    for chunk in chunks.by_ref() {
         let messages = chunk.iter().map(|(_, message)| message.clone()).collect();
         match state.inner.queue.send_batch(INTAKE_QUEUE, messages).await {
             Ok(outcomes) => {
@@ -269,8 +270,20 @@ pub async fn post_events(
                         retryable: error.is_retryable(),
                     });
                 }
+                // Nothing after a failed send is sent: queued now, a later envelope of a
+                // partition would overtake the earlier one the gateway resends.
+                break;
             }
         }
+    }
+    for (index, _) in chunks.flatten() {
+        results[*index] = Some(EnvelopeResult::Failed {
+            reason: "queue_unavailable",
+            message: "not sent: an earlier envelope of this request could not be queued, and \
+                      order within a partition is kept; resend the request"
+                .into(),
+            retryable: true,
+        });
     }
     let mut results: Vec<EnvelopeResult> = results
         .into_iter()

@@ -287,3 +287,112 @@ async fn bad_wait_parameters_are_400() {
     }
     assert!(fixture.intake_messages().await.is_empty(), "nothing queued");
 }
+
+/// A queue that fails its second `send_batch` call, as a store that crashed mid-request would.
+struct SecondSendFails {
+    inner: Arc<dyn worldfleet_ports::Queue>,
+    sends: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl worldfleet_ports::Queue for SecondSendFails {
+    async fn ensure_queue(
+        &self,
+        spec: &worldfleet_ports::QueueSpec,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner.ensure_queue(spec).await
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<worldfleet_ports::OutgoingMessage>,
+    ) -> worldfleet_ports::Result<Vec<worldfleet_ports::SendOutcome>> {
+        if self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return Err(worldfleet_ports::Error::Unavailable(
+                "the second send fails".into(),
+            ));
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        request: worldfleet_ports::ReceiveRequest,
+    ) -> worldfleet_ports::Result<Vec<worldfleet_ports::ReceivedMessage>> {
+        self.inner.receive(queue, request).await
+    }
+
+    async fn delete_batch(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> worldfleet_ports::Result<Vec<worldfleet_ports::DeleteOutcome>> {
+        self.inner.delete_batch(queue, receipt_handles).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner
+            .change_visibility(queue, receipt_handle, timeout)
+            .await
+    }
+
+    async fn depth(&self, queue: &str) -> worldfleet_ports::Result<worldfleet_ports::QueueDepth> {
+        self.inner.depth(queue).await
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_send_nothing_later_is_queued_so_a_resend_keeps_partition_order() {
+    let mut fixture = fixture().await;
+    let failing: Arc<dyn worldfleet_ports::Queue> = Arc::new(SecondSendFails {
+        inner: Arc::clone(&fixture.queue),
+        sends: Default::default(),
+    });
+    let state = worldfleet_serve::ServeState::new(
+        failing,
+        Arc::clone(&fixture.table),
+        Arc::new(fixture.clock.clone()),
+        crate::common::keys(),
+        worldfleet_serve::ServeConfig::default(),
+    );
+    fixture.app = worldfleet_serve::app(state);
+    // 25 envelopes of one partition: three sends of up to ten, the second of which fails.
+    let sample = sample("dialogue");
+    let envelopes: Vec<String> = (0..25)
+        .map(|index| {
+            sample.replace(
+                "01JD3Q7Z8X9Y0A1B2C3D4E5F60",
+                &format!("01JD3Q7Z8X9Y0A1B2C3D4E5F{index:02}"),
+            )
+        })
+        .collect();
+    let body = format!("[{}]", envelopes.join(","));
+    let (status, answer) = fixture
+        .call_json(fixture.signed("POST", "/v1/events", body.as_bytes()))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    let statuses: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses[..10], ["queued"; 10]);
+    assert_eq!(statuses[10..], ["failed"; 15], "{answer}");
+    assert!(
+        answer["results"][24]["message"]
+            .as_str()
+            .unwrap()
+            .contains("order within a partition"),
+        "{answer}"
+    );
+    let queued = fixture.intake_messages().await;
+    assert_eq!(queued.len(), 10, "the third send was never made");
+}
