@@ -96,6 +96,24 @@ impl Distribute {
                 )
                 .await?;
             let counter_after = counter.i64(layout::COUNTER_NEXT).unwrap_or(0);
+            if !counter.attributes.contains_key(layout::COUNTER_INDEXED) {
+                // A feed's first plan puts it in prune's feed index, and only then marks its
+                // counter: a crash between the two, or a plan that fails after reserving the
+                // feed's first numbers, leaves the mark unset and the next plan indexes it.
+                let feed_id = feed.to_string();
+                let now_ms = self.context.clock.now_ms();
+                activity::index_feed(self.context.table.as_ref(), PRUNE_TABLE, &feed_id, now_ms)
+                    .await?;
+                self.context
+                    .table
+                    .update(
+                        FEEDS_TABLE,
+                        &layout::counter_key(&feed_id),
+                        Update::new().set(layout::COUNTER_INDEXED, true),
+                        None,
+                    )
+                    .await?;
+            }
             Ok::<_, DistributeError>(plan::planned_page(feed, event_ids, counter_after))
         }))
         .await?;

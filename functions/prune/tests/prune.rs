@@ -601,11 +601,48 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
             sent_at_ms: START_MS,
         });
     }
+    // An earlier plan that failed after reserving p-a's first numbers: the feed starts past 1
+    // and must be indexed all the same.
+    let counter_a = worldfleet_tables::plan::counter_key("player:p-a");
+    fixture
+        .table()
+        .update(
+            FEEDS_TABLE,
+            &counter_a,
+            worldfleet_ports::Update::new().add(worldfleet_tables::plan::COUNTER_NEXT, 7),
+            None,
+        )
+        .await
+        .unwrap();
     let distribute = Distribute::new(fixture.context.clone(), RepublishRules::default_rules());
     let report = distribute
         .handle_batch(&records, Duration::from_secs(30))
         .await;
     assert!(report.failed_message_ids.is_empty());
+    for feed in ["player:p-a", "player:p-b"] {
+        assert!(
+            fixture
+                .table()
+                .get(PRUNE_TABLE, &feed_index_key(feed))
+                .await
+                .unwrap()
+                .is_some(),
+            "{feed} is in the feed index"
+        );
+    }
+    let counter = fixture
+        .table()
+        .get(FEEDS_TABLE, &counter_a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        counter
+            .attributes
+            .get(worldfleet_tables::plan::COUNTER_INDEXED),
+        Some(&worldfleet_ports::Value::Bool(true)),
+        "the counter remembers the feed is indexed"
+    );
 
     // Observations with their size, the region's activity, the feed index.
     let observations = fixture

@@ -43,6 +43,8 @@ pub fn page_sort_key(last_seq: u64) -> String {
 
 /// The counter row's attribute: the last sequence number the feed has allocated (atomic `ADD`).
 pub const COUNTER_NEXT: &str = "next";
+/// The counter attribute set once the feed is in prune's feed index.
+pub const COUNTER_INDEXED: &str = "indexed";
 
 /// The key of a feed's sequence counter.
 pub fn counter_key(feed: &str) -> Key {
