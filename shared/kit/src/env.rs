@@ -137,11 +137,30 @@ impl<'a> Env<'a> {
             .map(Duration::from_millis))
     }
 
-    /// `name` as whole days; `None` when unset.
+    /// `name` as whole days (`7`), or a whole number with a unit (`90s`, `10m`, `6h`, `7d`) for
+    /// shorter spans (soak tests); `None` when unset.
     pub fn days(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self
-            .parsed::<u64>(name, "a whole number of days")?
-            .map(|days| Duration::from_secs(days * 24 * 3600)))
+        let Some(raw) = self.text(name) else {
+            return Ok(None);
+        };
+        let (number, unit_secs) = match raw.char_indices().last() {
+            Some((at, 's')) => (&raw[..at], 1),
+            Some((at, 'm')) => (&raw[..at], 60),
+            Some((at, 'h')) => (&raw[..at], 3_600),
+            Some((at, 'd')) => (&raw[..at], 86_400),
+            _ => (raw.as_str(), 86_400),
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|number| number.checked_mul(unit_secs))
+            .map(|secs| Some(Duration::from_secs(secs)))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!("{raw:?} is not a whole number of days (or of s, m, h with the unit)"),
+                )
+            })
     }
 
     /// `name` as a switch (`on`/`true`/`1`, `off`/`false`/`0`); `None` when unset.
@@ -197,6 +216,33 @@ mod tests {
             "PRICE" => Some("-1".to_owned()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn days_take_a_unit_for_shorter_spans() {
+        let units = |name: &str| match name {
+            "PLAIN" => Some("7".to_owned()),
+            "SECONDS" => Some("90s".to_owned()),
+            "MINUTES" => Some("10m".to_owned()),
+            "HOURS" => Some("6h".to_owned()),
+            "DAYS" => Some("2d".to_owned()),
+            "BAD" => Some("ten".to_owned()),
+            "HUGE" => Some("99999999999999999d".to_owned()),
+            _ => None,
+        };
+        let env = Env::from_lookup(&units);
+        let days = |name: &str| env.days(name).unwrap().unwrap().as_secs();
+        assert_eq!(days("PLAIN"), 7 * 86_400);
+        assert_eq!(days("SECONDS"), 90);
+        assert_eq!(days("MINUTES"), 600);
+        assert_eq!(days("HOURS"), 6 * 3_600);
+        assert_eq!(days("DAYS"), 2 * 86_400);
+        assert_eq!(env.days("UNSET").unwrap(), None);
+        assert!(env.days("BAD").is_err());
+        assert!(
+            env.days("HUGE").is_err(),
+            "an overflow is an error, not a wrap"
+        );
     }
 
     #[test]
