@@ -153,6 +153,8 @@ pub async fn run(args: BenchServeArgs) -> anyhow::Result<ExitCode> {
             models: ModelChoice::RulesAndTemplates,
             workers: args.workers,
             world: None,
+            queues: worldfleet_runtime::resources::QueueSettings::default(),
+            faults: None,
         },
     )
     .await?;

@@ -8,6 +8,7 @@ mod commands;
 mod modes_test;
 mod rejections;
 mod serve;
+mod serve_child;
 mod stores;
 mod worker;
 

@@ -29,6 +29,7 @@ use worldfleet_serve::push::{FeedSignals, NotifyingTable};
 use worldfleet_serve::{Metrics, MetricsSource, ServeConfig, ServeState};
 use worldfleet_stages::{ClassifierSetting, StageSettings, build_stages};
 use worldfleet_testbed::WorldLayout;
+use worldfleet_testbed::faults::{FaultPlan, FaultRates, FaultyQueue, FaultyTable};
 
 /// `worldfleet serve` flags.
 #[derive(Debug, Args)]
@@ -50,6 +51,24 @@ pub struct ServeArgs {
     /// prices. Gateways then post trades, captures and breeds to it like any other event.
     #[arg(long)]
     pub world: bool,
+    /// Classify by rules and compose by templates even when models are configured or present.
+    #[arg(long)]
+    pub no_models: bool,
+    /// How long a received message stays invisible to other pollers (embedded): after a crash,
+    /// the batches that were in flight are delivered again this long after they were received.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub visibility_timeout_secs: u64,
+    /// Receives of a message before it moves to its queue's dead-letter queue (embedded).
+    #[arg(long, default_value_t = 5, value_name = "COUNT")]
+    pub max_receive_count: u32,
+    /// For fault testing (`worldfleet chaos`): inject faults into every stage's store calls,
+    /// seeded — crashes before and after writes and sends at RATE each, lost deletes at 5 ×
+    /// RATE, batches handled after their visibility expired at RATE / 10 (embedded).
+    #[arg(long, value_name = "RATE")]
+    pub inject_faults: Option<f64>,
+    /// The seed of `--inject-faults`.
+    #[arg(long, default_value_t = 1)]
+    pub fault_seed: u64,
 }
 
 /// Runs the server (and, embedded, every stage) until Ctrl-C or SIGTERM.
@@ -81,6 +100,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let faults = match args.inject_faults {
+        Some(rate) if (0.0..=0.2).contains(&rate) => Some(Arc::new(FaultPlan::new(
+            FaultRates {
+                crash_before_write: rate,
+                crash_after_write: rate,
+                lose_delete: (rate * 5.0).min(1.0),
+                outlive_visibility: rate / 10.0,
+            },
+            args.fault_seed,
+        ))),
+        Some(rate) => anyhow::bail!("--inject-faults {rate}: give a rate from 0 to 0.2"),
+        None => None,
+    };
     let server = EmbeddedServer::start(
         listener,
         ServerSetup {
@@ -89,9 +121,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             settings,
             gateways,
             config,
-            models: ModelChoice::Auto,
+            models: if args.no_models {
+                ModelChoice::RulesAndTemplates
+            } else {
+                ModelChoice::Auto
+            },
             workers: args.workers,
             world: args.world.then(WorldLayout::default),
+            queues: QueueSettings {
+                visibility_timeout: Duration::from_secs(args.visibility_timeout_secs.max(1)),
+                max_receive_count: args.max_receive_count.max(1),
+            },
+            faults,
         },
     )
     .await?;
@@ -137,6 +178,10 @@ pub struct ServerSetup {
     pub workers: usize,
     /// A world layout to found (cells and stations) and to chart; `None`: narrative only.
     pub world: Option<WorldLayout>,
+    /// The queues' settings (visibility timeout, retries before the dead-letter queue).
+    pub queues: QueueSettings,
+    /// Faults injected into the stages' queue and table calls (fault testing only).
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl EmbeddedServer {
@@ -158,6 +203,8 @@ impl EmbeddedServer {
             models,
             workers,
             world,
+            queues,
+            faults,
         } = setup;
         let data_dir = data_dir.as_path();
         std::fs::create_dir_all(data_dir)
@@ -165,16 +212,22 @@ impl EmbeddedServer {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = EmbeddedStore::open(data_dir, Arc::clone(&clock), options)
             .with_context(|| format!("open the embedded store in {}", data_dir.display()))?;
-        let queue: Arc<dyn Queue> = store.queue();
+        let (queue, store_table): (Arc<dyn Queue>, Arc<dyn Table>) = match &faults {
+            Some(plan) => (
+                Arc::new(FaultyQueue::new(store.queue(), Arc::clone(plan))),
+                Arc::new(FaultyTable::new(store.table(), Arc::clone(plan))),
+            ),
+            None => (store.queue(), store.table()),
+        };
         // Distribute writes pages through this table, which wakes the feed's live subscribers.
         // It also times every published entry and counts intake's refusals for /metrics.
         let signals = Arc::new(FeedSignals::default());
         let metrics = Arc::new(Metrics::default());
         let table: Arc<dyn Table> = Arc::new(
-            NotifyingTable::new(store.table(), Arc::clone(&signals))
+            NotifyingTable::new(store_table, Arc::clone(&signals))
                 .observed_by(Arc::clone(&metrics), Arc::clone(&clock)),
         );
-        declare(queue.as_ref(), table.as_ref(), QueueSettings::default()).await?;
+        declare(queue.as_ref(), table.as_ref(), queues).await?;
         let context = StageContext::new(Arc::clone(&queue), Arc::clone(&table), clock);
         if let Some(layout) = &world {
             settings = simulation::world_settings(settings, layout)?;
@@ -193,11 +246,13 @@ impl EmbeddedServer {
         let poller = worldfleet_runtime::PollerConfig {
             workers: workers.max(1),
             wait: Duration::from_millis(200),
-            visibility_timeout: QueueSettings::default().visibility_timeout,
+            visibility_timeout: queues.visibility_timeout,
             batching_window: Duration::ZERO,
         };
-        let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, None);
+        let faults_seen = faults.clone();
+        let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, faults);
         let gauges = EmbeddedGauges {
+            faults: faults_seen,
             stages: fleet.stats().to_vec(),
             data_dir: data_dir.to_path_buf(),
             table: Arc::clone(&context.table),
@@ -257,6 +312,7 @@ impl EmbeddedServer {
 /// fleet's pollers), the store's size on disk, and — with a world — creatures alive by species
 /// and every station's posted prices.
 struct EmbeddedGauges {
+    faults: Option<Arc<FaultPlan>>,
     stages: Vec<(&'static str, Arc<PollerStats>)>,
     data_dir: PathBuf,
     table: Arc<dyn Table>,
@@ -292,6 +348,24 @@ impl MetricsSource for EmbeddedGauges {
             "worldfleet_store_bytes {}",
             directory_bytes(&self.data_dir)
         );
+        if let Some(plan) = &self.faults {
+            let counts = plan.counts();
+            text.push_str(
+                "# HELP worldfleet_injected_faults_total Faults injected (--inject-faults), by kind.\n\
+                 # TYPE worldfleet_injected_faults_total counter\n",
+            );
+            for (kind, value) in [
+                ("crash_before_write", counts.crashes_before_write),
+                ("crash_after_write", counts.crashes_after_write),
+                ("lost_delete", counts.lost_deletes),
+                ("outlived_visibility", counts.outlived_visibility),
+            ] {
+                let _ = writeln!(
+                    text,
+                    "worldfleet_injected_faults_total{{kind=\"{kind}\"}} {value}"
+                );
+            }
+        }
         let Some(layout) = &self.world else {
             return;
         };

@@ -8,7 +8,9 @@
 //! gateway key. The door refuses a few bad envelopes itself (over 64 KiB, not JSON);
 //! those never reach intake, so they are taken out of the audit's expectations and checked
 //! here instead: refused at the door with the reason intake would have given
-//! ([`DoorRefusals`]). [`Doors::close`] stops the server and reports delivery as the players
+//! ([`DoorRefusals`]). [`DoorGateway`] is that gateway on its own, for a door in another
+//! process (`worldfleet chaos` posts through it to the `worldfleet serve` it kills and
+//! restarts). [`Doors::close`] stops the server and reports delivery as the players
 //! saw it: from the POST's response to the entry's frame on their socket.
 
 use std::collections::{HashMap, HashSet};
@@ -147,9 +149,7 @@ pub type DoorRefusals = Vec<(Expectation, String)>;
 /// The in-process server, its subscribers and the world's gateway.
 pub struct Doors {
     address: SocketAddr,
-    poster: tokio::sync::Mutex<Poster>,
-    clock: Arc<DeliveryClock>,
-    refused: Mutex<DoorRefusals>,
+    door: DoorGateway,
     following: Following,
     feeds_followed: u64,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -185,9 +185,9 @@ impl Doors {
         let served = tokio::spawn(worldfleet_serve::serve(listener, state, async move {
             let _ = stopped.await;
         }));
-        let delivery = DeliveryClock::new()?;
+        let door = DoorGateway::new(address, gateway, key)?;
         let on_entry = {
-            let delivery = Arc::clone(&delivery);
+            let delivery = door.delivery_clock();
             move |event_id: &str, arrived: Instant| delivery.arrived(event_id, arrived)
         };
         let feeds: Vec<String> = players
@@ -202,9 +202,7 @@ impl Doors {
             .context("the players' socket closed while subscribing")?;
         Ok(Self {
             address,
-            poster: tokio::sync::Mutex::new(Poster::new(address, gateway, key.to_vec())),
-            clock: delivery,
-            refused: Mutex::new(Vec::new()),
+            door,
             following,
             feeds_followed: players.len() as u64,
             stop,
@@ -218,23 +216,86 @@ impl Doors {
     }
 
     /// Stops following and serving, once the run has drained so every frame has had its
-    /// chance to arrive. Returns the delivery report and the expectations left for the audit:
-    /// all of `expectations` but the envelopes the door refused itself (checked here against
-    /// the reason intake would give) and verbatim replays. Through the door a replay carries
-    /// its event id as the queue's deduplication id, so within five minutes the queue drops it
-    /// before intake sees it, as SQS does for a gateway: it is not applied twice (the audit's
-    /// duplicate check covers its original), but there is no rejection row to find.
+    /// chance to arrive. Returns the delivery report and the expectations left for the audit
+    /// ([`DoorGateway::audited`]).
     pub async fn close(self, expectations: &[Expectation]) -> (DeliveryReport, Vec<Expectation>) {
         let _ = self.stop.send(());
         let _ = self.served.await;
         self.following.reader.abort();
-        let refusals = std::mem::take(
+        let (at_the_door, audited) = self.door.audited(expectations);
+        let latency = self.door.clock.latency();
+        let millis = |micros: u64| micros as f64 / 1_000.0;
+        let report = DeliveryReport {
+            feeds_followed: self.feeds_followed,
+            frames: self.door.clock.frames(),
+            latency_p50_ms: millis(latency.value_at_quantile(0.50)),
+            latency_p99_ms: millis(latency.value_at_quantile(0.99)),
+            latency_max_ms: millis(latency.max()),
+            door_refused: at_the_door.refused,
+            door_refused_as_expected: at_the_door.refused_as_expected,
+            replays_not_reapplied: at_the_door.replays,
+        };
+        (report, audited)
+    }
+}
+
+/// What a door did with the world's envelopes before intake saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AtTheDoor {
+    /// Envelopes the door itself refused, and how many with the reason intake would give.
+    pub refused: u64,
+    pub refused_as_expected: u64,
+    /// Verbatim replays posted (see [`DeliveryReport::replays_not_reapplied`]).
+    pub replays: u64,
+}
+
+/// The world's gateway in front of a door at any address (this process's, or a `worldfleet
+/// serve` elsewhere): posts `POST /v1/events`, 100 envelopes a request, signed with the
+/// world's gateway key; posts a batch again when the door did not answer (a resend is
+/// deduplicated by event id); records the door's own refusals and when each event was
+/// answered.
+pub struct DoorGateway {
+    poster: tokio::sync::Mutex<Poster>,
+    clock: Arc<DeliveryClock>,
+    refused: Mutex<DoorRefusals>,
+}
+
+impl DoorGateway {
+    /// A gateway posting to the door at `address` as `gateway`, signing with `key`.
+    pub fn new(address: SocketAddr, gateway: &str, key: &[u8]) -> anyhow::Result<Self> {
+        Ok(Self {
+            poster: tokio::sync::Mutex::new(Poster::new(address, gateway, key.to_vec())),
+            clock: DeliveryClock::new()?,
+            refused: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// When each event was answered, for a follower to time its frames against.
+    pub fn delivery_clock(&self) -> Arc<DeliveryClock> {
+        Arc::clone(&self.clock)
+    }
+
+    /// What the door did itself, and the expectations left for the audit: all of
+    /// `expectations` but the envelopes the door refused (checked here against the reason
+    /// intake would give) and verbatim replays. Through the door a replay carries its event id
+    /// as the queue's deduplication id, so within five minutes the queue drops it before
+    /// intake sees it, as SQS does for a gateway: it is not applied twice (the audit's
+    /// duplicate check covers its original), but there is no rejection row to find.
+    pub fn audited(&self, expectations: &[Expectation]) -> (AtTheDoor, Vec<Expectation>) {
+        let mut refusals = std::mem::take(
             &mut *self
                 .refused
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner()),
         );
-        let door_refused_as_expected = refusals
+        // A batch posted again after no answer refuses its bad envelopes again: count each
+        // body once.
+        let mut seen = HashSet::new();
+        refusals.retain(|(expectation, _)| match expectation {
+            Expectation::Rejected { body_hash, .. } => seen.insert(body_hash.clone()),
+            _ => true,
+        });
+        let refused_as_expected = refusals
             .iter()
             .filter(|(expectation, reason)| {
                 matches!(expectation, Expectation::Rejected { reason: expected, .. } if expected.code() == reason)
@@ -264,19 +325,12 @@ impl Doors {
             })
             .cloned()
             .collect();
-        let latency = self.clock.latency();
-        let millis = |micros: u64| micros as f64 / 1_000.0;
-        let report = DeliveryReport {
-            feeds_followed: self.feeds_followed,
-            frames: self.clock.frames(),
-            latency_p50_ms: millis(latency.value_at_quantile(0.50)),
-            latency_p99_ms: millis(latency.value_at_quantile(0.99)),
-            latency_max_ms: millis(latency.max()),
-            door_refused: refusals.len() as u64,
-            door_refused_as_expected,
-            replays_not_reapplied: expectations.iter().filter(|e| is_replay(e)).count() as u64,
+        let at_the_door = AtTheDoor {
+            refused: refusals.len() as u64,
+            refused_as_expected,
+            replays: expectations.iter().filter(|e| is_replay(e)).count() as u64,
         };
-        (report, audited)
+        (at_the_door, audited)
     }
 }
 
@@ -291,6 +345,17 @@ fn event_id(expectation: &Expectation) -> Option<&str> {
 
 #[async_trait]
 impl WorldGateway for Doors {
+    fn batch_size(&self) -> usize {
+        self.door.batch_size()
+    }
+
+    async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool> {
+        self.door.post(batch).await
+    }
+}
+
+#[async_trait]
+impl WorldGateway for DoorGateway {
     fn batch_size(&self) -> usize {
         BATCH
     }
@@ -368,13 +433,18 @@ impl WorldGateway for Doors {
     }
 }
 
-impl Doors {
+impl DoorGateway {
     /// One POST; `None` when it should be sent again (no answer, 429 or 503: the door did not
     /// take it, and a resend is deduplicated).
     async fn send(&self, body: String) -> anyhow::Result<Option<(u16, String)>> {
         match self.poster.lock().await.post("/v1/events", body).await {
-            Ok((429 | 503, text)) => {
-                tracing::warn!(answer = %text, "the door asked for a retry; posting again");
+            Ok((status @ (429 | 503), text)) => {
+                let failed = text.matches("\"failed\"").count();
+                tracing::warn!(
+                    status,
+                    failed,
+                    "the door asked for a retry; posting the batch again"
+                );
                 Ok(None)
             }
             Ok(answer) => Ok(Some(answer)),

@@ -3,12 +3,14 @@
 
 mod bench;
 mod bench_world;
+mod chaos;
 mod checkpoint;
 mod cost;
 mod feed;
 mod replay;
 mod run;
 mod send;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,13 @@ enum Command {
     /// Turn a measured `bench --aws` run into a month of a world: the bill per million events
     /// scaled to its players' events, plus the capacity that runs anyway.
     Cost(cost::CostArgs),
+    /// Prove the delivery guarantees under real process kills: one world through two `serve`
+    /// processes, one calm and one with injected faults and repeated SIGKILLs; both audited,
+    /// their tables compared.
+    Chaos(chaos::ChaosArgs),
+    /// Steady traffic through a `serve` process for an hour or more: memory, store size, p99
+    /// latency and queue depths sampled into a CSV and an SVG plot, judged flat or not.
+    Soak(soak::SoakArgs),
     /// Checkpoint every ledger partition of a store up to the events older than the intake
     /// clock window whose derived state is complete; optionally compact the ledger behind.
     Checkpoint(checkpoint::CheckpointArgs),
@@ -67,5 +76,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args).await,
         Command::Checkpoint(args) => checkpoint::run(args).await,
         Command::Cost(args) => cost::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     }
 }
