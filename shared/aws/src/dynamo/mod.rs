@@ -40,7 +40,7 @@ use worldfleet_ports::{
 };
 
 use crate::classify::{SdkResult, ServiceError, counted_request, for_item, for_resource};
-use crate::retry::Repeat;
+use crate::retry::{Repeat, RetryCounters, RetrySnapshot};
 use crate::settings::AwsSettings;
 use expression::{ExpressionBuilder, NormalisedRange, normalise_range};
 use value::{item_from_map, item_to_map, key_from_map, key_to_map};
@@ -58,6 +58,7 @@ struct Inner {
     client: Client,
     settings: AwsSettings,
     counters: Arc<OperationCounters>,
+    retries: RetryCounters,
     /// The same units again, by logical table: where a stage's bill goes.
     by_table: std::sync::Mutex<std::collections::BTreeMap<String, Arc<OperationCounters>>>,
     clock: Arc<dyn Clock>,
@@ -86,6 +87,7 @@ impl DynamoTable {
                 client,
                 settings,
                 counters,
+                retries: RetryCounters::default(),
                 by_table: Default::default(),
                 clock,
             }),
@@ -105,6 +107,11 @@ impl DynamoTable {
     /// Requests and capacity units counted so far.
     pub fn counters(&self) -> &Arc<OperationCounters> {
         &self.inner.counters
+    }
+
+    /// What this adapter's retries did so far.
+    pub fn retries(&self) -> RetrySnapshot {
+        self.inner.retries.snapshot()
     }
 
     /// The units counted so far, by logical table (requests are counted only in
@@ -175,7 +182,8 @@ impl DynamoTable {
     {
         let inner = &self.inner;
         let count = || inner.counters.table_request();
-        counted_request(&inner.settings.retry, operation, repeat, count, send).await
+        let counting = (count, &inner.retries);
+        counted_request(&inner.settings.retry, operation, repeat, counting, send).await
     }
 
     /// One single-item write (PutItem, UpdateItem or DeleteItem) of `key` in `table`: `send`
