@@ -107,11 +107,13 @@ async fn report_stages(prefix: &str, fleet: &Fleet, queue: &dyn Queue) -> u64 {
             continue;
         };
         let dead_letter = worldfleet_domain::names::dead_letter_queue(source);
-        if let Ok(depth) = queue.depth(&dead_letter).await {
-            if depth.total() > 0 {
+        match queue.depth(&dead_letter).await {
+            Ok(depth) if depth.total() > 0 => {
                 eprintln!("{prefix}: {dead_letter}: {} messages", depth.total());
                 dead += depth.total();
             }
+            Ok(_) | Err(worldfleet_ports::Error::NotFound(_)) => {}
+            Err(error) => panic!("depth of {dead_letter}: {error}"),
         }
     }
     dead
