@@ -2,8 +2,9 @@
 # The AWS path end to end, from a fresh clone and without Docker:
 #   install + start LocalStack (SQS, Secrets Manager) and DynamoDB Local, deploy infra/template.yaml's queues
 #   and tables with worldfleet-local-deploy, run the AWS adapters' tests with the
-#   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test and the
-#   bad-input corpus on the emulators, lint the template, stop the stack.
+#   emulator tests enabled (WORLDFLEET_LOCAL_AWS=1), run the end-to-end pipeline test (also at
+#   10 % faulted requests, through the fault proxy in shared/fault-proxy) and the bad-input
+#   corpus on the emulators, lint the template, stop the stack.
 # A stack that was already running is left running. Extra arguments go to `cargo test`.
 set -euo pipefail
 
@@ -49,7 +50,7 @@ echo "== the AWS adapters on the emulators (contract suites on both adapters, lo
 cargo test --workspace --locked --test contract --test dynamo_local --test sqs_local \
   --test local_deploy --test template_policy "$@"
 
-echo "== end to end: every stage as fleet workers on SQS and DynamoDB"
+echo "== end to end: every stage as fleet workers on SQS and DynamoDB, fault-free and with 10 % of requests faulted (shared/fault-proxy)"
 cargo test --workspace --locked --test aws_pipeline "$@" -- --nocapture
 
 echo "== the bad-input corpus (events/bad/) through intake on SQS and DynamoDB: each case a rejection row with its code"

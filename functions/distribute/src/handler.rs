@@ -84,6 +84,10 @@ impl Distribute {
     /// when another attempt planned some of them first (the caller re-reads and retries).
     async fn plan(&self, events: &[CanonEntry]) -> Result<Option<Plan>> {
         let demand = plan::feed_demand(&self.rules, events);
+        // A counter added twice (an attempt that timed out after it was applied, then repeated)
+        // leaves a gap in the feed's numbering, which planning tolerates: the same gap opens
+        // whenever a batch fails after its counters and is redelivered. So the add may be
+        // repeated rather than failing the batch.
         let pages = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
             let counter = self
                 .context
@@ -91,7 +95,9 @@ impl Distribute {
                 .update(
                     FEEDS_TABLE,
                     &layout::counter_key(&feed.to_string()),
-                    Update::new().add(layout::COUNTER_NEXT, event_ids.len() as i64),
+                    Update::new()
+                        .add(layout::COUNTER_NEXT, event_ids.len() as i64)
+                        .repeatable(),
                     None,
                 )
                 .await?;
@@ -109,7 +115,10 @@ impl Distribute {
                     .update(
                         FEEDS_TABLE,
                         &layout::counter_key(&feed_id),
-                        Update::new().set(layout::COUNTER_INDEXED, true),
+                        // Setting a flag twice is harmless: repeat it on an ambiguous failure.
+                        Update::new()
+                            .set(layout::COUNTER_INDEXED, true)
+                            .repeatable(),
                         None,
                     )
                     .await?;
@@ -188,6 +197,10 @@ impl Distribute {
     async fn remember(&self, observations: &[(String, Item)]) -> Result<Vec<PruneRequest>> {
         let items: Vec<Item> = observations.iter().map(|(_, item)| item.clone()).collect();
         self.batch_write(MEMORY_TABLE, &items).await?;
+        // The byte count only decides when prune looks at a player's memory; prune measures
+        // the observations themselves and corrects the count. So counting an observation
+        // twice (a repeated add, as a redelivered batch does too) costs at most an early look,
+        // and the add may be repeated.
         let counts = try_join_all(observations.iter().map(|(player, item)| async move {
             let budget = self
                 .context
@@ -195,7 +208,9 @@ impl Distribute {
                 .update(
                     MEMORY_TABLE,
                     &memory::budget_key(player),
-                    Update::new().add("bytes", memory::observation_bytes(item) as i64),
+                    Update::new()
+                        .add("bytes", memory::observation_bytes(item) as i64)
+                        .repeatable(),
                     None,
                 )
                 .await?;

@@ -14,7 +14,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use worldfleet_ports::{Error, Key, Result};
 
-use crate::retry::{Repeat, RetryPolicy};
+use crate::retry::{Repeat, RetryCounters, RetryPolicy};
 
 /// A service error of an SQS or DynamoDB operation, as [`classify_sdk`] reads it.
 pub trait ServiceError: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
@@ -26,12 +26,13 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> ServiceError fo
 pub type SdkResult<T, E> = std::result::Result<T, SdkError<E, HttpResponse>>;
 
 /// One SQS or DynamoDB request under `policy`: `send` issues one attempt, which `count`
-/// counts; its failure is classified ([`classify_sdk`]) and retried by the rule for `repeat`.
+/// counts; its failure is classified ([`classify_sdk`]) and retried by the rule for `repeat`,
+/// the retries counted in `retries`.
 pub(crate) async fn counted_request<T, E, F, Fut>(
     policy: &RetryPolicy,
     operation: &str,
     repeat: Repeat,
-    count: impl Fn(),
+    (count, retries): (impl Fn(), &RetryCounters),
     mut send: F,
 ) -> Result<T>
 where
@@ -40,7 +41,7 @@ where
     E: ServiceError,
 {
     policy
-        .run_request(operation, repeat, || {
+        .run_request(operation, repeat, retries, || {
             count();
             let sent = send();
             async move { sent.await.map_err(|error| classify_sdk(&error)) }

@@ -25,7 +25,7 @@ pub mod template;
 pub use dynamo::DynamoTable;
 pub use error::{AwsError, Result};
 pub use local_deploy::{DeployReport, deploy_from_template};
-pub use retry::RetryPolicy;
+pub use retry::{RetryCounters, RetryPolicy, RetrySnapshot};
 pub use secrets::SecretsManagerSecret;
 pub use settings::AwsSettings;
 pub use sqs::SqsQueue;

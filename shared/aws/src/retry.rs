@@ -4,9 +4,11 @@
 //! is visible: counted as a request and classified. Whether an error is worth another attempt
 //! depends on the operation: a throttled request was never applied and is always retried; a
 //! timeout or dropped connection may have been applied, so it is retried only when repeating
-//! the request is harmless ([`Repeat::Safe`]).
+//! the request is harmless ([`Repeat::Safe`]). [`RetryCounters`] count what the retries did,
+//! so a run can show that faults were met and absorbed (or handed to the caller).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -71,11 +73,13 @@ impl RetryPolicy {
     }
 
     /// Runs `attempt` until it succeeds, fails with an error `retry_on` refuses, or the
-    /// attempts run out (the last error is returned).
+    /// attempts run out (the last error is returned). Each retry and each transient failure
+    /// handed back is counted in `counters`.
     pub async fn run<T, F, Fut>(
         &self,
         operation: &str,
         retry_on: impl Fn(&Error) -> bool,
+        counters: &RetryCounters,
         mut attempt: F,
     ) -> Result<T>
     where
@@ -88,12 +92,16 @@ impl RetryPolicy {
             match attempt().await {
                 Ok(value) => return Ok(value),
                 Err(error) if failed + 1 < attempts && retry_on(&error) => {
+                    counters.retrying(&error);
                     let wait = self.backoff(failed);
                     debug!(operation, attempt = failed + 1, ?wait, %error, "retrying");
                     tokio::time::sleep(wait).await;
                     failed += 1;
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    counters.handed_back(&error);
+                    return Err(error);
+                }
             }
         }
     }
@@ -103,14 +111,121 @@ impl RetryPolicy {
         &self,
         operation: &str,
         repeat: Repeat,
+        counters: &RetryCounters,
         attempt: F,
     ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run(operation, |error| repeat.should_retry(error), attempt)
-            .await
+        self.run(
+            operation,
+            |error| repeat.should_retry(error),
+            counters,
+            attempt,
+        )
+        .await
+    }
+}
+
+/// What an adapter's retries did. Shared by the clones of an adapter; read with
+/// [`RetryCounters::snapshot`].
+#[derive(Debug, Default)]
+pub struct RetryCounters {
+    throttled: AtomicU64,
+    timed_out: AtomicU64,
+    unavailable: AtomicU64,
+    unprocessed_rounds: AtomicU64,
+    cancelled_transactions: AtomicU64,
+    handed_back: AtomicU64,
+}
+
+/// A point-in-time copy of [`RetryCounters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySnapshot {
+    /// Attempts repeated after a throttling error.
+    pub throttled: u64,
+    /// Attempts repeated after a timeout (safe requests only).
+    pub timed_out: u64,
+    /// Attempts repeated after a 5xx or a broken connection (safe requests only).
+    pub unavailable: u64,
+    /// Batch rounds sent again for what the previous round left unprocessed.
+    pub unprocessed_rounds: u64,
+    /// Transactions sent again after a cancellation for transient reasons only.
+    pub cancelled_transactions: u64,
+    /// Transient failures handed to the caller: attempts spent, or an ambiguous failure
+    /// (timeout, 5xx) of a request that is not safe to repeat. The caller (a stage's batch,
+    /// then the queue's redelivery) decides what happens next.
+    pub handed_back: u64,
+}
+
+impl RetrySnapshot {
+    /// Every retry of any kind.
+    pub fn retries(&self) -> u64 {
+        self.throttled
+            + self.timed_out
+            + self.unavailable
+            + self.unprocessed_rounds
+            + self.cancelled_transactions
+    }
+}
+
+impl std::fmt::Display for RetrySnapshot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{} retries (throttled {}, timed out {}, unavailable {}, unprocessed rounds {}, \
+             cancelled transactions {}); {} transient failures handed back",
+            self.retries(),
+            self.throttled,
+            self.timed_out,
+            self.unavailable,
+            self.unprocessed_rounds,
+            self.cancelled_transactions,
+            self.handed_back
+        )
+    }
+}
+
+impl RetryCounters {
+    /// An attempt failed with `error` and is about to be repeated.
+    pub fn retrying(&self, error: &Error) {
+        let counter = match error {
+            Error::Throttled(_) => &self.throttled,
+            Error::Timeout(_) => &self.timed_out,
+            _ => &self.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A batch round is about to be sent again for its unprocessed part.
+    pub fn unprocessed_round(&self) {
+        self.unprocessed_rounds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A transaction cancelled for transient reasons is about to be sent again.
+    pub fn cancelled_transaction(&self) {
+        self.cancelled_transactions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `error` is handed to the caller; counted when it is transient.
+    pub fn handed_back(&self, error: &Error) {
+        if error.is_retryable() {
+            self.handed_back.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> RetrySnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RetrySnapshot {
+            throttled: load(&self.throttled),
+            timed_out: load(&self.timed_out),
+            unavailable: load(&self.unavailable),
+            unprocessed_rounds: load(&self.unprocessed_rounds),
+            cancelled_transactions: load(&self.cancelled_transactions),
+            handed_back: load(&self.handed_back),
+        }
     }
 }
 
@@ -150,19 +265,22 @@ mod tests {
 
     #[tokio::test]
     async fn retries_are_bounded_and_stop_on_success() {
+        let counters = RetryCounters::default();
         let calls = AtomicU32::new(0);
         let result: Result<()> = quick()
-            .run_request("test", Repeat::Safe, || async {
+            .run_request("test", Repeat::Safe, &counters, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(Error::Throttled("slow down".into()))
             })
             .await;
         assert!(matches!(result, Err(Error::Throttled(_))));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+        let counted = counters.snapshot();
+        assert_eq!((counted.throttled, counted.handed_back), (3, 1));
 
         let calls = AtomicU32::new(0);
         let result = quick()
-            .run_request("test", Repeat::Safe, || async {
+            .run_request("test", Repeat::Safe, &counters, || async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(Error::Unavailable("reset".into()))
                 } else {
@@ -172,15 +290,27 @@ mod tests {
             .await;
         assert_eq!(result, Ok(7));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(counters.snapshot().unavailable, 2);
 
         let calls = AtomicU32::new(0);
         let result: Result<()> = quick()
-            .run_request("test", Repeat::Safe, || async {
+            .run_request("test", Repeat::Safe, &counters, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(Error::InvalidRequest("no".into()))
             })
             .await;
         assert!(result.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // An ambiguous failure of a request that must not be repeated goes back at once.
+        let result: Result<()> = quick()
+            .run_request("test", Repeat::Unsafe, &counters, || async {
+                Err(Error::Timeout("lost".into()))
+            })
+            .await;
+        assert!(result.is_err());
+        let counted = counters.snapshot();
+        assert_eq!((counted.timed_out, counted.handed_back), (0, 2));
+        assert_eq!(counted.retries(), 5);
     }
 }

@@ -23,7 +23,7 @@ use worldfleet_ports::{
 };
 
 use crate::classify::{SdkResult, ServiceError, classify_code, counted_request, for_resource};
-use crate::retry::Repeat;
+use crate::retry::{Repeat, RetryCounters, RetrySnapshot};
 use crate::settings::AwsSettings;
 
 /// Largest total payload of one SendMessageBatch request; larger batches are split.
@@ -41,6 +41,7 @@ struct Inner {
     client: Client,
     settings: AwsSettings,
     counters: Arc<OperationCounters>,
+    retries: RetryCounters,
     urls: RwLock<HashMap<String, String>>,
 }
 
@@ -62,6 +63,7 @@ impl SqsQueue {
                 client,
                 settings,
                 counters,
+                retries: RetryCounters::default(),
                 urls: RwLock::new(urls),
             }),
         }
@@ -80,6 +82,11 @@ impl SqsQueue {
     /// Requests and messages counted so far.
     pub fn counters(&self) -> &Arc<OperationCounters> {
         &self.inner.counters
+    }
+
+    /// What this adapter's retries did so far.
+    pub fn retries(&self) -> RetrySnapshot {
+        self.inner.retries.snapshot()
     }
 
     /// The settings (stack prefix, retry policy) this adapter uses.
@@ -152,7 +159,8 @@ impl SqsQueue {
     {
         let inner = &self.inner;
         let count = || inner.counters.queue_request();
-        counted_request(&inner.settings.retry, operation, repeat, count, call).await
+        let counting = (count, &inner.retries);
+        counted_request(&inner.settings.retry, operation, repeat, counting, call).await
     }
 
     /// The queue URL of a logical name, resolved once.

@@ -17,6 +17,11 @@
 //! same key gets the saved result if COMPLETED, [`IdempotencyError::InProgress`] (retry later)
 //! while another holder still has time, or [`IdempotencyError::PayloadMismatch`] if the payload
 //! differs. When the work fails, the record is deleted so a retry can run it again.
+//!
+//! A claim whose put failed ambiguously (timed out, or a 5xx, after the store may have
+//! applied it) is read back: if the record holds this invocation's claim, the claim stands
+//! and the work runs. The completing update (`claim = mine`, `SET status`) may be repeated
+//! by the adapter, as it cannot falsify its own condition.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,6 +187,15 @@ impl IdempotencyStore {
             Err(error) if error.is_condition_failed() => {
                 return self.existing(key, &record_key, &payload_hash).await;
             }
+            // Timed out or a 5xx: the put may have been applied. Unresolved, the record would
+            // block every retry of this key as IN_PROGRESS until its expiry, long enough for
+            // the message to use up its receives; the record itself says whether it is ours.
+            Err(error) if error.is_retryable() => {
+                if !self.claimed(&record_key, &claim).await {
+                    return Err(error.into());
+                }
+                tracing::debug!(key, "claim was applied although its answer was lost");
+            }
             Err(error) => return Err(error.into()),
         }
         match work().await {
@@ -220,6 +234,17 @@ impl IdempotencyStore {
                 }
                 Err(IdempotencyError::Work(error))
             }
+        }
+    }
+
+    /// Whether the record holds `claim`: a claim whose put failed ambiguously was applied.
+    async fn claimed(&self, record_key: &Key, claim: &str) -> bool {
+        match self.table.get(&self.table_name, record_key).await {
+            Ok(Some(record)) => {
+                record.str("claim") == Some(claim)
+                    && record.str("status") == Some(STATUS_IN_PROGRESS)
+            }
+            _ => false,
         }
     }
 

@@ -165,3 +165,120 @@ async fn failed_work_releases_the_key_and_expired_records_run_again() {
         .unwrap();
     assert_eq!(fresh, Outcome::Executed(8));
 }
+
+/// A table whose first put is applied and then answered with a timeout, as when the store's
+/// answer is lost on the way back.
+struct LosesFirstPutAnswer {
+    inner: Arc<dyn worldfleet_ports::Table>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl worldfleet_ports::Table for LosesFirstPutAnswer {
+    async fn ensure_table(&self, spec: &TableSpec) -> worldfleet_ports::Result<()> {
+        self.inner.ensure_table(spec).await
+    }
+    async fn get(
+        &self,
+        table: &str,
+        key: &worldfleet_ports::Key,
+    ) -> worldfleet_ports::Result<Option<worldfleet_ports::Item>> {
+        self.inner.get(table, key).await
+    }
+    async fn batch_get(
+        &self,
+        table: &str,
+        keys: &[worldfleet_ports::Key],
+    ) -> worldfleet_ports::Result<Vec<worldfleet_ports::Item>> {
+        self.inner.batch_get(table, keys).await
+    }
+    async fn put(
+        &self,
+        table: &str,
+        item: worldfleet_ports::Item,
+        condition: Option<worldfleet_ports::Condition>,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner.put(table, item, condition).await?;
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            return Err(worldfleet_ports::Error::Timeout("answer lost".into()));
+        }
+        Ok(())
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: &worldfleet_ports::Key,
+        update: worldfleet_ports::Update,
+        condition: Option<worldfleet_ports::Condition>,
+    ) -> worldfleet_ports::Result<worldfleet_ports::Item> {
+        self.inner.update(table, key, update, condition).await
+    }
+    async fn delete(
+        &self,
+        table: &str,
+        key: &worldfleet_ports::Key,
+        condition: Option<worldfleet_ports::Condition>,
+    ) -> worldfleet_ports::Result<Option<worldfleet_ports::Item>> {
+        self.inner.delete(table, key, condition).await
+    }
+    async fn query(
+        &self,
+        table: &str,
+        query: &worldfleet_ports::Query,
+    ) -> worldfleet_ports::Result<worldfleet_ports::QueryPage> {
+        self.inner.query(table, query).await
+    }
+    async fn batch_write(
+        &self,
+        table: &str,
+        writes: Vec<worldfleet_ports::BatchWrite>,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner.batch_write(table, writes).await
+    }
+    async fn transact(
+        &self,
+        operations: Vec<worldfleet_ports::TransactWrite>,
+    ) -> worldfleet_ports::Result<()> {
+        self.inner.transact(operations).await
+    }
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_recognised_as_ours_and_does_not_block_the_key() {
+    let (store, _clock) = TempStore::manual(1_763_700_000_000);
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec {
+            name: "idempotency".into(),
+        })
+        .await
+        .unwrap();
+    let lossy = Arc::new(LosesFirstPutAnswer {
+        inner: table,
+        lost: Default::default(),
+    });
+    let records = IdempotencyStore::new(
+        lossy,
+        "idempotency",
+        Arc::clone(&store.clock),
+        IdempotencyConfig::default(),
+    );
+    let runs = AtomicU32::new(0);
+    let work = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(7)
+    };
+    // The claim was applied though its answer was lost: the work runs now, once, instead of
+    // the key reading IN_PROGRESS to every retry until the claim expires.
+    let first = records
+        .run("k", b"payload", Duration::from_secs(30), work)
+        .await
+        .unwrap();
+    assert_eq!(first, Outcome::Executed(7));
+    let again = records
+        .run("k", b"payload", Duration::from_secs(30), work)
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::Replayed(7));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

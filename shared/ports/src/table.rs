@@ -344,6 +344,13 @@ pub struct Update {
     pub add: Vec<(String, i64)>,
     /// `REMOVE name`.
     pub remove: Vec<String>,
+    /// The caller accepts this update being applied twice when an attempt fails ambiguously
+    /// (timed out, or a 5xx, after the store may have applied it), so an adapter that retries
+    /// may repeat it: a counter whose occasional overcount is harmless. Without it, an update
+    /// with counters is not repeated after such a failure (the caller gets the error). Plain
+    /// `SET`s need no mark: an adapter repeats them when their condition allows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeatable: bool,
 }
 
 impl Update {
@@ -373,6 +380,13 @@ impl Update {
     /// Adds `REMOVE name`.
     pub fn remove(mut self, name: &str) -> Self {
         self.remove.push(name.to_owned());
+        self
+    }
+
+    /// Marks the update [`Update::repeatable`]: applying it twice after an ambiguous failure
+    /// is acceptable.
+    pub fn repeatable(mut self) -> Self {
+        self.repeatable = true;
         self
     }
 

@@ -10,7 +10,7 @@ use worldfleet_ports::{BatchWrite, Error, Item, Key, Result};
 use super::value::{AttributeMap, item_from_map, item_to_map, key_from_map, key_to_map};
 use super::{DynamoTable, check_key, key_bytes};
 use crate::classify::for_resource;
-use crate::retry::{Repeat, RetryPolicy};
+use crate::retry::{Repeat, RetryCounters, RetryPolicy};
 
 impl DynamoTable {
     /// Reads up to [`MAX_BATCH_GET`] keys of one table (duplicates read once).
@@ -28,7 +28,7 @@ impl DynamoTable {
         let distinct: BTreeSet<&Key> = keys.iter().collect();
         let mut pending: Vec<AttributeMap> = distinct.into_iter().map(key_to_map).collect();
         let physical = self.physical(table);
-        let mut rounds = UnprocessedRounds::new(self.inner.settings.retry);
+        let mut rounds = UnprocessedRounds::new(self.inner.settings.retry, &self.inner.retries);
         let mut items = Vec::new();
         while !pending.is_empty() {
             let request = KeysAndAttributes::builder()
@@ -121,7 +121,7 @@ impl DynamoTable {
             pending.push(request);
         }
         let physical = self.physical(table);
-        let mut rounds = UnprocessedRounds::new(self.inner.settings.retry);
+        let mut rounds = UnprocessedRounds::new(self.inner.settings.retry, &self.inner.retries);
         while !pending.is_empty() {
             let output = self
                 .request("BatchWriteItem", Repeat::Safe, || {
@@ -166,14 +166,19 @@ impl DynamoTable {
 }
 
 /// The rounds of one batch call: what a round leaves unprocessed goes again after a backoff.
-struct UnprocessedRounds {
+struct UnprocessedRounds<'a> {
     policy: RetryPolicy,
+    retries: &'a RetryCounters,
     round: u32,
 }
 
-impl UnprocessedRounds {
-    fn new(policy: RetryPolicy) -> Self {
-        Self { policy, round: 0 }
+impl<'a> UnprocessedRounds<'a> {
+    fn new(policy: RetryPolicy, retries: &'a RetryCounters) -> Self {
+        Self {
+            policy,
+            retries,
+            round: 0,
+        }
     }
 
     /// Backs off before the next round for what is still unprocessed (`unprocessed` says
@@ -181,12 +186,15 @@ impl UnprocessedRounds {
     async fn back_off(&mut self, unprocessed: impl FnOnce() -> String) -> Result<()> {
         self.round += 1;
         if self.round >= self.policy.max_attempts {
-            return Err(Error::Throttled(format!(
+            let error = Error::Throttled(format!(
                 "{} still unprocessed after {} rounds",
                 unprocessed(),
                 self.round
-            )));
+            ));
+            self.retries.handed_back(&error);
+            return Err(error);
         }
+        self.retries.unprocessed_round();
         tokio::time::sleep(self.policy.backoff(self.round - 1)).await;
         Ok(())
     }

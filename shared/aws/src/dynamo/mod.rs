@@ -40,7 +40,7 @@ use worldfleet_ports::{
 };
 
 use crate::classify::{SdkResult, ServiceError, counted_request, for_item, for_resource};
-use crate::retry::Repeat;
+use crate::retry::{Repeat, RetryCounters, RetrySnapshot};
 use crate::settings::AwsSettings;
 use expression::{ExpressionBuilder, NormalisedRange, normalise_range};
 use value::{item_from_map, item_to_map, key_from_map, key_to_map};
@@ -58,6 +58,7 @@ struct Inner {
     client: Client,
     settings: AwsSettings,
     counters: Arc<OperationCounters>,
+    retries: RetryCounters,
     /// The same units again, by logical table: where a stage's bill goes.
     by_table: std::sync::Mutex<std::collections::BTreeMap<String, Arc<OperationCounters>>>,
     clock: Arc<dyn Clock>,
@@ -86,6 +87,7 @@ impl DynamoTable {
                 client,
                 settings,
                 counters,
+                retries: RetryCounters::default(),
                 by_table: Default::default(),
                 clock,
             }),
@@ -105,6 +107,11 @@ impl DynamoTable {
     /// Requests and capacity units counted so far.
     pub fn counters(&self) -> &Arc<OperationCounters> {
         &self.inner.counters
+    }
+
+    /// What this adapter's retries did so far.
+    pub fn retries(&self) -> RetrySnapshot {
+        self.inner.retries.snapshot()
     }
 
     /// The units counted so far, by logical table (requests are counted only in
@@ -175,13 +182,14 @@ impl DynamoTable {
     {
         let inner = &self.inner;
         let count = || inner.counters.table_request();
-        counted_request(&inner.settings.retry, operation, repeat, count, send).await
+        let counting = (count, &inner.retries);
+        counted_request(&inner.settings.retry, operation, repeat, counting, send).await
     }
 
     /// One single-item write (PutItem, UpdateItem or DeleteItem) of `key` in `table`: `send`
     /// issues an attempt on the physical table with the expressions of `condition` and
-    /// `update`. Conditional writes and counter updates must not be applied twice, so they are
-    /// not repeated after an ambiguous failure; failures name the item and the table.
+    /// `update`. A write that must not be applied twice is not repeated after an ambiguous
+    /// failure ([`repeat_of_write`]); failures name the item and the table.
     async fn write_item<T, E, F, Fut>(
         &self,
         operation: &str,
@@ -198,11 +206,7 @@ impl DynamoTable {
         let (table, key) = target;
         let physical = self.physical(table);
         let expressions = expressions(condition, update);
-        let repeat = if condition.is_some() || update.is_some_and(|update| !update.add.is_empty()) {
-            Repeat::Unsafe
-        } else {
-            Repeat::Safe
-        };
+        let repeat = repeat_of_write(operation, condition, update);
         self.request(operation, repeat, || {
             send(&self.inner.client, physical.clone(), expressions.clone())
         })
@@ -212,6 +216,67 @@ impl DynamoTable {
 
     fn visible(&self, item: Item) -> Option<Item> {
         (!item.is_expired(self.now_secs())).then_some(item)
+    }
+}
+
+/// Whether a single-item write may be repeated after an ambiguous failure (a timeout or 5xx
+/// of an attempt that may have been applied).
+///
+/// Unconditional puts, updates without counters and deletes are idempotent. A counter (`ADD`)
+/// would count twice, unless the caller marked the update [`Update::repeatable`]. A
+/// conditional write is repeatable when applying it cannot falsify its own condition, so that
+/// a repeat of an applied attempt passes again and rewrites the same values: an update (no
+/// counters) whose condition reads only attributes it does not write (and, at most, that the
+/// item exists), or a put whose condition is that the item exists. `claim = mine` guarding a
+/// `SET status = COMPLETED` is such a write; `attribute_not_exists` guarding a first write is
+/// not (the repeat would fail the condition its own first attempt made false).
+fn repeat_of_write(
+    operation: &str,
+    condition: Option<&Condition>,
+    update: Option<&Update>,
+) -> Repeat {
+    if update.is_some_and(|update| !update.add.is_empty() && !update.repeatable) {
+        return Repeat::Unsafe;
+    }
+    let Some(condition) = condition else {
+        return Repeat::Safe;
+    };
+    let written: Option<Vec<&str>> = match (operation, update) {
+        ("UpdateItem", Some(update)) if update.add.is_empty() => Some(
+            update
+                .set
+                .iter()
+                .chain(&update.set_if_absent)
+                .map(|(name, _)| name.as_str())
+                .chain(update.remove.iter().map(String::as_str))
+                .collect(),
+        ),
+        // A put rewrites every attribute: only conditions on the item's existence survive it.
+        ("PutItem", None) => None,
+        _ => return Repeat::Unsafe,
+    };
+    if survives_own_write(condition, written.as_deref(), true) {
+        Repeat::Safe
+    } else {
+        Repeat::Unsafe
+    }
+}
+
+/// True when a write that leaves the item in place and writes `written` (`None`: every
+/// attribute) cannot turn `condition` from true to false (`positive`), or from false to true
+/// under an odd number of `Not`s.
+fn survives_own_write(condition: &Condition, written: Option<&[&str]>, positive: bool) -> bool {
+    let untouched = |attribute: &str| written.is_some_and(|names| !names.contains(&attribute));
+    match condition {
+        // The write never removes the item, but may create it.
+        Condition::ItemExists => positive,
+        Condition::ItemNotExists => !positive,
+        Condition::Exists(attribute) | Condition::NotExists(attribute) => untouched(attribute),
+        Condition::Compare { attribute, .. } => untouched(attribute),
+        Condition::And(conditions) | Condition::Or(conditions) => conditions
+            .iter()
+            .all(|condition| survives_own_write(condition, written, positive)),
+        Condition::Not(condition) => survives_own_write(condition, written, !positive),
     }
 }
 
@@ -498,5 +563,83 @@ impl Table for DynamoTable {
 
     async fn transact(&self, operations: Vec<TransactWrite>) -> Result<()> {
         self.transact_writes(operations).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use worldfleet_ports::Comparison;
+
+    use super::*;
+
+    #[test]
+    fn only_writes_that_cannot_falsify_their_own_condition_are_repeated() {
+        let completes = Update::new().set("status", "COMPLETED").remove("expiry");
+        let mine = Condition::eq("claim", "c-1");
+        assert_eq!(
+            repeat_of_write("UpdateItem", Some(&mine), Some(&completes)),
+            Repeat::Safe
+        );
+        let mark = Update::new().set("completed", true);
+        assert_eq!(
+            repeat_of_write("UpdateItem", Some(&Condition::ItemExists), Some(&mark)),
+            Repeat::Safe
+        );
+        // The update writes what its condition reads: a repeat would fail it.
+        let moves = Update::new().set("claim", "c-2");
+        assert_eq!(
+            repeat_of_write("UpdateItem", Some(&mine), Some(&moves)),
+            Repeat::Unsafe
+        );
+        // A first write: its own first attempt makes the item exist.
+        assert_eq!(
+            repeat_of_write("UpdateItem", Some(&Condition::ItemNotExists), Some(&mark)),
+            Repeat::Unsafe
+        );
+        assert_eq!(
+            repeat_of_write(
+                "UpdateItem",
+                Some(&Condition::Not(Box::new(Condition::ItemExists))),
+                Some(&mark)
+            ),
+            Repeat::Unsafe
+        );
+        let either = Condition::Or(vec![
+            Condition::ItemExists,
+            Condition::compare("ttl", Comparison::Le, 5),
+        ]);
+        assert_eq!(
+            repeat_of_write("UpdateItem", Some(&either), Some(&mark)),
+            Repeat::Safe
+        );
+        // Counters count twice, unless the caller accepts it.
+        let counts = Update::new().add("n", 1);
+        assert_eq!(
+            repeat_of_write("UpdateItem", None, Some(&counts)),
+            Repeat::Unsafe
+        );
+        assert_eq!(
+            repeat_of_write("UpdateItem", None, Some(&counts.repeatable())),
+            Repeat::Safe
+        );
+        // Puts rewrite every attribute; deletes remove the item.
+        assert_eq!(repeat_of_write("PutItem", None, None), Repeat::Safe);
+        assert_eq!(
+            repeat_of_write("PutItem", Some(&Condition::ItemExists), None),
+            Repeat::Safe
+        );
+        assert_eq!(
+            repeat_of_write("PutItem", Some(&mine), None),
+            Repeat::Unsafe
+        );
+        assert_eq!(
+            repeat_of_write("PutItem", Some(&Condition::ItemNotExists), None),
+            Repeat::Unsafe
+        );
+        assert_eq!(
+            repeat_of_write("DeleteItem", Some(&Condition::ItemExists), None),
+            Repeat::Unsafe
+        );
+        assert_eq!(repeat_of_write("DeleteItem", None, None), Repeat::Safe);
     }
 }

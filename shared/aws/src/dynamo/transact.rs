@@ -68,6 +68,7 @@ impl DynamoTable {
                             .all(|reason| transient_cancellation(reason));
                     if transient && attempt + 1 < policy.max_attempts {
                         // Nothing was applied: a fresh token makes the retry a new transaction.
+                        self.inner.retries.cancelled_transaction();
                         token = uuid::Uuid::new_v4().to_string();
                         tokio::time::sleep(policy.backoff(attempt)).await;
                         attempt += 1;
@@ -79,10 +80,12 @@ impl DynamoTable {
             };
             // The client request token makes a repeat of an applied transaction a no-op.
             if Repeat::Safe.should_retry(&error) && attempt + 1 < policy.max_attempts {
+                self.inner.retries.retrying(&error);
                 tokio::time::sleep(policy.backoff(attempt)).await;
                 attempt += 1;
                 continue;
             }
+            self.inner.retries.handed_back(&error);
             return Err(error);
         }
         for operation in &operations {
