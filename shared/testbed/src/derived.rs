@@ -15,8 +15,10 @@
 //! - `prune`: the keys of region activity, region partitions and the feed index (their
 //!   attributes are timestamps), not the sweep's schedule row (`sweep/due`: whether a run was
 //!   long enough for the watchdog's minute to come round);
-//! - `ledger`: every row, every attribute except `accepted_at_ms` and `message_id` (when and
-//!   from which queue message intake accepted it);
+//! - `ledger`: every event row, every attribute except `accepted_at_ms` and `message_id` (when
+//!   and from which queue message intake accepted it); not prune's checkpoint rows
+//!   (`~checkpoint`, `~snap#…`), which cover the events older than intake's clock window whose
+//!   derived state was complete when prune last ran, so how far they reach depends on timing;
 //! - `rejections`: each refused body's key and reason (its timestamps, message id and count of
 //!   messages carrying it depend on how often a gateway resent it).
 //!
@@ -34,6 +36,7 @@ use worldfleet_domain::names::{
     CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, MEMORY_TABLE, PRUNE_TABLE, REJECTIONS_TABLE,
 };
 use worldfleet_ports::Item;
+use worldfleet_prune::checkpoint::is_event_entry;
 use worldfleet_tables::memory::{OBSERVATION_PREFIX, observation_entries};
 use worldfleet_tables::plan::{PAGE_PREFIX, page_from_item};
 
@@ -110,6 +113,7 @@ impl Derived {
             .collect();
         let ledger = scan(LEDGER_TABLE)?
             .into_iter()
+            .filter(is_event_entry)
             .map(|mut item| {
                 item.attributes.remove("accepted_at_ms");
                 item.attributes.remove("message_id");

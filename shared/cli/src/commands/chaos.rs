@@ -85,9 +85,16 @@ pub(super) struct ChaosArgs {
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
+    /// Run nothing: compare the tables of the two stores a run kept in this directory
+    /// (`--data-dir`), one store at a time.
+    #[arg(long, value_name = "DIR")]
+    compare: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.compare {
+        return compare(dir);
+    }
     anyhow::ensure!(
         (0.0..=0.2).contains(&args.fault_rate),
         "--fault-rate {}: give a rate from 0 to 0.2",
@@ -314,6 +321,30 @@ async fn post_until_taken(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// `--compare`: the digests of two kept stores, side by side.
+fn compare(dir: &Path) -> anyhow::Result<ExitCode> {
+    let calm = read_derived(&dir.join("calm"))?.digests();
+    let chaos = read_derived(&dir.join("chaos"))?.digests();
+    println!("tables:        rows  calm sha256 / chaos sha256");
+    for (calm, chaos) in calm.iter().zip(&chaos) {
+        println!(
+            "  {:<11} {:>9}  {} / {} {}",
+            calm.table,
+            calm.rows,
+            &calm.sha256[..16],
+            &chaos.sha256[..16],
+            if calm == chaos { "same" } else { "DIFFERENT" }
+        );
+    }
+    Ok(if calm == chaos {
+        println!("verdict:       the tables are identical");
+        ExitCode::SUCCESS
+    } else {
+        println!("verdict:       the tables differ");
+        ExitCode::FAILURE
+    })
 }
 
 fn open_store(dir: &Path) -> anyhow::Result<EmbeddedStore> {
