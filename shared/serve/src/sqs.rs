@@ -207,14 +207,18 @@ fn message(
     Ok(OutgoingMessage::fifo(body, &group, &dedup))
 }
 
+/// Reads `body` as the operation's JSON. The whole body must be UTF-8: `serde_json` does not
+/// check the bytes of a string it skips (an unknown member's value), so that is checked first.
 fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, SqsError> {
-    serde_json::from_slice(body).map_err(|error| {
+    let refused = |reason: String| {
         SqsError::sender(
             "SerializationException",
             "SerializationException",
-            format!("the request body is not the operation's JSON: {error}"),
+            format!("the request body is not the operation's JSON: {reason}"),
         )
-    })
+    };
+    let text = std::str::from_utf8(body).map_err(|error| refused(error.to_string()))?;
+    serde_json::from_str(text).map_err(|error| refused(error.to_string()))
 }
 
 /// What a request of one of the served operations asks for, read and checked from its JSON
@@ -530,6 +534,13 @@ mod tests {
             "QueueDoesNotExist"
         );
         assert_eq!(refusal("GetQueueUrl", "{"), "SerializationException");
+        // Invalid UTF-8 in a member the operation ignores is still not JSON.
+        let hidden = b"{\"QueueName\":\"intake.fifo\",\"Other\":\"\xff\"}";
+        assert!(serde_json::from_slice::<GetQueueUrlRequest>(hidden).is_ok());
+        assert_eq!(
+            parse_request("GetQueueUrl", hidden).unwrap_err().kind(),
+            "SerializationException"
+        );
         assert_eq!(
             refusal("SendMessage", r#"{"MessageBody":"b"}"#),
             "MissingParameter"
