@@ -24,7 +24,7 @@ export WORLDFLEET_BROWSER
 export WORLDFLEET_REQUIRE_BROWSER=1
 export WORLDFLEET_TEST_OUTPUT="${WORLDFLEET_TEST_OUTPUT:-$PWD/test-output}"
 
-step "unit, contract, pipeline, fault and dashboard tests (embedded)"
+step "unit, contract, pipeline, fault and dashboard tests (embedded), fuzz corpus replay"
 cargo test --workspace --locked
 
 for extra in scripts/test-inference.sh scripts/test-aws.sh; do

@@ -174,14 +174,14 @@ fn read_map(reader: &mut Reader<'_>, depth: usize) -> Result<BTreeMap<String, Va
 }
 
 /// Encodes an item's non-key attributes.
-pub(crate) fn encode_attributes(attributes: &Attributes) -> Vec<u8> {
+pub fn encode_attributes(attributes: &Attributes) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     put_map(&mut out, attributes);
     out
 }
 
 /// Decodes what [`encode_attributes`] wrote.
-pub(crate) fn decode_attributes(bytes: &[u8]) -> Result<Attributes> {
+pub fn decode_attributes(bytes: &[u8]) -> Result<Attributes> {
     let mut reader = Reader::new(bytes);
     let attributes = read_map(&mut reader, 0)?;
     if !reader.is_empty() {
@@ -191,14 +191,14 @@ pub(crate) fn decode_attributes(bytes: &[u8]) -> Result<Attributes> {
 }
 
 /// Key of an item: `len(table) table len(pk) pk sk` (lengths as u16 big-endian).
-pub(crate) fn item_key(table: &str, pk: &str, sk: &str) -> Vec<u8> {
+pub fn item_key(table: &str, pk: &str, sk: &str) -> Vec<u8> {
     let mut key = partition_prefix(table, pk);
     key.extend_from_slice(sk.as_bytes());
     key
 }
 
 /// The prefix every item of one partition shares.
-pub(crate) fn partition_prefix(table: &str, pk: &str) -> Vec<u8> {
+pub fn partition_prefix(table: &str, pk: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(4 + table.len() + pk.len() + 24);
     key.extend_from_slice(&(table.len() as u16).to_be_bytes());
     key.extend_from_slice(table.as_bytes());
@@ -208,7 +208,7 @@ pub(crate) fn partition_prefix(table: &str, pk: &str) -> Vec<u8> {
 }
 
 /// Splits an item key into table, pk and sk.
-pub(crate) fn split_item_key(key: &[u8]) -> Result<(&str, &str, &str)> {
+pub fn split_item_key(key: &[u8]) -> Result<(&str, &str, &str)> {
     fn part(key: &[u8]) -> Result<(&str, &[u8])> {
         let (len, rest) = key.split_at_checked(2).ok_or_else(|| corrupt("item key"))?;
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
@@ -225,7 +225,7 @@ pub(crate) fn split_item_key(key: &[u8]) -> Result<(&str, &str, &str)> {
 }
 
 /// The prefix of every key of one queue (`len(queue) queue`).
-pub(crate) fn queue_prefix(queue: &str) -> Vec<u8> {
+pub fn queue_prefix(queue: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + queue.len() + 8);
     key.push(queue.len() as u8);
     key.extend_from_slice(queue.as_bytes());
@@ -233,7 +233,7 @@ pub(crate) fn queue_prefix(queue: &str) -> Vec<u8> {
 }
 
 /// Key of a queue message: queue prefix then the sequence number, big-endian.
-pub(crate) fn message_key(prefix: &[u8], sequence: u64) -> Vec<u8> {
+pub fn message_key(prefix: &[u8], sequence: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + 8);
     key.extend_from_slice(prefix);
     key.extend_from_slice(&sequence.to_be_bytes());
@@ -241,7 +241,7 @@ pub(crate) fn message_key(prefix: &[u8], sequence: u64) -> Vec<u8> {
 }
 
 /// Splits a message key into queue name and sequence number.
-pub(crate) fn split_message_key(key: &[u8]) -> Result<(&str, u64)> {
+pub fn split_message_key(key: &[u8]) -> Result<(&str, u64)> {
     let (&len, rest) = key.split_first().ok_or_else(|| corrupt("message key"))?;
     let (name, sequence) = rest
         .split_at_checked(usize::from(len))
@@ -255,7 +255,7 @@ pub(crate) fn split_message_key(key: &[u8]) -> Result<(&str, u64)> {
 
 /// A stored queue message.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MessageRecord {
+pub struct MessageRecord {
     pub message_id: String,
     pub sent_at_ms: u64,
     /// When the message first becomes visible (its delay), Unix ms.
@@ -265,7 +265,7 @@ pub(crate) struct MessageRecord {
 }
 
 impl MessageRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.message_id.len() + self.body.len());
         put_bytes(&mut out, self.message_id.as_bytes());
         put_varint(&mut out, self.sent_at_ms);
@@ -281,7 +281,7 @@ impl MessageRecord {
         out
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut reader = Reader::new(bytes);
         let message_id = reader.string()?;
         let sent_at_ms = reader.varint()?;

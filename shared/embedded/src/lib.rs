@@ -11,6 +11,10 @@
 //! SQS/DynamoDB adapters run against. With the `testing` feature, [`testing::TempStore`] opens
 //! one in a temporary directory for other crates' tests.
 
+// Public only for the fuzz targets (`worldfleet-fuzz`), through the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+pub mod codec;
+#[cfg(not(feature = "fuzzing"))]
 mod codec;
 mod queue;
 mod store;

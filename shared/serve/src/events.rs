@@ -361,7 +361,9 @@ struct VerdictKeys {
 
 impl VerdictKeys {
     fn of(text: &str) -> Self {
-        let object = serde_json::from_str::<serde_json::Value>(text).ok();
+        // Intake's strict reader, as for the transport keys: an envelope with a repeated member
+        // name has no partition or event id to look up (intake refuses it as `malformed`).
+        let object = worldfleet_domain::json::parse_value(text.as_bytes()).ok();
         let field = |name: &str| {
             object
                 .as_ref()
@@ -510,6 +512,16 @@ mod tests {
         assert_eq!(message.group_id.as_deref(), Some(FALLBACK_GROUP));
         assert_eq!(message.dedup_id.as_deref().map(str::len), Some(64));
         assert_eq!(message.body, raw.get());
+    }
+
+    #[test]
+    fn verdicts_are_looked_up_under_keys_read_as_intake_reads_them() {
+        let keys = VerdictKeys::of(r#"{"partition":"gm/d/s","event_id":"01J"}"#);
+        assert_eq!(keys.ledger, Some(Key::new("gm/d/s", "01J")));
+        // A repeated member name: intake refuses it as malformed, so there is no ledger entry
+        // to look for under either copy (a last-wins reader would pick "01K").
+        let keys = VerdictKeys::of(r#"{"partition":"gm/d/s","event_id":"01J","event_id":"01K"}"#);
+        assert_eq!(keys.ledger, None);
     }
 
     #[test]

@@ -96,10 +96,19 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
     })
 }
 
-/// Unix milliseconds of an `x-amz-date` (`YYYYMMDD'T'HHMMSS'Z'`).
+/// Unix milliseconds of an `x-amz-date` (`YYYYMMDD'T'HHMMSS'Z'`, ASCII digits only); `None`
+/// for anything else.
 pub fn parse_amz_date(value: &str) -> Option<u64> {
     let value = value.trim();
-    if value.len() != 16 || &value[8..9] != "T" || !value.ends_with('Z') {
+    // Checked byte by byte before any slicing: a multi-byte character must not reach a string
+    // slice (the fuzzer found `&value[8..9]` panicking on one).
+    let well_formed = value.len() == 16
+        && value.bytes().enumerate().all(|(index, byte)| match index {
+            8 => byte == b'T',
+            15 => byte == b'Z',
+            _ => byte.is_ascii_digit(),
+        });
+    if !well_formed {
         return None;
     }
     let number = |range: std::ops::Range<usize>| value.get(range)?.parse::<i64>().ok();
@@ -322,6 +331,11 @@ mod tests {
         assert_eq!(parse_amz_date("20000301T000000Z"), Some(951_868_800_000));
         assert_eq!(parse_amz_date("2015-10-28"), None);
         assert_eq!(parse_amz_date("20151328T003000Z"), None);
+        // Sixteen bytes, but not the shape: no panic, no lenient reading of signs.
+        assert_eq!(parse_amz_date("pra-xm:%\u{10f35e}-xm:"), None);
+        assert_eq!(parse_amz_date("2015102\u{e9}003000Z"), None);
+        assert_eq!(parse_amz_date("201510+1T003000Z"), None);
+        assert_eq!(parse_amz_date("+0151028T003000Z"), None);
     }
 
     /// The `get-vanilla` case of the AWS SigV4 test suite (secret, scope and expected

@@ -49,6 +49,11 @@ pub struct SqsError {
 }
 
 impl SqsError {
+    /// The short error type (`QueueDoesNotExist`, `MissingParameter`, …), as in `__type`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     fn sender(kind: &'static str, query_code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -202,14 +207,136 @@ fn message(
     Ok(OutgoingMessage::fifo(body, &group, &dedup))
 }
 
+/// Reads `body` as the operation's JSON. The whole body must be UTF-8: `serde_json` does not
+/// check the bytes of a string it skips (an unknown member's value), so that is checked first.
 fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, SqsError> {
-    serde_json::from_slice(body).map_err(|error| {
+    let refused = |reason: String| {
         SqsError::sender(
             "SerializationException",
             "SerializationException",
-            format!("the request body is not the operation's JSON: {error}"),
+            format!("the request body is not the operation's JSON: {reason}"),
+        )
+    };
+    let text = std::str::from_utf8(body).map_err(|error| refused(error.to_string()))?;
+    serde_json::from_str(text).map_err(|error| refused(error.to_string()))
+}
+
+/// What a request of one of the served operations asks for, read and checked from its JSON
+/// body. Reading needs nothing but the bytes (no queue, no clock), so it is tested and fuzzed
+/// on its own; the handler authenticates first, then reads, then acts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqsRequest {
+    /// `GetQueueUrl` for the intake queue (any other name is refused while reading).
+    GetQueueUrl,
+    /// `SendMessage` of one message to the intake queue.
+    SendMessage(OutgoingMessage),
+    /// `SendMessageBatch` to the intake queue: 1 to [`MAX_BATCH`] entries with distinct ids.
+    SendMessageBatch(Vec<BatchEntryRequest>),
+}
+
+/// One entry of a `SendMessageBatch`: its id, and its message or why that entry alone is
+/// refused (the rest of the batch is still sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchEntryRequest {
+    pub id: String,
+    pub message: Result<OutgoingMessage, SqsError>,
+}
+
+/// The operation an `X-Amz-Target` header names (`AmazonSQS.<Operation>`).
+pub fn operation_of(target: &str) -> Result<&str, SqsError> {
+    target.strip_prefix("AmazonSQS.").ok_or_else(|| {
+        SqsError::sender(
+            "InvalidAction",
+            "InvalidAction",
+            "POST / speaks the SQS JSON protocol: send X-Amz-Target: AmazonSQS.<Operation>",
         )
     })
+}
+
+/// Reads `body` as a request of `operation`, refusing what SQS refuses before touching the
+/// queue: a body that is not the operation's JSON, another queue, a missing or empty
+/// parameter, a message-level delay, an empty, oversized or ambiguous batch, and any
+/// operation other than the three served.
+pub fn parse_request(operation: &str, body: &[u8]) -> Result<SqsRequest, SqsError> {
+    match operation {
+        "GetQueueUrl" => {
+            let request: GetQueueUrlRequest = decode(body)?;
+            let name = request
+                .queue_name
+                .ok_or_else(|| SqsError::missing("QueueName"))?;
+            if name != INTAKE_QUEUE {
+                return Err(SqsError::no_such_queue(&name));
+            }
+            Ok(SqsRequest::GetQueueUrl)
+        }
+        "SendMessage" => {
+            let request: SendMessageRequest = decode(body)?;
+            queue_of(request.queue_url.as_deref())?;
+            message(
+                request.message_body,
+                request.message_group_id,
+                request.message_deduplication_id,
+                request.delay_seconds,
+            )
+            .map(SqsRequest::SendMessage)
+        }
+        "SendMessageBatch" => {
+            let request: SendMessageBatchRequest = decode(body)?;
+            queue_of(request.queue_url.as_deref())?;
+            let entries = request.entries.unwrap_or_default();
+            if entries.is_empty() {
+                return Err(SqsError::sender(
+                    "EmptyBatchRequest",
+                    "AWS.SimpleQueueService.EmptyBatchRequest",
+                    "the batch holds no entry",
+                ));
+            }
+            if entries.len() > MAX_BATCH {
+                return Err(SqsError::sender(
+                    "TooManyEntriesInBatchRequest",
+                    "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+                    format!(
+                        "the batch holds {} entries; at most {MAX_BATCH}",
+                        entries.len()
+                    ),
+                ));
+            }
+            let mut ids: Vec<String> = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let id = entry.id.clone().ok_or_else(|| SqsError::missing("Id"))?;
+                if ids.contains(&id) {
+                    return Err(SqsError::sender(
+                        "BatchEntryIdsNotDistinct",
+                        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+                        format!("entry id {id:?} appears twice"),
+                    ));
+                }
+                ids.push(id);
+            }
+            let entries = ids
+                .into_iter()
+                .zip(entries)
+                .map(|(id, entry)| BatchEntryRequest {
+                    id,
+                    message: message(
+                        entry.message_body,
+                        entry.message_group_id,
+                        entry.message_deduplication_id,
+                        entry.delay_seconds,
+                    ),
+                })
+                .collect();
+            Ok(SqsRequest::SendMessageBatch(entries))
+        }
+        other => Err(SqsError::sender(
+            "UnsupportedOperation",
+            "AWS.SimpleQueueService.UnsupportedOperation",
+            format!(
+                "{other} is not served here; this endpoint answers GetQueueUrl, SendMessage and \
+                 SendMessageBatch for {INTAKE_QUEUE}"
+            ),
+        )),
+    }
 }
 
 /// The handler for `POST /`.
@@ -237,13 +364,7 @@ async fn dispatch(
         .get(TARGET_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    let Some(operation) = target.strip_prefix("AmazonSQS.") else {
-        return Err(SqsError::sender(
-            "InvalidAction",
-            "InvalidAction",
-            "POST / speaks the SQS JSON protocol: send X-Amz-Target: AmazonSQS.<Operation>",
-        ));
-    };
+    let operation = operation_of(target)?;
     let now_ms = state.inner.clock.now_ms();
     let window_ms = state.inner.config.auth_window.as_millis() as u64;
     let gateway = sigv4::verify(method, uri, headers, body, now_ms, window_ms, |gateway| {
@@ -272,15 +393,8 @@ async fn dispatch(
             format!("gateway {gateway:?} is over its request rate; retry in {wait_secs} s"),
         ));
     }
-    match operation {
-        "GetQueueUrl" => {
-            let request: GetQueueUrlRequest = decode(body)?;
-            let name = request
-                .queue_name
-                .ok_or_else(|| SqsError::missing("QueueName"))?;
-            if name != INTAKE_QUEUE {
-                return Err(SqsError::no_such_queue(&name));
-            }
+    match parse_request(operation, body)? {
+        SqsRequest::GetQueueUrl => {
             let host = headers
                 .get(header::HOST)
                 .and_then(|value| value.to_str().ok())
@@ -289,15 +403,7 @@ async fn dispatch(
                 "QueueUrl": format!("http://{host}/{ACCOUNT_ID}/{INTAKE_QUEUE}")
             })))
         }
-        "SendMessage" => {
-            let request: SendMessageRequest = decode(body)?;
-            queue_of(request.queue_url.as_deref())?;
-            let outgoing = message(
-                request.message_body,
-                request.message_group_id,
-                request.message_deduplication_id,
-                request.delay_seconds,
-            )?;
+        SqsRequest::SendMessage(outgoing) => {
             let digest = md5::hex_digest(outgoing.body.as_bytes());
             let outcomes = state
                 .inner
@@ -321,52 +427,15 @@ async fn dispatch(
                 ))),
             }
         }
-        "SendMessageBatch" => {
-            let request: SendMessageBatchRequest = decode(body)?;
-            queue_of(request.queue_url.as_deref())?;
-            let entries = request.entries.unwrap_or_default();
-            if entries.is_empty() {
-                return Err(SqsError::sender(
-                    "EmptyBatchRequest",
-                    "AWS.SimpleQueueService.EmptyBatchRequest",
-                    "the batch holds no entry",
-                ));
-            }
-            if entries.len() > MAX_BATCH {
-                return Err(SqsError::sender(
-                    "TooManyEntriesInBatchRequest",
-                    "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-                    format!(
-                        "the batch holds {} entries; at most {MAX_BATCH}",
-                        entries.len()
-                    ),
-                ));
-            }
-            let mut ids = Vec::new();
-            for entry in &entries {
-                let id = entry.id.clone().ok_or_else(|| SqsError::missing("Id"))?;
-                if ids.contains(&id) {
-                    return Err(SqsError::sender(
-                        "BatchEntryIdsNotDistinct",
-                        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
-                        format!("entry id {id:?} appears twice"),
-                    ));
-                }
-                ids.push(id);
-            }
+        SqsRequest::SendMessageBatch(entries) => {
             let mut successful = Vec::new();
             let mut failed = Vec::new();
             let mut pending = Vec::new();
-            for (id, entry) in ids.iter().zip(entries) {
-                match message(
-                    entry.message_body,
-                    entry.message_group_id,
-                    entry.message_deduplication_id,
-                    entry.delay_seconds,
-                ) {
-                    Ok(outgoing) => pending.push((id.clone(), outgoing)),
+            for entry in entries {
+                match entry.message {
+                    Ok(outgoing) => pending.push((entry.id, outgoing)),
                     Err(error) => failed.push(json!({
-                        "Id": id, "SenderFault": true, "Code": error.query_code,
+                        "Id": entry.id, "SenderFault": true, "Code": error.query_code,
                         "Message": error.message,
                     })),
                 }
@@ -405,13 +474,99 @@ async fn dispatch(
             }
             Ok(ok(json!({ "Successful": successful, "Failed": failed })))
         }
-        other => Err(SqsError::sender(
-            "UnsupportedOperation",
-            "AWS.SimpleQueueService.UnsupportedOperation",
-            format!(
-                "{other} is not served here; this endpoint answers GetQueueUrl, SendMessage and \
-                 SendMessageBatch for {INTAKE_QUEUE}"
-            ),
-        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "http://localhost/000000000000/intake.fifo";
+
+    fn refusal(operation: &str, body: &str) -> &'static str {
+        parse_request(operation, body.as_bytes())
+            .unwrap_err()
+            .kind()
+    }
+
+    #[test]
+    fn reads_the_three_operations() {
+        assert_eq!(
+            operation_of("AmazonSQS.SendMessage").unwrap(),
+            "SendMessage"
+        );
+        assert_eq!(
+            operation_of("SendMessage").unwrap_err().kind(),
+            "InvalidAction"
+        );
+        assert_eq!(
+            parse_request("GetQueueUrl", br#"{"QueueName":"intake.fifo"}"#).unwrap(),
+            SqsRequest::GetQueueUrl
+        );
+        let body = format!(r#"{{"QueueUrl":"{URL}","MessageBody":"b","MessageGroupId":"g"}}"#);
+        let SqsRequest::SendMessage(message) =
+            parse_request("SendMessage", body.as_bytes()).unwrap()
+        else {
+            panic!("not a SendMessage");
+        };
+        assert_eq!(message.group_id.as_deref(), Some("g"));
+        // No deduplication id: content-based, the SHA-256 of the body.
+        assert_eq!(message.dedup_id, Some(hex::encode(Sha256::digest(b"b"))));
+        let body = format!(
+            r#"{{"QueueUrl":"{URL}","Entries":[{{"Id":"1","MessageBody":"b","MessageGroupId":"g"}},{{"Id":"2","MessageBody":""}}]}}"#
+        );
+        let SqsRequest::SendMessageBatch(entries) =
+            parse_request("SendMessageBatch", body.as_bytes()).unwrap()
+        else {
+            panic!("not a SendMessageBatch");
+        };
+        assert!(entries[0].message.is_ok());
+        assert_eq!(
+            entries[1].message.as_ref().unwrap_err().kind(),
+            "InvalidParameterValue"
+        );
+    }
+
+    #[test]
+    fn refuses_what_sqs_refuses_before_the_queue() {
+        assert_eq!(
+            refusal("GetQueueUrl", r#"{"QueueName":"other"}"#),
+            "QueueDoesNotExist"
+        );
+        assert_eq!(refusal("GetQueueUrl", "{"), "SerializationException");
+        // Invalid UTF-8 in a member the operation ignores is still not JSON.
+        let hidden = b"{\"QueueName\":\"intake.fifo\",\"Other\":\"\xff\"}";
+        assert!(serde_json::from_slice::<GetQueueUrlRequest>(hidden).is_ok());
+        assert_eq!(
+            parse_request("GetQueueUrl", hidden).unwrap_err().kind(),
+            "SerializationException"
+        );
+        assert_eq!(
+            refusal("SendMessage", r#"{"MessageBody":"b"}"#),
+            "MissingParameter"
+        );
+        let delayed = format!(
+            r#"{{"QueueUrl":"{URL}","MessageBody":"b","MessageGroupId":"g","DelaySeconds":5}}"#
+        );
+        assert_eq!(refusal("SendMessage", &delayed), "InvalidParameterValue");
+        let empty = format!(r#"{{"QueueUrl":"{URL}","Entries":[]}}"#);
+        assert_eq!(refusal("SendMessageBatch", &empty), "EmptyBatchRequest");
+        let twice = format!(r#"{{"QueueUrl":"{URL}","Entries":[{{"Id":"a"}},{{"Id":"a"}}]}}"#);
+        assert_eq!(
+            refusal("SendMessageBatch", &twice),
+            "BatchEntryIdsNotDistinct"
+        );
+        let eleven = format!(
+            r#"{{"QueueUrl":"{URL}","Entries":[{}]}}"#,
+            (0..11)
+                .map(|id| format!(r#"{{"Id":"{id}"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            refusal("SendMessageBatch", &eleven),
+            "TooManyEntriesInBatchRequest"
+        );
+        assert_eq!(refusal("DeleteQueue", "{}"), "UnsupportedOperation");
     }
 }
