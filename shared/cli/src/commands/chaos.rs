@@ -34,6 +34,7 @@ use worldfleet_runtime::doors::{AtTheDoor, DoorGateway};
 use worldfleet_runtime::fleet::WorldGateway;
 use worldfleet_stages::StageSettings;
 use worldfleet_testbed::derived::TableDigest;
+use worldfleet_testbed::faults::FaultCounts;
 use worldfleet_testbed::world::{Emitted, Expectation};
 use worldfleet_testbed::{Audit, AuditReport, Derived, World, WorldSpec};
 
@@ -245,7 +246,7 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             "worldfleet_injected_faults_total{{kind=\"{kind}\"}}"
         ))
     };
-    let faults = InjectedFaults {
+    let faults = FaultCounts {
         crashes_before_write: fault("crash_before_write"),
         crashes_after_write: fault("crash_after_write"),
         lost_deletes: fault("lost_delete"),
@@ -293,15 +294,6 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Faults the chaos process reported injecting, by kind (summed over its lives).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-struct InjectedFaults {
-    crashes_before_write: u64,
-    crashes_after_write: u64,
-    lost_deletes: u64,
-    outlived_visibility: u64,
-}
-
 /// Posts `batch` through `door` until the door took all of it; a process that died on its own
 /// (not killed here) is an error, with the end of its log.
 async fn post_until_taken(
@@ -327,8 +319,20 @@ async fn post_until_taken(
 fn compare(dir: &Path) -> anyhow::Result<ExitCode> {
     let calm = read_derived(&dir.join("calm"))?.digests();
     let chaos = read_derived(&dir.join("chaos"))?.digests();
+    print_digests(&calm, &chaos);
+    Ok(if calm == chaos {
+        println!("verdict:       the tables are identical");
+        ExitCode::SUCCESS
+    } else {
+        println!("verdict:       the tables differ");
+        ExitCode::FAILURE
+    })
+}
+
+/// The two stores' digests, a table a line.
+fn print_digests(calm: &[TableDigest], chaos: &[TableDigest]) {
     println!("tables:        rows  calm sha256 / chaos sha256");
-    for (calm, chaos) in calm.iter().zip(&chaos) {
+    for (calm, chaos) in calm.iter().zip(chaos) {
         println!(
             "  {:<11} {:>9}  {} / {} {}",
             calm.table,
@@ -338,13 +342,6 @@ fn compare(dir: &Path) -> anyhow::Result<ExitCode> {
             if calm == chaos { "same" } else { "DIFFERENT" }
         );
     }
-    Ok(if calm == chaos {
-        println!("verdict:       the tables are identical");
-        ExitCode::SUCCESS
-    } else {
-        println!("verdict:       the tables differ");
-        ExitCode::FAILURE
-    })
 }
 
 fn open_store(dir: &Path) -> anyhow::Result<EmbeddedStore> {
@@ -421,7 +418,8 @@ struct ChaosReport {
     events: u64,
     envelopes: u64,
     kills: u32,
-    faults: InjectedFaults,
+    /// Faults the chaos process reported injecting, summed over its lives.
+    faults: FaultCounts,
     posted_s: f64,
     elapsed_s: f64,
     events_per_s: f64,
@@ -475,17 +473,7 @@ fn print_report(report: &ChaosReport) {
             println!("  ! {problem}");
         }
     }
-    println!("tables:        rows  calm sha256 / chaos sha256");
-    for (calm, chaos) in report.calm.digests.iter().zip(&report.chaos.digests) {
-        println!(
-            "  {:<11} {:>9}  {} / {} {}",
-            calm.table,
-            calm.rows,
-            &calm.sha256[..16],
-            &chaos.sha256[..16],
-            if calm == chaos { "same" } else { "DIFFERENT" }
-        );
-    }
+    print_digests(&report.calm.digests, &report.chaos.digests);
     if let Some(difference) = &report.difference {
         println!("  first difference: {difference}");
     }
