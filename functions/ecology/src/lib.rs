@@ -14,5 +14,6 @@ pub mod sim;
 pub use error::{EcologyError, Result};
 pub use rules::{Rules, SpeciesRules, TickInterval};
 pub use shell::{
-    EcologyConfig, EcologyInputStage, EcologyTickStage, TickTimer, seed_cell, watchdog,
+    EcologyConfig, EcologyInputStage, EcologyTickStage, TickTimer, is_news_event, seed_cell,
+    watchdog,
 };

@@ -160,6 +160,7 @@ pub struct EmbeddedServer {
     served: tokio::task::JoinHandle<worldfleet_serve::Result<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
     context: StageContext,
+    world: Option<WorldLayout>,
 }
 
 /// What an [`EmbeddedServer`] runs with.
@@ -255,8 +256,9 @@ impl EmbeddedServer {
             faults: faults_seen,
             stages: fleet.stats().to_vec(),
             data_dir: data_dir.to_path_buf(),
+            queue: Arc::clone(&context.queue),
             table: Arc::clone(&context.table),
-            world,
+            world: world.clone(),
         };
         let state = ServeState::from_context(&context, gateways, config)
             .with_push(signals)
@@ -278,6 +280,7 @@ impl EmbeddedServer {
             served,
             stop,
             context,
+            world,
         })
     }
 
@@ -287,7 +290,10 @@ impl EmbeddedServer {
     }
 
     /// Stops serving (live streams get `going_away`, in-flight requests finish), then the
-    /// stages after their in-flight batches, then closes the store.
+    /// timer stages; with a world, completes the outbox of every cell's last tick and lets the
+    /// other stages take what that sent (up to [`WORLD_STOP_DRAIN`]), so no news or emigrant of
+    /// an applied tick waits for the next start; then stops the stages after their in-flight
+    /// batches and closes the store.
     pub async fn stop(self) -> anyhow::Result<()> {
         let Self {
             mut fleet,
@@ -295,17 +301,48 @@ impl EmbeddedServer {
             served,
             stop,
             context,
+            world,
             ..
         } = self;
         let _ = stop.send(());
         let served = served.await.context("the server task")?;
         fleet.stop_timers().await;
+        if let Some(layout) = &world {
+            finish_world(&context, layout).await?;
+        }
         fleet.stop().await;
         drop(context);
         store.close();
         served?;
         Ok(())
     }
+}
+
+/// How long a stopping server with a world waits for its stages to take the last ticks'
+/// outboxes.
+pub const WORLD_STOP_DRAIN: Duration = Duration::from_secs(30);
+
+/// Completes the last ticks' outboxes (retried: under `--inject-faults` a call may fail on
+/// purpose) and waits for the input stages to take them.
+async fn finish_world(context: &StageContext, layout: &WorldLayout) -> anyhow::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match simulation::finish_outboxes(context, layout).await {
+            Ok(()) => break,
+            Err(error) if attempt < 10 => {
+                tracing::warn!(attempt, "completing the last ticks' outboxes: {error:#}");
+                attempt += 1;
+            }
+            Err(error) => return Err(error.context("complete the last ticks' outboxes")),
+        }
+    }
+    let drained =
+        worldfleet_runtime::fleet::wait_for_drain(context.queue.as_ref(), WORLD_STOP_DRAIN, || {})
+            .await?;
+    if !drained {
+        tracing::warn!("stopping with work queued: the next start takes it");
+    }
+    Ok(())
 }
 
 /// `/metrics` series only the embedded server can see: records each stage finished (from the
@@ -315,6 +352,7 @@ struct EmbeddedGauges {
     faults: Option<Arc<FaultPlan>>,
     stages: Vec<(&'static str, Arc<PollerStats>)>,
     data_dir: PathBuf,
+    queue: Arc<dyn Queue>,
     table: Arc<dyn Table>,
     world: Option<WorldLayout>,
 }
@@ -369,6 +407,16 @@ impl MetricsSource for EmbeddedGauges {
         let Some(layout) = &self.world else {
             return;
         };
+        match simulation::settled(self.queue.as_ref(), self.table.as_ref(), layout).await {
+            Ok(settled) => {
+                text.push_str(
+                    "# HELP worldfleet_world_settled 1 when the world has caught up: trades and player requests all applied, every cell and region past its first ticks.\n\
+                     # TYPE worldfleet_world_settled gauge\n",
+                );
+                let _ = writeln!(text, "worldfleet_world_settled {}", u8::from(settled));
+            }
+            Err(error) => tracing::warn!(%error, "metrics: the world settlement check failed"),
+        }
         match simulation::snapshot(self.table.as_ref(), layout).await {
             Ok(world) => {
                 text.push_str(

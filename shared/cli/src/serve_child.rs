@@ -183,8 +183,11 @@ impl ServeChild {
         })
     }
 
-    /// Waits until every stage queue has been empty for three reads in a row.
-    pub async fn wait_for_drain(&mut self, deadline: Instant) -> anyhow::Result<()> {
+    /// Waits until the queues of every input stage have been empty for three reads in a row
+    /// (the timer stages' queues never run dry), and with `world` until the world has settled
+    /// too (`worldfleet_world_settled 1`: trades and player requests applied, every cell and
+    /// region past its first ticks).
+    pub async fn wait_for_drain(&mut self, deadline: Instant, world: bool) -> anyhow::Result<()> {
         let mut empty_reads = 0;
         while empty_reads < 3 {
             self.check_alive()?;
@@ -196,7 +199,12 @@ impl ServeChild {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
             empty_reads = match self.metrics().await {
-                Some(text) if metric_sum(&text, "worldfleet_queue_depth{") == 0 => empty_reads + 1,
+                Some(text)
+                    if input_backlog(&text) == 0
+                        && (!world || metric_sum(&text, "worldfleet_world_settled ") == 1) =>
+                {
+                    empty_reads + 1
+                }
                 _ => 0,
             };
         }
@@ -278,6 +286,23 @@ pub fn metric_sum(text: &str, prefix: &str) -> u64 {
         .sum()
 }
 
+/// Messages in the queues of every input stage of the registry, from a `/metrics` text.
+pub fn input_backlog(text: &str) -> u64 {
+    worldfleet_stages::REGISTRY
+        .iter()
+        .filter(|entry| entry.role == worldfleet_stages::StageRole::Input)
+        .map(|entry| {
+            metric_sum(
+                text,
+                &format!(
+                    "worldfleet_queue_depth{{queue=\"{}\"",
+                    entry.resources.consumes
+                ),
+            )
+        })
+        .sum()
+}
+
 /// The last 20 lines of `path`.
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -302,5 +327,14 @@ mod tests {
         );
         assert_eq!(metric_sum(text, "worldfleet_queue_depth{"), 12);
         assert_eq!(metric_sum(text, "absent"), 0);
+    }
+
+    #[test]
+    fn the_backlog_counts_input_queues_not_timers_or_dead_letters() {
+        let text = "worldfleet_queue_depth{queue=\"intake.fifo\",state=\"visible\"} 3\n\
+                    worldfleet_queue_depth{queue=\"market.fifo\",state=\"in_flight\"} 4\n\
+                    worldfleet_queue_depth{queue=\"ecology-tick\",state=\"delayed\"} 8\n\
+                    worldfleet_queue_depth{queue=\"intake-dlq.fifo\",state=\"visible\"} 9\n";
+        assert_eq!(input_backlog(text), 7);
     }
 }

@@ -14,7 +14,8 @@
 //!   follow the pages);
 //! - `prune`: the keys of region activity, region partitions and the feed index (their
 //!   attributes are timestamps), not the sweep's schedule row (`sweep/due`: whether a run was
-//!   long enough for the watchdog's minute to come round);
+//!   long enough for the watchdog's minute to come round), nor the keys of the world's cells
+//!   (`wild/…`), where only the ticks' news is published;
 //! - `ledger`: every event row, every attribute except `accepted_at_ms` and `message_id` (when
 //!   and from which queue message intake accepted it); not prune's checkpoint rows
 //!   (`~checkpoint`, `~snap#…`), which cover the events older than intake's clock window whose
@@ -22,23 +23,39 @@
 //! - `rejections`: each refused body's key and reason (its timestamps, message id and count of
 //!   messages carrying it depend on how often a gateway resent it).
 //!
-//! The world's tables (ecology, market, production, timers) are not part of it: their ticks
-//! and price windows run on wall-clock timers, so two runs of different length tick a
-//! different number of times by design.
+//! - `market` (the world's stations): every transaction record's verdict, good, side and
+//!   quantity, and each station's stock per good. A station decides its trades one at a time in
+//!   the order its FIFO group delivers them, so verdicts and stock follow from the events alone;
+//!   not the price window a trade joined, its unit price, the recomputes or the prices, which
+//!   follow the wall-clock windows (a station recomputes at most once a second);
+//! - `ecology`: which captures and breed requests a tick consumed (their seen markers' keys);
+//!   not the tick that consumed them or its outcome, the cells' creatures, migrants or news.
+//!
+//! The world's ticks run on wall-clock timers, so two runs tick a different number of times and
+//! a player's request joins whichever tick comes next: what a tick made of it (creatures, the
+//! news it published to district feeds, production, timers) is run-dependent by design. The news
+//! rows in `canon`, `feeds` and `memory` ([`worldfleet_ecology::is_news_event`]) are left out
+//! with it; the world audit (`worldfleet_runtime::simulation::audit`) checks those tables for
+//! loss and duplication instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use worldfleet_domain::FeedEntry;
 use worldfleet_domain::names::{
-    CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, MEMORY_TABLE, PRUNE_TABLE, REJECTIONS_TABLE,
+    CANON_TABLE, ECOLOGY_TABLE, FEEDS_TABLE, LEDGER_TABLE, MARKET_TABLE, MEMORY_TABLE, PRUNE_TABLE,
+    REJECTIONS_TABLE,
 };
+use worldfleet_ecology::is_news_event;
 use worldfleet_ports::Item;
+use worldfleet_price::stages::records::{MARKET_SK, StoredMarket};
 use worldfleet_prune::checkpoint::is_event_entry;
 use worldfleet_tables::memory::{OBSERVATION_PREFIX, observation_entries};
 use worldfleet_tables::plan::{PAGE_PREFIX, page_from_item};
+
+use crate::world::WILD_REALM;
 
 /// The partition of prune's sweep schedule row.
 const SWEEP_SCHEDULE_PK: &str = "sweep";
@@ -57,6 +74,12 @@ pub struct Derived {
     pub prune_keys: Vec<String>,
     pub ledger: BTreeMap<String, String>,
     pub rejections: BTreeMap<String, String>,
+    /// Per station transaction (`station/tx#EVENT`): verdict, good, side, quantity.
+    pub trades: BTreeMap<String, String>,
+    /// Per station: its stock of every good.
+    pub stock: BTreeMap<String, String>,
+    /// The captures and breed requests consumed (`cell/seen#KEY`).
+    pub requests_consumed: BTreeSet<String>,
 }
 
 impl Derived {
@@ -64,6 +87,7 @@ impl Derived {
     pub fn read(mut scan: impl FnMut(&str) -> anyhow::Result<Vec<Item>>) -> anyhow::Result<Self> {
         let canon = scan(CANON_TABLE)?
             .into_iter()
+            .filter(|item| !canon_is_news(item))
             .map(|mut item| {
                 item.attributes.remove("composed_at_ms");
                 item.attributes.remove("dist_plan");
@@ -109,6 +133,7 @@ impl Derived {
         let prune_keys = scan(PRUNE_TABLE)?
             .iter()
             .filter(|item| item.key.pk != SWEEP_SCHEDULE_PK)
+            .filter(|item| !names_wild(&item.key.pk) && !names_wild(&item.key.sk))
             .map(|item| item.key.to_string())
             .collect();
         let ledger = scan(LEDGER_TABLE)?
@@ -129,6 +154,15 @@ impl Derived {
                 )
             })
             .collect();
+        let (trades, stock) = market(scan(MARKET_TABLE)?)?;
+        let requests_consumed = scan(ECOLOGY_TABLE)?
+            .iter()
+            .filter(|item| {
+                item.key.sk.starts_with(SEEN_CAPTURE_PREFIX)
+                    || item.key.sk.starts_with(SEEN_BREED_PREFIX)
+            })
+            .map(|item| item.key.to_string())
+            .collect();
         Ok(Self {
             canon,
             feeds: streams(pages),
@@ -137,6 +171,9 @@ impl Derived {
             prune_keys,
             ledger,
             rejections,
+            trades,
+            stock,
+            requests_consumed,
         })
     }
 
@@ -194,7 +231,7 @@ impl Derived {
                 .map(Vec::len)
                 .sum()
         };
-        vec![
+        let mut digests = vec![
             TableDigest::of(LEDGER_TABLE, self.ledger.len(), &self.ledger),
             TableDigest::of(REJECTIONS_TABLE, self.rejections.len(), &self.rejections),
             TableDigest::of(CANON_TABLE, self.canon.len(), &self.canon),
@@ -205,7 +242,43 @@ impl Derived {
             ),
             TableDigest::of(MEMORY_TABLE, feed_rows(&self.memory), &self.memory),
             TableDigest::of(PRUNE_TABLE, self.prune_keys.len(), &self.prune_keys),
-        ]
+        ];
+        if !self.stock.is_empty() || !self.requests_consumed.is_empty() {
+            digests.extend([
+                TableDigest::of(
+                    MARKET_TABLE,
+                    self.trades.len(),
+                    &(&self.trades, &self.stock),
+                ),
+                TableDigest::of(
+                    ECOLOGY_TABLE,
+                    self.requests_consumed.len(),
+                    &self.requests_consumed,
+                ),
+            ]);
+        }
+        digests
+    }
+
+    /// The first difference from `other` in the world's tables (market, ecology).
+    pub fn first_world_difference(&self, other: &Self) -> Option<String> {
+        first_in("trade", &self.trades, &other.trades)
+            .or_else(|| first_in("stock", &self.stock, &other.stock))
+            .or_else(|| {
+                match (
+                    self.requests_consumed
+                        .difference(&other.requests_consumed)
+                        .next(),
+                    other
+                        .requests_consumed
+                        .difference(&self.requests_consumed)
+                        .next(),
+                ) {
+                    (Some(key), _) => Some(format!("ecology {key}: only here")),
+                    (None, Some(key)) => Some(format!("ecology {key}: missing here")),
+                    (None, None) => None,
+                }
+            })
     }
 }
 
@@ -228,6 +301,68 @@ impl TableDigest {
     }
 }
 
+/// The sort-key prefixes of the seen markers of consumed captures and breed requests (see
+/// `worldfleet_ecology::shell::store`); migrants' markers (`seen#m#`) follow the ticks.
+const SEEN_CAPTURE_PREFIX: &str = "seen#c#";
+const SEEN_BREED_PREFIX: &str = "seen#b#";
+
+/// Whether a prune key names a region, partition or feed of the world's cells (`wild/…`,
+/// `parts#wild/…`, `district:wild/…`), where only the ticks' news is published.
+fn names_wild(text: &str) -> bool {
+    text.split(['#', ':']).any(|part| {
+        part.strip_prefix(WILD_REALM)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Whether a canon item is a world tick's news.
+fn canon_is_news(item: &Item) -> bool {
+    let Some(json) = item.str("canon") else {
+        return false;
+    };
+    let Ok(canon) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    match (canon["partition"].as_str(), canon["event_id"].as_str()) {
+        (Some(partition), Some(event_id)) => is_news_event(partition, event_id),
+        _ => false,
+    }
+}
+
+/// The market table's compared content: transaction records and each station's stock.
+type Market = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn market(items: Vec<Item>) -> anyhow::Result<Market> {
+    let mut trades = BTreeMap::new();
+    let mut stock = BTreeMap::new();
+    for item in items {
+        if item.key.sk.starts_with("tx#") {
+            let field = |name: &str| item.str(name).unwrap_or_default().to_owned();
+            trades.insert(
+                item.key.to_string(),
+                format!(
+                    "{} {} {} {}",
+                    field("verdict"),
+                    field("good"),
+                    field("side"),
+                    item.i64("quantity").unwrap_or_default()
+                ),
+            );
+        } else if item.key.sk == MARKET_SK {
+            let stored = StoredMarket::from_item(&item)
+                .map_err(|error| anyhow::anyhow!("market {}: {error}", item.key))?;
+            let supply: Vec<String> = stored
+                .market
+                .goods
+                .iter()
+                .map(|(good, market)| format!("{good}={}", market.supply))
+                .collect();
+            stock.insert(item.key.pk.clone(), supply.join(" "));
+        }
+    }
+    Ok((trades, stock))
+}
+
 fn streams(items: impl IntoIterator<Item = (String, Vec<FeedEntry>)>) -> Streams {
     let mut sorted: BTreeMap<String, Vec<FeedEntry>> = BTreeMap::new();
     for (owner, entries) in items {
@@ -239,6 +374,9 @@ fn streams(items: impl IntoIterator<Item = (String, Vec<FeedEntry>)>) -> Streams
             entries.sort_by_key(|entry| entry.seq);
             let mut by_partition: BTreeMap<String, Vec<FeedEntry>> = BTreeMap::new();
             for mut entry in entries {
+                if is_news_event(entry.partition.as_str(), &entry.event_id) {
+                    continue;
+                }
                 entry.seq = 0;
                 entry.accepted_at_ms = 0;
                 by_partition
@@ -248,6 +386,7 @@ fn streams(items: impl IntoIterator<Item = (String, Vec<FeedEntry>)>) -> Streams
             }
             (owner, by_partition)
         })
+        .filter(|(_, by_partition)| !by_partition.is_empty())
         .collect()
 }
 
@@ -291,6 +430,75 @@ mod tests {
             })
         })
         .expect("read")
+    }
+
+    fn read_tables(tables: Vec<(&'static str, Vec<Item>)>) -> Derived {
+        Derived::read(|name| {
+            Ok(tables
+                .iter()
+                .find(|(table, _)| *table == name)
+                .map(|(_, items)| items.clone())
+                .unwrap_or_default())
+        })
+        .expect("read")
+    }
+
+    fn trade(window_id: i64, verdict: &str) -> Item {
+        Item::new(Key::new(
+            "core/r-0/station-1",
+            "tx#01JD0000000000000000000001",
+        ))
+        .with("good", "ore")
+        .with("side", "buy")
+        .with("quantity", 3_i64)
+        .with("verdict", verdict)
+        .with("window_id", window_id)
+        .with("unit_price_milli", 1_000 + window_id)
+    }
+
+    #[test]
+    fn trades_compare_by_verdict_not_by_their_price_window() {
+        let one = read_tables(vec![(MARKET_TABLE, vec![trade(1, "applied")])]);
+        let later = read_tables(vec![(MARKET_TABLE, vec![trade(7, "applied")])]);
+        assert_eq!(one.digests(), later.digests());
+        let refused = read_tables(vec![(
+            MARKET_TABLE,
+            vec![trade(1, "refused:insufficient_stock")],
+        )]);
+        assert!(one.first_world_difference(&refused).is_some());
+    }
+
+    #[test]
+    fn requests_consumed_count_and_migrants_do_not() {
+        let seen = |sk: &str| Item::new(Key::new("wild/zone-00/cell-01", sk)).with("tick", 4_i64);
+        let one = read_tables(vec![(
+            ECOLOGY_TABLE,
+            vec![seen("seen#c#e1"), seen("seen#m#x"), seen("state")],
+        )]);
+        let other = read_tables(vec![(ECOLOGY_TABLE, vec![seen("seen#c#e1")])]);
+        assert_eq!(one.digests(), other.digests());
+        let missing = read_tables(vec![(ECOLOGY_TABLE, vec![seen("seen#b#e2")])]);
+        assert_eq!(
+            one.first_world_difference(&missing).as_deref(),
+            Some("ecology wild/zone-00/cell-01/seen#c#e1: only here")
+        );
+    }
+
+    #[test]
+    fn news_rows_and_wild_prune_keys_are_left_out() {
+        let prune = |pk: &str, sk: &str| Item::new(Key::new(pk, sk)).with("at_ms", 1_i64);
+        let with_news = read_tables(vec![(
+            PRUNE_TABLE,
+            vec![
+                prune("activity#03", "gm/d-1"),
+                prune("activity#05", "wild/zone-00"),
+                prune("parts#wild/zone-00", "wild/zone-00/cell-01"),
+                prune("feeds#02", "district:wild/zone-00"),
+            ],
+        )]);
+        assert_eq!(with_news.prune_keys, vec!["activity#03/gm/d-1".to_owned()]);
+        assert!(names_wild("district:wild/zone-00"));
+        assert!(!names_wild("district:wilder/zone-00"));
     }
 
     #[test]

@@ -22,6 +22,10 @@ use worldfleet_domain::envelope::{
 };
 use worldfleet_domain::{Envelope, EventKind, EventPayload, PartitionUid, RejectReason};
 
+/// The realm of the world's ecology cells (`wild/zone-NN/cell-NN`). Only the cells' ticks
+/// publish there (their news, to the zones' district feeds): no player event's canon does.
+pub const WILD_REALM: &str = "wild";
+
 /// The world simulation's places: market regions and their stations, ecology zones and cells.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorldLayout {
@@ -85,7 +89,7 @@ impl WorldLayout {
         (0..self.zones)
             .flat_map(|zone| {
                 (0..self.cells_per_zone).filter_map(move |cell| {
-                    PartitionUid::parse(&format!("wild/zone-{zone:02}/cell-{cell:02}")).ok()
+                    PartitionUid::parse(&format!("{WILD_REALM}/zone-{zone:02}/cell-{cell:02}")).ok()
                 })
             })
             .collect()

@@ -32,7 +32,7 @@ use crate::sim::Migrant;
 
 pub use inputs::EcologyInputStage;
 pub use store::{CellTotals, Outbox, StoredCell};
-pub use ticks::{EcologyTickStage, TickResult, seed_cell};
+pub use ticks::{EcologyTickStage, TickResult, is_news_event, seed_cell};
 pub use watchdog::watchdog;
 
 /// The timer chain name of cells in the registry.

@@ -287,6 +287,16 @@ fn dedup_id(key: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Whether `event_id` under `partition` names a news item of a tick: news canon is keyed by its
+/// cell, tick and ordinal ([`NewsEvent::idempotency_key`]), never by a gateway's event id (a
+/// ULID or UUIDv7, which holds no `#`). What news a world publishes depends on which ticks ran,
+/// so comparisons of two runs (`worldfleet chaos`) leave these rows out.
+pub fn is_news_event(partition: &str, event_id: &str) -> bool {
+    event_id
+        .strip_prefix(partition)
+        .is_some_and(|rest| rest.starts_with('#'))
+}
+
 /// The canon entry of a news item: published by distribute to the zone's district feed
 /// (the cell's first two UID segments), attributed to [`NEWS_ACTOR`], salient enough for the
 /// district rule, stamped with the tick's time so a re-sent outbox carries identical canon.
@@ -419,5 +429,35 @@ impl StageHandler for EcologyTickStage {
                 .map_err(RecordError::classify)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn news_ids_are_told_from_gateway_event_ids() {
+        let uid = |text: &str| PartitionUid::parse(text).expect("uid");
+        let news = NewsEvent {
+            cell: uid("wild/zone-00/cell-01"),
+            zone: uid("wild/zone-00"),
+            tick: 7,
+            kind: NewsKind::PopulationDoubled {
+                species: "glimmerfox".into(),
+                from: 10,
+                to: 20,
+            },
+            headline: "glimmerfox numbers doubled".into(),
+        };
+        assert!(is_news_event(news.cell.as_str(), &news.idempotency_key(2)));
+        assert!(!is_news_event(
+            news.cell.as_str(),
+            "01JD0000000000000000000000"
+        ));
+        assert!(!is_news_event(
+            "wild/zone-00/cell-0",
+            &news.idempotency_key(0)
+        ));
     }
 }

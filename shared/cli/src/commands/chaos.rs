@@ -13,8 +13,16 @@
 //! doubled, every bad envelope refused with its reason, no dead letters); then their derived
 //! tables are compared ([`worldfleet_testbed::derived`]: ledger, rejections, canon, feeds, player
 //! memory and prune rows, minus the fields documented there as run-dependent) and must be
-//! identical. The world is narrative only: the world stages' ticks run on wall-clock timers, so
-//! their tables differ between runs of different length by design.
+//! identical.
+//!
+//! With `--world-every N` (the default) the world lives in both processes too (`serve
+//! --world`): every Nth event is a trade at a station, or a capture or breed request in a cell.
+//! Both drain until the world has settled, stop (a stopping server completes its last ticks'
+//! outboxes), and each store also gets the world audit (every trade recorded once, every
+//! request consumed once, no creature lost or doubled). The world's tables are compared where
+//! they follow from the events alone — each station's trade verdicts and stock, the requests
+//! consumed — and not where they follow the wall-clock ticks (creatures, prices, news; see
+//! [`worldfleet_testbed::derived`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,11 +40,12 @@ use worldfleet_kit::Env;
 use worldfleet_ports::{Queue, SystemClock};
 use worldfleet_runtime::doors::{AtTheDoor, DoorGateway};
 use worldfleet_runtime::fleet::WorldGateway;
+use worldfleet_runtime::simulation::{self, WorldReport};
 use worldfleet_stages::StageSettings;
 use worldfleet_testbed::derived::TableDigest;
 use worldfleet_testbed::faults::FaultCounts;
 use worldfleet_testbed::world::{Emitted, Expectation};
-use worldfleet_testbed::{Audit, AuditReport, Derived, World, WorldSpec};
+use worldfleet_testbed::{Audit, AuditReport, Derived, World, WorldLayout, WorldSpec};
 
 use crate::serve_child::{ChildSpec, ServeChild};
 
@@ -67,6 +76,10 @@ pub(super) struct ChaosArgs {
     /// One deliberately bad envelope after every N good ones (0: none).
     #[arg(long, default_value_t = 50)]
     bad_every: u64,
+    /// One world event (trade, capture or breed request) after every N narrative ones; 0: no
+    /// world (the processes run without `--world`).
+    #[arg(long, default_value_t = 20)]
+    world_every: u64,
     /// Pollers per stage in each process.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -124,9 +137,10 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         factions: args.factions,
         seed: args.seed,
         bad_every: args.bad_every,
-        world_every: 0,
+        world_every: args.world_every,
         ..WorldSpec::small(args.seed)
     };
+    let with_world = args.world_every > 0;
     eprintln!(
         "worldfleet chaos: {} events, {} players, fan-out {}, seed {} — two `worldfleet serve` processes: calm, and chaos (faults at rate {}, {} SIGKILLs); stores in {}",
         args.events,
@@ -149,6 +163,9 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             "--max-receive-count".into(),
             "100".into(),
         ];
+        if with_world {
+            flags.push("--world".into());
+        }
         if let Some(seed) = faults {
             flags.extend([
                 "--inject-faults".into(),
@@ -236,7 +253,7 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     let deadline = Instant::now() + Duration::from_secs(args.drain_timeout_secs);
     for server in [&mut calm, &mut chaos] {
-        server.wait_for_drain(deadline).await?;
+        server.wait_for_drain(deadline, with_world).await?;
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     calm.stop().await?;
@@ -254,8 +271,17 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     };
 
     let settings = StageSettings::from_vars(&Env::process())?;
-    let calm_report = audit(&calm, &calm_door, &expectations, &world, &settings).await?;
-    let chaos_report = audit(&chaos, &chaos_door, &expectations, &world, &settings).await?;
+    let layout = with_world.then_some(&spec.layout);
+    let calm_report = audit(&calm, &calm_door, &expectations, &world, &settings, layout).await?;
+    let chaos_report = audit(
+        &chaos,
+        &chaos_door,
+        &expectations,
+        &world,
+        &settings,
+        layout,
+    )
+    .await?;
     let difference = if calm_report.digests == chaos_report.digests {
         None
     } else {
@@ -266,6 +292,7 @@ pub(super) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             chaos_derived
                 .first_intake_difference(&calm_derived)
                 .or_else(|| chaos_derived.first_difference(&calm_derived))
+                .or_else(|| chaos_derived.first_world_difference(&calm_derived))
                 .unwrap_or_else(|| "the digests differ".to_owned()),
         )
     };
@@ -369,6 +396,8 @@ struct StoreReport {
     at_the_door: AtTheDoor,
     dead_letters: u64,
     digests: Vec<TableDigest>,
+    /// The world audit, when the processes ran the world.
+    world: Option<WorldReport>,
 }
 
 async fn audit(
@@ -377,6 +406,7 @@ async fn audit(
     expectations: &[Expectation],
     world: &World,
     settings: &StageSettings,
+    layout: Option<&WorldLayout>,
 ) -> anyhow::Result<StoreReport> {
     let (at_the_door, audited) = door.audited(expectations);
     let store = open_store(&server.dir)?;
@@ -403,6 +433,10 @@ async fn audit(
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
     let digests = Derived::read(|name| Ok(table.scan(name)?))?.digests();
+    let world = match layout {
+        Some(layout) => Some(simulation::audit(table.as_ref(), layout, expectations, &[]).await?),
+        None => None,
+    };
     drop(table);
     store.close();
     Ok(StoreReport {
@@ -410,6 +444,7 @@ async fn audit(
         at_the_door,
         dead_letters,
         digests,
+        world,
     })
 }
 
@@ -437,6 +472,9 @@ impl ChaosReport {
                 && store.audit.wrong_reason == 0
                 && store.audit.rejected_as_expected == store.audit.bad_sent
                 && store.dead_letters == 0
+                && store.world.as_ref().is_none_or(|world| {
+                    world.lost == 0 && world.duplicates == 0 && world.problems.is_empty()
+                })
         };
         clean(&self.calm) && clean(&self.chaos) && self.identical
     }
@@ -471,6 +509,26 @@ fn print_report(report: &ChaosReport) {
         );
         for problem in audit.problems.iter().take(5) {
             println!("  ! {problem}");
+        }
+        if let Some(world) = &store.world {
+            println!(
+                "{name:<6} world   trades {} sent, {} recorded ({} applied, {} refused); captures and breeds {} sent, {} consumed ({} refused); {} cells at {} ticks; news {}; lost {}, duplicates {}",
+                world.trades_sent,
+                world.trades_recorded,
+                world.trades_applied,
+                world.trades_refused,
+                world.captures_sent + world.breeds_sent,
+                world.requests_applied + world.requests_refused,
+                world.requests_refused,
+                world.cells,
+                world.ecology_ticks,
+                world.news_published,
+                world.lost,
+                world.duplicates
+            );
+            for problem in world.problems.iter().take(5) {
+                println!("  ! {problem}");
+            }
         }
     }
     print_digests(&report.calm.digests, &report.chaos.digests);

@@ -169,7 +169,7 @@ pub(super) async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         }
     }
     server
-        .wait_for_drain(Instant::now() + Duration::from_secs(600))
+        .wait_for_drain(Instant::now() + Duration::from_secs(600), false)
         .await?;
     server.stop().await?;
 
