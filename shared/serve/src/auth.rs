@@ -73,7 +73,9 @@ pub fn sign_request(
 }
 
 /// True when `signature_hex` is the signature of the request under `key`, compared in
-/// constant time (a signature that is not hex, or of the wrong length, is simply false).
+/// constant time. Only the form [`sign_request`] writes is accepted — 64 lowercase hex
+/// characters (HTTP's optional whitespace around a header value aside) — so one request has
+/// one signature, as with envelope signatures; anything else is simply false.
 pub fn verify_request(
     key: &[u8],
     method: &str,
@@ -82,7 +84,15 @@ pub fn verify_request(
     body: &[u8],
     signature_hex: &str,
 ) -> bool {
-    let Ok(given) = hex::decode(signature_hex.trim()) else {
+    let signature_hex = signature_hex.trim_matches([' ', '\t']);
+    if signature_hex.len() != 64
+        || !signature_hex
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    {
+        return false;
+    }
+    let Ok(given) = hex::decode(signature_hex) else {
         return false;
     };
     let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
@@ -354,6 +364,17 @@ mod tests {
             b"{}",
             &signature[..10]
         ));
+    }
+
+    #[test]
+    fn only_the_lowercase_form_verifies() {
+        let key = b"0123456789abcdef";
+        let signature = sign_request(key, "POST", "/v1/events", 1_000, b"{}");
+        let verify = |given: &str| verify_request(key, "POST", "/v1/events", 1_000, b"{}", given);
+        assert!(verify(&format!(" {signature}\t")), "header whitespace");
+        assert!(!verify(&signature.to_ascii_uppercase()));
+        assert!(!verify(&format!("{signature}\n")));
+        assert!(!verify(&format!("{signature}00")));
     }
 
     #[test]
