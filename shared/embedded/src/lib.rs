@@ -26,4 +26,4 @@ mod writer;
 pub use queue::EmbeddedQueue;
 pub use store::{EmbeddedStore, StoreOptions};
 pub use table::EmbeddedTable;
-pub use writer::Durability;
+pub use writer::{Durability, JournalProgress};
