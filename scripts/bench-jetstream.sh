@@ -7,7 +7,8 @@
 #
 #   scripts/bench-jetstream.sh [EVENTS] [-- BENCH_ARGS...]
 #
-# JETSTREAM_SYNC=always makes JetStream fsync every write (its default syncs every 2 minutes).
+# JETSTREAM_SYNC=always makes JetStream fsync every write (its default syncs every 2 minutes);
+# it needs nats-server 2.10 or later (Debian 12 ships 2.9, which refuses the setting).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +47,11 @@ for _ in $(seq 50); do
     grep -q "Server is ready" "$store/server.log" && break
     sleep 0.1
 done
+if ! grep -q "Server is ready" "$store/server.log"; then
+    echo "nats-server did not start:" >&2
+    cat "$store/server.log" >&2
+    exit 1
+fi
 echo "JetStream: $events events, fan-out 8, file storage, sync ${JETSTREAM_SYNC:-default (every 2 min)} (load before: $(load))"
 jetstream_json="$("$python" "$repo_root/scripts/bench_jetstream.py" --url "nats://127.0.0.1:$port" --events "$events" --fan-out 8)"
 echo "  $jetstream_json"
