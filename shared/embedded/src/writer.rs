@@ -559,7 +559,12 @@ impl GroupWriter<'_> {
             // Readers may see the batch from here on: a reader's durability barrier taken
             // after its read then covers this group.
             self.progress.visible.store(group_number, Ordering::SeqCst);
-            batch.commit().map_err(storage_error)?;
+            if let Err(error) = batch.commit().map_err(storage_error) {
+                // fjall poisons the database when its journal write fails: nothing later can
+                // be made durable, and readers waiting on this group must hear so.
+                self.progress.fail(&error);
+                return Err(error);
+            }
             if let Err(error) = self
                 .database
                 .persist(PersistMode::Buffer)
