@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use worldfleet_embedded::{EmbeddedStore, StoreOptions};
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_intake::GatewayKeys;
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// The seed of `--inject-faults`.
     #[arg(long, default_value_t = 1)]
     pub fault_seed: u64,
+    /// fsync every write before acknowledging it (embedded), instead of only what the doors
+    /// acknowledge or show (an accepted envelope's send, a feed read), the stages' writes in
+    /// the background.
+    #[arg(long)]
+    pub fsync_all: bool,
 }
 
 /// Runs the server (and, embedded, every stage) until Ctrl-C or SIGTERM.
@@ -117,7 +122,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listener,
         ServerSetup {
             data_dir: args.data_dir.clone(),
-            options: StoreOptions::default(),
+            options: StoreOptions {
+                durability: if args.fsync_all {
+                    Durability::Sync
+                } else {
+                    Durability::Boundary
+                },
+                ..StoreOptions::default()
+            },
             settings,
             gateways,
             config,
@@ -161,6 +173,8 @@ pub struct EmbeddedServer {
     stop: tokio::sync::oneshot::Sender<()>,
     context: StageContext,
     world: Option<WorldLayout>,
+    /// The queue the doors send to.
+    door_queue: Arc<dyn Queue>,
 }
 
 /// What an [`EmbeddedServer`] runs with.
@@ -250,6 +264,26 @@ impl EmbeddedServer {
             visibility_timeout: queues.visibility_timeout,
             batching_window: Duration::ZERO,
         };
+        // The doors acknowledge and show things to the outside world: their sends wait for
+        // fsync, their reads until what they read is durable (with `Durability::Boundary` the
+        // stages' own writes are fsynced in the background).
+        let (door_queue, door_table): (Arc<dyn Queue>, Arc<dyn Table>) = match &faults {
+            Some(plan) => (
+                Arc::new(FaultyQueue::new(
+                    store.acknowledging_queue(),
+                    Arc::clone(plan),
+                )),
+                Arc::new(FaultyTable::new(
+                    store.acknowledging_table(),
+                    Arc::clone(plan),
+                )),
+            ),
+            None => (store.acknowledging_queue(), store.acknowledging_table()),
+        };
+        let door_table: Arc<dyn Table> = Arc::new(
+            NotifyingTable::new(door_table, Arc::clone(&signals))
+                .observed_by(Arc::clone(&metrics), Arc::clone(&context.clock)),
+        );
         let faults_seen = faults.clone();
         let fleet = worldfleet_runtime::Fleet::launch(stages, queue, poller, faults);
         let gauges = EmbeddedGauges {
@@ -260,10 +294,16 @@ impl EmbeddedServer {
             table: Arc::clone(&context.table),
             world: world.clone(),
         };
-        let state = ServeState::from_context(&context, gateways, config)
-            .with_push(signals)
-            .with_metrics(metrics)
-            .with_source(Arc::new(gauges));
+        let state = ServeState::new(
+            Arc::clone(&door_queue),
+            door_table,
+            Arc::clone(&context.clock),
+            gateways,
+            config,
+        )
+        .with_push(signals)
+        .with_metrics(metrics)
+        .with_source(Arc::new(gauges));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(worldfleet_serve::serve(
             listener,
@@ -281,12 +321,13 @@ impl EmbeddedServer {
             stop,
             context,
             world,
+            door_queue,
         })
     }
 
-    /// The store's queue port (what `POST /v1/events` sends to).
+    /// The doors' queue port (what `POST /v1/events` sends to: answered once fsynced).
     pub fn queue(&self) -> Arc<dyn Queue> {
-        Arc::clone(&self.context.queue)
+        Arc::clone(&self.door_queue)
     }
 
     /// Stops serving (live streams get `going_away`, in-flight requests finish), then the

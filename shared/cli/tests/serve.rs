@@ -1,7 +1,8 @@
 //! `worldfleet serve` as a studio starts it: every stage embedded behind the doors. A signed
 //! sample posted over HTTP reaches its actor's feed through the real stages, a forged one is
 //! refused and found by its event id (over HTTP, then with `worldfleet rejections` on the
-//! store), and SIGTERM ends the process with exit status 0.
+//! store), and SIGTERM ends the process with exit status 0. Envelopes acknowledged (202) just
+//! before a SIGKILL all reach their feed once the server is started again on the same store.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -170,4 +171,85 @@ fn a_signed_sample_posted_over_http_reaches_its_feed_and_sigterm_exits_zero() {
 
 fn envelope_id_never_sent() -> &'static str {
     "01JD3Q7Z8X9Y0A1B2C3D4E5F70"
+}
+
+/// The sample dialogue envelope under `event_id`, signed now with the test gateway's key.
+fn signed_sample(event_id: &str) -> serde_json::Value {
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/samples/dialogue.json"
+    ))
+    .unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_str(&sample).unwrap();
+    let object = envelope.as_object_mut().unwrap();
+    object.remove("signature");
+    object.insert("event_id".into(), event_id.into());
+    object.insert("sent_at_ms".into(), now_ms().into());
+    let canonical = worldfleet_domain::envelope::canonical_bytes(&envelope).unwrap();
+    envelope["signature"] =
+        worldfleet_domain::envelope::signature_hex(&hex::decode(KEY_HEX).unwrap(), &canonical)
+            .unwrap()
+            .into();
+    envelope
+}
+
+#[test]
+fn envelopes_acknowledged_just_before_a_sigkill_reach_their_feed_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = format!("gw-sample={KEY_HEX}");
+    let Served {
+        mut child, address, ..
+    } = start_serve(&[], data.path(), &keys);
+    // Crockford base32 digits, for event ids of their own.
+    let digits = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let event_ids: Vec<String> = (0..5)
+        .map(|n| format!("01JD3Q7Z8X9Y0A1B2C3D4E5G{}0", digits[n] as char))
+        .collect();
+    let mut actor = String::new();
+    for event_id in &event_ids {
+        let envelope = signed_sample(event_id);
+        actor = envelope["actor"].as_str().unwrap().to_owned();
+        let (status, answer) = request(
+            &address,
+            "POST",
+            "/v1/events",
+            envelope.to_string().as_bytes(),
+        );
+        assert_eq!(status, 202, "{answer}");
+    }
+    // Acknowledged: the process dies at once, whatever the stages were doing.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let Served {
+        mut child, address, ..
+    } = start_serve(&[], data.path(), &keys);
+    let path = format!("/v1/feeds/player:{actor}?after=0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = request(&address, "GET", &path, b"");
+        assert_eq!(status, 200, "{answer}");
+        let page: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let mut seen: Vec<String> = page["entries"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|entry| entry["event_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.sort();
+        if seen.len() >= event_ids.len() {
+            assert_eq!(seen, event_ids, "each acknowledged envelope once");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart {path} shows only {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

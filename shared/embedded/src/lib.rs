@@ -2,7 +2,10 @@
 //!
 //! [`EmbeddedStore`] opens one fjall database and starts one group-commit writer thread;
 //! [`EmbeddedQueue`] (SQS semantics) and [`EmbeddedTable`] (DynamoDB semantics) share both, so
-//! the writes of every concurrent stage worker coalesce into few fsyncs. Conditional and atomic
+//! the writes of every concurrent stage worker coalesce into few fsyncs. With
+//! [`Durability::Boundary`] only the store's acknowledging handles (what answers the outside
+//! world) wait for a fsync; the stages' writes are answered on commit, because fjall's single
+//! ordered journal loses at most a suffix in a crash (see the crate README). Conditional and atomic
 //! writes run on the writer thread, which makes check-and-set race-free; plain reads go to
 //! fjall directly from the caller's thread. Time (visibility, delays, deduplication windows,
 //! TTL) comes from the `Clock` port, so tests can drive it with a `ManualClock`.
@@ -26,4 +29,4 @@ mod writer;
 pub use queue::EmbeddedQueue;
 pub use store::{EmbeddedStore, StoreOptions};
 pub use table::EmbeddedTable;
-pub use writer::Durability;
+pub use writer::{Durability, JournalProgress};

@@ -14,14 +14,18 @@ use worldfleet_ports::{Clock, Error, Item, Key, OperationCounters, Result, Usage
 use crate::codec;
 use crate::queue::{EmbeddedQueue, QueueHandle};
 use crate::table::EmbeddedTable;
-use crate::writer::{Durability, Space, Writer, storage_error};
+use crate::writer::{Answer, Durability, JournalProgress, Space, Writer, storage_error};
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Whether an acknowledged write has been fsynced ([`Durability::Sync`], the default) or
-    /// only handed to the OS.
+    /// Which acknowledged writes have been fsynced: all ([`Durability::Sync`], the default),
+    /// those through the acknowledging handles ([`Durability::Boundary`]), or none
+    /// ([`Durability::Buffered`]).
     pub durability: Durability,
+    /// With [`Durability::Boundary`], the longest a write answered on commit waits for the
+    /// background fsync (with [`Durability::Sync`], how often an idle syncer looks).
+    pub flush_interval: Duration,
     /// How often the janitor removes expired items, deduplication ids and messages past
     /// their queue's retention; `None` runs no janitor thread (call
     /// [`EmbeddedStore::sweep_expired`] yourself).
@@ -37,6 +41,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             durability: Durability::Sync,
+            flush_interval: Duration::from_millis(20),
             janitor_interval: Some(Duration::from_secs(30)),
             cache_bytes: 64 * 1024 * 1024,
             receive_recheck: Duration::from_millis(100),
@@ -126,6 +131,8 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     queue: Arc<EmbeddedQueue>,
     table: Arc<EmbeddedTable>,
+    acknowledging_queue: Arc<EmbeddedQueue>,
+    acknowledging_table: Arc<EmbeddedTable>,
 }
 
 const EPOCH_KEY: &[u8] = b"epoch";
@@ -176,7 +183,13 @@ impl EmbeddedStore {
         database
             .persist(fjall::PersistMode::SyncAll)
             .map_err(storage_error)?;
-        let writer = Writer::start(database.clone(), spaces.clone(), options.durability)?;
+        let writer = Writer::start(
+            database.clone(),
+            path,
+            spaces.clone(),
+            options.durability,
+            options.flush_interval,
+        )?;
         let shared = Arc::new(Shared {
             handles: RwLock::new(Some(Handles { database, spaces })),
             clock,
@@ -204,25 +217,49 @@ impl EmbeddedStore {
                 .unwrap_or_else(PoisonError::into_inner) = Some((stop, thread));
         }
         Ok(Self {
-            queue: Arc::new(EmbeddedQueue::new(shared.clone())),
-            table: Arc::new(EmbeddedTable::new(shared.clone())),
+            queue: Arc::new(EmbeddedQueue::new(shared.clone(), Answer::Committed)),
+            table: Arc::new(EmbeddedTable::new(shared.clone(), Answer::Committed)),
+            acknowledging_queue: Arc::new(EmbeddedQueue::new(shared.clone(), Answer::Durable)),
+            acknowledging_table: Arc::new(EmbeddedTable::new(shared.clone(), Answer::Durable)),
             shared,
         })
     }
 
-    /// The queue over this store.
+    /// The queue over this store, for the stages: with [`Durability::Boundary`] its writes are
+    /// answered once committed and handed to the OS, and fsynced in the background.
     pub fn queue(&self) -> Arc<EmbeddedQueue> {
         self.queue.clone()
     }
 
-    /// The table over this store.
+    /// The table over this store, for the stages (answered as [`EmbeddedStore::queue`]).
     pub fn table(&self) -> Arc<EmbeddedTable> {
         self.table.clone()
+    }
+
+    /// The queue for whatever answers the outside world (an ingress door, the SQS endpoint):
+    /// unless the store is [`Durability::Buffered`], a write through it is answered only once
+    /// fsynced, and a receive only once what it returns is fsynced.
+    pub fn acknowledging_queue(&self) -> Arc<EmbeddedQueue> {
+        self.acknowledging_queue.clone()
+    }
+
+    /// The table for whatever answers the outside world (the feed API, push subscriptions):
+    /// unless the store is [`Durability::Buffered`], a write through it is answered only once
+    /// fsynced, and a read returns only once everything it could have seen is fsynced, so a
+    /// reader is never shown what a crash could still take back.
+    pub fn acknowledging_table(&self) -> Arc<EmbeddedTable> {
+        self.acknowledging_table.clone()
     }
 
     /// Requests and units so far, counted as SQS and DynamoDB would bill them.
     pub fn counters(&self) -> UsageSnapshot {
         self.shared.counters.snapshot()
+    }
+
+    /// How many commit groups are written and how many fsynced: a write answered on commit
+    /// is durable once `durable` reaches the `written` seen when it was answered.
+    pub fn journal_progress(&self) -> JournalProgress {
+        self.shared.writer.progress()
     }
 
     /// Bytes the database occupies on disk (tables, queues and journal).
@@ -313,25 +350,27 @@ fn sweep(shared: &Shared) -> Result<usize> {
         if due.is_empty() {
             break;
         }
-        removed += shared.writer.execute_blocking(move |staging| {
-            let mut removed = 0;
-            for index_key in due {
-                let item_key = &index_key[8..];
-                if let Some(value) = staging.get(Space::Items, item_key)? {
-                    let (_, pk, sk) = codec::split_item_key(item_key)?;
-                    let item = Item {
-                        key: Key::new(pk, sk),
-                        attributes: codec::decode_attributes(&value)?,
-                    };
-                    if item.is_expired(now_secs) {
-                        staging.remove(Space::Items, item_key);
-                        removed += 1;
+        removed += shared
+            .writer
+            .execute_blocking(Answer::Committed, move |staging| {
+                let mut removed = 0;
+                for index_key in due {
+                    let item_key = &index_key[8..];
+                    if let Some(value) = staging.get(Space::Items, item_key)? {
+                        let (_, pk, sk) = codec::split_item_key(item_key)?;
+                        let item = Item {
+                            key: Key::new(pk, sk),
+                            attributes: codec::decode_attributes(&value)?,
+                        };
+                        if item.is_expired(now_secs) {
+                            staging.remove(Space::Items, item_key);
+                            removed += 1;
+                        }
                     }
+                    staging.remove(Space::Ttl, index_key);
                 }
-                staging.remove(Space::Ttl, index_key);
-            }
-            Ok(removed)
-        })?;
+                Ok(removed)
+            })?;
     }
     removed += crate::queue::sweep_dedup(shared, now_ms)?;
     removed += crate::queue::sweep_retention(shared, now_ms)?;

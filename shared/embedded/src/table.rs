@@ -14,7 +14,7 @@ use worldfleet_ports::{
 
 use crate::codec;
 use crate::store::Shared;
-use crate::writer::{Space, Staging, storage_error};
+use crate::writer::{Answer, Space, Staging, storage_error};
 
 const TABLE_META_PREFIX: &[u8] = b"table/";
 /// Longest table name (DynamoDB's limit).
@@ -27,6 +27,9 @@ const MAX_SK_BYTES: usize = 1024;
 /// The table port over the embedded store. Cheap to share; all clones see the same data.
 pub struct EmbeddedTable {
     shared: Arc<Shared>,
+    /// When writes are answered; with [`Answer::Durable`] reads also wait until what they
+    /// could have seen is durable.
+    answer: Answer,
 }
 
 pub(crate) fn load_tables(shared: &Shared) -> Result<()> {
@@ -108,8 +111,17 @@ fn passes(condition: Option<&Condition>, current: Option<&Item>) -> bool {
 }
 
 impl EmbeddedTable {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, answer: Answer) -> Self {
+        Self { shared, answer }
+    }
+
+    /// For an acknowledging handle, waits until everything the read just made could have
+    /// seen is durable, so that the caller never shows what a crash could take back.
+    async fn reads_durable(&self) -> Result<()> {
+        if self.answer == Answer::Durable {
+            self.shared.writer.wait_durable().await?;
+        }
+        Ok(())
     }
 
     /// Every live (unexpired) item of `table`, as a DynamoDB `Scan` would return them: grouped
@@ -263,7 +275,7 @@ impl Table for EmbeddedTable {
         key.extend_from_slice(name.as_bytes());
         self.shared
             .writer
-            .execute(move |staging| {
+            .execute(Answer::Durable, move |staging| {
                 staging.insert(Space::Meta, key, &[][..]);
                 Ok(())
             })
@@ -284,6 +296,7 @@ impl Table for EmbeddedTable {
         self.shared
             .counters
             .item_read(item.as_ref().map_or(1, Item::size_bytes));
+        self.reads_durable().await?;
         Ok(item)
     }
 
@@ -312,6 +325,7 @@ impl Table for EmbeddedTable {
                 items.push(item);
             }
         }
+        self.reads_durable().await?;
         Ok(items)
     }
 
@@ -324,7 +338,7 @@ impl Table for EmbeddedTable {
         let table = table.to_owned();
         self.shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 let item_key = codec::item_key(&table, &item.key.pk, &item.key.sk);
                 if condition.is_some() {
                     let current = read_staged(staging, &item_key, &item.key)?;
@@ -354,7 +368,7 @@ impl Table for EmbeddedTable {
         let item = self
             .shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 let item_key = codec::item_key(&table, &key.pk, &key.sk);
                 let current = read_staged(staging, &item_key, &key)?;
                 if !passes(condition.as_ref(), current.as_ref()) {
@@ -383,7 +397,7 @@ impl Table for EmbeddedTable {
         let removed = self
             .shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 let item_key = codec::item_key(&table, &key.pk, &key.sk);
                 let current = read_staged(staging, &item_key, &key)?;
                 if !passes(condition.as_ref(), current.as_ref()) {
@@ -456,6 +470,7 @@ impl Table for EmbeddedTable {
             page.last_evaluated_sk = page.items.last().map(|item| item.key.sk.clone());
         }
         self.shared.counters.query_read(bytes, page.items.len());
+        self.reads_durable().await?;
         Ok(page)
     }
 
@@ -496,7 +511,7 @@ impl Table for EmbeddedTable {
         let table = table.to_owned();
         self.shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 for write in &writes {
                     match write {
                         BatchWrite::Put(item) => {
@@ -541,7 +556,7 @@ impl Table for EmbeddedTable {
         let written = self
             .shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 let mut reasons = Vec::with_capacity(operations.len());
                 let mut currents = Vec::with_capacity(operations.len());
                 for operation in &operations {

@@ -1,5 +1,5 @@
 //! The group-commit writer: one thread applies every write, a whole group of callers shares
-//! one fjall batch, and groups share fsyncs.
+//! one fjall batch, and a syncer thread makes groups durable.
 //!
 //! Callers hand the writer a job. The writer thread takes the first waiting job, then every
 //! job that queued up behind it (up to [`MAX_GROUP`]), and runs them one after another against
@@ -7,20 +7,39 @@
 //! of its group (not yet in fjall), evaluates its conditions and stages its own writes. A job
 //! that fails leaves nothing behind; a job that succeeds adds its writes to the group's
 //! overlay. When the group is complete its overlay (the last write per key) becomes one fjall
-//! batch, committed atomically to the journal and memtables, and the group goes to the syncer
-//! thread while the writer starts on the next group. The syncer persists the journal once for
-//! every group that is waiting, and only then runs their jobs' completions, in commit order,
-//! answering the callers. (With [`Durability::Buffered`] the persist is only a write to the
-//! OS, cheaper than a thread hop, so the writer does it itself after each group.) Because only the writer thread writes, check-and-set is race-free
-//! without locks, and a caller never hears of a write (or of a condition decided by one) that
-//! a crash could still lose: a later group's persist covers every earlier group, and after a
-//! failed persist nothing more is acknowledged. Readers on other threads see a group's writes
-//! once its batch is committed, possibly before the persist; fjall's journal is ordered, so
-//! anything they write in response lands after it and cannot survive a crash that it did not.
+//! batch, committed atomically to the journal and memtables, and the journal is handed to the
+//! OS (a `write`, no fsync). Because only the writer thread writes, check-and-set is race-free
+//! without locks.
+//!
+//! When a caller hears back depends on the store's [`Durability`] and the job's [`Answer`]:
+//!
+//! * a job that must be durable goes to the syncer thread, which fsyncs the journal once for
+//!   every group waiting and only then answers their callers, in commit order, while the
+//!   writer already commits the next groups;
+//! * any other job is answered as soon as its group is committed and handed to the OS; the
+//!   syncer fsyncs it in the background within the store's flush interval.
+//!
+//! fjall keeps one journal for all keyspaces and recovers it as a prefix: batches in commit
+//! order, a torn last batch discarded. So a crash loses at most a *suffix* of committed
+//! groups, and a fsync that covers group N covers every group before it; that is what lets
+//! most writes be answered on commit (the crate README has the whole argument). The syncer
+//! fsyncs the journal file through its own descriptor rather than through fjall, so fjall's
+//! journal lock is not held for the length of a fsync and the writer keeps committing
+//! meanwhile. After a failed fsync nothing more is acknowledged: the journal may have a hole.
+//!
+//! Readers on other threads see a group's writes once its batch is committed, before the
+//! fsync. Anything they write in response lands later in the journal and cannot survive a
+//! crash that the write they read did not. A reader that shows what it read to the outside
+//! world waits first until it is durable ([`Writer::wait_durable`]).
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, PersistMode, Slice};
 use tokio::sync::oneshot;
@@ -31,12 +50,30 @@ use crate::store::Spaces;
 /// How durable an acknowledged write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// fsync before acknowledging: survives power loss.
+    /// Every write is fsynced before it is acknowledged: survives power loss.
     #[default]
     Sync,
-    /// Hand the journal to the OS before acknowledging: survives a process crash, not a
-    /// power loss. Much faster on disks with slow fsync.
+    /// Only writes through the store's acknowledging handles
+    /// ([`crate::EmbeddedStore::acknowledging_queue`] and
+    /// [`crate::EmbeddedStore::acknowledging_table`]) are fsynced before they are acknowledged,
+    /// and reads through them wait until what they read is fsynced. Every other write is
+    /// acknowledged once committed and handed to the OS, and fsynced in the background within
+    /// [`crate::StoreOptions::flush_interval`]. A power loss can lose a suffix of those, never
+    /// one that an acknowledging write or read came after.
+    Boundary,
+    /// Every write is acknowledged once handed to the OS, none is fsynced before the store
+    /// closes: survives a process crash, not a power loss.
     Buffered,
+}
+
+/// When the caller of one write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Once its group is committed and handed to the OS (fsynced later, in the background),
+    /// unless the store's durability asks for more.
+    Committed,
+    /// Once its group is fsynced, unless the store is [`Durability::Buffered`].
+    Durable,
 }
 
 /// Most jobs in one commit group.
@@ -108,20 +145,25 @@ impl Staging<'_> {
     }
 }
 
-/// A write request on the writer thread: applied in its group, completed after the group's
-/// persist.
+/// A write request on the writer thread: applied in its group, settled in commit order, and
+/// answered once as durable as it asked.
 trait Job: Send {
     /// Reads and stages writes; returns whether they are to be kept.
     fn apply(&mut self, staging: &mut Staging<'_>) -> bool;
-    /// Answers the caller with the group's persist outcome.
-    fn complete(self: Box<Self>, persisted: Result<()>);
+    /// When its caller is to be answered.
+    fn answer(&self) -> Answer;
+    /// Runs the job's in-memory follow-up with the group's outcome, in commit order.
+    fn settle(&mut self, group: Result<()>);
+    /// Answers the caller; `persisted` is the outcome of making the group durable.
+    fn reply(self: Box<Self>, persisted: Result<()>);
 }
 
-/// A job built from closures: `apply` on the writer thread, `after` with the final result just
-/// before `reply` carries it to the caller.
+/// A job built from closures: `apply` on the writer thread, `after` with the group's outcome
+/// in commit order, then the answer through `reply`.
 struct Call<T, F, A> {
     apply: Option<F>,
-    after: A,
+    after: Option<A>,
+    answer: Answer,
     outcome: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -142,19 +184,35 @@ where
         keep
     }
 
-    fn complete(self: Box<Self>, persisted: Result<()>) {
-        let Call {
-            after,
-            outcome,
-            reply,
-            ..
-        } = *self;
-        let outcome =
-            outcome.unwrap_or_else(|| Err(Error::Unavailable("embedded store job not run".into())));
-        let result = persisted.and(outcome);
-        after(&result);
-        let _ = reply.send(result);
+    fn answer(&self) -> Answer {
+        self.answer
     }
+
+    fn settle(&mut self, group: Result<()>) {
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err(Error::Unavailable("embedded store job not run".into())));
+        let outcome = group.and(outcome);
+        if let Some(after) = self.after.take() {
+            after(&outcome);
+        }
+        self.outcome = Some(outcome);
+    }
+
+    fn reply(mut self: Box<Self>, persisted: Result<()>) {
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err(Error::Unavailable("embedded store job not settled".into())));
+        let _ = self.reply.send(persisted.and(outcome));
+    }
+}
+
+/// Settles and answers `job` at once.
+fn finish(mut job: Box<dyn Job>, group: Result<()>) {
+    job.settle(group);
+    job.reply(Ok(()));
 }
 
 enum Command {
@@ -162,10 +220,67 @@ enum Command {
     Shutdown,
 }
 
+/// How far the journal is: groups are numbered from 1 in commit order.
+#[derive(Default)]
+struct Progress {
+    /// The last group whose batch may be visible to readers (set just before its commit).
+    visible: AtomicU64,
+    /// The last group committed and handed to the OS.
+    written: AtomicU64,
+    /// The last group fsynced.
+    durable: AtomicU64,
+    /// The first failed fsync or journal write: nothing later is acknowledged.
+    failure: Mutex<Option<Error>>,
+}
+
+impl Progress {
+    fn failure(&self) -> Option<Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn fail(&self, error: &Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if failure.is_none() {
+            tracing::error!(%error, "embedded store: journal persist failed");
+            *failure = Some(error.clone());
+        }
+    }
+}
+
+/// How far the journal is, counted in commit groups since the store opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalProgress {
+    /// Groups committed and handed to the OS.
+    pub written: u64,
+    /// Groups fsynced (with [`Durability::Buffered`], none until the store closes).
+    pub durable: u64,
+}
+
+/// What the syncer is handed.
+enum ToSyncer {
+    /// Jobs of a committed group that answer once it is durable. With `settle`, they are
+    /// settled then too (with that outcome of the commit); otherwise the writer settled them.
+    Group {
+        jobs: Vec<Box<dyn Job>>,
+        settle: Option<Result<()>>,
+    },
+    /// A reader waiting until group `.0` is durable.
+    Barrier(u64, oneshot::Sender<Result<()>>),
+    /// The writer stopped: sync once more, answer everything, stop.
+    Stop,
+}
+
 /// The handle through which writes reach the writer thread.
 pub(crate) struct Writer {
     sender: Sender<Command>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The syncer's inbox, for readers' durability barriers; `None` when nothing is fsynced
+    /// before the store closes ([`Durability::Buffered`]).
+    syncer: Option<Sender<ToSyncer>>,
+    progress: Arc<Progress>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Maps a storage error to the port's retryable `Unavailable`.
@@ -174,48 +289,83 @@ pub(crate) fn storage_error(error: impl std::fmt::Display) -> Error {
 }
 
 impl Writer {
-    /// Starts the writer thread over `database` and its `spaces`.
+    /// Starts the writer thread (and the syncer thread unless `durability` is buffered) over
+    /// `database`, whose journal files are in `directory`, and its `spaces`.
     pub(crate) fn start(
         database: Database,
+        directory: &Path,
         spaces: Spaces,
         durability: Durability,
+        flush_interval: Duration,
     ) -> Result<Self> {
         let (sender, receiver) = channel();
-        let (mut finisher, syncer) = match durability {
-            Durability::Sync => {
-                let (to_syncer, syncer_inbox) = channel();
+        let progress = Arc::new(Progress::default());
+        let (syncer_inbox, syncer) = match durability {
+            Durability::Buffered => (None, None),
+            Durability::Sync | Durability::Boundary => {
+                let (to_syncer, inbox) = channel();
                 let syncer_database = database.clone();
-                let persister = Persister::new(durability);
+                let syncer_progress = Arc::clone(&progress);
+                let journal = JournalFile::new(directory);
                 let syncer = std::thread::Builder::new()
                     .name("worldfleet-store-syncer".into())
-                    .spawn(move || sync(&syncer_database, &syncer_inbox, persister))
+                    .spawn(move || {
+                        Syncer {
+                            database: syncer_database,
+                            journal,
+                            progress: syncer_progress,
+                            flush_interval,
+                        }
+                        .run(&inbox);
+                    })
                     .map_err(storage_error)?;
-                (Finisher::Syncer(to_syncer), Some(syncer))
+                (Some(to_syncer), Some(syncer))
             }
-            Durability::Buffered => (Finisher::Inline(Persister::new(durability)), None),
         };
-        let thread = std::thread::Builder::new()
-            .name("worldfleet-store-writer".into())
-            .spawn(move || {
-                run(&database, &spaces, &receiver, &mut finisher);
-                // Closing the syncer's inbox lets it finish the queued groups and stop.
-                drop(finisher);
-                if let Some(syncer) = syncer {
-                    let _ = syncer.join();
-                }
-            })
-            .map_err(storage_error)?;
+        let thread = {
+            let progress = Arc::clone(&progress);
+            let to_syncer = syncer_inbox.clone();
+            std::thread::Builder::new()
+                .name("worldfleet-store-writer".into())
+                .spawn(move || {
+                    let group_writer = GroupWriter {
+                        database: &database,
+                        spaces: &spaces,
+                        durability,
+                        progress: &progress,
+                        to_syncer: to_syncer.as_ref(),
+                    };
+                    group_writer.run(&receiver);
+                    match (&to_syncer, syncer) {
+                        (Some(to_syncer), Some(syncer)) => {
+                            let _ = to_syncer.send(ToSyncer::Stop);
+                            let _ = syncer.join();
+                        }
+                        _ => {
+                            if let Err(error) = database.persist(PersistMode::SyncAll) {
+                                tracing::error!(%error, "embedded store: final persist failed");
+                            }
+                        }
+                    }
+                })
+                .map_err(storage_error)?
+        };
         Ok(Self {
             sender,
-            thread: std::sync::Mutex::new(Some(thread)),
+            syncer: syncer_inbox,
+            progress,
+            thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues `apply` for the writer thread; the returned receiver answers once its writes
-    /// are durable. `after` runs on the writer thread with the final result just before the
-    /// answer is sent: in-memory state that must change in commit order changes there.
+    /// Queues `apply` for the writer thread; the returned receiver answers as `answer` asks.
+    /// `after` runs on the writer or syncer thread with the group's outcome, in commit order,
+    /// before the answer is sent: in-memory state that must change in commit order changes
+    /// there. (A durable job's `after` may see success and its caller still hear of a failed
+    /// fsync.)
     pub(crate) fn enqueue<T, F, A>(
         &self,
+        answer: Answer,
         apply: F,
         after: A,
     ) -> Result<oneshot::Receiver<Result<T>>>
@@ -224,48 +374,77 @@ impl Writer {
         F: FnOnce(&mut Staging<'_>) -> Result<T> + Send + 'static,
         A: FnOnce(&Result<T>) + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answered) = oneshot::channel();
         let job = Box::new(Call {
             apply: Some(apply),
-            after,
+            after: Some(after),
+            answer,
             outcome: None,
             reply,
         });
         self.sender
             .send(Command::Job(job))
             .map_err(|_| Error::Unavailable("embedded store is closed".into()))?;
-        Ok(answer)
+        Ok(answered)
     }
 
-    /// Runs `apply` on the writer thread and waits until its writes are durable; the answer
-    /// is `apply`'s, or the group's commit or persist error.
-    pub(crate) async fn execute<T, F>(&self, apply: F) -> Result<T>
+    /// Runs `apply` on the writer thread and waits for its answer (see [`Answer`]): `apply`'s,
+    /// or the group's commit or persist error.
+    pub(crate) async fn execute<T, F>(&self, answer: Answer, apply: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Staging<'_>) -> Result<T> + Send + 'static,
     {
-        let answer = self.enqueue(apply, |_| {})?;
-        wait(answer).await
+        let answered = self.enqueue(answer, apply, |_| {})?;
+        wait(answered).await
     }
 
     /// Like [`Writer::execute`], for threads outside the async runtime.
-    pub(crate) fn execute_blocking<T, F>(&self, apply: F) -> Result<T>
+    pub(crate) fn execute_blocking<T, F>(&self, answer: Answer, apply: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Staging<'_>) -> Result<T> + Send + 'static,
     {
-        self.enqueue(apply, |_| {})?
+        self.enqueue(answer, apply, |_| {})?
             .blocking_recv()
             .map_err(|_| Error::Unavailable("embedded store writer stopped".into()))?
     }
 
-    /// Finishes queued jobs, persists, and stops the thread. Idempotent.
+    /// Waits until everything a read made before this call could have seen is fsynced. At once
+    /// when it already is, or when nothing is fsynced before close ([`Durability::Buffered`]).
+    pub(crate) async fn wait_durable(&self) -> Result<()> {
+        let Some(syncer) = &self.syncer else {
+            return Ok(());
+        };
+        let target = self.progress.visible.load(Ordering::SeqCst);
+        if let Some(error) = self.progress.failure() {
+            return Err(error);
+        }
+        if self.progress.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let (reply, answered) = oneshot::channel();
+        syncer
+            .send(ToSyncer::Barrier(target, reply))
+            .map_err(|_| Error::Unavailable("embedded store is closed".into()))?;
+        wait(answered).await
+    }
+
+    /// How far the journal is written and fsynced.
+    pub(crate) fn progress(&self) -> JournalProgress {
+        JournalProgress {
+            written: self.progress.written.load(Ordering::SeqCst),
+            durable: self.progress.durable.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Finishes queued jobs, persists, and stops the threads. Idempotent.
     pub(crate) fn shutdown(&self) {
         let _ = self.sender.send(Command::Shutdown);
         let thread = self
             .thread
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(thread) = thread
             && thread.thread().id() != std::thread::current().id()
@@ -296,25 +475,6 @@ fn apply(job: &mut dyn Job, spaces: &Spaces, overlay: &mut Overlay) {
     }
 }
 
-/// Commits the group's overlay as one batch (to the journal and memtables, not yet durable).
-fn commit(database: &Database, spaces: &Spaces, overlay: &mut Overlay) -> Result<()> {
-    let writes: usize = overlay.iter().map(HashMap::len).sum();
-    if writes == 0 {
-        return Ok(());
-    }
-    let mut batch = fjall::OwnedWriteBatch::with_capacity(database.clone(), writes);
-    for (index, writes) in overlay.iter_mut().enumerate() {
-        let keyspace = spaces.keyspace(SPACES[index]);
-        for (key, value) in writes.drain() {
-            match value {
-                Some(value) => batch.insert(keyspace, key, value),
-                None => batch.remove(keyspace, key),
-            }
-        }
-    }
-    batch.commit().map_err(storage_error)
-}
-
 /// [`Space`]s by their index in an [`Overlay`].
 const SPACES: [Space; SPACE_COUNT] = [
     Space::Items,
@@ -325,136 +485,316 @@ const SPACES: [Space; SPACE_COUNT] = [
     Space::Meta,
 ];
 
-/// A group whose batch is committed (or failed to commit), on its way to the syncer.
-struct Committed {
-    jobs: Vec<Box<dyn Job>>,
-    committed: Result<()>,
+/// The writer thread's view of the store.
+struct GroupWriter<'thread> {
+    database: &'thread Database,
+    spaces: &'thread Spaces,
+    durability: Durability,
+    progress: &'thread Progress,
+    to_syncer: Option<&'thread Sender<ToSyncer>>,
 }
 
-/// Where the writer sends a committed group.
-enum Finisher {
-    /// To the syncer thread (fsync durability: the next group is applied meanwhile).
-    Syncer(Sender<Committed>),
-    /// Persisted right here (buffered durability: the persist is cheap, a thread hop is not).
-    Inline(Persister),
-}
-
-/// The writer thread: applies jobs and commits each group's batch, then finishes the group.
-fn run(
-    database: &Database,
-    spaces: &Spaces,
-    receiver: &Receiver<Command>,
-    finisher: &mut Finisher,
-) {
-    let mut overlay: Overlay = Default::default();
-    let mut jobs: Vec<Box<dyn Job>> = Vec::new();
-    let mut open = true;
-    while open {
-        match receiver.recv() {
-            Ok(Command::Job(mut job)) => {
-                apply(job.as_mut(), spaces, &mut overlay);
-                jobs.push(job);
-            }
-            Ok(Command::Shutdown) | Err(_) => open = false,
-        }
-        while open && jobs.len() < MAX_GROUP {
-            match receiver.try_recv() {
+impl GroupWriter<'_> {
+    /// Applies jobs and commits each group's batch until shut down.
+    fn run(&self, receiver: &Receiver<Command>) {
+        let mut overlay: Overlay = Default::default();
+        let mut jobs: Vec<Box<dyn Job>> = Vec::new();
+        let mut group_number = 0u64;
+        let mut open = true;
+        while open {
+            match receiver.recv() {
                 Ok(Command::Job(mut job)) => {
-                    apply(job.as_mut(), spaces, &mut overlay);
+                    apply(job.as_mut(), self.spaces, &mut overlay);
                     jobs.push(job);
                 }
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => open = false,
-                Err(TryRecvError::Empty) => break,
+                Ok(Command::Shutdown) | Err(_) => open = false,
             }
+            while open && jobs.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(Command::Job(mut job)) => {
+                        apply(job.as_mut(), self.spaces, &mut overlay);
+                        jobs.push(job);
+                    }
+                    Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => open = false,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            group_number += 1;
+            let committed = self.commit(group_number, &mut overlay);
+            if let Err(error) = &committed {
+                tracing::error!(%error, "embedded store: group commit failed");
+                for writes in &mut overlay {
+                    writes.clear();
+                }
+            }
+            self.finish(std::mem::take(&mut jobs), committed);
         }
-        if jobs.is_empty() {
-            continue;
-        }
-        let committed = commit(database, spaces, &mut overlay);
-        if let Err(error) = &committed {
-            tracing::error!(%error, "embedded store: group commit failed");
-            for writes in &mut overlay {
+        // Jobs queued after the shutdown are dropped; their callers see the writer stopped.
+    }
+
+    /// Commits the group's overlay as one batch and hands the journal to the OS (not yet
+    /// durable).
+    fn commit(&self, group_number: u64, overlay: &mut Overlay) -> Result<()> {
+        if let Some(error) = self.progress.failure() {
+            for writes in overlay.iter_mut() {
                 writes.clear();
             }
+            return Err(error);
         }
-        let group = Committed {
-            jobs: std::mem::take(&mut jobs),
-            committed,
-        };
-        match finisher {
-            Finisher::Syncer(syncer) => {
-                if let Err(unsent) = syncer.send(group) {
-                    // The syncer is gone (it panicked): nothing can be made durable any more.
-                    for job in unsent.0.jobs {
-                        job.complete(Err(Error::Unavailable(
-                            "embedded store syncer stopped".into(),
-                        )));
+        let writes: usize = overlay.iter().map(HashMap::len).sum();
+        if writes > 0 {
+            let mut batch = fjall::OwnedWriteBatch::with_capacity(self.database.clone(), writes);
+            for (index, writes) in overlay.iter_mut().enumerate() {
+                let keyspace = self.spaces.keyspace(SPACES[index]);
+                for (key, value) in writes.drain() {
+                    match value {
+                        Some(value) => batch.insert(keyspace, key, value),
+                        None => batch.remove(keyspace, key),
                     }
                 }
             }
-            Finisher::Inline(persister) => persister.finish(database, std::iter::once(group)),
+            // Readers may see the batch from here on: a reader's durability barrier taken
+            // after its read then covers this group.
+            self.progress.visible.store(group_number, Ordering::SeqCst);
+            if let Err(error) = batch.commit().map_err(storage_error) {
+                // fjall poisons the database when its journal write fails: nothing later can
+                // be made durable, and readers waiting on this group must hear so.
+                self.progress.fail(&error);
+                return Err(error);
+            }
+            if let Err(error) = self
+                .database
+                .persist(PersistMode::Buffer)
+                .map_err(storage_error)
+            {
+                self.progress.fail(&error);
+                return Err(error);
+            }
+        } else {
+            self.progress.visible.store(group_number, Ordering::SeqCst);
         }
+        self.progress.written.store(group_number, Ordering::SeqCst);
+        Ok(())
     }
-    // Jobs queued after the shutdown are dropped; their callers see the writer stopped.
-    if matches!(finisher, Finisher::Inline(_))
-        && let Err(error) = database.persist(PersistMode::SyncAll)
-    {
-        tracing::error!(%error, "embedded store: final persist failed");
-    }
-}
 
-/// Makes committed groups durable and answers their callers, in commit order.
-struct Persister {
-    mode: PersistMode,
-    /// After a failed persist nothing later can be acknowledged: the journal may have a hole.
-    failure: Option<Error>,
-}
-
-impl Persister {
-    fn new(durability: Durability) -> Self {
-        let mode = match durability {
-            Durability::Sync => PersistMode::SyncAll,
-            Durability::Buffered => PersistMode::Buffer,
+    /// Settles and answers the group's jobs, or hands them to the syncer.
+    fn finish(&self, jobs: Vec<Box<dyn Job>>, committed: Result<()>) {
+        let Some(to_syncer) = self.to_syncer else {
+            for job in jobs {
+                finish(job, committed.clone());
+            }
+            return;
         };
-        Self {
-            mode,
-            failure: None,
-        }
-    }
-
-    /// One persist for all of `groups`, then their answers.
-    fn finish(&mut self, database: &Database, groups: impl Iterator<Item = Committed>) {
-        let persisted = match &self.failure {
-            Some(error) => Err(error.clone()),
-            None => database.persist(self.mode).map_err(storage_error),
+        let group = match self.durability {
+            // Every caller waits for the fsync, and so does the in-memory follow-up.
+            Durability::Sync => ToSyncer::Group {
+                jobs,
+                settle: Some(committed),
+            },
+            Durability::Boundary | Durability::Buffered => {
+                let mut durable = Vec::new();
+                for mut job in jobs {
+                    if committed.is_ok() && job.answer() == Answer::Durable {
+                        job.settle(Ok(()));
+                        durable.push(job);
+                    } else {
+                        finish(job, committed.clone());
+                    }
+                }
+                if durable.is_empty() {
+                    return;
+                }
+                ToSyncer::Group {
+                    jobs: durable,
+                    settle: None,
+                }
+            }
         };
-        if let Err(error) = &persisted
-            && self.failure.is_none()
-        {
-            tracing::error!(%error, "embedded store: journal persist failed");
-            self.failure = Some(error.clone());
-        }
-        for group in groups {
-            let result = persisted.clone().and(group.committed);
-            for job in group.jobs {
-                job.complete(result.clone());
+        if let Err(unsent) = to_syncer.send(group) {
+            // The syncer is gone (it panicked): nothing can be made durable any more.
+            if let ToSyncer::Group { jobs, settle } = unsent.0 {
+                let error = Error::Unavailable("embedded store syncer stopped".into());
+                for mut job in jobs {
+                    if settle.is_some() {
+                        job.settle(Err(error.clone()));
+                    }
+                    job.reply(Err(error.clone()));
+                }
             }
         }
     }
 }
 
-/// The syncer thread: persists every group that queued up during the previous persist at
-/// once.
-fn sync(database: &Database, inbox: &Receiver<Committed>, mut persister: Persister) {
-    let mut groups: Vec<Committed> = Vec::new();
-    while let Ok(group) = inbox.recv() {
-        groups.push(group);
-        groups.extend(inbox.try_iter());
-        persister.finish(database, groups.drain(..));
+/// The syncer thread: fsyncs the journal for every group and barrier that queued up during the
+/// previous fsync at once, and in the background at least every `flush_interval` while
+/// anything written is not yet durable.
+struct Syncer {
+    database: Database,
+    journal: JournalFile,
+    progress: Arc<Progress>,
+    flush_interval: Duration,
+}
+
+/// How soon a barrier for a group still being committed looks again.
+const BARRIER_RECHECK: Duration = Duration::from_millis(1);
+
+impl Syncer {
+    fn run(mut self, inbox: &Receiver<ToSyncer>) {
+        let mut groups: Vec<SyncGroup> = Vec::new();
+        let mut barriers: Vec<Barrier> = Vec::new();
+        let mut stopping = false;
+        while !stopping {
+            let timeout = if barriers.is_empty() {
+                self.flush_interval
+            } else {
+                BARRIER_RECHECK
+            };
+            let mut take = |message: ToSyncer| match message {
+                ToSyncer::Group { jobs, settle } => {
+                    groups.push((jobs, settle));
+                    false
+                }
+                ToSyncer::Barrier(target, reply) => {
+                    barriers.push((target, reply));
+                    false
+                }
+                ToSyncer::Stop => true,
+            };
+            let mut stop = match inbox.recv_timeout(timeout) {
+                Ok(message) => take(message),
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            for message in inbox.try_iter() {
+                stop |= take(message);
+            }
+            stopping = stop;
+            let persisted = self.sync();
+            for (jobs, settle) in groups.drain(..) {
+                for mut job in jobs {
+                    if let Some(committed) = &settle {
+                        job.settle(persisted.clone().and(committed.clone()));
+                    }
+                    job.reply(persisted.clone());
+                }
+            }
+            match &persisted {
+                Ok(()) => {
+                    let durable = self.progress.durable.load(Ordering::SeqCst);
+                    barriers = answer_barriers(std::mem::take(&mut barriers), durable);
+                }
+                Err(error) => {
+                    for (_, reply) in barriers.drain(..) {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        // Barriers sent after the stop find the inbox gone and fail as a closed store does.
+        for (_, reply) in barriers {
+            let _ = reply.send(Err(Error::Unavailable("embedded store is closed".into())));
+        }
     }
-    if let Err(error) = database.persist(PersistMode::SyncAll) {
-        tracing::error!(%error, "embedded store: final persist failed");
+
+    /// fsyncs what is written but not yet durable; the outcome covers every group up to
+    /// `durable`.
+    fn sync(&mut self) -> Result<()> {
+        if let Some(error) = self.progress.failure() {
+            return Err(error);
+        }
+        let target = self.progress.written.load(Ordering::SeqCst);
+        if target <= self.progress.durable.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.journal.sync(&self.database) {
+            Ok(()) => {
+                self.progress.durable.store(target, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(error) => {
+                self.progress.fail(&error);
+                Err(error)
+            }
+        }
     }
+}
+
+/// A group's jobs waiting for the fsync, and the commit outcome to settle them with (see
+/// [`ToSyncer::Group`]).
+type SyncGroup = (Vec<Box<dyn Job>>, Option<Result<()>>);
+
+/// A reader waiting until the group it names is durable.
+type Barrier = (u64, oneshot::Sender<Result<()>>);
+
+/// Answers the barriers that `durable` covers; returns the rest.
+fn answer_barriers(barriers: Vec<Barrier>, durable: u64) -> Vec<Barrier> {
+    let mut waiting = Vec::new();
+    for (target, reply) in barriers {
+        if target <= durable {
+            let _ = reply.send(Ok(()));
+        } else {
+            waiting.push((target, reply));
+        }
+    }
+    waiting
+}
+
+/// The active fjall journal file, fsynced through a descriptor of our own.
+///
+/// fjall names journals `<id>.jnl` in the database directory and seals the active one with a
+/// fsync (under its journal lock) before it starts the next; so after everything up to a group
+/// has been handed to the OS, fsyncing the newest journal file makes that group durable. Where
+/// no journal file can be found (a fjall whose layout differs), this falls back to fjall's own
+/// persist, which holds the journal lock while it fsyncs.
+struct JournalFile {
+    directory: PathBuf,
+    open: Option<(u64, File)>,
+}
+
+impl JournalFile {
+    fn new(directory: &Path) -> Self {
+        Self {
+            directory: directory.to_path_buf(),
+            open: None,
+        }
+    }
+
+    fn sync(&mut self, database: &Database) -> Result<()> {
+        let newest = newest_journal(&self.directory).map_err(storage_error)?;
+        let Some(newest) = newest else {
+            return database
+                .persist(PersistMode::SyncAll)
+                .map_err(storage_error);
+        };
+        if self.open.as_ref().is_none_or(|(id, _)| *id != newest) {
+            let path = self.directory.join(format!("{newest}.jnl"));
+            let file = File::open(&path).map_err(storage_error)?;
+            self.open = Some((newest, file));
+        }
+        match &self.open {
+            Some((_, file)) => file.sync_data().map_err(storage_error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The highest id of the `<id>.jnl` files in `directory`.
+fn newest_journal(directory: &Path) -> std::io::Result<Option<u64>> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(directory)? {
+        let name = entry?.file_name();
+        let id = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".jnl"))
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some(id) = id {
+            newest = newest.max(Some(id));
+        }
+    }
+    Ok(newest)
 }
 
 #[cfg(test)]
@@ -466,5 +806,15 @@ mod tests {
         for (index, space) in SPACES.iter().enumerate() {
             assert_eq!(*space as usize, index);
         }
+    }
+
+    #[test]
+    fn the_newest_journal_is_the_highest_id() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        assert_eq!(newest_journal(directory.path()).expect("listed"), None);
+        for name in ["0.jnl", "9.jnl", "10.jnl", "11.txt", "x.jnl", "keyspaces"] {
+            std::fs::write(directory.path().join(name), b"").expect("written");
+        }
+        assert_eq!(newest_journal(directory.path()).expect("listed"), Some(10));
     }
 }

@@ -1,7 +1,8 @@
 //! Store-level properties the contract suites do not reach: check-and-set inside one commit
 //! group, failed jobs leaving nothing behind, durability across a reopen, O(1) queue depth
 //! counters against a manual clock, the janitor's retention sweep, scans, and a store already
-//! in use refused with a sentence saying so.
+//! in use refused with a sentence saying so, and the boundary durability: writes answered on
+//! commit, fsynced in the background, acknowledging writes and reads waiting for the fsync.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -388,5 +389,144 @@ async fn a_store_in_use_is_refused_with_a_sentence_that_says_so() {
     let message = error.to_string();
     assert!(message.contains("in use by another process"), "{message}");
     assert!(message.contains("stop it first"), "{message}");
+    store.close();
+}
+
+/// A boundary-durability store whose background fsync, every `flush_interval`, is out of the
+/// way unless a test waits for it.
+async fn open_boundary(directory: &tempfile::TempDir, flush_interval: Duration) -> EmbeddedStore {
+    let options = StoreOptions {
+        durability: Durability::Boundary,
+        flush_interval,
+        ..options()
+    };
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), options)
+        .expect("the store opens");
+    store
+        .acknowledging_table()
+        .ensure_table(&TableSpec { name: TABLE.into() })
+        .await
+        .expect("the table");
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_writes_are_answered_on_commit_and_acknowledging_reads_wait_for_the_fsync() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_boundary(&directory, Duration::from_secs(3600)).await;
+    let key = Key::new("p", "1");
+    store
+        .table()
+        .put(TABLE, Item::new(key.clone()).with("n", 1), None)
+        .await
+        .expect("a put");
+    let answered = store.journal_progress();
+    assert!(
+        answered.durable < answered.written,
+        "a stage's write is answered before its fsync: {answered:?}"
+    );
+    let read = store
+        .acknowledging_table()
+        .get(TABLE, &key)
+        .await
+        .expect("a read");
+    assert_eq!(read.and_then(|item| item.i64("n")), Some(1));
+    assert!(
+        store.journal_progress().durable >= answered.written,
+        "an acknowledging read returns only once what it read is fsynced"
+    );
+    store
+        .table()
+        .put(TABLE, Item::new(Key::new("p", "2")), None)
+        .await
+        .expect("a put");
+    store
+        .acknowledging_table()
+        .put(TABLE, Item::new(Key::new("p", "3")), None)
+        .await
+        .expect("an acknowledging put");
+    let after = store.journal_progress();
+    assert_eq!(
+        after.durable, after.written,
+        "an acknowledging write is answered once fsynced, with every write before it"
+    );
+    store.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_writes_are_fsynced_in_the_background() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = open_boundary(&directory, Duration::from_millis(10)).await;
+    store
+        .table()
+        .put(TABLE, Item::new(Key::new("p", "1")), None)
+        .await
+        .expect("a put");
+    let answered = store.journal_progress();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.journal_progress().durable < answered.written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background fsync never came"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_all_count_with_boundary_durability() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    increments_all_count(open_boundary(&directory, Duration::from_millis(20)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_sends_and_receives_survive_close_and_reopen() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    {
+        let store = open_boundary(&directory, Duration::from_secs(3600)).await;
+        let acknowledging = store.acknowledging_queue();
+        acknowledging
+            .ensure_queue(&standard_queue("boundary", Duration::from_secs(3600)))
+            .await
+            .expect("the queue");
+        let messages = (0..4)
+            .map(|n| OutgoingMessage::delayed(format!("m{n}"), Duration::ZERO))
+            .collect();
+        acknowledging
+            .send_batch("boundary", messages)
+            .await
+            .expect("an acknowledged send");
+        let queue = store.queue();
+        let received = queue
+            .receive(
+                "boundary",
+                ReceiveRequest {
+                    max_messages: 1,
+                    wait: Duration::ZERO,
+                    visibility_timeout: None,
+                },
+            )
+            .await
+            .expect("a receive");
+        assert_eq!(received.len(), 1);
+        let receipts = received
+            .into_iter()
+            .map(|message| message.receipt_handle)
+            .collect();
+        queue
+            .delete_batch("boundary", receipts)
+            .await
+            .expect("a delete");
+        drop((acknowledging, queue));
+        store.close();
+    }
+    let store = open_boundary(&directory, Duration::from_secs(3600)).await;
+    let depth = store.queue().depth("boundary").await.expect("a depth");
+    assert_eq!(
+        depth.total(),
+        3,
+        "the closing fsync kept the stage's delete as well as the acknowledged sends"
+    );
     store.close();
 }

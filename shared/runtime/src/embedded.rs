@@ -52,6 +52,9 @@ pub struct RunOptions {
     /// Where the store lives; `None` uses a temporary directory removed afterwards.
     pub data_dir: Option<PathBuf>,
     pub workers_per_stage: usize,
+    /// What is fsynced before it is acknowledged; by default ([`Durability::Boundary`]) the
+    /// gateway's send onto the intake queue and what the doors read, the rest in the
+    /// background.
     pub durability: Durability,
     pub queues: QueueSettings,
     pub rate_limit: RateLimit,
@@ -83,7 +86,7 @@ impl RunOptions {
             rate: None,
             data_dir: None,
             workers_per_stage: 4,
-            durability: Durability::Sync,
+            durability: Durability::Boundary,
             queues: QueueSettings::default(),
             rate_limit: RateLimit::default(),
             faults: None,
@@ -340,9 +343,11 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     let doors = if use_doors {
         Some(
+            // The doors answer the outside world: their sends wait for fsync and their reads
+            // for what they read to be durable.
             Doors::open(
-                store.queue(),
-                store.table(),
+                store.acknowledging_queue(),
+                store.acknowledging_table(),
                 Arc::clone(&clock),
                 Arc::clone(&signals),
                 (&options.world.gateway, &options.world.gateway_key),
@@ -353,7 +358,8 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     } else {
         None
     };
-    let queue_gateway = store.queue();
+    // The gateway's send is where an envelope is acknowledged: it waits for fsync.
+    let queue_gateway = store.acknowledging_queue();
     let queue_gateway = QueueGateway(queue_gateway.as_ref());
     let gateway: &dyn WorldGateway = match &doors {
         Some(doors) => doors,
@@ -424,7 +430,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
             &settings,
         )?;
         let rest = post_world(
-            store.queue().as_ref(),
+            store.acknowledging_queue().as_ref(),
             &mut world,
             clock.as_ref(),
             Posting {

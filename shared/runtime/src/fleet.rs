@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use worldfleet_domain::names::INTAKE_QUEUE;
@@ -275,10 +276,17 @@ pub struct Posting {
 pub trait WorldGateway: Send + Sync {
     /// Most envelopes in one post.
     fn batch_size(&self) -> usize;
+    /// Most posts outstanding at once (as many clients posting concurrently).
+    fn in_flight(&self) -> usize {
+        1
+    }
     /// Posts `batch`: `Ok(true)` once every envelope was taken (queued, or refused by a door
     /// that records why), `Ok(false)` when the whole batch should be posted again.
     async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool>;
 }
+
+/// Sends a [`QueueGateway`] keeps outstanding.
+const QUEUE_GATEWAY_IN_FLIGHT: usize = 32;
 
 /// Posting onto the intake queue itself, ten messages a request, as a gateway on SQS does.
 pub struct QueueGateway<'a>(pub &'a dyn Queue);
@@ -287,6 +295,12 @@ pub struct QueueGateway<'a>(pub &'a dyn Queue);
 impl WorldGateway for QueueGateway<'_> {
     fn batch_size(&self) -> usize {
         worldfleet_ports::queue::MAX_BATCH
+    }
+
+    /// A gateway on SQS has many requests in flight; each send waits for its fsync here, so
+    /// one at a time would cap intake at ten envelopes per fsync.
+    fn in_flight(&self) -> usize {
+        QUEUE_GATEWAY_IN_FLIGHT
     }
 
     async fn post(&self, batch: &[Emitted]) -> anyhow::Result<bool> {
@@ -321,9 +335,11 @@ pub async fn post_world(
 }
 
 /// Posts the world's envelopes through `gateway` until the world is finished or
-/// `stop_after_good` good events were emitted. Posts are retried until taken, as a gateway
-/// would. Returns what each posted envelope should become. `queue` is only read, for the
-/// backlog that holds an unpaced posting back.
+/// `stop_after_good` good events were emitted. Up to [`WorldGateway::in_flight`] posts are
+/// outstanding at once, issued in order (so a FIFO group's envelopes are queued in order
+/// unless a post has to be retried); posts are retried until taken, as a gateway would.
+/// Returns what each posted envelope should become. `queue` is only read, for the backlog
+/// that holds an unpaced posting back.
 pub async fn post_world_through(
     gateway: &dyn WorldGateway,
     queue: &dyn Queue,
@@ -334,45 +350,88 @@ pub async fn post_world_through(
 ) -> anyhow::Result<Vec<Expectation>> {
     let mut expectations = Vec::new();
     let mut sent = posting.already_sent;
+    // Envelopes taken from the world, posted or in flight.
+    let mut issued = posting.already_sent;
     let started = posting.started;
     let batch_size = gateway.batch_size().max(1);
-    while !world.finished()
-        && posting
-            .stop_after_good
-            .is_none_or(|limit| world.good_emitted() < limit)
-    {
-        let mut batch = Vec::new();
-        while batch.len() < batch_size {
-            match world.next(clock.now_ms()) {
-                Some(emitted) => batch.push(emitted),
-                None => break,
-            }
-        }
-        let mut attempts = 0;
-        while !gateway.post(&batch).await? {
-            attempts += 1;
-            if attempts % 50 == 0 {
-                tracing::warn!(attempts, "intake keeps refusing a batch; retrying");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sent += batch.len() as u64;
-        expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
-        match posting.rate {
-            Some(rate) => {
-                let due = Duration::from_secs_f64(sent as f64 / rate.max(1.0));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
+    let window = gateway.in_flight().max(1);
+    let mut posts = futures::stream::FuturesOrdered::new();
+    loop {
+        let more = !world.finished()
+            && posting
+                .stop_after_good
+                .is_none_or(|limit| world.good_emitted() < limit);
+        if more && posts.len() < window {
+            let wait = match posting.rate {
+                Some(rate) => Duration::from_secs_f64(issued as f64 / rate.max(1.0))
+                    .checked_sub(started.elapsed()),
+                None => None,
+            };
+            if let Some(wait) = wait {
+                if posts.is_empty() {
                     tokio::time::sleep(wait).await;
+                } else {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        done = posts.next() => {
+                            if let Some(done) = done {
+                                let batch = settle_post(gateway, done).await?;
+                                sent += batch.len() as u64;
+                                expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
+                                on_batch();
+                            }
+                            continue;
+                        }
+                    }
                 }
-            }
-            None if sent % 500 < batch_size as u64 => {
+            } else if posting.rate.is_none() && issued % 500 < batch_size as u64 {
                 while backlog(queue).await? > posting.max_backlog {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
-            None => {}
+            let mut batch = Vec::new();
+            while batch.len() < batch_size {
+                match world.next(clock.now_ms()) {
+                    Some(emitted) => batch.push(emitted),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            issued += batch.len() as u64;
+            posts.push_back(async move {
+                let taken = gateway.post(&batch).await;
+                (batch, taken)
+            });
+            continue;
         }
+        let Some(done) = posts.next().await else {
+            break;
+        };
+        let batch = settle_post(gateway, done).await?;
+        sent += batch.len() as u64;
+        expectations.extend(batch.into_iter().map(|emitted| emitted.expectation));
         on_batch();
     }
+    debug_assert_eq!(sent, issued);
     Ok(expectations)
+}
+
+/// A finished post: the batch once taken, re-posted (one at a time) until it is.
+async fn settle_post(
+    gateway: &dyn WorldGateway,
+    (batch, taken): (Vec<Emitted>, anyhow::Result<bool>),
+) -> anyhow::Result<Vec<Emitted>> {
+    let mut attempts = 0;
+    let mut taken = taken?;
+    while !taken {
+        attempts += 1;
+        if attempts % 50 == 0 {
+            tracing::warn!(attempts, "intake keeps refusing a batch; retrying");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        taken = gateway.post(&batch).await?;
+    }
+    Ok(batch)
 }

@@ -43,8 +43,12 @@ pub(super) struct BenchArgs {
     workers: usize,
     /// Embedded: acknowledge writes once handed to the OS instead of after fsync (as
     /// `run --buffered`); the figures then say so.
-    #[arg(long, conflicts_with = "aws")]
+    #[arg(long, conflicts_with_all = ["aws", "fsync_all"])]
     buffered: bool,
+    /// Embedded: fsync every write before acknowledging it (as `run --fsync-all`), instead of
+    /// only the intake sends, the stages' writes in the background.
+    #[arg(long, conflicts_with = "aws")]
+    fsync_all: bool,
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
@@ -115,6 +119,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             workers: args.workers,
             data_dir: None,
             buffered: args.buffered,
+            fsync_all: args.fsync_all,
             // The pipeline's own figures, comparable whether or not a model is present.
             no_models: true,
             world_every: 0,
@@ -122,11 +127,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         world_args.options()
     };
-    let durability = if args.buffered {
-        "buffered (acknowledged when handed to the OS)"
-    } else {
-        "fsync before acknowledgement"
-    };
+    let durability_mode = world(events, 0.0).durability;
+    let durability = super::run::durability_description(durability_mode);
     eprintln!(
         "bench 1/2: throughput, {} events as fast as possible, fan-out {}, {durability}",
         events, args.fan_out
@@ -149,6 +151,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "peak_rss_mb": latency.peak_rss_mb.max(throughput.peak_rss_mb).round(),
         "fan_out": args.fan_out,
         "buffered": args.buffered,
+        "durability": format!("{durability_mode:?}"),
         "lost": throughput.audit.lost + latency.audit.lost,
         "duplicates": throughput.audit.duplicates + latency.audit.duplicates,
         "table_write_units_per_event": throughput.usage.table_write_units as f64 / throughput.audit.good_sent.max(1) as f64,

@@ -40,9 +40,14 @@ pub(super) struct WorldArgs {
     /// Keep the store here (reuse it with `worldfleet feed`); default: a temporary directory.
     #[arg(long)]
     pub(super) data_dir: Option<PathBuf>,
-    /// Acknowledge writes once handed to the OS instead of after fsync.
-    #[arg(long)]
+    /// Acknowledge every write once handed to the OS, fsyncing none (not even the intake
+    /// queue's sends) before the run ends.
+    #[arg(long, conflicts_with = "fsync_all")]
     pub(super) buffered: bool,
+    /// fsync every write before acknowledging it (the store's strictest mode), instead of
+    /// only the intake queue's sends and what the doors read, the rest in the background.
+    #[arg(long)]
+    pub(super) fsync_all: bool,
     /// Classify by rules and compose by templates even when models are configured or present.
     #[arg(long)]
     pub(super) no_models: bool,
@@ -82,8 +87,10 @@ impl WorldArgs {
         options.data_dir = self.data_dir.clone();
         options.durability = if self.buffered {
             Durability::Buffered
-        } else {
+        } else if self.fsync_all {
             Durability::Sync
+        } else {
+            Durability::Boundary
         };
         // The synthetic world is honest traffic: limits far above its per-player rate.
         options.rate_limit = RateLimit {
@@ -124,11 +131,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             "written onto the intake queue"
         },
-        if args.world.buffered {
-            "buffered writes"
-        } else {
-            "fsync per group commit"
-        },
+        durability_description(options.durability),
         options.workers_per_stage,
     );
     let summary = run_embedded(options).await?;
@@ -302,5 +305,16 @@ fn print_world(world: &WorldReport) {
     );
     for problem in &world.problems {
         println!("  ! {problem}");
+    }
+}
+
+/// How a run's figures name its durability.
+pub(super) fn durability_description(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Sync => "fsync before every acknowledgement",
+        Durability::Boundary => {
+            "fsync before the intake send is acknowledged, the stages' writes fsynced in the background"
+        }
+        Durability::Buffered => "buffered: acknowledged when handed to the OS, no fsync",
     }
 }

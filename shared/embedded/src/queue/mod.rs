@@ -32,6 +32,7 @@ use std::time::Duration;
 use worldfleet_ports::{Error, Result};
 
 use crate::store::Shared;
+use crate::writer::Answer;
 
 pub(crate) use delivery::QueueHandle;
 pub(crate) use recovery::load_queues;
@@ -46,11 +47,13 @@ const MAX_QUEUE_NAME: usize = 80;
 /// The queue port over the embedded store.
 pub struct EmbeddedQueue {
     shared: Arc<Shared>,
+    /// When sends, receives and deletes are answered (see [`Answer`]).
+    answer: Answer,
 }
 
 impl EmbeddedQueue {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, answer: Answer) -> Self {
+        Self { shared, answer }
     }
 
     fn handle(&self, queue: &str) -> Result<Arc<QueueHandle>> {

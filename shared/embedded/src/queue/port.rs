@@ -17,7 +17,7 @@ use super::delivery::{Message, QueueHandle, parse_receipt};
 use super::validate::{refusal, validate_spec};
 use super::{EmbeddedQueue, MAX_VISIBILITY, QUEUE_META_PREFIX, dedup_key, millis};
 use crate::codec::{self, MessageRecord};
-use crate::writer::{Space, wait};
+use crate::writer::{Answer, Space, wait};
 
 #[async_trait]
 impl Queue for EmbeddedQueue {
@@ -45,7 +45,7 @@ impl Queue for EmbeddedQueue {
             .map_err(|error| Error::Permanent(format!("queue spec: {error}")))?;
         self.shared
             .writer
-            .execute(move |staging| {
+            .execute(Answer::Durable, move |staging| {
                 staging.insert(Space::Meta, key, value);
                 Ok(())
             })
@@ -150,6 +150,7 @@ impl Queue for EmbeddedQueue {
                     .map(|(id, _, message_id)| (id.clone(), message_id.clone()))
                     .collect();
                 Some(self.shared.writer.enqueue(
+                    self.answer,
                     move |staging| {
                         for (sequence, record) in &records {
                             staging.insert(
@@ -317,7 +318,7 @@ impl Queue for EmbeddedQueue {
         let stored = self
             .shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 for sequence in removed {
                     let key = codec::message_key(&prefix, sequence);
                     staging.remove(Space::Messages, key.clone());

@@ -131,7 +131,7 @@ impl EmbeddedQueue {
         let moved = self
             .shared
             .writer
-            .execute(move |staging| {
+            .execute(self.answer, move |staging| {
                 for (sequence, count) in &counts {
                     staging.insert(
                         Space::Receives,

@@ -9,7 +9,7 @@ use super::delivery::QueueHandle;
 use super::{dedup_key, millis};
 use crate::codec;
 use crate::store::Shared;
-use crate::writer::Space;
+use crate::writer::{Answer, Space};
 
 /// Drops expired deduplication ids from memory and disk; returns how many went.
 pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
@@ -36,12 +36,14 @@ pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
         return Ok(0);
     }
     let count = expired.len();
-    shared.writer.execute_blocking(move |staging| {
-        for key in expired {
-            staging.remove(Space::Dedup, key);
-        }
-        Ok(())
-    })?;
+    shared
+        .writer
+        .execute_blocking(Answer::Committed, move |staging| {
+            for key in expired {
+                staging.remove(Space::Dedup, key);
+            }
+            Ok(())
+        })?;
     Ok(count)
 }
 
@@ -74,12 +76,14 @@ pub(crate) fn sweep_retention(shared: &Shared, now_ms: u64) -> Result<usize> {
         return Ok(0);
     }
     let count = expired.len();
-    shared.writer.execute_blocking(move |staging| {
-        for key in expired {
-            staging.remove(Space::Messages, key.clone());
-            staging.remove(Space::Receives, key);
-        }
-        Ok(())
-    })?;
+    shared
+        .writer
+        .execute_blocking(Answer::Committed, move |staging| {
+            for key in expired {
+                staging.remove(Space::Messages, key.clone());
+                staging.remove(Space::Receives, key);
+            }
+            Ok(())
+        })?;
     Ok(count)
 }
