@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use worldfleet_domain::names::{
-    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
+    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
 use worldfleet_embedded::testing::TempStore;
@@ -333,18 +333,6 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .await
             .unwrap();
     }
-    for event_id in ["e1", "e2", "e3"] {
-        fixture
-            .table()
-            .put(
-                IDEMPOTENCY_TABLE,
-                Item::new(Key::new(format!("classify#{event_id}"), "idempotency"))
-                    .with("status", "COMPLETED"),
-                None,
-            )
-            .await
-            .unwrap();
-    }
     let prune = fixture.prune(PruneConfig::default());
     let published = PruneRequest::EventsPublished {
         plan_id: "done".into(),
@@ -369,11 +357,7 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .unwrap()
             .is_none()
     );
-    for event_id in ["e1", "e2"] {
-        let key = Key::new(format!("classify#{event_id}"), "idempotency");
-        assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_none());
-    }
-    // A plan still being executed keeps itself and its events' records.
+    // A plan still being executed is kept.
     assert!(
         table
             .get(FEEDS_TABLE, &plan_key("busy"))
@@ -381,8 +365,6 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .unwrap()
             .is_some()
     );
-    let key = Key::new("classify#e3", "idempotency");
-    assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_some());
 }
 
 // ---------------------------------------------------------------- region tombstones
