@@ -3,14 +3,16 @@
 //! 1. Read the events' canon items: an event that already points at a plan was planned by an
 //!    earlier attempt (or a concurrent worker) and is never planned again.
 //! 2. For the unplanned events: one atomic add per target feed allocates a sequence range
-//!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
-//!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
+//!    (a crash here only burns numbers: feeds are gap-tolerant) and, on a player's feed, counts
+//!    the bytes of the player's coming observation in the same update (the players past the
+//!    cap go in the plan); then one transaction writes the plan record and sets every event's
+//!    `dist_plan`, on condition that none has one yet.
 //! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
 //!    same bytes) and the players' observations (`worldfleet_tables::memory`), then mark the plan
 //!    completed so later replays skip it.
 //! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
-//!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
-//!    and touch the regions the events belong to (a tombstoned one is asked back).
+//!    with them), the plan's players whose memory count passed the cap, feeds that crossed a
+//!    check mark; and touch the regions the events belong to (a tombstoned one is asked back).
 //!
 //! Every decision (which events need a plan, the planning transaction, what a plan publishes,
 //! who is over budget, which regions were touched) is a pure function in [`crate::plan`]; this
@@ -26,7 +28,7 @@ use futures::future::try_join_all;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
-use worldfleet_domain::{CanonEntry, DistributeRequest, PruneRequest};
+use worldfleet_domain::{CanonEntry, DistributeRequest, FeedId, PruneRequest};
 use worldfleet_kit::batch::FailedGroups;
 use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
@@ -84,24 +86,45 @@ impl Distribute {
     /// when another attempt planned some of them first (the caller re-reads and retries).
     async fn plan(&self, events: &[CanonEntry]) -> Result<Option<Plan>> {
         let demand = plan::feed_demand(&self.rules, events);
+        let by_id: BTreeMap<&str, &CanonEntry> = events
+            .iter()
+            .map(|entry| (entry.event_id.as_str(), entry))
+            .collect();
+        let by_id = &by_id;
+        let planned_at_ms = self.context.clock.now_ms();
         // A counter added twice (an attempt that timed out after it was applied, then repeated)
         // leaves a gap in the feed's numbering, which planning tolerates: the same gap opens
         // whenever a batch fails after its counters and is redelivered. So the add may be
-        // repeated rather than failing the batch.
-        let pages = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
+        // repeated rather than failing the batch. The memory count rides on the same update: a
+        // repeat counts high, which costs prune one early look (`worldfleet_tables::memory`).
+        let allocated = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
+            let mut update = Update::new().add(layout::COUNTER_NEXT, event_ids.len() as i64);
+            if let FeedId::Player(player) = feed {
+                let observed: Vec<&CanonEntry> = event_ids
+                    .iter()
+                    .filter_map(|event_id| by_id.get(event_id.as_str()).copied())
+                    .collect();
+                let bytes = plan::observation_bytes_bound(player, &observed, planned_at_ms)?;
+                update = update.add(memory::COUNT_ATTRIBUTE, bytes as i64);
+            }
             let counter = self
                 .context
                 .table
                 .update(
                     FEEDS_TABLE,
                     &layout::counter_key(&feed.to_string()),
-                    Update::new()
-                        .add(layout::COUNTER_NEXT, event_ids.len() as i64)
-                        .repeatable(),
+                    update.repeatable(),
                     None,
                 )
                 .await?;
             let counter_after = counter.i64(layout::COUNTER_NEXT).unwrap_or(0);
+            let memory_count = match feed {
+                FeedId::Player(player) => Some((
+                    player.clone(),
+                    counter.i64(memory::COUNT_ATTRIBUTE).unwrap_or(0),
+                )),
+                _ => None,
+            };
             if !counter.attributes.contains_key(layout::COUNTER_INDEXED) {
                 // A feed's first plan puts it in prune's feed index, and only then marks its
                 // counter: a crash between the two, or a plan that fails after reserving the
@@ -123,10 +146,18 @@ impl Distribute {
                     )
                     .await?;
             }
-            Ok::<_, DistributeError>(plan::planned_page(feed, event_ids, counter_after))
+            Ok::<_, DistributeError>((
+                plan::planned_page(feed, event_ids, counter_after),
+                memory_count,
+            ))
         }))
         .await?;
-        let plan = plan::new_plan(ulid::Ulid::new().to_string(), events, pages);
+        let (pages, counts): (Vec<_>, Vec<_>) = allocated.into_iter().unzip();
+        let mut plan = plan::new_plan(ulid::Ulid::new().to_string(), events, pages);
+        plan.over_budget = plan::over_budget(
+            counts.into_iter().flatten().collect(),
+            self.memory_cap_bytes,
+        );
         let now_ms = self.context.clock.now_ms();
         let writes = plan::planning_writes(&plan, events, now_ms)?;
         match self.context.table.transact(writes).await {
@@ -165,8 +196,14 @@ impl Distribute {
         let now_ms = self.context.clock.now_ms();
         let publication = plan::publication(&plan, &canon, now_ms)?;
         self.batch_write(FEEDS_TABLE, &publication.pages).await?;
+        let observations: Vec<Item> = publication
+            .observations
+            .iter()
+            .map(|(_, item)| item.clone())
+            .collect();
+        self.batch_write(MEMORY_TABLE, &observations).await?;
         let mut requests = vec![plan::published(&plan)];
-        requests.extend(self.remember(&publication.observations).await?);
+        requests.extend(plan::memory_requests(&plan));
         for feed in &publication.checked_feeds {
             activity::index_feed(self.context.table.as_ref(), PRUNE_TABLE, feed, now_ms).await?;
             requests.push(PruneRequest::FeedPastRetention { feed: feed.clone() });
@@ -190,34 +227,6 @@ impl Distribute {
             self.context.table.batch_write(table, writes).await?;
         }
         Ok(())
-    }
-
-    /// Writes the players' observations and counts their bytes; returns a request for each
-    /// player whose count is now over the cap.
-    async fn remember(&self, observations: &[(String, Item)]) -> Result<Vec<PruneRequest>> {
-        let items: Vec<Item> = observations.iter().map(|(_, item)| item.clone()).collect();
-        self.batch_write(MEMORY_TABLE, &items).await?;
-        // The byte count only decides when prune looks at a player's memory; prune measures
-        // the observations themselves and corrects the count. So counting an observation
-        // twice (a repeated add, as a redelivered batch does too) costs at most an early look,
-        // and the add may be repeated.
-        let counts = try_join_all(observations.iter().map(|(player, item)| async move {
-            let budget = self
-                .context
-                .table
-                .update(
-                    MEMORY_TABLE,
-                    &memory::budget_key(player),
-                    Update::new()
-                        .add("bytes", memory::observation_bytes(item) as i64)
-                        .repeatable(),
-                    None,
-                )
-                .await?;
-            Ok::<_, DistributeError>((player.clone(), budget.i64("bytes").unwrap_or(0)))
-        }))
-        .await?;
-        Ok(plan::over_budget(counts, self.memory_cap_bytes))
     }
 
     /// Sends prune its requests, ten at a time; any refusal fails the batch (it is retried,

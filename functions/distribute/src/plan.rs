@@ -6,8 +6,9 @@
 //! The rows' layout (page, plan and counter keys and codecs) is `worldfleet_tables::plan`'s.
 //!
 //! Every decision the handler makes lives here as a function of what it read: which events
-//! still need a plan ([`by_plan`]), the planning transaction ([`planning_writes`]), which canon
-//! a plan still has to read ([`split_known`]), what publishing a plan writes and asks prune
+//! still need a plan ([`by_plan`]), what a player's memory count grows by
+//! ([`observation_bytes_bound`]), the planning transaction ([`planning_writes`]), which canon a
+//! plan still has to read ([`split_known`]), what publishing a plan writes and asks prune
 //! ([`publication`], [`over_budget`], [`published`]) and which regions a batch touches
 //! ([`regions`]). The handler only reads, writes and sends.
 
@@ -79,6 +80,35 @@ pub fn new_plan(id: String, events: &[CanonEntry], pages: Vec<PlannedPage>) -> P
             .map(|entry| (entry.partition.to_string(), entry.event_id.clone()))
             .collect(),
         pages,
+        over_budget: Vec::new(),
+    }
+}
+
+/// An upper bound of the bytes the observation of `events` in `player`'s feed accounts for
+/// once written at `now_ms`, whatever sequence numbers the page gets: the count is added when
+/// the numbers are allocated, before they are known, and must never run low.
+pub fn observation_bytes_bound(player: &str, events: &[&CanonEntry], now_ms: u64) -> Result<u64> {
+    let page = FeedPage {
+        first_seq: u64::MAX,
+        entries: events
+            .iter()
+            .map(|entry| feed_entry(entry, u64::MAX))
+            .collect(),
+    };
+    let observation = memory::observation_item(player, &page, now_ms)?;
+    Ok(memory::observation_bytes(&observation))
+}
+
+/// The feed entry of `entry` at sequence number `seq`.
+fn feed_entry(entry: &CanonEntry, seq: u64) -> FeedEntry {
+    FeedEntry {
+        seq,
+        event_id: entry.event_id.clone(),
+        partition: entry.partition.clone(),
+        kind: entry.kind,
+        actor: entry.actor.clone(),
+        text: entry.text.clone(),
+        accepted_at_ms: entry.accepted_at_ms,
     }
 }
 
@@ -167,13 +197,23 @@ pub fn publication(
     })
 }
 
-/// A request for each player whose memory count (`counts`: player, bytes after this batch) is
-/// over `cap_bytes`.
-pub fn over_budget(counts: Vec<(String, i64)>, cap_bytes: u64) -> Vec<PruneRequest> {
+/// The players whose memory count (`counts`: player, bytes after this batch's add) is over
+/// `cap_bytes`.
+pub fn over_budget(counts: Vec<(String, i64)>, cap_bytes: u64) -> Vec<String> {
     counts
         .into_iter()
         .filter(|(_, bytes)| *bytes > cap_bytes as i64)
-        .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
+        .map(|(player, _)| player)
+        .collect()
+}
+
+/// What publishing `plan` asks prune about its players' memory.
+pub fn memory_requests(plan: &Plan) -> Vec<PruneRequest> {
+    plan.over_budget
+        .iter()
+        .map(|player| PruneRequest::MemoryOverBudget {
+            player: player.clone(),
+        })
         .collect()
 }
 
@@ -238,15 +278,7 @@ pub fn pages(plan: &Plan, canon: &BTreeMap<String, CanonEntry>, now_ms: u64) -> 
                             what: format!("plan {}", plan.id),
                             reason: format!("no canon for event {event_id}"),
                         })?;
-                    Ok(FeedEntry {
-                        seq: planned.first_seq + offset as u64,
-                        event_id: event_id.clone(),
-                        partition: entry.partition.clone(),
-                        kind: entry.kind,
-                        actor: entry.actor.clone(),
-                        text: entry.text.clone(),
-                        accepted_at_ms: entry.accepted_at_ms,
-                    })
+                    Ok(feed_entry(entry, planned.first_seq + offset as u64))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let page = FeedPage {
@@ -323,6 +355,7 @@ mod tests {
                 first_seq: 41,
                 event_ids: vec!["e1".into(), "e2".into()],
             }],
+            over_budget: vec!["a".into()],
         };
         let canon: BTreeMap<String, CanonEntry> = [canon("e1", &["a"]), canon("e2", &["a"])]
             .into_iter()
@@ -495,12 +528,44 @@ mod tests {
     }
 
     #[test]
-    fn only_players_past_the_cap_are_reported() {
-        let counts = vec![("a".to_owned(), 100), ("b".to_owned(), 101)];
+    fn the_counted_bound_is_never_below_the_observation_written() {
+        let batch = vec![canon("e1", &["a"]), canon("e2", &["a"])];
+        let refs: Vec<&CanonEntry> = batch.iter().collect();
+        let bound = observation_bytes_bound("a", &refs, 1_763_700_000_000).unwrap();
+        for first_seq in [1, 9, 10, 99_999, 1 << 40] {
+            let plan = new_plan(
+                "p1".into(),
+                &batch,
+                vec![PlannedPage {
+                    feed: "player:a".into(),
+                    first_seq,
+                    event_ids: vec!["e1".into(), "e2".into()],
+                }],
+            );
+            let publication = publication(&plan, &canon_by_id(&batch), 1_763_700_000_000).unwrap();
+            let written = memory::observation_bytes(&publication.observations[0].1);
+            assert!(written <= bound, "{written} > {bound} at {first_seq}");
+            assert!(bound - written < 64, "a tight bound: {bound} for {written}");
+        }
+    }
+
+    #[test]
+    fn a_plan_asks_prune_about_the_players_it_found_over_budget() {
+        let mut plan = new_plan("p1".into(), &[canon("e1", &["a", "b"])], Vec::new());
+        assert!(memory_requests(&plan).is_empty());
+        plan.over_budget = vec!["b".into()];
         assert_eq!(
-            over_budget(counts, 100),
+            memory_requests(&plan),
             vec![PruneRequest::MemoryOverBudget { player: "b".into() }]
         );
+        let decoded = plan_from_item(&plan_item(&plan, 0).unwrap()).unwrap();
+        assert_eq!(decoded.over_budget, vec!["b".to_owned()]);
+    }
+
+    #[test]
+    fn only_players_past_the_cap_are_reported() {
+        let counts = vec![("a".to_owned(), 100), ("b".to_owned(), 101)];
+        assert_eq!(over_budget(counts, 100), vec!["b".to_owned()]);
     }
 
     #[test]
@@ -512,6 +577,7 @@ mod tests {
                 ("not a uid".into(), "e2".into()),
             ],
             pages: Vec::new(),
+            over_budget: Vec::new(),
         };
         assert_eq!(
             published(&plan),

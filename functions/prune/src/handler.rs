@@ -226,12 +226,12 @@ impl Prune {
 
     /// Evicts a player's oldest observations until under the cap, and tells the player.
     async fn cap_memory(&self, player: &str) -> Result<PruneOutcome> {
-        let budget_key = memory::budget_key(player);
+        let count_key = memory::count_key(player);
         let counted = self
             .table()
-            .get(MEMORY_TABLE, &budget_key)
+            .get(FEEDS_TABLE, &count_key)
             .await?
-            .and_then(|item| item.i64("bytes"))
+            .and_then(|item| item.i64(memory::COUNT_ATTRIBUTE))
             .unwrap_or(0);
         let observations = query_all(
             self.table(),
@@ -276,9 +276,9 @@ impl Prune {
         if correction != 0 {
             self.table()
                 .update(
-                    MEMORY_TABLE,
-                    &budget_key,
-                    Update::new().add("bytes", correction),
+                    FEEDS_TABLE,
+                    &count_key,
+                    Update::new().add(memory::COUNT_ATTRIBUTE, correction),
                     None,
                 )
                 .await?;

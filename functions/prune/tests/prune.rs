@@ -106,9 +106,9 @@ async fn observe(fixture: &Fixture, player: &str, first_seq: u64, text_bytes: us
     fixture
         .table()
         .update(
-            MEMORY_TABLE,
-            &memory::budget_key(player),
-            worldfleet_ports::Update::new().add("bytes", bytes),
+            FEEDS_TABLE,
+            &memory::count_key(player),
+            worldfleet_ports::Update::new().add(memory::COUNT_ATTRIBUTE, bytes),
             None,
         )
         .await
@@ -158,11 +158,11 @@ async fn memory_over_the_cap_loses_its_oldest_and_the_player_is_told_once() {
     assert!(kept.first().unwrap().key.sk > memory::observation_sort_key(1));
     let counted = fixture
         .table()
-        .get(MEMORY_TABLE, &memory::budget_key("p-1"))
+        .get(FEEDS_TABLE, &memory::count_key("p-1"))
         .await
         .unwrap()
         .unwrap()
-        .i64("bytes")
+        .i64(memory::COUNT_ATTRIBUTE)
         .unwrap();
     assert_eq!(counted as u64, kept_bytes, "the count is corrected");
 
@@ -538,6 +538,141 @@ async fn a_region_active_while_being_tombstoned_is_not_lost() {
 
 // ---------------------------------------------------------------- distribute → prune
 
+/// distribute counts a player's memory in the update that allocates the page's numbers, and
+/// the plan record remembers who passed the cap (so a redelivery that publishes the plan asks
+/// too): publishing it asks prune about them, after their observations are written.
+#[tokio::test]
+async fn players_past_the_memory_cap_are_reported_once_their_observations_are_written() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_ports::ReceivedMessage;
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-4/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    for index in 0..3 {
+        let entry = CanonEntry {
+            event_id: format!("ev-{index}"),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-big".into(),
+            audience: vec!["p-big".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: "x".repeat(300),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_tables::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 1,
+            sent_at_ms: START_MS,
+        });
+    }
+    let over_budget = |queued: &[worldfleet_ports::ReceivedMessage]| -> Vec<String> {
+        queued
+            .iter()
+            .filter_map(
+                |message| match serde_json::from_str(&message.body).unwrap() {
+                    PruneRequest::MemoryOverBudget { player } => Some(player),
+                    _ => None,
+                },
+            )
+            .collect()
+    };
+    // Under a cap the batch stays below: nobody is reported.
+    let roomy = Distribute::new(fixture.context.clone(), RepublishRules::default_rules())
+        .with_memory_cap(10_000);
+    let report = roomy
+        .handle_batch(&records[..1], Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(over_budget(&queued).is_empty());
+    // Past a small cap, the next batch's plan names the player.
+    let tight = Distribute::new(fixture.context.clone(), RepublishRules::default_rules())
+        .with_memory_cap(600);
+    let report = tight
+        .handle_batch(&records[1..], Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(over_budget(&queued), vec!["p-big".to_owned()]);
+    let written: u64 = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-big"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await
+        .iter()
+        .map(memory::observation_bytes)
+        .sum();
+    let counted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-big"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(
+        written > 600 && counted as u64 >= written,
+        "{counted} counted, {written} written"
+    );
+    // prune evicts down to the cap and corrects the count on the same row.
+    let prune = fixture.prune(PruneConfig {
+        memory_cap_bytes: 600,
+        ..PruneConfig::default()
+    });
+    let report = prune.handle_batch(&queued, Duration::from_secs(30)).await;
+    assert!(report.failed_message_ids.is_empty());
+    let kept: u64 = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-big"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await
+        .iter()
+        .map(memory::observation_bytes)
+        .sum();
+    let recounted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-big"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(kept <= 600);
+    assert_eq!(recounted as u64, kept, "the count is corrected");
+}
+
 #[tokio::test]
 async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
     use worldfleet_distribute::{Distribute, RepublishRules};
@@ -639,6 +774,15 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
         memory::observation_entries(&observations[0]).unwrap().len(),
         4
     );
+    // The player's byte count rides on the feed's counter row, never below what was written.
+    let counted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-b"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(counted as u64 >= memory::observation_bytes(&observations[0]));
     let region = scene.prefix(2);
     assert!(
         fixture

@@ -31,6 +31,10 @@ pub struct Plan {
     /// `(partition, event id)` of every event covered, in batch order.
     pub events: Vec<(String, String)>,
     pub pages: Vec<PlannedPage>,
+    /// Players whose memory count passed the cap when the plan was made: publishing the plan
+    /// asks prune to look at each (absent in records written before the count moved here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget: Vec<String>,
 }
 
 /// The sort-key prefix of feed pages.
