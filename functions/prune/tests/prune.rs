@@ -494,6 +494,64 @@ async fn idle_regions_are_tombstoned_and_come_back_on_activity() {
 }
 
 #[tokio::test]
+async fn activity_is_written_at_most_hourly_and_a_tombstone_is_always_reported() {
+    use worldfleet_kit::activity::{ACTIVITY_RESOLUTION_MS, parts_pk};
+    let fixture = Fixture::new().await;
+    let region = "gm-5/district-1";
+    let (scene_a, scene_b) = ("gm-5/district-1/scene-a", "gm-5/district-1/scene-b");
+    let read = |key: Key| {
+        let table = fixture.context.table.clone();
+        async move {
+            table
+                .get(PRUNE_TABLE, &key)
+                .await
+                .unwrap()
+                .and_then(|item| item.i64("last_active_ms"))
+        }
+    };
+    let touch = |partitions: Vec<&'static str>, now_ms: u64| {
+        let table = fixture.context.table.clone();
+        async move {
+            touch_region(table.as_ref(), PRUNE_TABLE, region, &partitions, now_ms)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!touch(vec![scene_a], START_MS).await);
+    // A minute later: the region and scene a keep their hour; scene b is new, so written.
+    assert!(!touch(vec![scene_a, scene_b], START_MS + 60_000).await);
+    assert_eq!(read(activity_key(region)).await, Some(START_MS as i64));
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_a)).await,
+        Some(START_MS as i64)
+    );
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_b)).await,
+        Some((START_MS + 60_000) as i64)
+    );
+    // Past the resolution everything touched is written again.
+    let later = START_MS + ACTIVITY_RESOLUTION_MS;
+    touch(vec![scene_a], later).await;
+    assert_eq!(read(activity_key(region)).await, Some(later as i64));
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_a)).await,
+        Some(later as i64)
+    );
+    // A tombstoned region is reported even within the hour.
+    fixture
+        .table()
+        .update(
+            PRUNE_TABLE,
+            &activity_key(region),
+            worldfleet_ports::Update::new().set("tombstoned", true),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(touch(vec![scene_a], later + 1).await);
+}
+
+#[tokio::test]
 async fn a_region_active_while_being_tombstoned_is_not_lost() {
     let fixture = Fixture::new().await;
     let region = PartitionUid::parse("gm-2/district-1").unwrap();
