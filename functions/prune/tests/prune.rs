@@ -596,6 +596,151 @@ async fn a_region_active_while_being_tombstoned_is_not_lost() {
 
 // ---------------------------------------------------------------- distribute → prune
 
+/// A plan owns the events whose canon points at it, a prefix of each partition: here an
+/// earlier attempt planned three events and crashed after claiming the first, and meanwhile
+/// another plan took the second. The redelivery finishes the first plan with its one event and
+/// plans the third again, later in the feed, so each event is in the feed once, in order.
+#[tokio::test]
+async fn a_plan_keeps_the_prefix_it_claimed_and_the_rest_is_planned_again_in_order() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_ports::{ReceivedMessage, Update};
+    use worldfleet_tables::plan::{Plan, PlannedPage, counter_key, plan_item};
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-6/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    let ids: Vec<String> = (0..3).map(|index| format!("ev-{index}")).collect();
+    for (index, event_id) in ids.iter().enumerate() {
+        let entry = CanonEntry {
+            event_id: event_id.clone(),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-a".into(),
+            audience: vec!["p-a".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: format!("line {index}"),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_tables::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 2,
+            sent_at_ms: START_MS,
+        });
+    }
+    // The crashed attempt: numbers 1..=3 of player:p-a allocated, its plan put, ev-0 claimed.
+    let crashed = Plan {
+        id: "plan-crashed".into(),
+        events: ids
+            .iter()
+            .map(|id| (scene.to_string(), id.clone()))
+            .collect(),
+        pages: vec![PlannedPage {
+            feed: "player:p-a".into(),
+            first_seq: 1,
+            event_ids: ids.clone(),
+        }],
+        over_budget: Vec::new(),
+    };
+    let table = fixture.table();
+    table
+        .update(
+            FEEDS_TABLE,
+            &counter_key("player:p-a"),
+            Update::new().add(worldfleet_tables::plan::COUNTER_NEXT, 3),
+            None,
+        )
+        .await
+        .unwrap();
+    table
+        .put(FEEDS_TABLE, plan_item(&crashed, START_MS).unwrap(), None)
+        .await
+        .unwrap();
+    // Another plan, already completed, holds ev-1.
+    table
+        .put(
+            FEEDS_TABLE,
+            Item::new(plan_key("plan-other"))
+                .with("plan", r#"{"id":"plan-other","e":[],"p":[]}"#)
+                .with("completed", true),
+            None,
+        )
+        .await
+        .unwrap();
+    for (event_id, plan_id) in [("ev-0", "plan-crashed"), ("ev-1", "plan-other")] {
+        table
+            .update(
+                CANON_TABLE,
+                &worldfleet_tables::canon::key(scene.as_str(), event_id),
+                Update::new().set("dist_plan", plan_id),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
+    let distribute = Distribute::new(fixture.context.clone(), RepublishRules::default_rules());
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    // Once more, as a duplicate delivery: nothing changes.
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+
+    fixture.clock.advance(5 * 60 * 1000);
+    let read = fixture
+        .read(&FeedId::Player("p-a".into()), 0)
+        .await
+        .unwrap();
+    let seen: Vec<(u64, &str)> = read
+        .entries
+        .iter()
+        .map(|entry| (entry.seq, entry.event_id.as_str()))
+        .collect();
+    assert_eq!(seen, vec![(1, "ev-0"), (4, "ev-2")]);
+    let third = table
+        .get(
+            CANON_TABLE,
+            &worldfleet_tables::canon::key(scene.as_str(), "ev-2"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let third_plan = third.str("dist_plan").unwrap();
+    assert!(third_plan != "plan-crashed" && third_plan != "plan-other");
+    let record = table
+        .get(FEEDS_TABLE, &plan_key("plan-crashed"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.attributes.get("completed"),
+        Some(&worldfleet_ports::Value::Bool(true))
+    );
+    assert_eq!(record.str("lost"), Some(r#"["ev-1","ev-2"]"#));
+}
+
 /// distribute counts a player's memory in the update that allocates the page's numbers, and
 /// the plan record remembers who passed the cap (so a redelivery that publishes the plan asks
 /// too): publishing it asks prune about them, after their observations are written.
