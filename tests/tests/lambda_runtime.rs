@@ -42,8 +42,8 @@ use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::PartitionUid;
 use worldfleet_domain::names::{
     CANON_TABLE, CLASSIFY_QUEUE, COMPOSE_QUEUE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE,
-    ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE, FEEDS_TABLE, IDEMPOTENCY_TABLE, INTAKE_QUEUE, LEDGER_TABLE,
-    MARKET_QUEUE, MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE, PRUNE_QUEUE,
+    ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE, FEEDS_TABLE, INTAKE_QUEUE, LEDGER_TABLE, MARKET_QUEUE,
+    MARKET_TABLE, PRICE_WINDOW_QUEUE, PRODUCTION_TICK_QUEUE, PRUNE_QUEUE,
 };
 use worldfleet_ecology::shell::store::{StoredCell, state_key};
 use worldfleet_ecology::sim::Founders;
@@ -535,16 +535,27 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
     }
 
     // Distribute asked prune to end the published events' bookkeeping: the prune binary
-    // deletes classify's idempotency records of every sample.
-    let classify_record = |key: &Key| Key::new(format!("classify#{}", key.sk), "idempotency");
+    // deletes the plan record of every sample (each canon item points at its plan).
+    let mut plan_keys = Vec::new();
     for key in &keys {
+        let canon = table
+            .get(CANON_TABLE, key)
+            .await
+            .expect("canon")
+            .expect("canon");
+        let plan_id = canon
+            .str("dist_plan")
+            .unwrap_or_else(|| panic!("distribute planned {key:?}"));
+        plan_keys.push(worldfleet_tables::plan::plan_key(plan_id));
+    }
+    for plan_key in &plan_keys {
         assert!(
             table
-                .get(IDEMPOTENCY_TABLE, &classify_record(key))
+                .get(FEEDS_TABLE, plan_key)
                 .await
-                .expect("idempotency")
+                .expect("plan")
                 .is_some(),
-            "classify recorded {key:?} before prune ran"
+            "the plan {plan_key:?} is kept until prune runs"
         );
     }
     let prune_source = EventSource::new(&deployed, PRUNE_QUEUE).await;
@@ -558,14 +569,14 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
     .expect("start the prune function");
     let requests = drain_until_empty(&prune_source, &mut prune).await;
     assert!(requests > 0, "distribute sent prune requests");
-    for key in &keys {
+    for plan_key in &plan_keys {
         assert!(
             table
-                .get(IDEMPOTENCY_TABLE, &classify_record(key))
+                .get(FEEDS_TABLE, plan_key)
                 .await
-                .expect("idempotency")
+                .expect("plan")
                 .is_none(),
-            "prune deleted classify's record of {key:?}; log:\n{}",
+            "prune deleted the published plan {plan_key:?}; log:\n{}",
             prune.log()
         );
     }

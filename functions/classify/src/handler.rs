@@ -1,15 +1,19 @@
-//! The classify stage handler: decide once per event, forward to compose.
+//! The classify stage handler: decide, forward the decision to compose.
+//!
+//! classify writes nothing. Its decision travels in the compose request, and compose's canon
+//! put — conditional on the event having no canon yet — is the one point where an event's
+//! decision becomes final. A retry that decides differently (the pool came back, or went away)
+//! sends a second request under the same deduplication id, the event id: within the queue's
+//! five-minute window the queue drops it; after it, compose finds canon written and forwards
+//! that canon unchanged, so the second decision is never composed or published.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use worldfleet_domain::names::{CLASSIFY_QUEUE, COMPOSE_QUEUE, IDEMPOTENCY_TABLE};
+use worldfleet_domain::names::{CLASSIFY_QUEUE, COMPOSE_QUEUE};
 use worldfleet_domain::{AcceptedEvent, Classification, ComposeRequest};
-use worldfleet_kit::{
-    BatchReport, IdempotencyConfig, IdempotencyStore, RecordError, StageContext, StageHandler,
-    forward_batch,
-};
+use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
 use worldfleet_ports::{OutgoingMessage, ReceivedMessage};
 
 use crate::embedding::EmbeddingClassifier;
@@ -45,22 +49,14 @@ impl Classifier {
 /// The classify stage.
 pub struct Classify {
     context: StageContext,
-    decisions: IdempotencyStore,
     classifier: Classifier,
 }
 
 impl Classify {
     /// classify over `context` with `classifier`.
     pub fn with_classifier(context: StageContext, classifier: Classifier) -> Self {
-        let decisions = IdempotencyStore::new(
-            Arc::clone(&context.table),
-            IDEMPOTENCY_TABLE,
-            Arc::clone(&context.clock),
-            IdempotencyConfig::default(),
-        );
         Self {
             context,
-            decisions,
             classifier,
         }
     }
@@ -70,25 +66,11 @@ impl Classify {
         &self.classifier
     }
 
-    async fn decide(
-        &self,
-        record: &ReceivedMessage,
-        remaining: Duration,
-    ) -> Result<OutgoingMessage, RecordError> {
+    async fn decide(&self, record: &ReceivedMessage) -> Result<OutgoingMessage, RecordError> {
         let event: AcceptedEvent = serde_json::from_str(&record.body)
             .map_err(|error| RecordError::permanent(format!("not an accepted event: {error}")))?;
         worldfleet_kit::batch::record_event_id(&event.event_id);
-        let key = format!("classify#{}", event.event_id);
-        let decision = self
-            .decisions
-            .run(&key, record.body.as_bytes(), remaining, || async {
-                Ok::<Classification, std::convert::Infallible>(
-                    self.classifier.classify(&event).await,
-                )
-            })
-            .await
-            .map_err(RecordError::classify)?
-            .into_inner();
+        let decision = self.classifier.classify(&event).await;
         let partition = event.partition.to_string();
         let event_id = event.event_id.clone();
         let request = ComposeRequest {
@@ -115,9 +97,9 @@ impl StageHandler for Classify {
         format!("classify: {}", self.classifier.describe())
     }
 
-    async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport {
+    async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
         forward_batch(&self.context, records, |record| async move {
-            self.decide(record, remaining)
+            self.decide(record)
                 .await
                 .map(|message| Some((COMPOSE_QUEUE, message)))
         })

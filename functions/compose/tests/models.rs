@@ -276,6 +276,59 @@ async fn model_line_lands_in_canon_and_player_text_stays_out_of_the_system_promp
     assert_eq!(fixture.model.calls(), 1);
 }
 
+/// classify writes nothing, so a retried classify may send compose a second, different decision
+/// for an event (after the queue's deduplication window). The canon put is the one decision
+/// point: whichever decision reaches compose first is the event's canon, and the other is never
+/// composed, charged or forwarded.
+#[tokio::test]
+async fn a_second_decision_for_an_event_loses_to_the_canon_that_exists() {
+    let fixture = fixture(prices()).await;
+    let redecided = |mut request: ComposeRequest, tier: Tier, intent: Intent| {
+        request.classification = Classification {
+            intent,
+            salience: 10,
+            tier,
+            classifier: "rules".into(),
+        };
+        request
+    };
+    // A model tier first, then a retry that decided template.
+    let first = request(1, "scene-1", "Give me the sword, smith", Tier::Driver);
+    deliver(&fixture, std::slice::from_ref(&first), 1).await;
+    let written = canon_of(&fixture, &first).await;
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].composer, "fake-llama");
+    fixture.clock.advance(6 * 60 * 1000);
+    let second = redecided(first.clone(), Tier::Template, Intent::Social);
+    deliver(&fixture, std::slice::from_ref(&second), 2).await;
+    assert_eq!(canon_of(&fixture, &first).await, written);
+    // A template first, then a retry that decided a model tier: no model call for it.
+    let quiet = request(2, "scene-1", "nice weather", Tier::Template);
+    deliver(&fixture, std::slice::from_ref(&quiet), 1).await;
+    let quiet_written = canon_of(&fixture, &quiet).await;
+    fixture.clock.advance(6 * 60 * 1000);
+    let loud = redecided(quiet.clone(), Tier::Deep, Intent::Threat);
+    deliver(&fixture, std::slice::from_ref(&loud), 2).await;
+    assert_eq!(canon_of(&fixture, &quiet).await, quiet_written);
+    assert_eq!(quiet_written[0].tier, Tier::Template);
+    assert_eq!(
+        fixture.model.calls(),
+        1,
+        "the losing decision called no model"
+    );
+    // Whatever reached distribute is the canon that exists, never the second decision.
+    let forwarded = forwarded(&fixture).await;
+    assert!(!forwarded.is_empty());
+    for entry in &forwarded {
+        let expected = if entry.event_id == first.event.event_id {
+            &written[0]
+        } else {
+            &quiet_written[0]
+        };
+        assert_eq!(entry, expected);
+    }
+}
+
 #[tokio::test]
 async fn repeated_prompt_is_answered_by_the_cache() {
     let fixture = fixture(prices()).await;

@@ -3,16 +3,23 @@
 //! 1. Read the events' canon items: an event that already points at a plan was planned by an
 //!    earlier attempt (or a concurrent worker) and is never planned again.
 //! 2. For the unplanned events: one atomic add per target feed allocates a sequence range
-//!    (a crash here only burns numbers: feeds are gap-tolerant), then one transaction writes
-//!    the plan record and sets every event's `dist_plan`, on condition that none has one yet.
+//!    (a crash here only burns numbers: feeds are gap-tolerant) and, on a player's feed, counts
+//!    the bytes of the player's coming observation in the same update (the players past the
+//!    cap go in the plan); then the plan record is put (a fresh id: a repeat writes the same
+//!    bytes) and each event is claimed for it — its canon item's `dist_plan` set on condition
+//!    that it has none — partition by partition in queue order, stopping a partition at its
+//!    first event another plan holds ([`plan::claim_runs`]). No transaction: a claim is final,
+//!    so a plan owns exactly the events whose canon points at it, and every executor of the
+//!    plan (a redelivery, a concurrent poller) claims in the same order and finds the same
+//!    events; those it does not own are planned again by the batch that carries them.
 //! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
 //!    same bytes) and the players' observations (`worldfleet_tables::memory`), then mark the plan
 //!    completed so later replays skip it.
 //! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
-//!    with them), players whose memory count passed the cap, feeds that crossed a check mark;
-//!    and touch the regions the events belong to (a tombstoned one is asked back).
+//!    with them), the plan's players whose memory count passed the cap, feeds that crossed a
+//!    check mark; and touch the regions the events belong to (a tombstoned one is asked back).
 //!
-//! Every decision (which events need a plan, the planning transaction, what a plan publishes,
+//! Every decision (which events need a plan, what a claim writes and in which order, what a plan publishes,
 //! who is over budget, which regions were touched) is a pure function in [`crate::plan`]; this
 //! shell reads, executes and sends. A failure at any step fails every record it touches;
 //! redelivery resumes from the durable state, so no entry is lost and none is written twice.
@@ -26,7 +33,7 @@ use futures::future::try_join_all;
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
-use worldfleet_domain::{CanonEntry, DistributeRequest, PruneRequest};
+use worldfleet_domain::{CanonEntry, DistributeRequest, FeedId, PruneRequest};
 use worldfleet_kit::batch::FailedGroups;
 use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
@@ -41,7 +48,9 @@ use crate::rules::RepublishRules;
 use worldfleet_tables::memory;
 use worldfleet_tables::plan::{self as layout, Plan};
 
-const PLANNING_ATTEMPTS: usize = 3;
+const PLANNING_ATTEMPTS: usize = 6;
+/// How many times one claim is tried when it fails ambiguously.
+const CLAIM_ATTEMPTS: usize = 4;
 
 pub use crate::plan::{FEED_CHECK_EVERY, REGION_DEPTH, crosses_check_mark};
 
@@ -80,28 +89,49 @@ impl Distribute {
         Ok(found)
     }
 
-    /// Plans `events` (none of which had a plan when read). Returns the new plan, or `None`
-    /// when another attempt planned some of them first (the caller re-reads and retries).
-    async fn plan(&self, events: &[CanonEntry]) -> Result<Option<Plan>> {
+    /// Plans `events` (none of which had a plan when read) and claims them. Returns the new
+    /// plan and the events it lost to other plans (planned concurrently).
+    async fn plan(&self, events: &[CanonEntry]) -> Result<(Plan, BTreeSet<String>)> {
         let demand = plan::feed_demand(&self.rules, events);
+        let by_id: BTreeMap<&str, &CanonEntry> = events
+            .iter()
+            .map(|entry| (entry.event_id.as_str(), entry))
+            .collect();
+        let by_id = &by_id;
+        let planned_at_ms = self.context.clock.now_ms();
         // A counter added twice (an attempt that timed out after it was applied, then repeated)
         // leaves a gap in the feed's numbering, which planning tolerates: the same gap opens
         // whenever a batch fails after its counters and is redelivered. So the add may be
-        // repeated rather than failing the batch.
-        let pages = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
+        // repeated rather than failing the batch. The memory count rides on the same update: a
+        // repeat counts high, which costs prune one early look (`worldfleet_tables::memory`).
+        let allocated = try_join_all(demand.iter().map(|(feed, event_ids)| async move {
+            let mut update = Update::new().add(layout::COUNTER_NEXT, event_ids.len() as i64);
+            if let FeedId::Player(player) = feed {
+                let observed: Vec<&CanonEntry> = event_ids
+                    .iter()
+                    .filter_map(|event_id| by_id.get(event_id.as_str()).copied())
+                    .collect();
+                let bytes = plan::observation_bytes_bound(player, &observed, planned_at_ms)?;
+                update = update.add(memory::COUNT_ATTRIBUTE, bytes as i64);
+            }
             let counter = self
                 .context
                 .table
                 .update(
                     FEEDS_TABLE,
                     &layout::counter_key(&feed.to_string()),
-                    Update::new()
-                        .add(layout::COUNTER_NEXT, event_ids.len() as i64)
-                        .repeatable(),
+                    update.repeatable(),
                     None,
                 )
                 .await?;
             let counter_after = counter.i64(layout::COUNTER_NEXT).unwrap_or(0);
+            let memory_count = match feed {
+                FeedId::Player(player) => Some((
+                    player.clone(),
+                    counter.i64(memory::COUNT_ATTRIBUTE).unwrap_or(0),
+                )),
+                _ => None,
+            };
             if !counter.attributes.contains_key(layout::COUNTER_INDEXED) {
                 // A feed's first plan puts it in prune's feed index, and only then marks its
                 // counter: a crash between the two, or a plan that fails after reserving the
@@ -123,24 +153,91 @@ impl Distribute {
                     )
                     .await?;
             }
-            Ok::<_, DistributeError>(plan::planned_page(feed, event_ids, counter_after))
+            Ok::<_, DistributeError>((
+                plan::planned_page(feed, event_ids, counter_after),
+                memory_count,
+            ))
         }))
         .await?;
-        let plan = plan::new_plan(ulid::Ulid::new().to_string(), events, pages);
+        let (pages, counts): (Vec<_>, Vec<_>) = allocated.into_iter().unzip();
+        let mut plan = plan::new_plan(ulid::Ulid::new().to_string(), events, pages);
+        plan.over_budget = plan::over_budget(
+            counts.into_iter().flatten().collect(),
+            self.memory_cap_bytes,
+        );
         let now_ms = self.context.clock.now_ms();
-        let writes = plan::planning_writes(&plan, events, now_ms)?;
-        match self.context.table.transact(writes).await {
-            Ok(()) => Ok(Some(plan)),
-            Err(error) if error.is_condition_failed() => {
-                tracing::info!(plan = %plan.id, "some events were planned elsewhere; re-reading");
-                Ok(None)
+        // The id is fresh, so the put needs no condition and may be repeated. A crash between
+        // it and the claims leaves a record no canon points at: nobody executes it, and its
+        // TTL removes it.
+        self.context
+            .table
+            .put(FEEDS_TABLE, layout::plan_item(&plan, now_ms)?, None)
+            .await?;
+        let lost = self.claim(&plan).await?;
+        Ok((plan, lost))
+    }
+
+    /// Claims `plan`'s events for it (see [`plan::claim_runs`]); returns those another plan
+    /// holds, or that follow one in their partition. A claim that fails its condition was made
+    /// before — by another executor of this plan, or by another plan — and the canon says which.
+    async fn claim(&self, plan: &Plan) -> Result<BTreeSet<String>> {
+        let runs = plan::claim_runs(plan);
+        let lost = try_join_all(runs.iter().map(|run| async move {
+            let mut lost = Vec::new();
+            for (partition, event_id) in run {
+                if !lost.is_empty() {
+                    lost.push(event_id.clone());
+                    continue;
+                }
+                let owned = self.claim_one(&plan.id, &canon::key(partition, event_id)).await?;
+                if !owned {
+                    tracing::info!(plan = %plan.id, event_id, "event planned elsewhere; the rest of its partition goes to a later plan");
+                    lost.push(event_id.clone());
+                }
             }
-            Err(error) => Err(error.into()),
+            Ok::<_, DistributeError>(lost)
+        }))
+        .await?;
+        Ok(lost.into_iter().flatten().collect())
+    }
+
+    /// Claims the event whose canon item is `key` for `plan_id`; true when it is the plan's.
+    /// Claiming for the same plan twice is harmless (the second fails its condition and the
+    /// canon says the plan's), so an ambiguous failure (a timeout or 5xx after which the write
+    /// may have applied) is repeated here rather than failing the whole batch.
+    async fn claim_one(&self, plan_id: &str, key: &Key) -> Result<bool> {
+        let mut attempt = 0;
+        loop {
+            let (update, condition) = plan::claim(plan_id);
+            match self
+                .context
+                .table
+                .update(CANON_TABLE, key, update, Some(condition))
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(error) if error.is_condition_failed() => {
+                    let item = self.context.table.get(CANON_TABLE, key).await?;
+                    return Ok(item.is_some_and(|item| item.str("dist_plan") == Some(plan_id)));
+                }
+                Err(error) if error.is_retryable() && attempt + 1 < CLAIM_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(plan = plan_id, %error, attempt, "claim failed ambiguously; repeating it");
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 
-    /// Writes the pages of the plan `plan_id` unless it is already completed.
-    async fn execute(&self, plan_id: &str, known: &BTreeMap<String, CanonEntry>) -> Result<()> {
+    /// Writes the pages of the plan `plan_id` unless it is already completed. `claimed` is the
+    /// set of events the plan lost when the caller has just claimed them; otherwise they are
+    /// claimed here (a plan found through its events' canon may not have finished claiming).
+    async fn execute(
+        &self,
+        plan_id: &str,
+        known: &BTreeMap<String, CanonEntry>,
+        claimed: Option<BTreeSet<String>>,
+    ) -> Result<()> {
         let Some(record) = self
             .context
             .table
@@ -155,28 +252,47 @@ impl Distribute {
         let plan = layout::plan_from_item(&record)?;
         if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
             // A crash may have come between completion and telling prune: tell it again.
-            return self.send_prune(vec![plan::published(&plan)]).await;
+            let lost = plan::lost_of(&record)?;
+            return self.send_prune(vec![plan::published(&plan, &lost)]).await;
         }
-        let (mut canon, missing) = plan::split_known(&plan, known);
+        let lost = match claimed {
+            Some(lost) => lost,
+            None => self.claim(&plan).await?,
+        };
+        let (mut canon, missing) = plan::split_known(&plan, known, &lost);
         for item in self.canon_items(&missing).await?.values() {
             let entry = canon::from_item(item)?;
             canon.insert(entry.event_id.clone(), entry);
         }
         let now_ms = self.context.clock.now_ms();
-        let publication = plan::publication(&plan, &canon, now_ms)?;
+        let publication = plan::publication(&plan, &canon, &lost, now_ms)?;
         self.batch_write(FEEDS_TABLE, &publication.pages).await?;
-        let mut requests = vec![plan::published(&plan)];
-        requests.extend(self.remember(&publication.observations).await?);
+        let observations: Vec<Item> = publication
+            .observations
+            .iter()
+            .map(|(_, item)| item.clone())
+            .collect();
+        self.batch_write(MEMORY_TABLE, &observations).await?;
+        let mut requests = vec![plan::published(&plan, &lost)];
+        requests.extend(plan::memory_requests(&plan));
         for feed in &publication.checked_feeds {
             activity::index_feed(self.context.table.as_ref(), PRUNE_TABLE, feed, now_ms).await?;
             requests.push(PruneRequest::FeedPastRetention { feed: feed.clone() });
+        }
+        let mut completion = Update::new().set("completed", true);
+        if !lost.is_empty() {
+            let json = serde_json::to_string(&lost).map_err(|error| DistributeError::Corrupt {
+                what: format!("plan {plan_id}"),
+                reason: error.to_string(),
+            })?;
+            completion = completion.set(plan::LOST_ATTRIBUTE, json);
         }
         self.context
             .table
             .update(
                 FEEDS_TABLE,
                 &layout::plan_key(plan_id),
-                Update::new().set("completed", true),
+                completion,
                 Some(Condition::ItemExists),
             )
             .await?;
@@ -190,34 +306,6 @@ impl Distribute {
             self.context.table.batch_write(table, writes).await?;
         }
         Ok(())
-    }
-
-    /// Writes the players' observations and counts their bytes; returns a request for each
-    /// player whose count is now over the cap.
-    async fn remember(&self, observations: &[(String, Item)]) -> Result<Vec<PruneRequest>> {
-        let items: Vec<Item> = observations.iter().map(|(_, item)| item.clone()).collect();
-        self.batch_write(MEMORY_TABLE, &items).await?;
-        // The byte count only decides when prune looks at a player's memory; prune measures
-        // the observations themselves and corrects the count. So counting an observation
-        // twice (a repeated add, as a redelivered batch does too) costs at most an early look,
-        // and the add may be repeated.
-        let counts = try_join_all(observations.iter().map(|(player, item)| async move {
-            let budget = self
-                .context
-                .table
-                .update(
-                    MEMORY_TABLE,
-                    &memory::budget_key(player),
-                    Update::new()
-                        .add("bytes", memory::observation_bytes(item) as i64)
-                        .repeatable(),
-                    None,
-                )
-                .await?;
-            Ok::<_, DistributeError>((player.clone(), budget.i64("bytes").unwrap_or(0)))
-        }))
-        .await?;
-        Ok(plan::over_budget(counts, self.memory_cap_bytes))
     }
 
     /// Sends prune its requests, ten at a time; any refusal fails the batch (it is retried,
@@ -283,11 +371,14 @@ impl Distribute {
             .iter()
             .map(|entry| canon::key(entry.partition.as_str(), &entry.event_id))
             .collect();
-        let mut plans = BTreeSet::new();
+        // Until every event points at a plan executed here: plans found first (executing one
+        // claims the rest of its events, some of which may look unplanned now), then one new
+        // plan for what is still unplanned. Each round either finishes or makes progress.
+        let mut executed = BTreeSet::new();
         for attempt in 0.. {
             let sorted = plan::by_plan(events, &self.canon_items(&keys).await?)?;
-            plans.extend(sorted.plans);
-            if sorted.unplanned.is_empty() {
+            let found: Vec<String> = sorted.plans.difference(&executed).cloned().collect();
+            if found.is_empty() && sorted.unplanned.is_empty() {
                 break;
             }
             if attempt == PLANNING_ATTEMPTS {
@@ -295,13 +386,20 @@ impl Distribute {
                     Error::Throttled("events keep being planned concurrently".into()).into(),
                 );
             }
-            if let Some(plan) = self.plan(&sorted.unplanned).await? {
-                plans.insert(plan.id);
+            if !found.is_empty() {
+                for plan_id in found {
+                    self.execute(&plan_id, &known, None).await?;
+                    executed.insert(plan_id);
+                }
+                continue;
+            }
+            let (plan, lost) = self.plan(&sorted.unplanned).await?;
+            let claimed_all = lost.is_empty();
+            self.execute(&plan.id, &known, Some(lost)).await?;
+            executed.insert(plan.id);
+            if claimed_all {
                 break;
             }
-        }
-        for plan_id in &plans {
-            self.execute(plan_id, &known).await?;
         }
         self.touch_regions(events).await
     }

@@ -6,16 +6,16 @@
 //! The rows' layout (page, plan and counter keys and codecs) is `worldfleet_tables::plan`'s.
 //!
 //! Every decision the handler makes lives here as a function of what it read: which events
-//! still need a plan ([`by_plan`]), the planning transaction ([`planning_writes`]), which canon
-//! a plan still has to read ([`split_known`]), what publishing a plan writes and asks prune
+//! still need a plan ([`by_plan`]), what a player's memory count grows by
+//! ([`observation_bytes_bound`]), how an event is claimed for a plan and in which order
+//! ([`claim`], [`claim_runs`]), which canon a plan still has to read ([`split_known`]), what publishing a plan writes and asks prune
 //! ([`publication`], [`over_budget`], [`published`]) and which regions a batch touches
 //! ([`regions`]). The handler only reads, writes and sends.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE};
 use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
-use worldfleet_ports::{Condition, Error, Item, Key, TransactWrite, Update};
+use worldfleet_ports::{Condition, Error, Item, Key, Update};
 use worldfleet_tables::plan::{self as layout, Plan, PlannedPage, page_item};
 use worldfleet_tables::{canon, memory};
 
@@ -79,31 +79,80 @@ pub fn new_plan(id: String, events: &[CanonEntry], pages: Vec<PlannedPage>) -> P
             .map(|entry| (entry.partition.to_string(), entry.event_id.clone()))
             .collect(),
         pages,
+        over_budget: Vec::new(),
     }
 }
 
-/// The planning transaction: the plan record (once) and every event's `dist_plan`, each on
-/// condition that the event exists and has no plan yet, so an event is planned exactly once.
-pub fn planning_writes(
-    plan: &Plan,
-    events: &[CanonEntry],
-    now_ms: u64,
-) -> Result<Vec<TransactWrite>> {
-    let mut writes = vec![TransactWrite::Put {
-        table: FEEDS_TABLE.to_owned(),
-        item: layout::plan_item(plan, now_ms)?,
-        condition: Some(Condition::ItemNotExists),
-    }];
-    writes.extend(events.iter().map(|entry| TransactWrite::Update {
-        table: CANON_TABLE.to_owned(),
-        key: canon::key(entry.partition.as_str(), &entry.event_id),
-        update: Update::new().set("dist_plan", plan.id.as_str()),
-        condition: Some(Condition::And(vec![
+/// An upper bound of the bytes the observation of `events` in `player`'s feed accounts for
+/// once written at `now_ms`, whatever sequence numbers the page gets: the count is added when
+/// the numbers are allocated, before they are known, and must never run low.
+pub fn observation_bytes_bound(player: &str, events: &[&CanonEntry], now_ms: u64) -> Result<u64> {
+    let page = FeedPage {
+        first_seq: u64::MAX,
+        entries: events
+            .iter()
+            .map(|entry| feed_entry(entry, u64::MAX))
+            .collect(),
+    };
+    let observation = memory::observation_item(player, &page, now_ms)?;
+    Ok(memory::observation_bytes(&observation))
+}
+
+/// The feed entry of `entry` at sequence number `seq`.
+fn feed_entry(entry: &CanonEntry, seq: u64) -> FeedEntry {
+    FeedEntry {
+        seq,
+        event_id: entry.event_id.clone(),
+        partition: entry.partition.clone(),
+        kind: entry.kind,
+        actor: entry.actor.clone(),
+        text: entry.text.clone(),
+        accepted_at_ms: entry.accepted_at_ms,
+    }
+}
+
+/// The claim of one event for the plan `plan_id`: set its canon item's `dist_plan`, on
+/// condition that the item exists and has no plan yet. The first claim of an event is final —
+/// no write ever changes a `dist_plan` — so an event belongs to exactly one plan.
+pub fn claim(plan_id: &str) -> (Update, Condition) {
+    (
+        Update::new().set("dist_plan", plan_id),
+        Condition::And(vec![
             Condition::ItemExists,
             Condition::NotExists("dist_plan".into()),
-        ])),
-    }));
-    Ok(writes)
+        ]),
+    )
+}
+
+/// `plan`'s events grouped by partition, each partition's in plan (that is, queue) order: the
+/// order every executor of the plan claims them in, stopping a partition at its first event
+/// another plan holds. A plan thus owns a prefix of each partition's events, and the rest go
+/// to a later plan with later sequence numbers, so a partition's events reach every feed in
+/// order; and since claims are final, every executor of a plan finds the same prefix.
+pub fn claim_runs(plan: &Plan) -> Vec<Vec<(String, String)>> {
+    let mut runs: Vec<Vec<(String, String)>> = Vec::new();
+    for (partition, event_id) in &plan.events {
+        match runs.iter_mut().find(|run| run[0].0 == *partition) {
+            Some(run) => run.push((partition.clone(), event_id.clone())),
+            None => runs.push(vec![(partition.clone(), event_id.clone())]),
+        }
+    }
+    runs
+}
+
+/// The plan record's attribute, set at completion when some of the plan's events belong to
+/// another plan: their ids, as a JSON array.
+pub const LOST_ATTRIBUTE: &str = "lost";
+
+/// The events a completed plan record says went to other plans.
+pub fn lost_of(record: &Item) -> Result<BTreeSet<String>> {
+    match record.str(LOST_ATTRIBUTE) {
+        None => Ok(BTreeSet::new()),
+        Some(json) => serde_json::from_str(json).map_err(|error| DistributeError::Corrupt {
+            what: format!("plan record {}", record.key),
+            reason: error.to_string(),
+        }),
+    }
 }
 
 /// The canon of `plan`'s events found in `known` (the batch's own events), and the keys of the
@@ -111,10 +160,14 @@ pub fn planning_writes(
 pub fn split_known(
     plan: &Plan,
     known: &BTreeMap<String, CanonEntry>,
+    lost: &BTreeSet<String>,
 ) -> (BTreeMap<String, CanonEntry>, Vec<Key>) {
     let mut canon_found = BTreeMap::new();
     let mut missing = Vec::new();
     for (partition, event_id) in &plan.events {
+        if lost.contains(event_id) {
+            continue;
+        }
         match known.get(event_id) {
             Some(entry) => {
                 canon_found.insert(event_id.clone(), entry.clone());
@@ -136,13 +189,15 @@ pub struct Publication {
     pub checked_feeds: Vec<String>,
 }
 
-/// What publishing `plan` over its events' `canon` writes at `now_ms`.
+/// What publishing `plan` over its events' `canon` writes at `now_ms`, leaving out the events
+/// it `lost` to other plans.
 pub fn publication(
     plan: &Plan,
     canon: &BTreeMap<String, CanonEntry>,
+    lost: &BTreeSet<String>,
     now_ms: u64,
 ) -> Result<Publication> {
-    let pages = pages(plan, canon, now_ms)?;
+    let pages = pages(plan, canon, lost, now_ms)?;
     let mut observations = Vec::new();
     for page_item in &pages {
         if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
@@ -167,23 +222,35 @@ pub fn publication(
     })
 }
 
-/// A request for each player whose memory count (`counts`: player, bytes after this batch) is
-/// over `cap_bytes`.
-pub fn over_budget(counts: Vec<(String, i64)>, cap_bytes: u64) -> Vec<PruneRequest> {
+/// The players whose memory count (`counts`: player, bytes after this batch's add) is over
+/// `cap_bytes`.
+pub fn over_budget(counts: Vec<(String, i64)>, cap_bytes: u64) -> Vec<String> {
     counts
         .into_iter()
         .filter(|(_, bytes)| *bytes > cap_bytes as i64)
-        .map(|(player, _)| PruneRequest::MemoryOverBudget { player })
+        .map(|(player, _)| player)
         .collect()
 }
 
-/// The request that ends a published plan's bookkeeping.
-pub fn published(plan: &Plan) -> PruneRequest {
+/// What publishing `plan` asks prune about its players' memory.
+pub fn memory_requests(plan: &Plan) -> Vec<PruneRequest> {
+    plan.over_budget
+        .iter()
+        .map(|player| PruneRequest::MemoryOverBudget {
+            player: player.clone(),
+        })
+        .collect()
+}
+
+/// The request that ends a published plan's bookkeeping: the events it published (not those
+/// it `lost` to other plans, which end with theirs).
+pub fn published(plan: &Plan, lost: &BTreeSet<String>) -> PruneRequest {
     PruneRequest::EventsPublished {
         plan_id: plan.id.clone(),
         events: plan
             .events
             .iter()
+            .filter(|(_, event_id)| !lost.contains(event_id))
             .filter_map(|(partition, event_id)| {
                 PartitionUid::parse(partition)
                     .ok()
@@ -222,40 +289,41 @@ pub fn feed_demand(rules: &RepublishRules, canon: &[CanonEntry]) -> Vec<(FeedId,
     demand
 }
 
-/// Builds the page items of `plan` from the canon of its events.
-pub fn pages(plan: &Plan, canon: &BTreeMap<String, CanonEntry>, now_ms: u64) -> Result<Vec<Item>> {
-    plan.pages
-        .iter()
-        .map(|planned| {
-            let entries = planned
-                .event_ids
-                .iter()
-                .enumerate()
-                .map(|(offset, event_id)| {
-                    let entry = canon
-                        .get(event_id)
-                        .ok_or_else(|| DistributeError::Corrupt {
-                            what: format!("plan {}", plan.id),
-                            reason: format!("no canon for event {event_id}"),
-                        })?;
-                    Ok(FeedEntry {
-                        seq: planned.first_seq + offset as u64,
-                        event_id: event_id.clone(),
-                        partition: entry.partition.clone(),
-                        kind: entry.kind,
-                        actor: entry.actor.clone(),
-                        text: entry.text.clone(),
-                        accepted_at_ms: entry.accepted_at_ms,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let page = FeedPage {
-                first_seq: planned.first_seq,
-                entries,
-            };
-            Ok(page_item(&planned.feed, &page, now_ms)?)
-        })
-        .collect()
+/// Builds the page items of `plan` from the canon of its events, leaving out the events it
+/// `lost` (their numbers stay unused: feeds are gap-tolerant) and pages left with none.
+pub fn pages(
+    plan: &Plan,
+    canon: &BTreeMap<String, CanonEntry>,
+    lost: &BTreeSet<String>,
+    now_ms: u64,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for planned in &plan.pages {
+        let entries = planned
+            .event_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, event_id)| !lost.contains(*event_id))
+            .map(|(offset, event_id)| {
+                let entry = canon
+                    .get(event_id)
+                    .ok_or_else(|| DistributeError::Corrupt {
+                        what: format!("plan {}", plan.id),
+                        reason: format!("no canon for event {event_id}"),
+                    })?;
+                Ok(feed_entry(entry, planned.first_seq + offset as u64))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if entries.is_empty() {
+            continue;
+        }
+        let page = FeedPage {
+            first_seq: planned.first_seq,
+            entries,
+        };
+        items.push(page_item(&planned.feed, &page, now_ms)?);
+    }
+    Ok(items)
 }
 
 #[cfg(test)]
@@ -323,13 +391,14 @@ mod tests {
                 first_seq: 41,
                 event_ids: vec!["e1".into(), "e2".into()],
             }],
+            over_budget: vec!["a".into()],
         };
         let canon: BTreeMap<String, CanonEntry> = [canon("e1", &["a"]), canon("e2", &["a"])]
             .into_iter()
             .map(|entry| (entry.event_id.clone(), entry))
             .collect();
-        let first = pages(&plan, &canon, 5).unwrap();
-        assert_eq!(first, pages(&plan, &canon, 5).unwrap());
+        let first = pages(&plan, &canon, &BTreeSet::new(), 5).unwrap();
+        assert_eq!(first, pages(&plan, &canon, &BTreeSet::new(), 5).unwrap());
         assert_eq!(first[0].key.sk, page_sort_key(42));
         let page = page_from_item(&first[0]).unwrap();
         assert_eq!(
@@ -408,40 +477,87 @@ mod tests {
     }
 
     #[test]
-    fn planning_writes_the_plan_once_and_each_event_s_pointer_only_if_unset() {
-        let batch = vec![canon("e1", &["a"]), canon("e2", &["b"])];
-        let plan = new_plan("p1".into(), &batch, Vec::new());
+    fn a_claim_sets_the_pointer_only_on_existing_canon_without_one() {
         assert_eq!(
-            plan.events,
-            vec![
-                ("gm/d/s".to_owned(), "e1".to_owned()),
-                ("gm/d/s".to_owned(), "e2".to_owned())
-            ]
+            claim("p1"),
+            (
+                Update::new().set("dist_plan", "p1"),
+                Condition::And(vec![
+                    Condition::ItemExists,
+                    Condition::NotExists("dist_plan".into()),
+                ])
+            )
         );
-        let writes = planning_writes(&plan, &batch, 7).unwrap();
-        assert_eq!(writes.len(), 3);
+    }
+
+    #[test]
+    fn claims_run_per_partition_in_plan_order() {
+        let batch = vec![
+            canon_in("gm/d/s1", "e1", &["a"]),
+            canon_in("gm/d/s2", "e2", &["a"]),
+            canon_in("gm/d/s1", "e3", &["a"]),
+        ];
+        let plan = new_plan("p1".into(), &batch, Vec::new());
+        let runs = claim_runs(&plan);
+        let ids: Vec<Vec<&str>> = runs
+            .iter()
+            .map(|run| run.iter().map(|(_, event_id)| event_id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, vec![vec!["e1", "e3"], vec!["e2"]]);
+    }
+
+    #[test]
+    fn events_lost_to_another_plan_are_left_out_of_pages_reads_and_the_published_request() {
+        let batch = vec![
+            canon("e1", &["a"]),
+            canon("e2", &["a"]),
+            canon("e3", &["b"]),
+        ];
+        let plan = new_plan(
+            "p1".into(),
+            &batch,
+            vec![
+                PlannedPage {
+                    feed: "player:a".into(),
+                    first_seq: 10,
+                    event_ids: vec!["e1".into(), "e2".into()],
+                },
+                PlannedPage {
+                    feed: "player:b".into(),
+                    first_seq: 4,
+                    event_ids: vec!["e3".into()],
+                },
+            ],
+        );
+        let lost = BTreeSet::from(["e2".to_owned(), "e3".to_owned()]);
+        let mut canon = canon_by_id(&batch);
+        canon.remove("e2");
+        canon.remove("e3");
+        let written = pages(&plan, &canon, &lost, 5).unwrap();
+        assert_eq!(written.len(), 1, "player:b's page had only a lost event");
+        let page = page_from_item(&written[0]).unwrap();
         assert_eq!(
-            writes[0],
-            TransactWrite::Put {
-                table: FEEDS_TABLE.to_owned(),
-                item: plan_item(&plan, 7).unwrap(),
-                condition: Some(Condition::ItemNotExists),
+            page.entries
+                .iter()
+                .map(|entry| (entry.seq, entry.event_id.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(10, "e1")]
+        );
+        let (found, missing) = split_known(&plan, &BTreeMap::new(), &lost);
+        assert!(found.is_empty());
+        assert_eq!(missing, vec![canon::key("gm/d/s", "e1")]);
+        assert_eq!(
+            published(&plan, &lost),
+            PruneRequest::EventsPublished {
+                plan_id: "p1".into(),
+                events: vec![(PartitionUid::parse("gm/d/s").unwrap(), "e1".into())],
             }
         );
-        for (write, entry) in writes[1..].iter().zip(&batch) {
-            assert_eq!(
-                *write,
-                TransactWrite::Update {
-                    table: CANON_TABLE.to_owned(),
-                    key: canon::key("gm/d/s", &entry.event_id),
-                    update: Update::new().set("dist_plan", "p1"),
-                    condition: Some(Condition::And(vec![
-                        Condition::ItemExists,
-                        Condition::NotExists("dist_plan".into()),
-                    ])),
-                }
-            );
-        }
+        let record = plan_item(&plan, 0)
+            .unwrap()
+            .with(LOST_ATTRIBUTE, serde_json::to_string(&lost).unwrap());
+        assert_eq!(lost_of(&record).unwrap(), lost);
+        assert!(lost_of(&plan_item(&plan, 0).unwrap()).unwrap().is_empty());
     }
 
     #[test]
@@ -452,7 +568,7 @@ mod tests {
             Vec::new(),
         );
         let known = canon_by_id(&[canon("e1", &["a"]), canon("e9", &["a"])]);
-        let (found, missing) = split_known(&plan, &known);
+        let (found, missing) = split_known(&plan, &known, &BTreeSet::new());
         assert_eq!(found.keys().collect::<Vec<_>>(), vec!["e1"]);
         assert_eq!(missing, vec![canon::key("gm/d/s", "e2")]);
     }
@@ -475,10 +591,10 @@ mod tests {
                 page("district:gm/d", 256),
             ],
         );
-        let publication = publication(&plan, &canon_by_id(&batch), 5).unwrap();
+        let publication = publication(&plan, &canon_by_id(&batch), &BTreeSet::new(), 5).unwrap();
         assert_eq!(
             publication.pages,
-            pages(&plan, &canon_by_id(&batch), 5).unwrap()
+            pages(&plan, &canon_by_id(&batch), &BTreeSet::new(), 5).unwrap()
         );
         let players: Vec<&str> = publication
             .observations
@@ -495,12 +611,50 @@ mod tests {
     }
 
     #[test]
-    fn only_players_past_the_cap_are_reported() {
-        let counts = vec![("a".to_owned(), 100), ("b".to_owned(), 101)];
+    fn the_counted_bound_is_never_below_the_observation_written() {
+        let batch = vec![canon("e1", &["a"]), canon("e2", &["a"])];
+        let refs: Vec<&CanonEntry> = batch.iter().collect();
+        let bound = observation_bytes_bound("a", &refs, 1_763_700_000_000).unwrap();
+        for first_seq in [1, 9, 10, 99_999, 1 << 40] {
+            let plan = new_plan(
+                "p1".into(),
+                &batch,
+                vec![PlannedPage {
+                    feed: "player:a".into(),
+                    first_seq,
+                    event_ids: vec!["e1".into(), "e2".into()],
+                }],
+            );
+            let publication = publication(
+                &plan,
+                &canon_by_id(&batch),
+                &BTreeSet::new(),
+                1_763_700_000_000,
+            )
+            .unwrap();
+            let written = memory::observation_bytes(&publication.observations[0].1);
+            assert!(written <= bound, "{written} > {bound} at {first_seq}");
+            assert!(bound - written < 64, "a tight bound: {bound} for {written}");
+        }
+    }
+
+    #[test]
+    fn a_plan_asks_prune_about_the_players_it_found_over_budget() {
+        let mut plan = new_plan("p1".into(), &[canon("e1", &["a", "b"])], Vec::new());
+        assert!(memory_requests(&plan).is_empty());
+        plan.over_budget = vec!["b".into()];
         assert_eq!(
-            over_budget(counts, 100),
+            memory_requests(&plan),
             vec![PruneRequest::MemoryOverBudget { player: "b".into() }]
         );
+        let decoded = plan_from_item(&plan_item(&plan, 0).unwrap()).unwrap();
+        assert_eq!(decoded.over_budget, vec!["b".to_owned()]);
+    }
+
+    #[test]
+    fn only_players_past_the_cap_are_reported() {
+        let counts = vec![("a".to_owned(), 100), ("b".to_owned(), 101)];
+        assert_eq!(over_budget(counts, 100), vec!["b".to_owned()]);
     }
 
     #[test]
@@ -512,9 +666,10 @@ mod tests {
                 ("not a uid".into(), "e2".into()),
             ],
             pages: Vec::new(),
+            over_budget: Vec::new(),
         };
         assert_eq!(
-            published(&plan),
+            published(&plan, &BTreeSet::new()),
             PruneRequest::EventsPublished {
                 plan_id: "p1".into(),
                 events: vec![(PartitionUid::parse("gm/d/s").unwrap(), "e1".into())],

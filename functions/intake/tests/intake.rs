@@ -343,7 +343,7 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     let report = fixture.handle(&[record("m-1", &body, 2)]).await;
     assert!(report.all_succeeded());
     // Re-sent with the same deduplication id (the event id): inside the 5-minute window the
-    // FIFO queue absorbs it; after it, classify's idempotency record would.
+    // FIFO queue absorbs it; after it, compose's conditional canon put would.
     assert!(
         routed(fixture.queue.as_ref()).await.is_empty(),
         "no second copy downstream"

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use worldfleet_distribute::{Distribute, RepublishRules};
 use worldfleet_domain::names::{
-    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE,
-    PRUNE_TABLE, dead_letter_queue,
+    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE, dead_letter_queue,
 };
 use worldfleet_domain::{
     CanonEntry, DistributeRequest, EventKind, FeedId, Intent, PartitionUid, Tier,
@@ -25,8 +24,8 @@ use worldfleet_domain::{
 use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
 use worldfleet_kit::{StageContext, StageHandler};
 use worldfleet_ports::{
-    Clock, Item, Key, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage,
-    SortKeyRange, TTL_ATTRIBUTE, Table, TableSpec,
+    Clock, ManualClock, Query, Queue, QueueSpec, ReceiveRequest, ReceivedMessage, SortKeyRange,
+    Table, TableSpec,
 };
 use worldfleet_prune::{Prune, PruneConfig};
 use worldfleet_tables::canon;
@@ -102,7 +101,6 @@ struct Census {
     pages: usize,
     observations: usize,
     canon: usize,
-    classify_records: usize,
 }
 
 async fn count(table: &dyn Table, table_name: &str, pk: &str, range: SortKeyRange) -> usize {
@@ -200,9 +198,7 @@ async fn main() -> anyhow::Result<()> {
         settings.season_days,
         settings.memory_cap_bytes
     );
-    println!(
-        "day,events,disk_bytes,feed_pages,observations,canon_rows,classify_records,prune_requests"
-    );
+    println!("day,events,disk_bytes,feed_pages,observations,canon_rows,prune_requests");
     let mut event_number: u64 = 0;
     let mut prune_requests = 0;
     let batches_per_day = settings.events_per_day / 10;
@@ -244,16 +240,6 @@ async fn main() -> anyhow::Result<()> {
                 };
                 table
                     .put(CANON_TABLE, canon::to_item(&entry)?, None)
-                    .await?;
-                // classify's per-event record, with its TTL, as classify leaves it.
-                table
-                    .put(
-                        IDEMPOTENCY_TABLE,
-                        Item::new(Key::new(format!("classify#{event_id}"), "idempotency"))
-                            .with("status", "COMPLETED")
-                            .with(TTL_ATTRIBUTE, (now_ms / 1000 + 3600) as i64),
-                        None,
-                    )
                     .await?;
                 records.push(ReceivedMessage {
                     message_id: event_id.clone(),
@@ -319,7 +305,6 @@ async fn main() -> anyhow::Result<()> {
                 pages: 0,
                 observations: 0,
                 canon: 0,
-                classify_records: 0,
             };
             for index in 0..settings.players {
                 let feed = FeedId::Player(player(index)).to_string();
@@ -341,22 +326,15 @@ async fn main() -> anyhow::Result<()> {
             for scene in scenes_seen.keys() {
                 census.canon += count(table.as_ref(), CANON_TABLE, scene, SortKeyRange::All).await;
             }
-            // classify records of the last day's events (older ones are TTL-expired anyway).
-            for number in event_number.saturating_sub(settings.events_per_day) + 1..=event_number {
-                let key = Key::new(format!("classify#ev-{number:012}"), "idempotency");
-                census.classify_records +=
-                    usize::from(table.get(IDEMPOTENCY_TABLE, &key).await?.is_some());
-            }
             let _ = PRUNE_TABLE;
             println!(
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{}",
                 day + 1,
                 event_number,
                 store.disk_bytes()?,
                 census.pages,
                 census.observations,
                 census.canon,
-                census.classify_records,
                 prune_requests
             );
         }

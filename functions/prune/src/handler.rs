@@ -4,7 +4,7 @@
 //! duplicate finds nothing left to collect, a retry after a crash finishes what was started.
 //! Writes are ordered so that a crash between any two leaves nothing unreachable:
 //! - event bookkeeping: only a *completed* plan is deleted (distribute treats a missing plan
-//!   as published), then classify's idempotency records;
+//!   as published);
 //! - feed retention: the trim row is raised *before* pages are deleted, so a reader can never
 //!   see a silent gap;
 //! - player memory: the notice is written (once: a marker keyed by the eviction holds its
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use worldfleet_domain::names::{FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE};
+use worldfleet_domain::names::{FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE};
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
 use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, process_batch};
 use worldfleet_ports::table::MAX_BATCH_WRITE;
@@ -74,7 +74,7 @@ impl Prune {
     pub async fn handle(&self, request: &PruneRequest) -> Result<PruneOutcome> {
         match request {
             PruneRequest::EventsPublished { plan_id, events } => {
-                let outcome = self.end_event_bookkeeping(plan_id, events).await?;
+                let outcome = self.end_event_bookkeeping(plan_id).await?;
                 self.advance_checkpoints(events).await?;
                 Ok(outcome)
             }
@@ -95,12 +95,9 @@ impl Prune {
         }
     }
 
-    /// Deletes a published plan's record and its events' classify idempotency records.
-    async fn end_event_bookkeeping(
-        &self,
-        plan_id: &str,
-        events: &[(PartitionUid, String)],
-    ) -> Result<PruneOutcome> {
+    /// Deletes a published plan's record. (Its events kept no other bookkeeping: classify
+    /// writes nothing since its decision travels in the compose request.)
+    async fn end_event_bookkeeping(&self, plan_id: &str) -> Result<PruneOutcome> {
         let mut outcome = PruneOutcome::default();
         let completed = Condition::eq("completed", true);
         match self
@@ -112,22 +109,9 @@ impl Prune {
             Err(error) if error.is_condition_failed() => {
                 // Not completed yet: distribute asks again once it is.
                 tracing::info!(plan = plan_id, "plan not completed; kept");
-                return Ok(outcome);
             }
             Err(error) => return Err(error.into()),
         }
-        let records: Vec<BatchWrite> = events
-            .iter()
-            .map(|(_, event_id)| {
-                BatchWrite::Delete(Key::new(format!("classify#{event_id}"), "idempotency"))
-            })
-            .collect();
-        for chunk in records.chunks(MAX_BATCH_WRITE) {
-            self.table()
-                .batch_write(IDEMPOTENCY_TABLE, chunk.to_vec())
-                .await?;
-        }
-        outcome.deleted += records.len();
         Ok(outcome)
     }
 
@@ -242,12 +226,12 @@ impl Prune {
 
     /// Evicts a player's oldest observations until under the cap, and tells the player.
     async fn cap_memory(&self, player: &str) -> Result<PruneOutcome> {
-        let budget_key = memory::budget_key(player);
+        let count_key = memory::count_key(player);
         let counted = self
             .table()
-            .get(MEMORY_TABLE, &budget_key)
+            .get(FEEDS_TABLE, &count_key)
             .await?
-            .and_then(|item| item.i64("bytes"))
+            .and_then(|item| item.i64(memory::COUNT_ATTRIBUTE))
             .unwrap_or(0);
         let observations = query_all(
             self.table(),
@@ -292,9 +276,9 @@ impl Prune {
         if correction != 0 {
             self.table()
                 .update(
-                    MEMORY_TABLE,
-                    &budget_key,
-                    Update::new().add("bytes", correction),
+                    FEEDS_TABLE,
+                    &count_key,
+                    Update::new().add(memory::COUNT_ATTRIBUTE, correction),
                     None,
                 )
                 .await?;

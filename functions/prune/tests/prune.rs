@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use worldfleet_domain::names::{
-    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, IDEMPOTENCY_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
+    ALL_TABLES, CANON_TABLE, FEEDS_TABLE, MEMORY_TABLE, PRUNE_QUEUE, PRUNE_TABLE,
 };
 use worldfleet_domain::{EventKind, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
 use worldfleet_embedded::testing::TempStore;
@@ -106,9 +106,9 @@ async fn observe(fixture: &Fixture, player: &str, first_seq: u64, text_bytes: us
     fixture
         .table()
         .update(
-            MEMORY_TABLE,
-            &memory::budget_key(player),
-            worldfleet_ports::Update::new().add("bytes", bytes),
+            FEEDS_TABLE,
+            &memory::count_key(player),
+            worldfleet_ports::Update::new().add(memory::COUNT_ATTRIBUTE, bytes),
             None,
         )
         .await
@@ -158,11 +158,11 @@ async fn memory_over_the_cap_loses_its_oldest_and_the_player_is_told_once() {
     assert!(kept.first().unwrap().key.sk > memory::observation_sort_key(1));
     let counted = fixture
         .table()
-        .get(MEMORY_TABLE, &memory::budget_key("p-1"))
+        .get(FEEDS_TABLE, &memory::count_key("p-1"))
         .await
         .unwrap()
         .unwrap()
-        .i64("bytes")
+        .i64(memory::COUNT_ATTRIBUTE)
         .unwrap();
     assert_eq!(counted as u64, kept_bytes, "the count is corrected");
 
@@ -333,18 +333,6 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .await
             .unwrap();
     }
-    for event_id in ["e1", "e2", "e3"] {
-        fixture
-            .table()
-            .put(
-                IDEMPOTENCY_TABLE,
-                Item::new(Key::new(format!("classify#{event_id}"), "idempotency"))
-                    .with("status", "COMPLETED"),
-                None,
-            )
-            .await
-            .unwrap();
-    }
     let prune = fixture.prune(PruneConfig::default());
     let published = PruneRequest::EventsPublished {
         plan_id: "done".into(),
@@ -369,11 +357,7 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .unwrap()
             .is_none()
     );
-    for event_id in ["e1", "e2"] {
-        let key = Key::new(format!("classify#{event_id}"), "idempotency");
-        assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_none());
-    }
-    // A plan still being executed keeps itself and its events' records.
+    // A plan still being executed is kept.
     assert!(
         table
             .get(FEEDS_TABLE, &plan_key("busy"))
@@ -381,8 +365,6 @@ async fn published_events_take_their_bookkeeping_with_them() {
             .unwrap()
             .is_some()
     );
-    let key = Key::new("classify#e3", "idempotency");
-    assert!(table.get(IDEMPOTENCY_TABLE, &key).await.unwrap().is_some());
 }
 
 // ---------------------------------------------------------------- region tombstones
@@ -512,6 +494,64 @@ async fn idle_regions_are_tombstoned_and_come_back_on_activity() {
 }
 
 #[tokio::test]
+async fn activity_is_written_at_most_hourly_and_a_tombstone_is_always_reported() {
+    use worldfleet_kit::activity::{ACTIVITY_RESOLUTION_MS, parts_pk};
+    let fixture = Fixture::new().await;
+    let region = "gm-5/district-1";
+    let (scene_a, scene_b) = ("gm-5/district-1/scene-a", "gm-5/district-1/scene-b");
+    let read = |key: Key| {
+        let table = fixture.context.table.clone();
+        async move {
+            table
+                .get(PRUNE_TABLE, &key)
+                .await
+                .unwrap()
+                .and_then(|item| item.i64("last_active_ms"))
+        }
+    };
+    let touch = |partitions: Vec<&'static str>, now_ms: u64| {
+        let table = fixture.context.table.clone();
+        async move {
+            touch_region(table.as_ref(), PRUNE_TABLE, region, &partitions, now_ms)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!touch(vec![scene_a], START_MS).await);
+    // A minute later: the region and scene a keep their hour; scene b is new, so written.
+    assert!(!touch(vec![scene_a, scene_b], START_MS + 60_000).await);
+    assert_eq!(read(activity_key(region)).await, Some(START_MS as i64));
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_a)).await,
+        Some(START_MS as i64)
+    );
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_b)).await,
+        Some((START_MS + 60_000) as i64)
+    );
+    // Past the resolution everything touched is written again.
+    let later = START_MS + ACTIVITY_RESOLUTION_MS;
+    touch(vec![scene_a], later).await;
+    assert_eq!(read(activity_key(region)).await, Some(later as i64));
+    assert_eq!(
+        read(Key::new(parts_pk(region), scene_a)).await,
+        Some(later as i64)
+    );
+    // A tombstoned region is reported even within the hour.
+    fixture
+        .table()
+        .update(
+            PRUNE_TABLE,
+            &activity_key(region),
+            worldfleet_ports::Update::new().set("tombstoned", true),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(touch(vec![scene_a], later + 1).await);
+}
+
+#[tokio::test]
 async fn a_region_active_while_being_tombstoned_is_not_lost() {
     let fixture = Fixture::new().await;
     let region = PartitionUid::parse("gm-2/district-1").unwrap();
@@ -555,6 +595,286 @@ async fn a_region_active_while_being_tombstoned_is_not_lost() {
 }
 
 // ---------------------------------------------------------------- distribute → prune
+
+/// A plan owns the events whose canon points at it, a prefix of each partition: here an
+/// earlier attempt planned three events and crashed after claiming the first, and meanwhile
+/// another plan took the second. The redelivery finishes the first plan with its one event and
+/// plans the third again, later in the feed, so each event is in the feed once, in order.
+#[tokio::test]
+async fn a_plan_keeps_the_prefix_it_claimed_and_the_rest_is_planned_again_in_order() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_ports::{ReceivedMessage, Update};
+    use worldfleet_tables::plan::{Plan, PlannedPage, counter_key, plan_item};
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-6/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    let ids: Vec<String> = (0..3).map(|index| format!("ev-{index}")).collect();
+    for (index, event_id) in ids.iter().enumerate() {
+        let entry = CanonEntry {
+            event_id: event_id.clone(),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-a".into(),
+            audience: vec!["p-a".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: format!("line {index}"),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_tables::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 2,
+            sent_at_ms: START_MS,
+        });
+    }
+    // The crashed attempt: numbers 1..=3 of player:p-a allocated, its plan put, ev-0 claimed.
+    let crashed = Plan {
+        id: "plan-crashed".into(),
+        events: ids
+            .iter()
+            .map(|id| (scene.to_string(), id.clone()))
+            .collect(),
+        pages: vec![PlannedPage {
+            feed: "player:p-a".into(),
+            first_seq: 1,
+            event_ids: ids.clone(),
+        }],
+        over_budget: Vec::new(),
+    };
+    let table = fixture.table();
+    table
+        .update(
+            FEEDS_TABLE,
+            &counter_key("player:p-a"),
+            Update::new().add(worldfleet_tables::plan::COUNTER_NEXT, 3),
+            None,
+        )
+        .await
+        .unwrap();
+    table
+        .put(FEEDS_TABLE, plan_item(&crashed, START_MS).unwrap(), None)
+        .await
+        .unwrap();
+    // Another plan, already completed, holds ev-1.
+    table
+        .put(
+            FEEDS_TABLE,
+            Item::new(plan_key("plan-other"))
+                .with("plan", r#"{"id":"plan-other","e":[],"p":[]}"#)
+                .with("completed", true),
+            None,
+        )
+        .await
+        .unwrap();
+    for (event_id, plan_id) in [("ev-0", "plan-crashed"), ("ev-1", "plan-other")] {
+        table
+            .update(
+                CANON_TABLE,
+                &worldfleet_tables::canon::key(scene.as_str(), event_id),
+                Update::new().set("dist_plan", plan_id),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
+    let distribute = Distribute::new(fixture.context.clone(), RepublishRules::default_rules());
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    // Once more, as a duplicate delivery: nothing changes.
+    let report = distribute
+        .handle_batch(&records, Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+
+    fixture.clock.advance(5 * 60 * 1000);
+    let read = fixture
+        .read(&FeedId::Player("p-a".into()), 0)
+        .await
+        .unwrap();
+    let seen: Vec<(u64, &str)> = read
+        .entries
+        .iter()
+        .map(|entry| (entry.seq, entry.event_id.as_str()))
+        .collect();
+    assert_eq!(seen, vec![(1, "ev-0"), (4, "ev-2")]);
+    let third = table
+        .get(
+            CANON_TABLE,
+            &worldfleet_tables::canon::key(scene.as_str(), "ev-2"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let third_plan = third.str("dist_plan").unwrap();
+    assert!(third_plan != "plan-crashed" && third_plan != "plan-other");
+    let record = table
+        .get(FEEDS_TABLE, &plan_key("plan-crashed"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.attributes.get("completed"),
+        Some(&worldfleet_ports::Value::Bool(true))
+    );
+    assert_eq!(record.str("lost"), Some(r#"["ev-1","ev-2"]"#));
+}
+
+/// distribute counts a player's memory in the update that allocates the page's numbers, and
+/// the plan record remembers who passed the cap (so a redelivery that publishes the plan asks
+/// too): publishing it asks prune about them, after their observations are written.
+#[tokio::test]
+async fn players_past_the_memory_cap_are_reported_once_their_observations_are_written() {
+    use worldfleet_distribute::{Distribute, RepublishRules};
+    use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
+    use worldfleet_kit::StageHandler;
+    use worldfleet_ports::ReceivedMessage;
+
+    let fixture = Fixture::new().await;
+    let scene = PartitionUid::parse("gm-4/district-1/scene-1").unwrap();
+    let mut records = Vec::new();
+    for index in 0..3 {
+        let entry = CanonEntry {
+            event_id: format!("ev-{index}"),
+            partition: scene.clone(),
+            kind: EventKind::Dialogue,
+            actor: "p-big".into(),
+            audience: vec!["p-big".into()],
+            faction: None,
+            intent: Intent::Social,
+            salience: 50,
+            tier: Tier::Template,
+            text: "x".repeat(300),
+            composer: "template".into(),
+            accepted_at_ms: START_MS,
+            composed_at_ms: START_MS,
+        };
+        fixture
+            .table()
+            .put(
+                CANON_TABLE,
+                worldfleet_tables::canon::to_item(&entry).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        records.push(ReceivedMessage {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            body: serde_json::to_string(&DistributeRequest { canon: entry }).unwrap(),
+            group_id: Some(scene.to_string()),
+            receive_count: 1,
+            sent_at_ms: START_MS,
+        });
+    }
+    let over_budget = |queued: &[worldfleet_ports::ReceivedMessage]| -> Vec<String> {
+        queued
+            .iter()
+            .filter_map(
+                |message| match serde_json::from_str(&message.body).unwrap() {
+                    PruneRequest::MemoryOverBudget { player } => Some(player),
+                    _ => None,
+                },
+            )
+            .collect()
+    };
+    // Under a cap the batch stays below: nobody is reported.
+    let roomy = Distribute::new(fixture.context.clone(), RepublishRules::default_rules())
+        .with_memory_cap(10_000);
+    let report = roomy
+        .handle_batch(&records[..1], Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(over_budget(&queued).is_empty());
+    // Past a small cap, the next batch's plan names the player.
+    let tight = Distribute::new(fixture.context.clone(), RepublishRules::default_rules())
+        .with_memory_cap(600);
+    let report = tight
+        .handle_batch(&records[1..], Duration::from_secs(30))
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(over_budget(&queued), vec!["p-big".to_owned()]);
+    let written: u64 = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-big"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await
+        .iter()
+        .map(memory::observation_bytes)
+        .sum();
+    let counted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-big"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(
+        written > 600 && counted as u64 >= written,
+        "{counted} counted, {written} written"
+    );
+    // prune evicts down to the cap and corrects the count on the same row.
+    let prune = fixture.prune(PruneConfig {
+        memory_cap_bytes: 600,
+        ..PruneConfig::default()
+    });
+    let report = prune.handle_batch(&queued, Duration::from_secs(30)).await;
+    assert!(report.failed_message_ids.is_empty());
+    let kept: u64 = fixture
+        .partition(
+            MEMORY_TABLE,
+            &memory::memory_pk("p-big"),
+            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        )
+        .await
+        .iter()
+        .map(memory::observation_bytes)
+        .sum();
+    let recounted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-big"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(kept <= 600);
+    assert_eq!(recounted as u64, kept, "the count is corrected");
+}
 
 #[tokio::test]
 async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
@@ -657,6 +977,15 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
         memory::observation_entries(&observations[0]).unwrap().len(),
         4
     );
+    // The player's byte count rides on the feed's counter row, never below what was written.
+    let counted = fixture
+        .table()
+        .get(FEEDS_TABLE, &memory::count_key("p-b"))
+        .await
+        .unwrap()
+        .and_then(|counter| counter.i64(memory::COUNT_ATTRIBUTE))
+        .unwrap_or(0);
+    assert!(counted as u64 >= memory::observation_bytes(&observations[0]));
     let region = scene.prefix(2);
     assert!(
         fixture

@@ -131,7 +131,7 @@ pub const STAGES: [StageResources; 10] = [
         consumes: CLASSIFY_QUEUE,
         sends_to: &[COMPOSE_QUEUE],
         reads: &[],
-        writes: &[IDEMPOTENCY_TABLE],
+        writes: &[],
     },
     StageResources {
         stage: "compose",
@@ -154,7 +154,6 @@ pub const STAGES: [StageResources; 10] = [
         reads: &[],
         writes: &[
             LEDGER_TABLE,
-            IDEMPOTENCY_TABLE,
             CANON_TABLE,
             FEEDS_TABLE,
             MEMORY_TABLE,

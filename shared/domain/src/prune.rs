@@ -13,7 +13,7 @@ use crate::uid::PartitionUid;
 #[serde(tag = "prune", rename_all = "snake_case")]
 pub enum PruneRequest {
     /// These events were published to every feed: their per-event bookkeeping (the
-    /// publication plan, classify's idempotency records) ends with them.
+    /// publication plan) ends with them.
     EventsPublished {
         /// The distribute plan that published them.
         plan_id: String,

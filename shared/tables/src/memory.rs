@@ -3,12 +3,15 @@
 //! Every page distribute writes to a player's feed is also that player's observation: the
 //! entries the player took part in or received. Observations live in the memory table under
 //! `player#ID`, sorted by the feed sequence number they start at (so oldest first), each with
-//! its size in `bytes`; the `budget` row beside them counts the player's total bytes with an
-//! atomic add. A replayed plan rewrites the same observation (same key, same bytes) but may add
-//! its size twice: the count can only run high, never low, and prune recounts exactly before it
+//! its size in `bytes`. The player's total is counted on the counter row of the player's feed
+//! (feeds table, [`count_key`], attribute [`COUNT_ATTRIBUTE`]): distribute adds an upper bound of
+//! each observation's size in the same atomic update that allocates the page's sequence
+//! numbers, so counting costs no write of its own. A repeated add (an ambiguous failure, a
+//! redelivered batch, a plan that failed after its counters) counts bytes twice or counts bytes
+//! never written: the count can only run high, never low, and prune recounts exactly before it
 //! evicts anything, so an overcount costs one early check, never a lost observation.
 
-use worldfleet_domain::{FeedEntry, FeedPage};
+use worldfleet_domain::{FeedEntry, FeedId, FeedPage};
 use worldfleet_ports::{Item, Key};
 
 use crate::error::{Error, Result};
@@ -31,9 +34,13 @@ pub fn observation_sort_key(first_seq: u64) -> String {
     format!("{OBSERVATION_PREFIX}{first_seq:020}")
 }
 
-/// The key of a player's byte count.
-pub fn budget_key(player: &str) -> Key {
-    Key::new(memory_pk(player), "budget")
+/// The attribute of a player feed's counter row that counts the player's observation bytes.
+pub const COUNT_ATTRIBUTE: &str = "memory_bytes";
+
+/// The key of the row holding a player's byte count: the counter row of the player's feed, in
+/// the feeds table.
+pub fn count_key(player: &str) -> Key {
+    crate::plan::counter_key(&FeedId::Player(player.to_owned()).to_string())
 }
 
 /// The observation item of one page of a player's feed, its size in `bytes`.
