@@ -9,7 +9,9 @@
 //!   partition; not their sequence numbers, page boundaries or counters, which depend on how
 //!   distribute batched and interleaved partitions in that run (feeds are gap-tolerant by
 //!   design), nor when intake accepted them (`accepted_at_ms`); publication plans left behind
-//!   are counted (prune removes completed ones);
+//!   that own events (some canon item points at them) are counted (prune removes completed
+//!   ones), not plan records no event points at: distribute puts a plan before it claims its
+//!   events, so a crash between the two leaves one, which its TTL removes;
 //! - `memory`: each player's observed entries, as for feeds (observation keys and byte counts
 //!   follow the pages);
 //! - `prune`: the keys of region activity, region partitions and the feed index (their
@@ -53,7 +55,7 @@ use worldfleet_ports::Item;
 use worldfleet_price::stages::records::{MARKET_SK, StoredMarket};
 use worldfleet_prune::checkpoint::is_event_entry;
 use worldfleet_tables::memory::{OBSERVATION_PREFIX, observation_entries};
-use worldfleet_tables::plan::{PAGE_PREFIX, page_from_item};
+use worldfleet_tables::plan::{PAGE_PREFIX, page_from_item, plan_key};
 
 use crate::world::WILD_REALM;
 
@@ -85,7 +87,13 @@ pub struct Derived {
 impl Derived {
     /// Reads a store's tables through `scan` (every item of the named table).
     pub fn read(mut scan: impl FnMut(&str) -> anyhow::Result<Vec<Item>>) -> anyhow::Result<Self> {
-        let canon = scan(CANON_TABLE)?
+        let canon_items = scan(CANON_TABLE)?;
+        let claimed_plans: BTreeSet<String> = canon_items
+            .iter()
+            .filter_map(|item| item.str("dist_plan"))
+            .map(|plan_id| plan_key(plan_id).pk)
+            .collect();
+        let canon = canon_items
             .into_iter()
             .filter(|item| !canon_is_news(item))
             .map(|mut item| {
@@ -110,7 +118,7 @@ impl Derived {
         let feed_items = scan(FEEDS_TABLE)?;
         let plans_left = feed_items
             .iter()
-            .filter(|item| item.key.pk.starts_with("plan#"))
+            .filter(|item| claimed_plans.contains(&item.key.pk))
             .count();
         let pages = feed_items
             .iter()
@@ -454,6 +462,24 @@ mod tests {
         .with("verdict", verdict)
         .with("window_id", window_id)
         .with("unit_price_milli", 1_000 + window_id)
+    }
+
+    #[test]
+    fn plans_left_count_only_plans_that_own_events() {
+        let canon = Item::new(Key::new("gm/d-1/s-1", "e1"))
+            .with("canon", r#"{"partition":"gm/d-1/s-1","event_id":"e1"}"#)
+            .with("dist_plan", "p-owner");
+        let plan = |id: &str| Item::new(plan_key(id)).with("plan", "{}");
+        let crashed = read_tables(vec![
+            (CANON_TABLE, vec![canon.clone()]),
+            (FEEDS_TABLE, vec![plan("p-owner"), plan("p-orphan")]),
+        ]);
+        let calm = read_tables(vec![
+            (CANON_TABLE, vec![canon]),
+            (FEEDS_TABLE, vec![plan("p-owner")]),
+        ]);
+        assert_eq!(crashed.plans_left, 1);
+        assert_eq!(crashed.digests(), calm.digests());
     }
 
     #[test]
