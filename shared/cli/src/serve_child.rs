@@ -286,20 +286,10 @@ pub fn metric_sum(text: &str, prefix: &str) -> u64 {
         .sum()
 }
 
-/// Messages in the queues of every input stage of the registry, from a `/metrics` text.
+/// Messages in the registry's input-stage queues, from a `/metrics` text.
 pub fn input_backlog(text: &str) -> u64 {
-    worldfleet_stages::REGISTRY
-        .iter()
-        .filter(|entry| entry.role == worldfleet_stages::StageRole::Input)
-        .map(|entry| {
-            metric_sum(
-                text,
-                &format!(
-                    "worldfleet_queue_depth{{queue=\"{}\"",
-                    entry.resources.consumes
-                ),
-            )
-        })
+    worldfleet_runtime::fleet::input_queues()
+        .map(|queue| metric_sum(text, &format!("worldfleet_queue_depth{{queue=\"{queue}\"")))
         .sum()
 }
 

@@ -218,15 +218,20 @@ pub async fn settle_world(
     Ok(settled && drained)
 }
 
-/// Messages not yet deleted across the queues of every input stage in the registry (the
+/// The queues of every input stage in the registry: what must drain before a run is done (the
 /// timer stages' queues never run dry and do not count).
-pub async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in REGISTRY
+pub fn input_queues() -> impl Iterator<Item = &'static str> {
+    REGISTRY
         .iter()
         .filter(|entry| entry.role == StageRole::Input)
-    {
-        total += queue.depth(entry.resources.consumes).await?.total();
+        .map(|entry| entry.resources.consumes)
+}
+
+/// Messages not yet deleted across the [`input_queues`].
+pub async fn backlog(queue: &dyn Queue) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for name in input_queues() {
+        total += queue.depth(name).await?.total();
     }
     Ok(total)
 }

@@ -95,24 +95,32 @@ impl Derived {
             .collect();
         let canon = canon_items
             .into_iter()
-            .filter(|item| !canon_is_news(item))
-            .map(|mut item| {
-                item.attributes.remove("composed_at_ms");
-                item.attributes.remove("dist_plan");
-                let mut json: serde_json::Value = serde_json::from_str(
-                    item.str("canon")
-                        .with_context(|| format!("canon {} has no canon JSON", item.key))?,
-                )
-                .with_context(|| format!("canon {}", item.key))?;
+            .filter_map(|mut item| {
+                let parsed = item
+                    .str("canon")
+                    .with_context(|| format!("canon {} has no canon JSON", item.key))
+                    .and_then(|json| {
+                        serde_json::from_str::<serde_json::Value>(json)
+                            .with_context(|| format!("canon {}", item.key))
+                    });
+                let mut json = match parsed {
+                    Ok(json) => json,
+                    Err(error) => return Some(Err(error)),
+                };
+                if is_news(&json) {
+                    return None;
+                }
                 if let Some(object) = json.as_object_mut() {
                     object.remove("composed_at_ms");
                     object.remove("accepted_at_ms");
                 }
+                item.attributes.remove("composed_at_ms");
+                item.attributes.remove("dist_plan");
                 item.attributes.remove("canon");
-                Ok((
+                Some(Ok((
                     item.key.to_string(),
                     format!("{json} {:?}", item.attributes),
-                ))
+                )))
             })
             .collect::<anyhow::Result<_>>()?;
         let feed_items = scan(FEEDS_TABLE)?;
@@ -323,14 +331,8 @@ fn names_wild(text: &str) -> bool {
     })
 }
 
-/// Whether a canon item is a world tick's news.
-fn canon_is_news(item: &Item) -> bool {
-    let Some(json) = item.str("canon") else {
-        return false;
-    };
-    let Ok(canon) = serde_json::from_str::<serde_json::Value>(json) else {
-        return false;
-    };
+/// Whether a canon entry (its JSON) is a world tick's news.
+fn is_news(canon: &serde_json::Value) -> bool {
     match (canon["partition"].as_str(), canon["event_id"].as_str()) {
         (Some(partition), Some(event_id)) => is_news_event(partition, event_id),
         _ => false,
