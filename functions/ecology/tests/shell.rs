@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use worldfleet_domain::names::{
     CANON_TABLE, DISTRIBUTE_QUEUE, ECOLOGY_INPUT_QUEUE, ECOLOGY_TABLE, ECOLOGY_TICK_QUEUE,
@@ -21,7 +24,10 @@ use worldfleet_kit::testing::{
     accepted_event, copies, declared_context, delivery, drain, handle_all, items_with_prefix,
 };
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::ManualClock;
+use worldfleet_ports::queue::{DeleteOutcome, QueueDepth, QueueSpec, SendOutcome};
+use worldfleet_ports::{
+    ManualClock, OutgoingMessage, Queue, ReceiveRequest, ReceivedMessage, Result as PortResult,
+};
 
 const START_MS: u64 = 1_763_700_000_000;
 const INTERVAL_MS: u64 = 5_000;
@@ -228,15 +234,25 @@ async fn a_redelivered_capture_is_applied_exactly_once() {
 #[tokio::test]
 async fn migration_conserves_creatures_across_cells_through_the_queue() {
     let fixture = fixture().await;
-    let ring = [
-        "wild/zone-1/cell-a",
-        "wild/zone-1/cell-b",
-        "wild/zone-2/cell-c",
-    ];
-    for (index, name) in ring.iter().enumerate() {
+    seed_ring(&fixture).await;
+    for _ in 0..12 {
+        step(&fixture).await;
+    }
+    assert_conserved(&fixture, 12).await;
+}
+
+const RING: [&str; 3] = [
+    "wild/zone-1/cell-a",
+    "wild/zone-1/cell-b",
+    "wild/zone-2/cell-c",
+];
+
+/// Seeds [`RING`]: three cells, each the neighbour of the other two.
+async fn seed_ring(fixture: &Fixture) {
+    for (index, name) in RING.iter().enumerate() {
         let neighbours = vec![
-            uid(ring[(index + 1) % ring.len()]),
-            uid(ring[(index + 2) % ring.len()]),
+            uid(RING[(index + 1) % RING.len()]),
+            uid(RING[(index + 2) % RING.len()]),
         ];
         seed_cell(
             &fixture.context,
@@ -249,9 +265,12 @@ async fn migration_conserves_creatures_across_cells_through_the_queue() {
         .await
         .unwrap();
     }
-    for _ in 0..12 {
-        step(&fixture).await;
-    }
+}
+
+/// Every cell of [`RING`] is at `tick`, its head counts balance, every emigrant arrived, was
+/// handed back or waits, and no creature is in two cells.
+async fn assert_conserved(fixture: &Fixture, tick: u64) {
+    let ring = RING;
     let table = fixture.context.table.as_ref();
     let mut everywhere = Vec::new();
     let mut emigrated = 0;
@@ -260,7 +279,7 @@ async fn migration_conserves_creatures_across_cells_through_the_queue() {
     let mut pending_arrivals = 0;
     for name in ring {
         let stored = cell(&fixture, name).await;
-        assert_eq!(stored.state.tick, 12);
+        assert_eq!(stored.state.tick, tick);
         assert_eq!(
             stored.totals.expected_population(),
             stored.state.creatures.len() as i64,
@@ -281,4 +300,115 @@ async fn migration_conserves_creatures_across_cells_through_the_queue() {
     );
     let unique: BTreeSet<_> = everywhere.iter().collect();
     assert_eq!(unique.len(), everywhere.len(), "no creature in two cells");
+}
+
+/// A queue whose sends fail while `down` is set: the worker that runs a tick's transaction and
+/// dies before its outbox went out.
+struct SendsDown {
+    inner: Arc<dyn Queue>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl Queue for SendsDown {
+    async fn ensure_queue(&self, spec: &QueueSpec) -> PortResult<()> {
+        self.inner.ensure_queue(spec).await
+    }
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> PortResult<Vec<SendOutcome>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(worldfleet_ports::Error::Unavailable(
+                "the worker died before its outbox went out".into(),
+            ));
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: &str,
+        request: ReceiveRequest,
+    ) -> PortResult<Vec<ReceivedMessage>> {
+        self.inner.receive(queue, request).await
+    }
+    async fn delete_batch(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> PortResult<Vec<DeleteOutcome>> {
+        self.inner.delete_batch(queue, receipt_handles).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> PortResult<()> {
+        self.inner
+            .change_visibility(queue, receipt_handle, timeout)
+            .await
+    }
+    async fn depth(&self, queue: &str) -> PortResult<QueueDepth> {
+        self.inner.depth(queue).await
+    }
+}
+
+#[tokio::test]
+async fn a_next_tick_that_overtakes_an_unsent_outbox_sends_that_outbox_first() {
+    let fixture = fixture().await;
+    seed_ring(&fixture).await;
+    let dying_queue = Arc::new(SendsDown {
+        inner: Arc::clone(&fixture.context.queue),
+        down: AtomicBool::new(true),
+    });
+    let dying = EcologyTickStage::new(
+        StageContext::new(
+            dying_queue,
+            Arc::clone(&fixture.context.table),
+            Arc::clone(&fixture.context.clock),
+        ),
+        fixture.config.clone(),
+    );
+    let queue = fixture.context.queue.as_ref();
+    let budget = Duration::from_secs(30);
+    let mut overtaken_emigrants = 0;
+    for _ in 0..6 {
+        fixture.clock.advance(INTERVAL_MS);
+        let inputs = drain(queue, ECOLOGY_INPUT_QUEUE).await;
+        for chunk in inputs.chunks(10) {
+            handle_all(&fixture.inputs, chunk).await;
+        }
+        for message in drain(queue, ECOLOGY_TICK_QUEUE).await {
+            let timer: TickTimer = serde_json::from_str(&message.body).unwrap();
+            let before = cell(&fixture, timer.cell.as_str()).await;
+            if timer.tick != before.state.tick + 1 {
+                fixture.ticks.on_timer(&timer, budget).await.unwrap();
+                continue;
+            }
+            // The tick is applied, its outbox never goes out ...
+            assert!(dying.on_timer(&timer, budget).await.is_err());
+            let applied = cell(&fixture, timer.cell.as_str()).await;
+            assert_eq!(applied.state.tick, timer.tick);
+            overtaken_emigrants += applied.outbox.as_ref().unwrap().emigrants.len();
+            // ... and the next tick's timer comes first (the watchdog re-arms both at once).
+            let next = TickTimer {
+                cell: timer.cell.clone(),
+                tick: timer.tick + 1,
+            };
+            fixture.ticks.on_timer(&next, budget).await.unwrap();
+        }
+        drain(queue, DISTRIBUTE_QUEUE).await;
+    }
+    // Deliver what is left: the migrants, the spare timers.
+    let inputs = drain(queue, ECOLOGY_INPUT_QUEUE).await;
+    for chunk in inputs.chunks(10) {
+        handle_all(&fixture.inputs, chunk).await;
+    }
+    assert!(
+        overtaken_emigrants > 0,
+        "an overtaken outbox held emigrants"
+    );
+    assert_conserved(&fixture, 12).await;
 }

@@ -134,6 +134,23 @@ impl IdempotencyStore {
         Sha256::digest(payload).to_vec()
     }
 
+    /// Whether the work under `key` completed and its record has not expired: a cheap read for
+    /// a caller that must not go on before it did (one strongly consistent read, no claim).
+    pub async fn is_completed(&self, key: &str) -> Result<bool, worldfleet_ports::Error> {
+        let now_secs = self.clock.now_ms() / 1000;
+        let Some(record) = self
+            .table
+            .get(&self.table_name, &Key::new(key, SORT_KEY))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let live = record
+            .i64(TTL_ATTRIBUTE)
+            .is_none_or(|ttl| ttl > now_secs as i64);
+        Ok(live && record.str("status") == Some(STATUS_COMPLETED))
+    }
+
     /// Runs `work` at most once for `key`, or replays its saved result.
     ///
     /// `remaining` is the invocation's remaining time: the IN_PROGRESS record stops blocking

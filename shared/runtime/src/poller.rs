@@ -2,10 +2,13 @@
 //!
 //! Each worker long-polls for up to ten messages, hands them to the handler as one batch with
 //! the visibility timeout as its time budget, deletes the records the handler did not report
-//! failed (one batched delete), and leaves the failed ones to be redelivered — after a short
-//! backoff that grows with the receive count, instead of the whole visibility timeout, so a
-//! FIFO group is not held longer than needed. Poison messages reach the dead-letter queue
-//! through the queue's redrive policy; a record the handler reports failed *permanently* goes
+//! failed (one batched delete), and leaves the failed ones to be redelivered — after a backoff
+//! that triples with the receive count ([`retry_backoff`]: 0.25 s, 0.75 s, 2.25 s, 6.75 s,
+//! 20.25 s) instead of the whole visibility timeout, so a FIFO group is not held longer than
+//! needed after one fault, while the five receives of the template's redrive policy span 30 s:
+//! a record that waits on another worker's idempotency claim (held at most one lease, or until
+//! a restarted process's messages come back) is not dead-lettered meanwhile. Poison messages
+//! reach the dead-letter queue through the queue's redrive policy; a record the handler reports failed *permanently* goes
 //! there at once ([`worldfleet_kit::dead_letter_permanent`]) instead of burning its receives.
 //!
 //! With a **batching window** a worker that received a partial batch pauses that long before
@@ -208,9 +211,7 @@ async fn poll(
         let mut done = Vec::new();
         for record in &records {
             if report.failed_message_ids.contains(&record.message_id) {
-                let backoff =
-                    Duration::from_millis(100 * u64::from(record.receive_count.min(10)).pow(2))
-                        .min(config.visibility_timeout);
+                let backoff = retry_backoff(record.receive_count, config.visibility_timeout);
                 if let Err(error) = queue
                     .change_visibility(source, &record.receipt_handle, backoff)
                     .await
@@ -281,9 +282,31 @@ async fn hold_while<T>(
     }
 }
 
+/// How long a record the handler reported failed stays invisible before its next receive:
+/// 250 ms × 3^(receives − 1), at most the visibility timeout.
+pub fn retry_backoff(receive_count: u32, visibility_timeout: Duration) -> Duration {
+    let exponent = receive_count.clamp(1, 8) - 1;
+    Duration::from_millis(250 * 3_u64.pow(exponent)).min(visibility_timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn five_failed_receives_span_thirty_seconds_and_the_first_retry_is_quick() {
+        let visibility = Duration::from_secs(180);
+        assert_eq!(retry_backoff(1, visibility), Duration::from_millis(250));
+        let five: Duration = (1..=5).map(|count| retry_backoff(count, visibility)).sum();
+        assert_eq!(five, Duration::from_millis(30_250));
+        assert_eq!(retry_backoff(0, visibility), Duration::from_millis(250));
+        assert_eq!(retry_backoff(u32::MAX, visibility), visibility);
+        assert_eq!(
+            retry_backoff(4, Duration::from_secs(5)),
+            Duration::from_secs(5),
+            "never past the visibility timeout"
+        );
+    }
 
     #[test]
     fn a_lease_is_five_slowest_batches_within_its_bounds() {

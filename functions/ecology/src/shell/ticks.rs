@@ -1,6 +1,9 @@
 //! The ecology tick stage: one timer `(cell, tick)` → one applied tick, exactly once.
 //!
-//! * `tick = state.tick + 1`: read up to [`MAX_INPUTS_PER_TICK`] pending inputs, plan the tick
+//! * `tick = state.tick + 1`: first make sure the stored tick's outbox went out (its
+//!   idempotency record says COMPLETED, or it is carried out now): the next tick replaces the
+//!   outbox, and its timer can come first — the watchdog re-arms both ticks at once and timers
+//!   are not ordered. Then read up to [`MAX_INPUTS_PER_TICK`] pending inputs, plan the tick
 //!   with the pure [`plan_tick`] (which runs [`crate::sim::tick`]), and write its one
 //!   transaction — conditioned on the tick read — the next state with its outbox and totals, a
 //!   delete of each consumed input and its seen marker. A lost race re-reads. Then carry out
@@ -110,7 +113,14 @@ impl EcologyTickStage {
             };
             let stored = StoredCell::from_item(&item)?;
             match timer_step(timer.tick, stored.state.tick) {
-                TimerStep::Apply => {}
+                TimerStep::Apply => {
+                    // The next tick replaces the stored outbox, so the stored one must have
+                    // gone out first: the next tick's timer can come before the last tick's
+                    // outbox was carried out (the watchdog re-arms both at once, timers are
+                    // not ordered, a worker can die mid-outbox), and applying over it would
+                    // drop its emigrants, news and captured creatures.
+                    self.ensure_outbox_sent(&stored, remaining).await?;
+                }
                 TimerStep::CompleteOutbox => {
                     self.complete_outbox(&stored, remaining).await?;
                     return Ok(TickResult::AlreadyApplied { tick: timer.tick });
@@ -165,6 +175,30 @@ impl EcologyTickStage {
         )))
     }
 
+    /// Carries out the stored tick's outbox unless its idempotency record says it was.
+    async fn ensure_outbox_sent(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
+        let Some(outbox) = stored
+            .outbox
+            .as_ref()
+            .filter(|outbox| outbox.tick == stored.state.tick)
+        else {
+            return Ok(());
+        };
+        if self
+            .idempotency
+            .is_completed(&outbox_key(&stored.state.cell, outbox.tick))
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::debug!(
+            cell = %stored.state.cell,
+            tick = outbox.tick,
+            "the last tick's outbox is owed; carrying it out before the next tick"
+        );
+        self.complete_outbox(stored, remaining).await
+    }
+
     /// Carries out the outbox of the stored tick, once per `(cell, tick)`.
     async fn complete_outbox(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
         let Some(outbox) = stored
@@ -174,7 +208,7 @@ impl EcologyTickStage {
         else {
             return Ok(());
         };
-        let key = format!("ecology#{}#{}", stored.state.cell, outbox.tick);
+        let key = outbox_key(&stored.state.cell, outbox.tick);
         let result = self
             .idempotency
             .run(&key, key.as_bytes(), remaining, || async {
@@ -275,6 +309,11 @@ impl EcologyTickStage {
         }
         Ok(())
     }
+}
+
+/// The idempotency key under which the outbox of `(cell, tick)` is carried out once.
+fn outbox_key(cell: &PartitionUid, tick: u64) -> String {
+    format!("ecology#{cell}#{tick}")
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
