@@ -278,7 +278,7 @@ async fn assert_conserved(fixture: &Fixture, tick: u64) {
     let mut returned = 0;
     let mut pending_arrivals = 0;
     for name in ring {
-        let stored = cell(&fixture, name).await;
+        let stored = cell(fixture, name).await;
         assert_eq!(stored.state.tick, tick);
         assert_eq!(
             stored.totals.expected_population(),
