@@ -198,7 +198,12 @@ pub fn item_key(table: &str, pk: &str, sk: &str) -> Vec<u8> {
 }
 
 /// The prefix every item of one partition shares.
+///
+/// The lengths fit their fields by the adapters' validation before any key is built: table
+/// names are 3–255 bytes (`ensure_table`, and `check_table` refuses undeclared ones) and
+/// partition keys at most 2,048 bytes (`validate_key`), both under `u16::MAX`.
 pub fn partition_prefix(table: &str, pk: &str) -> Vec<u8> {
+    debug_assert!(table.len() <= usize::from(u16::MAX) && pk.len() <= usize::from(u16::MAX));
     let mut key = Vec::with_capacity(4 + table.len() + pk.len() + 24);
     key.extend_from_slice(&(table.len() as u16).to_be_bytes());
     key.extend_from_slice(table.as_bytes());
@@ -224,8 +229,11 @@ pub fn split_item_key(key: &[u8]) -> Result<(&str, &str, &str)> {
     Ok((table, pk, sk))
 }
 
-/// The prefix of every key of one queue (`len(queue) queue`).
+/// The prefix of every key of one queue (`len(queue) queue`). Queue names are at most 80 bytes
+/// (validated when a queue is declared; no other name reaches the store), so the length fits
+/// its byte.
 pub fn queue_prefix(queue: &str) -> Vec<u8> {
+    debug_assert!(queue.len() <= usize::from(u8::MAX));
     let mut key = Vec::with_capacity(1 + queue.len() + 8);
     key.push(queue.len() as u8);
     key.extend_from_slice(queue.as_bytes());
@@ -291,6 +299,9 @@ impl MessageRecord {
             _ => Some(reader.string()?),
         };
         let body = reader.string()?;
+        if !reader.is_empty() {
+            return Err(corrupt("trailing bytes after a queue message"));
+        }
         Ok(Self {
             message_id,
             sent_at_ms,
@@ -321,6 +332,23 @@ mod tests {
         assert_eq!(decode_attributes(&encoded).unwrap(), attributes);
         assert!(decode_attributes(&encoded[..encoded.len() - 1]).is_err());
         assert!(decode_attributes(&[9, 9, 9]).is_err());
+    }
+
+    #[test]
+    fn a_message_record_round_trips_and_refuses_truncation_and_trailing_bytes() {
+        let record = MessageRecord {
+            message_id: "m-1".into(),
+            sent_at_ms: 1_763_700_000_000,
+            visible_at_ms: 1_763_700_005_000,
+            group_id: Some("realm/zone".into()),
+            body: "{\"a\":1}".into(),
+        };
+        let encoded = record.encode();
+        assert_eq!(MessageRecord::decode(&encoded).unwrap(), record);
+        assert!(MessageRecord::decode(&encoded[..encoded.len() - 1]).is_err());
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert!(MessageRecord::decode(&longer).is_err());
     }
 
     #[test]
