@@ -1,6 +1,6 @@
-//! Opening the tables a read-only subcommand (`feed`, `rejections`) looks at: an embedded
+//! Opening the store an offline subcommand (`feed`, `rejections`, `dlq`) works on: an embedded
 //! store directory written by `worldfleet run --data-dir` or `serve --data-dir`, or DynamoDB
-//! with `--aws` (settings and endpoints from the environment).
+//! and SQS with `--aws` (settings and endpoints from the environment).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use worldfleet_embedded::{EmbeddedStore, StoreOptions};
-use worldfleet_ports::{Clock, Table};
+use worldfleet_ports::{Clock, Queue, Table};
 
-/// The tables of an opened store; [`OpenTables::close`] closes an embedded store cleanly.
+/// The tables and queues of an opened store; [`OpenTables::close`] closes an embedded store
+/// cleanly.
 pub struct OpenTables {
     pub table: Arc<dyn Table>,
+    pub queue: Arc<dyn Queue>,
     store: Option<EmbeddedStore>,
 }
 
@@ -27,6 +29,7 @@ impl OpenTables {
             let context = worldfleet_lambda::aws_context().await?;
             return Ok(Self {
                 table: Arc::clone(&context.table),
+                queue: Arc::clone(&context.queue),
                 store: None,
             });
         }
@@ -47,6 +50,7 @@ impl OpenTables {
             .with_context(|| format!("open the store in {}", data_dir.display()))?;
         Ok(Self {
             table: store.table(),
+            queue: store.queue(),
             store: Some(store),
         })
     }
@@ -54,6 +58,7 @@ impl OpenTables {
     /// Releases the tables and closes an embedded store.
     pub fn close(self) {
         drop(self.table);
+        drop(self.queue);
         if let Some(store) = self.store {
             store.close();
         }

@@ -1,6 +1,7 @@
 //! worldfleet's runtime: everything that drives stage handlers without being one.
 //!
 //! - [`resources`]: the queues (with dead-letter queues) and tables a deployment declares;
+//! - [`dead_letters`]: what is in the dead-letter queues, and moving it back (`worldfleet dlq`);
 //! - [`poller`]: long-polls a queue and drives a stage handler with the batch semantics of a
 //!   Lambda SQS event source mapping — the embedded runtime and the fleet workers both use it;
 //! - [`simulation`]: the world simulation (ecology, market, production) in the embedded run:
@@ -16,6 +17,7 @@
 //! The test tooling the run modes drive — the synthetic world, fault injection and the audit —
 //! is `worldfleet-testbed`; the benchmarks are the CLI's (`shared/cli/src/bench_*.rs`).
 
+pub mod dead_letters;
 pub mod doors;
 pub mod embedded;
 pub mod fleet;

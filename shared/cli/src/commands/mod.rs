@@ -6,6 +6,7 @@ mod bench_world;
 mod chaos;
 mod checkpoint;
 mod cost;
+mod dlq;
 mod feed;
 mod replay;
 mod run;
@@ -60,6 +61,9 @@ enum Command {
     /// Checkpoint every ledger partition of a store up to the events older than the intake
     /// clock window whose derived state is complete; optionally compact the ledger behind.
     Checkpoint(checkpoint::CheckpointArgs),
+    /// Count and show what the dead-letter queues hold, and send it back to the work queues
+    /// with --redrive (embedded store, or SQS with --aws).
+    Dlq(dlq::DlqArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -75,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Checkpoint(args) => checkpoint::run(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
         Command::Cost(args) => cost::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
         Command::Soak(args) => soak::run(args).await,
