@@ -62,6 +62,9 @@ cargo test --workspace --locked --test key_rotation "$@" -- --nocapture
 echo "== worker leases on SQS: a dead worker holds its FIFO group for one lease; slow batches are renewed"
 cargo test --workspace --locked --test leases "$@" -- --nocapture
 
+echo "== dead letters on SQS: counted, shown and redriven to their work queue in group order"
+cargo test --workspace --locked --test dead_letters "$@" -- --nocapture
+
 echo "== the gateway retry rule on SQS FIFO: a rate_limited event goes in under a new deduplication id, not the old one"
 cargo test --workspace --locked --test retry_rule "$@" -- --nocapture
 

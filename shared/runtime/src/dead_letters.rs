@@ -183,6 +183,9 @@ mod tests {
     use worldfleet_embedded::{EmbeddedStore, StoreOptions};
     use worldfleet_ports::{ManualClock, QueueSpec};
 
+    // The full round trip (dead-lettered, shown, moved back in group order) runs on the
+    // embedded queue and on SQS in `tests/tests/dead_letters.rs`.
+
     use super::*;
 
     const WORK: &str = "compose.fifo";
@@ -205,92 +208,6 @@ mod tests {
         spec.max_receive_count = 1;
         queue.ensure_queue(&spec).await.unwrap();
         (dir, store)
-    }
-
-    /// Sends `bodies` to the work queue (group `g-<n % 2>`) and fails each receive once, so
-    /// each moves to the dead-letter queue on its second receive.
-    async fn dead_lettered(queue: &dyn Queue, bodies: &[&str]) {
-        let messages = bodies
-            .iter()
-            .enumerate()
-            .map(|(index, body)| {
-                OutgoingMessage::fifo(
-                    (*body).to_owned(),
-                    &format!("g-{}", index % 2),
-                    &format!("d-{index}"),
-                )
-            })
-            .collect();
-        queue.send_batch(WORK, messages).await.unwrap();
-        loop {
-            let batch = queue
-                .receive(
-                    WORK,
-                    ReceiveRequest {
-                        max_messages: MAX_BATCH,
-                        wait: Duration::ZERO,
-                        visibility_timeout: Some(Duration::ZERO),
-                    },
-                )
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                break;
-            }
-        }
-        assert_eq!(queue.depth(WORK).await.unwrap().total(), 0);
-    }
-
-    #[tokio::test]
-    async fn dead_letters_are_shown_without_being_taken_and_moved_back_in_group_order() {
-        let (_dir, store) = store().await;
-        let queue = store.queue();
-        dead_lettered(queue.as_ref(), &["a", "b", "c", "d", "e"]).await;
-        let shown = inspect(queue.as_ref(), WORK, 2).await.unwrap();
-        assert_eq!(shown.depth, 5);
-        assert_eq!(shown.sample.len(), 2);
-        assert_eq!(shown.dead_letter_queue, "compose-dlq.fifo");
-        assert_eq!(
-            inspect(queue.as_ref(), WORK, 0).await.unwrap().depth,
-            5,
-            "looking takes nothing"
-        );
-
-        let first = redrive(queue.as_ref(), WORK, 2).await.unwrap();
-        assert_eq!((first.moved, first.failed), (2, 0));
-        let rest = redrive(queue.as_ref(), WORK, u64::MAX).await.unwrap();
-        assert_eq!((rest.moved, rest.failed), (3, 0));
-        assert_eq!(
-            queue.depth(&dead_letter_queue(WORK)).await.unwrap().total(),
-            0
-        );
-
-        let mut back: Vec<(String, String)> = Vec::new();
-        loop {
-            let batch = queue
-                .receive(WORK, ReceiveRequest::batch(Duration::ZERO))
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            let handles = batch.iter().map(|m| m.receipt_handle.clone()).collect();
-            back.extend(
-                batch
-                    .into_iter()
-                    .map(|m| (m.group_id.unwrap_or_default(), m.body)),
-            );
-            queue.delete_batch(WORK, handles).await.unwrap();
-        }
-        let group = |name: &str| -> Vec<&str> {
-            back.iter()
-                .filter(|(group, _)| group == name)
-                .map(|(_, body)| body.as_str())
-                .collect()
-        };
-        assert_eq!(group("g-0"), ["a", "c", "e"], "each group keeps its order");
-        assert_eq!(group("g-1"), ["b", "d"]);
-        store.close();
     }
 
     #[tokio::test]
