@@ -412,3 +412,36 @@ async fn a_next_tick_that_overtakes_an_unsent_outbox_sends_that_outbox_first() {
     );
     assert_conserved(&fixture, 12).await;
 }
+
+#[tokio::test]
+async fn a_process_that_completed_the_last_outbox_checks_it_without_a_read() {
+    let fixture = fixture().await;
+    let name = "wild/zone-1/cell-1";
+    seed(&fixture, name).await;
+    step(&fixture).await;
+    // Tick 2 on the stage that completed tick 1's outbox, tick 3 on a fresh one (a restarted
+    // process): the fresh one reads tick 2's idempotency record first, once.
+    let fresh = EcologyTickStage::new(fixture.context.clone(), fixture.config.clone());
+    let mut requests = Vec::new();
+    for stage in [&fixture.ticks, &fresh] {
+        fixture.clock.advance(INTERVAL_MS);
+        let timers = drain(fixture.context.queue.as_ref(), ECOLOGY_TICK_QUEUE).await;
+        assert_eq!(timers.len(), 1);
+        let before = fixture._store.store.counters();
+        handle_all(stage, &timers).await;
+        requests.push(
+            fixture
+                ._store
+                .store
+                .counters()
+                .since(&before)
+                .table_requests,
+        );
+    }
+    assert_eq!(cell(&fixture, name).await.state.tick, 3);
+    assert_eq!(
+        requests[1],
+        requests[0] + 1,
+        "table requests per tick: {requests:?}"
+    );
+}

@@ -20,7 +20,8 @@
 //! destination's input stage; news canon is put only if absent and distribute publishes each
 //! canon entry once; captured and returned creatures are puts by deterministic key.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -73,11 +74,18 @@ pub enum TickResult {
     UnknownCell,
 }
 
+/// Most cells whose last completed outbox a tick stage remembers (see
+/// [`EcologyTickStage::ensure_outbox_sent`]); past it the memory starts over.
+const REMEMBERED_CELLS: usize = 100_000;
+
 /// The ecology tick stage.
 pub struct EcologyTickStage {
     context: StageContext,
     config: Arc<EcologyConfig>,
     idempotency: IdempotencyStore,
+    /// Per cell, the last tick whose outbox this process saw completed: the check before the
+    /// next tick then needs no read (one process usually runs a cell's every tick).
+    completed: Mutex<HashMap<String, u64>>,
 }
 
 impl EcologyTickStage {
@@ -93,7 +101,27 @@ impl EcologyTickStage {
             context,
             config: Arc::new(config),
             idempotency,
+            completed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn remembered_complete(&self, cell: &PartitionUid, tick: u64) -> bool {
+        let completed = self
+            .completed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        completed.get(cell.as_str()) == Some(&tick)
+    }
+
+    fn remember_complete(&self, cell: &PartitionUid, tick: u64) {
+        let mut completed = self
+            .completed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if completed.len() >= REMEMBERED_CELLS && !completed.contains_key(cell.as_str()) {
+            completed.clear();
+        }
+        completed.insert(cell.to_string(), tick);
     }
 
     /// Handles one timer: reads the cell, asks [`timer_step`] what the timer wants, and for the
@@ -175,7 +203,8 @@ impl EcologyTickStage {
         )))
     }
 
-    /// Carries out the stored tick's outbox unless its idempotency record says it was.
+    /// Carries out the stored tick's outbox unless this process saw it completed or its
+    /// idempotency record says it was.
     async fn ensure_outbox_sent(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
         let Some(outbox) = stored
             .outbox
@@ -184,11 +213,16 @@ impl EcologyTickStage {
         else {
             return Ok(());
         };
+        let cell = &stored.state.cell;
+        if self.remembered_complete(cell, outbox.tick) {
+            return Ok(());
+        }
         if self
             .idempotency
-            .is_completed(&outbox_key(&stored.state.cell, outbox.tick))
+            .is_completed(&outbox_key(cell, outbox.tick))
             .await?
         {
+            self.remember_complete(cell, outbox.tick);
             return Ok(());
         }
         tracing::debug!(
@@ -216,7 +250,10 @@ impl EcologyTickStage {
             })
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.remember_complete(&stored.state.cell, outbox.tick);
+                Ok(())
+            }
             Err(IdempotencyError::Work(error)) => Err(error),
             Err(IdempotencyError::Store(error)) => Err(error.into()),
             Err(error) if error.is_retryable() => Err(EcologyError::Busy(error.to_string())),
