@@ -31,7 +31,7 @@ fn scan(dir: &Path, table: &str) -> Vec<Item> {
 }
 
 fn derived(dir: &Path) -> Derived {
-    Derived::read(|table| Ok(scan(dir, table))).expect("read the derived tables")
+    Derived::read_tables(|table| Ok(scan(dir, table))).expect("read the derived tables")
 }
 
 fn assert_same(label: &str, replayed: &Derived, live: &Derived) {

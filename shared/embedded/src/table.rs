@@ -129,6 +129,18 @@ impl EmbeddedTable {
     /// partition's items in sort-key order. Whole, not paged: for offline tools such as
     /// `worldfleet replay` and for tests, never for a stage.
     pub fn scan(&self, table: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        self.scan_each(table, |item| {
+            items.push(item);
+            Ok(())
+        })?;
+        Ok(items)
+    }
+
+    /// [`Self::scan`], one item at a time: `visit` sees each live item in the same order and
+    /// may stop the scan with an error. Nothing is collected, so a table of any size is read in
+    /// constant memory (the chaos comparison digests millions of rows this way).
+    pub fn scan_each(&self, table: &str, mut visit: impl FnMut(Item) -> Result<()>) -> Result<()> {
         self.shared.counters.table_request();
         self.check_table(table)?;
         let mut prefix = Vec::with_capacity(2 + table.len());
@@ -136,7 +148,6 @@ impl EmbeddedTable {
         prefix.extend_from_slice(table.as_bytes());
         let now_secs = self.now_secs();
         self.shared.with_spaces(|spaces| {
-            let mut items = Vec::new();
             for entry in spaces.items.prefix(&prefix) {
                 let (key, value) = entry.into_inner().map_err(storage_error)?;
                 let (_, pk, sk) = codec::split_item_key(&key)?;
@@ -145,10 +156,10 @@ impl EmbeddedTable {
                     attributes: codec::decode_attributes(&value)?,
                 };
                 if !item.is_expired(now_secs) {
-                    items.push(item);
+                    visit(item)?;
                 }
             }
-            Ok(items)
+            Ok(())
         })
     }
 

@@ -62,19 +62,44 @@ use crate::world::WILD_REALM;
 /// The partition of prune's sweep schedule row.
 const SWEEP_SCHEDULE_PK: &str = "sweep";
 
-/// Per feed (or player), per source partition: the entries in sequence order, without their
-/// sequence numbers.
-pub type Streams = BTreeMap<String, BTreeMap<String, Vec<FeedEntry>>>;
+/// Per feed (or player), per source partition: the digests of the entries in sequence order,
+/// each entry without its sequence number.
+pub type Streams = BTreeMap<String, BTreeMap<String, Vec<RowDigest>>>;
 
-/// The derived tables of a store, minus what is run-dependent (see the module).
+/// The first 16 bytes of the SHA-256 of one row's compared content: what is kept per row, so
+/// two stores of millions of rows are compared in a few hundred MiB (a difference names the
+/// row; read it from the store to see the content).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowDigest([u8; 16]);
+
+impl RowDigest {
+    fn of(content: &str) -> Self {
+        let digest = Sha256::digest(content.as_bytes());
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(bytes)
+    }
+}
+
+impl Debug for RowDigest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in &self.0[..8] {
+            write!(formatter, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The derived tables of a store, minus what is run-dependent (see the module): one digest per
+/// compared row, not the row.
 #[derive(Debug, Default, PartialEq)]
 pub struct Derived {
-    pub canon: BTreeMap<String, String>,
+    pub canon: BTreeMap<String, RowDigest>,
     pub feeds: Streams,
     pub plans_left: usize,
     pub memory: Streams,
     pub prune_keys: Vec<String>,
-    pub ledger: BTreeMap<String, String>,
+    pub ledger: BTreeMap<String, RowDigest>,
     pub rejections: BTreeMap<String, String>,
     /// Per station transaction (`station/tx#EVENT`): verdict, good, side, quantity.
     pub trades: BTreeMap<String, String>,
@@ -84,112 +109,108 @@ pub struct Derived {
     pub requests_consumed: BTreeSet<String>,
 }
 
+/// Visits every item of one table (a store's scan, one item at a time).
+pub type Visit<'a> = &'a mut dyn FnMut(Item);
+
 impl Derived {
-    /// Reads a store's tables through `scan` (every item of the named table).
-    pub fn read(mut scan: impl FnMut(&str) -> anyhow::Result<Vec<Item>>) -> anyhow::Result<Self> {
-        let canon_items = scan(CANON_TABLE)?;
-        let claimed_plans: BTreeSet<String> = canon_items
-            .iter()
-            .filter_map(|item| item.str("dist_plan"))
-            .map(|plan_id| plan_key(plan_id).pk)
-            .collect();
-        let canon = canon_items
-            .into_iter()
-            .filter_map(|mut item| {
-                let parsed = item
-                    .str("canon")
-                    .with_context(|| format!("canon {} has no canon JSON", item.key))
-                    .and_then(|json| {
-                        serde_json::from_str::<serde_json::Value>(json)
-                            .with_context(|| format!("canon {}", item.key))
-                    });
-                let mut json = match parsed {
-                    Ok(json) => json,
-                    Err(error) => return Some(Err(error)),
-                };
-                if is_news(&json) {
-                    return None;
+    /// Reads a store's tables through `scan`, which hands every item of the named table to the
+    /// visitor, in the store's scan order; nothing but the digests is kept.
+    pub fn read(
+        mut scan: impl FnMut(&str, Visit<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
+        let mut derived = Self::default();
+        let mut failure: Option<anyhow::Error> = None;
+        let mut fail = |error: anyhow::Error| {
+            failure.get_or_insert(error);
+        };
+
+        let mut claimed_plans: BTreeSet<String> = BTreeSet::new();
+        scan(CANON_TABLE, &mut |item| match canon_row(item) {
+            Ok(Some((key, digest, plan))) => {
+                if let Some(plan) = plan {
+                    claimed_plans.insert(plan);
                 }
-                if let Some(object) = json.as_object_mut() {
-                    object.remove("composed_at_ms");
-                    object.remove("accepted_at_ms");
+                derived.canon.insert(key, digest);
+            }
+            Ok(None) => {}
+            Err(error) => fail(error),
+        })?;
+
+        let mut pages = Pages::default();
+        scan(FEEDS_TABLE, &mut |item| {
+            if claimed_plans.contains(&item.key.pk) {
+                derived.plans_left += 1;
+            }
+            if item.key.sk.starts_with(PAGE_PREFIX) {
+                match page_from_item(&item) {
+                    Ok(page) => pages.add(&item.key.pk, page.entries),
+                    Err(error) => fail(anyhow::anyhow!("feed page {}: {error}", item.key)),
                 }
-                item.attributes.remove("composed_at_ms");
-                item.attributes.remove("dist_plan");
-                item.attributes.remove("canon");
-                Some(Ok((
-                    item.key.to_string(),
-                    format!("{json} {:?}", item.attributes),
-                )))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let feed_items = scan(FEEDS_TABLE)?;
-        let plans_left = feed_items
-            .iter()
-            .filter(|item| claimed_plans.contains(&item.key.pk))
-            .count();
-        let pages = feed_items
-            .iter()
-            .filter(|item| item.key.sk.starts_with(PAGE_PREFIX))
-            .map(|item| {
-                let page = page_from_item(item)
-                    .map_err(|error| anyhow::anyhow!("feed page {}: {error}", item.key))?;
-                Ok((item.key.pk.clone(), page.entries))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let observations = scan(MEMORY_TABLE)?
-            .iter()
-            .filter(|item| item.key.sk.starts_with(OBSERVATION_PREFIX))
-            .map(|item| {
-                let entries = observation_entries(item)
-                    .map_err(|error| anyhow::anyhow!("observation {}: {error}", item.key))?;
-                Ok((item.key.pk.clone(), entries))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let prune_keys = scan(PRUNE_TABLE)?
-            .iter()
-            .filter(|item| item.key.pk != SWEEP_SCHEDULE_PK)
-            .filter(|item| !names_wild(&item.key.pk) && !names_wild(&item.key.sk))
-            .map(|item| item.key.to_string())
-            .collect();
-        let ledger = scan(LEDGER_TABLE)?
-            .into_iter()
-            .filter(is_event_entry)
-            .map(|mut item| {
+            }
+        })?;
+        derived.feeds = pages.into_streams();
+
+        let mut observations = Pages::default();
+        scan(MEMORY_TABLE, &mut |item| {
+            if item.key.sk.starts_with(OBSERVATION_PREFIX) {
+                match observation_entries(&item) {
+                    Ok(entries) => observations.add(&item.key.pk, entries),
+                    Err(error) => fail(anyhow::anyhow!("observation {}: {error}", item.key)),
+                }
+            }
+        })?;
+        derived.memory = observations.into_streams();
+
+        scan(PRUNE_TABLE, &mut |item| {
+            if item.key.pk != SWEEP_SCHEDULE_PK
+                && !names_wild(&item.key.pk)
+                && !names_wild(&item.key.sk)
+            {
+                derived.prune_keys.push(item.key.to_string());
+            }
+        })?;
+        scan(LEDGER_TABLE, &mut |mut item| {
+            if is_event_entry(&item) {
                 item.attributes.remove("accepted_at_ms");
                 item.attributes.remove("message_id");
-                (item.key.to_string(), format!("{:?}", item.attributes))
-            })
-            .collect();
-        let rejections = scan(REJECTIONS_TABLE)?
-            .iter()
-            .map(|item| {
-                (
+                derived.ledger.insert(
                     item.key.to_string(),
-                    item.str("reason").unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        let (trades, stock) = market(scan(MARKET_TABLE)?)?;
-        let requests_consumed = scan(ECOLOGY_TABLE)?
-            .iter()
-            .filter(|item| {
-                item.key.sk.starts_with(SEEN_CAPTURE_PREFIX)
-                    || item.key.sk.starts_with(SEEN_BREED_PREFIX)
-            })
-            .map(|item| item.key.to_string())
-            .collect();
-        Ok(Self {
-            canon,
-            feeds: streams(pages),
-            plans_left,
-            memory: streams(observations),
-            prune_keys,
-            ledger,
-            rejections,
-            trades,
-            stock,
-            requests_consumed,
+                    RowDigest::of(&format!("{:?}", item.attributes)),
+                );
+            }
+        })?;
+        scan(REJECTIONS_TABLE, &mut |item| {
+            derived.rejections.insert(
+                item.key.to_string(),
+                item.str("reason").unwrap_or_default().to_owned(),
+            );
+        })?;
+        scan(MARKET_TABLE, &mut |item| {
+            if let Err(error) = market_row(item, &mut derived.trades, &mut derived.stock) {
+                fail(error);
+            }
+        })?;
+        scan(ECOLOGY_TABLE, &mut |item| {
+            if item.key.sk.starts_with(SEEN_CAPTURE_PREFIX)
+                || item.key.sk.starts_with(SEEN_BREED_PREFIX)
+            {
+                derived.requests_consumed.insert(item.key.to_string());
+            }
+        })?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(derived),
+        }
+    }
+
+    /// [`Self::read`] over whole tables (`scan` returns every item of the named table): for
+    /// tests and small stores.
+    pub fn read_tables(
+        mut scan: impl FnMut(&str) -> anyhow::Result<Vec<Item>>,
+    ) -> anyhow::Result<Self> {
+        Self::read(|table, visit| {
+            scan(table)?.into_iter().for_each(visit);
+            Ok(())
         })
     }
 
@@ -308,11 +329,21 @@ pub struct TableDigest {
 
 impl TableDigest {
     fn of(table: &'static str, rows: usize, content: &impl Debug) -> Self {
-        let digest = Sha256::digest(format!("{content:?}").as_bytes());
+        // Hashed as it is formatted: the text of a million-row table is never built.
+        struct Hasher(Sha256);
+        impl std::fmt::Write for Hasher {
+            fn write_str(&mut self, text: &str) -> std::fmt::Result {
+                self.0.update(text.as_bytes());
+                Ok(())
+            }
+        }
+        use std::fmt::Write as _;
+        let mut hasher = Hasher(Sha256::new());
+        let _ = write!(hasher, "{content:?}");
         Self {
             table,
             rows,
-            sha256: hex::encode(digest),
+            sha256: hex::encode(hasher.0.finalize()),
         }
     }
 }
@@ -339,65 +370,108 @@ fn is_news(canon: &serde_json::Value) -> bool {
     }
 }
 
-/// The market table's compared content: transaction records and each station's stock.
-type Market = (BTreeMap<String, String>, BTreeMap<String, String>);
-
-fn market(items: Vec<Item>) -> anyhow::Result<Market> {
-    let mut trades = BTreeMap::new();
-    let mut stock = BTreeMap::new();
-    for item in items {
-        if item.key.sk.starts_with("tx#") {
-            let field = |name: &str| item.str(name).unwrap_or_default().to_owned();
-            trades.insert(
-                item.key.to_string(),
-                format!(
-                    "{} {} {} {}",
-                    field("verdict"),
-                    field("good"),
-                    field("side"),
-                    item.i64("quantity").unwrap_or_default()
-                ),
-            );
-        } else if item.key.sk == MARKET_SK {
-            let stored = StoredMarket::from_item(&item)
-                .map_err(|error| anyhow::anyhow!("market {}: {error}", item.key))?;
-            let supply: Vec<String> = stored
-                .market
-                .goods
-                .iter()
-                .map(|(good, market)| format!("{good}={}", market.supply))
-                .collect();
-            stock.insert(item.key.pk.clone(), supply.join(" "));
-        }
+/// Adds a market item's compared content: a transaction record's verdict, good, side and
+/// quantity, or a station's stock.
+fn market_row(
+    item: Item,
+    trades: &mut BTreeMap<String, String>,
+    stock: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    if item.key.sk.starts_with("tx#") {
+        let field = |name: &str| item.str(name).unwrap_or_default().to_owned();
+        trades.insert(
+            item.key.to_string(),
+            format!(
+                "{} {} {} {}",
+                field("verdict"),
+                field("good"),
+                field("side"),
+                item.i64("quantity").unwrap_or_default()
+            ),
+        );
+    } else if item.key.sk == MARKET_SK {
+        let stored = StoredMarket::from_item(&item)
+            .map_err(|error| anyhow::anyhow!("market {}: {error}", item.key))?;
+        let supply: Vec<String> = stored
+            .market
+            .goods
+            .iter()
+            .map(|(good, market)| format!("{good}={}", market.supply))
+            .collect();
+        stock.insert(item.key.pk.clone(), supply.join(" "));
     }
-    Ok((trades, stock))
+    Ok(())
 }
 
-fn streams(items: impl IntoIterator<Item = (String, Vec<FeedEntry>)>) -> Streams {
-    let mut sorted: BTreeMap<String, Vec<FeedEntry>> = BTreeMap::new();
-    for (owner, entries) in items {
-        sorted.entry(owner).or_default().extend(entries);
+/// A canon item's key, the digest of its compared content and the plan it points at; `None`
+/// for a tick's news.
+fn canon_row(mut item: Item) -> anyhow::Result<Option<(String, RowDigest, Option<String>)>> {
+    let json = item
+        .str("canon")
+        .with_context(|| format!("canon {} has no canon JSON", item.key))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("canon {}", item.key))?;
+    if is_news(&json) {
+        return Ok(None);
     }
-    sorted
-        .into_iter()
-        .map(|(owner, mut entries)| {
-            entries.sort_by_key(|entry| entry.seq);
-            let mut by_partition: BTreeMap<String, Vec<FeedEntry>> = BTreeMap::new();
-            for mut entry in entries {
-                if is_news_event(entry.partition.as_str(), &entry.event_id) {
-                    continue;
-                }
-                entry.seq = 0;
-                entry.accepted_at_ms = 0;
-                by_partition
-                    .entry(entry.partition.to_string())
-                    .or_default()
-                    .push(entry);
+    let plan = item.str("dist_plan").map(|plan_id| plan_key(plan_id).pk);
+    if let Some(object) = json.as_object_mut() {
+        object.remove("composed_at_ms");
+        object.remove("accepted_at_ms");
+    }
+    item.attributes.remove("composed_at_ms");
+    item.attributes.remove("dist_plan");
+    item.attributes.remove("canon");
+    let digest = RowDigest::of(&format!("{json} {:?}", item.attributes));
+    Ok(Some((item.key.to_string(), digest, plan)))
+}
+
+/// Feed pages (or observation items) as they are scanned: per owner, per source partition, each
+/// entry's sequence number and digest; sorted into [`Streams`] at the end.
+#[derive(Default)]
+struct Pages(BTreeMap<String, BTreeMap<String, Vec<(u64, RowDigest)>>>);
+
+impl Pages {
+    fn add(&mut self, owner: &str, entries: Vec<FeedEntry>) {
+        for mut entry in entries {
+            if is_news_event(entry.partition.as_str(), &entry.event_id) {
+                continue;
             }
-            (owner, by_partition)
-        })
-        .filter(|(_, by_partition)| !by_partition.is_empty())
-        .collect()
+            let seq = entry.seq;
+            entry.seq = 0;
+            entry.accepted_at_ms = 0;
+            let digest = RowDigest::of(&format!("{entry:?}"));
+            let by_partition = match self.0.get_mut(owner) {
+                Some(by_partition) => by_partition,
+                None => self.0.entry(owner.to_owned()).or_default(),
+            };
+            match by_partition.get_mut(entry.partition.as_str()) {
+                Some(stream) => stream.push((seq, digest)),
+                None => {
+                    by_partition.insert(entry.partition.to_string(), vec![(seq, digest)]);
+                }
+            }
+        }
+    }
+
+    fn into_streams(self) -> Streams {
+        self.0
+            .into_iter()
+            .map(|(owner, by_partition)| {
+                let by_partition = by_partition
+                    .into_iter()
+                    .map(|(partition, mut stream)| {
+                        stream.sort_unstable_by_key(|(seq, _)| *seq);
+                        (
+                            partition,
+                            stream.into_iter().map(|(_, digest)| digest).collect(),
+                        )
+                    })
+                    .collect();
+                (owner, by_partition)
+            })
+            .collect()
+    }
 }
 
 fn first_in<V: PartialEq + Debug>(
@@ -432,7 +506,7 @@ mod tests {
     }
 
     fn read(ledger: Vec<Item>) -> Derived {
-        Derived::read(|table| {
+        Derived::read_tables(|table| {
             Ok(if table == LEDGER_TABLE {
                 ledger.clone()
             } else {
@@ -443,7 +517,7 @@ mod tests {
     }
 
     fn read_tables(tables: Vec<(&'static str, Vec<Item>)>) -> Derived {
-        Derived::read(|name| {
+        Derived::read_tables(|name| {
             Ok(tables
                 .iter()
                 .find(|(table, _)| *table == name)
@@ -464,6 +538,59 @@ mod tests {
         .with("verdict", verdict)
         .with("window_id", window_id)
         .with("unit_price_milli", 1_000 + window_id)
+    }
+
+    fn page(feed: &str, entries: &[(u64, &str, &str)]) -> Item {
+        use worldfleet_domain::{EventKind, FeedPage, PartitionUid};
+        let entries: Vec<FeedEntry> = entries
+            .iter()
+            .map(|(seq, event_id, text)| FeedEntry {
+                seq: *seq,
+                event_id: (*event_id).to_owned(),
+                partition: PartitionUid::parse("gm/d-1/s-1").unwrap(),
+                kind: EventKind::Action,
+                actor: "p-1".into(),
+                text: (*text).to_owned(),
+                accepted_at_ms: *seq * 7,
+            })
+            .collect();
+        let page = FeedPage {
+            first_seq: entries[0].seq,
+            entries,
+        };
+        worldfleet_tables::plan::page_item(feed, &page, 1).unwrap()
+    }
+
+    #[test]
+    fn feeds_compare_entries_in_order_not_their_numbers_or_pages() {
+        let one = read_tables(vec![(
+            FEEDS_TABLE,
+            vec![page("player:p-1", &[(1, "e1", "a"), (2, "e2", "b")])],
+        )]);
+        let renumbered = read_tables(vec![(
+            FEEDS_TABLE,
+            vec![
+                page("player:p-1", &[(5, "e1", "a")]),
+                page("player:p-1", &[(9, "e2", "b")]),
+            ],
+        )]);
+        assert_eq!(one.digests(), renumbered.digests());
+        assert_eq!(one.first_difference(&renumbered), None);
+        let reworded = read_tables(vec![(
+            FEEDS_TABLE,
+            vec![page("player:p-1", &[(1, "e1", "a"), (2, "e2", "c")])],
+        )]);
+        assert_ne!(one.digests(), reworded.digests());
+        let difference = one.first_difference(&reworded).expect("a difference");
+        assert!(
+            difference.starts_with("feed player:p-1: here {"),
+            "{difference}"
+        );
+        let swapped = read_tables(vec![(
+            FEEDS_TABLE,
+            vec![page("player:p-1", &[(1, "e2", "b"), (2, "e1", "a")])],
+        )]);
+        assert!(one.first_difference(&swapped).is_some(), "order counts");
     }
 
     #[test]

@@ -383,7 +383,12 @@ fn open_store(dir: &Path) -> anyhow::Result<EmbeddedStore> {
 fn read_derived(dir: &Path) -> anyhow::Result<Derived> {
     let store = open_store(dir)?;
     let table = store.table();
-    let derived = Derived::read(|name| Ok(table.scan(name)?));
+    let derived = Derived::read(|name, visit| {
+        Ok(table.scan_each(name, |item| {
+            visit(item);
+            Ok(())
+        })?)
+    });
     drop(table);
     store.close();
     derived
@@ -432,7 +437,13 @@ async fn audit(
     for name in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
-    let digests = Derived::read(|name| Ok(table.scan(name)?))?.digests();
+    let digests = Derived::read(|name, visit| {
+        Ok(table.scan_each(name, |item| {
+            visit(item);
+            Ok(())
+        })?)
+    })?
+    .digests();
     let world = match layout {
         Some(layout) => Some(simulation::audit(table.as_ref(), layout, expectations, &[]).await?),
         None => None,
