@@ -497,6 +497,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         players,
         factions,
         expectations: &audited,
+        keep_rows: true,
     }
     .run()
     .await?;

@@ -7,13 +7,13 @@
 //! with the expected reason. Latency comes from the tables too: a feed page's write time minus
 //! each entry's intake time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use worldfleet_distribute::RepublishRules;
 use worldfleet_domain::names::{CANON_TABLE, FEEDS_TABLE, LEDGER_TABLE, REJECTIONS_TABLE};
-use worldfleet_domain::{CanonEntry, FeedId, PartitionUid, RejectReason};
+use worldfleet_domain::{FeedId, PartitionUid, RejectReason};
 use worldfleet_ports::{SortKeyRange, Table, query_all};
 use worldfleet_prune::checkpoint::{SNAPSHOT_PREFIX, is_event_entry};
 use worldfleet_tables::canon;
@@ -50,13 +50,13 @@ pub struct AuditReport {
     pub latency_max_ms: u64,
     /// The last feed write, Unix milliseconds.
     pub last_feed_write_ms: u64,
-    /// Canon text by event id (for comparing runs).
+    /// Canon text by event id (for comparing runs; with [`Audit::keep_rows`]).
     #[serde(skip)]
     pub canon_text: BTreeMap<String, String>,
-    /// Event ids per feed, in sequence order (for comparing runs).
+    /// Event ids per feed, in sequence order (for comparing runs; with [`Audit::keep_rows`]).
     #[serde(skip)]
     pub feeds: BTreeMap<String, Vec<String>>,
-    /// The partition of every event with canon.
+    /// The partition of every event with canon (with [`Audit::keep_rows`]).
     #[serde(skip)]
     pub event_partition: BTreeMap<String, String>,
 }
@@ -69,14 +69,49 @@ pub struct Audit<'a> {
     pub players: Vec<String>,
     pub factions: Vec<String>,
     pub expectations: &'a [Expectation],
+    /// Keep every event's canon text and partition and every feed's event ids in the report
+    /// ([`AuditReport::canon_text`], [`AuditReport::feeds`], [`AuditReport::event_partition`])
+    /// for comparisons by the caller; without them the audit holds a few bytes per row, so a
+    /// million-event run is audited in little memory.
+    pub keep_rows: bool,
+}
+
+/// Interned names: each distinct string once, numbered in order of first sight.
+#[derive(Default)]
+struct Names(HashMap<String, u32>);
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.0.get(name) {
+            return *id;
+        }
+        let id = self.0.len() as u32;
+        self.0.insert(name.to_owned(), id);
+        id
+    }
 }
 
 impl Audit<'_> {
     /// Reads everything and reports.
+    ///
+    /// Events are numbered by their place among the world's accepted expectations and feeds as
+    /// they are first named, so what is kept per ledger entry, canon item and feed entry is a
+    /// pair of numbers; ids the world did not send (a tick's news) are counted under their name.
     pub async fn run(&self) -> anyhow::Result<AuditReport> {
         let mut report = AuditReport::default();
-        let mut ledger = BTreeSet::new();
-        let mut canon_by_event: BTreeMap<String, CanonEntry> = BTreeMap::new();
+        let mut events: HashMap<&str, u32> = HashMap::new();
+        for expectation in self.expectations {
+            if let Expectation::Accepted { event_id, .. } = expectation {
+                let next = events.len() as u32;
+                events.entry(event_id.as_str()).or_insert(next);
+            }
+        }
+        let mut in_ledger = vec![false; events.len()];
+        let mut other_ledger: BTreeSet<String> = BTreeSet::new();
+        let mut feeds = Names::default();
+        // Per known event with canon: the feeds the rules name for it.
+        let mut targets: Vec<Option<Vec<u32>>> = vec![None; events.len()];
+        let mut other_canon: BTreeSet<String> = BTreeSet::new();
         for partition in &self.partitions {
             for item in query_all(
                 self.table,
@@ -88,10 +123,16 @@ impl Audit<'_> {
             {
                 // Checkpoint rows are not events; an event compacted behind a checkpoint
                 // stays accounted for by its snapshot row.
-                if let Some(event_id) = item.key.sk.strip_prefix(SNAPSHOT_PREFIX) {
-                    ledger.insert(event_id.to_owned());
-                } else if is_event_entry(&item) {
-                    ledger.insert(item.key.sk.clone());
+                let event_id = match item.key.sk.strip_prefix(SNAPSHOT_PREFIX) {
+                    Some(event_id) => event_id,
+                    None if is_event_entry(&item) => item.key.sk.as_str(),
+                    None => continue,
+                };
+                match events.get(event_id) {
+                    Some(index) => in_ledger[*index as usize] = true,
+                    None => {
+                        other_ledger.insert(event_id.to_owned());
+                    }
                 }
             }
             for item in query_all(
@@ -103,11 +144,29 @@ impl Audit<'_> {
             .await?
             {
                 let entry = canon::from_item(&item)?;
-                canon_by_event.insert(entry.event_id.clone(), entry);
+                let Some(index) = events.get(entry.event_id.as_str()) else {
+                    other_canon.insert(entry.event_id);
+                    continue;
+                };
+                let named = self
+                    .rules
+                    .targets(&entry)
+                    .iter()
+                    .map(|feed| feeds.id(&feed.to_string()))
+                    .collect();
+                targets[*index as usize] = Some(named);
+                if self.keep_rows {
+                    report
+                        .event_partition
+                        .insert(entry.event_id.clone(), partition.to_string());
+                    report.canon_text.insert(entry.event_id, entry.text);
+                }
             }
         }
-        report.ledger_entries = ledger.len() as u64;
-        report.canon = canon_by_event.len() as u64;
+        report.ledger_entries =
+            in_ledger.iter().filter(|found| **found).count() as u64 + other_ledger.len() as u64;
+        report.canon = targets.iter().filter(|found| found.is_some()).count() as u64
+            + other_canon.len() as u64;
 
         // Feeds: every entry of every feed the world could have touched.
         let mut feed_ids: Vec<FeedId> = self.players.iter().cloned().map(FeedId::Player).collect();
@@ -116,10 +175,13 @@ impl Audit<'_> {
             self.partitions.iter().map(|uid| uid.prefix(2)).collect();
         feed_ids.extend(districts.into_iter().map(FeedId::District));
         let mut latency = LatencyHistogram::new();
-        let mut occurrences: BTreeMap<(String, String), u64> = BTreeMap::new();
+        // (feed, event) → occurrences, for the world's events and for any other id.
+        let mut occurrences: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut other_occurrences: BTreeMap<(String, String), u32> = BTreeMap::new();
         for feed in &feed_ids {
             let pk = feed.to_string();
-            let mut events = Vec::new();
+            let feed_index = feeds.id(&pk);
+            let mut listed = Vec::new();
             for item in query_all(
                 self.table,
                 FEEDS_TABLE,
@@ -132,22 +194,56 @@ impl Audit<'_> {
                 report.last_feed_write_ms = report.last_feed_write_ms.max(written_at);
                 for entry in page_from_item(&item)?.entries {
                     latency.record_ms(written_at.saturating_sub(entry.accepted_at_ms));
-                    *occurrences
-                        .entry((pk.clone(), entry.event_id.clone()))
-                        .or_default() += 1;
-                    events.push(entry.event_id);
+                    match events.get(entry.event_id.as_str()) {
+                        Some(index) => *occurrences.entry((feed_index, *index)).or_default() += 1,
+                        None => {
+                            *other_occurrences
+                                .entry((pk.clone(), entry.event_id.clone()))
+                                .or_default() += 1;
+                        }
+                    }
+                    if self.keep_rows {
+                        listed.push(entry.event_id);
+                    }
                     report.feed_entries += 1;
                 }
             }
-            if !events.is_empty() {
-                report.feeds.insert(pk, events);
+            if !listed.is_empty() {
+                report.feeds.insert(pk, listed);
             }
         }
-        for ((feed, event_id), count) in &occurrences {
-            if *count > 1 {
-                report.duplicates += count - 1;
-                report.note(format!("event {event_id} appears {count} times in {feed}"));
+        let names: Vec<&str> = {
+            let mut names = vec![""; feeds.0.len()];
+            for (name, id) in &feeds.0 {
+                names[*id as usize] = name;
             }
+            names
+        };
+        let mut event_ids = vec![""; events.len()];
+        for (event_id, index) in &events {
+            event_ids[*index as usize] = event_id;
+        }
+        let mut doubled: Vec<(String, String, u32)> = occurrences
+            .iter()
+            .filter(|(_, count)| **count > 1)
+            .map(|((feed, event), count)| {
+                (
+                    names[*feed as usize].to_owned(),
+                    event_ids[*event as usize].to_owned(),
+                    *count,
+                )
+            })
+            .chain(
+                other_occurrences
+                    .iter()
+                    .filter(|(_, count)| **count > 1)
+                    .map(|((feed, event), count)| (feed.clone(), event.clone(), *count)),
+            )
+            .collect();
+        doubled.sort();
+        for (feed, event_id, count) in doubled {
+            report.duplicates += u64::from(count - 1);
+            report.note(format!("event {event_id} appears {count} times in {feed}"));
         }
 
         // Rejections: rows for every gateway partition the world used.
@@ -180,29 +276,26 @@ impl Audit<'_> {
                     event_id,
                 } => {
                     report.good_sent += 1;
-                    if !ledger.contains(event_id) {
+                    let index = events[event_id.as_str()];
+                    if !in_ledger[index as usize] {
                         report.lost += 1;
                         report.note(format!(
                             "event {event_id} of {partition} is not in the ledger"
                         ));
                         continue;
                     }
-                    let Some(entry) = canon_by_event.get(event_id) else {
+                    let Some(named) = &targets[index as usize] else {
                         report.lost += 1;
                         report.note(format!("event {event_id} of {partition} has no canon"));
                         continue;
                     };
-                    report
-                        .canon_text
-                        .insert(event_id.clone(), entry.text.clone());
-                    report
-                        .event_partition
-                        .insert(event_id.clone(), partition.clone());
-                    for feed in self.rules.targets(entry) {
-                        let key = (feed.to_string(), event_id.clone());
-                        if !occurrences.contains_key(&key) {
+                    for feed in named {
+                        if !occurrences.contains_key(&(*feed, index)) {
                             report.lost += 1;
-                            report.note(format!("event {event_id} is missing from {feed}"));
+                            report.note(format!(
+                                "event {event_id} is missing from {}",
+                                names[*feed as usize]
+                            ));
                         }
                     }
                 }
