@@ -273,6 +273,7 @@ async fn narrative(prefix: &str, faults: Option<(FaultRates, u64)>) {
         players,
         factions,
         expectations: &expectations,
+        keep_rows: false,
     }
     .run()
     .await

@@ -366,6 +366,7 @@ pub async fn run(options: AwsBenchOptions) -> anyhow::Result<AwsBenchReport> {
         players,
         factions,
         expectations: &expectations,
+        keep_rows: false,
     }
     .run()
     .await
