@@ -129,7 +129,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     Durability::Boundary
                 },
                 ..StoreOptions::default()
-            },
+            }
+            .with_sizes_from_env()
+            .map_err(anyhow::Error::msg)?,
             settings,
             gateways,
             config,

@@ -27,6 +27,9 @@ pub mod testing;
 mod writer;
 
 pub use queue::EmbeddedQueue;
-pub use store::{EmbeddedStore, StoreOptions};
+pub use store::{
+    CACHE_MIB_VARIABLE, DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, EmbeddedStore,
+    MEMTABLE_MIB_VARIABLE, StoreOptions,
+};
 pub use table::EmbeddedTable;
 pub use writer::{Durability, JournalProgress};

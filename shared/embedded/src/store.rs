@@ -30,8 +30,13 @@ pub struct StoreOptions {
     /// their queue's retention; `None` runs no janitor thread (call
     /// [`EmbeddedStore::sweep_expired`] yourself).
     pub janitor_interval: Option<Duration>,
-    /// Block cache size in bytes.
+    /// Block cache size in bytes (shared by every keyspace).
     pub cache_bytes: u64,
+    /// Largest active memtable of one keyspace, in bytes, before fjall seals it and flushes it
+    /// to disk in the background (up to four sealed ones per keyspace can wait for the flush).
+    /// Applies to keyspaces this store creates: fjall keeps a keyspace's memtable size from
+    /// its creation, so a store created before this option keeps its 64 MiB.
+    pub memtable_bytes: u64,
     /// How often a waiting receive re-checks for messages whose delay or visibility ended
     /// (sends wake waiters at once; this tick notices time passing, or a moved clock).
     pub receive_recheck: Duration,
@@ -43,9 +48,54 @@ impl Default for StoreOptions {
             durability: Durability::Sync,
             flush_interval: Duration::from_millis(20),
             janitor_interval: Some(Duration::from_secs(30)),
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             receive_recheck: Duration::from_millis(100),
         }
+    }
+}
+
+/// [`StoreOptions::cache_bytes`] by default.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// [`StoreOptions::memtable_bytes`] by default.
+pub const DEFAULT_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Environment variable: the block cache in MiB ([`StoreOptions::cache_bytes`]).
+pub const CACHE_MIB_VARIABLE: &str = "WORLDFLEET_STORE_CACHE_MIB";
+/// Environment variable: one keyspace's memtable in MiB ([`StoreOptions::memtable_bytes`]).
+pub const MEMTABLE_MIB_VARIABLE: &str = "WORLDFLEET_STORE_MEMTABLE_MIB";
+
+impl StoreOptions {
+    /// These options with the store's sizes taken from the process environment where set:
+    /// [`CACHE_MIB_VARIABLE`] (1–4096) and [`MEMTABLE_MIB_VARIABLE`] (1–256); an unparsable or
+    /// out-of-range value is an error naming the variable.
+    pub fn with_sizes_from_env(self) -> std::result::Result<Self, String> {
+        self.with_sizes_from(|name| std::env::var(name).ok())
+    }
+
+    /// As [`StoreOptions::with_sizes_from_env`], reading variables through `var`.
+    pub fn with_sizes_from(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, String> {
+        let mib = |name: &str, max: u64| -> std::result::Result<Option<u64>, String> {
+            let Some(text) = var(name) else {
+                return Ok(None);
+            };
+            match text.trim().parse::<u64>() {
+                Ok(value) if (1..=max).contains(&value) => Ok(Some(value * 1024 * 1024)),
+                _ => Err(format!(
+                    "{name}={text}: give a whole number of MiB from 1 to {max}"
+                )),
+            }
+        };
+        if let Some(bytes) = mib(CACHE_MIB_VARIABLE, 4096)? {
+            self.cache_bytes = bytes;
+        }
+        if let Some(bytes) = mib(MEMTABLE_MIB_VARIABLE, 256)? {
+            self.memtable_bytes = bytes;
+        }
+        Ok(self)
     }
 }
 
@@ -156,9 +206,12 @@ impl EmbeddedStore {
                 )),
                 other => storage_error(other),
             })?;
+        let memtable_bytes = options.memtable_bytes;
         let keyspace = |name: &str| {
             database
-                .keyspace(name, KeyspaceCreateOptions::default)
+                .keyspace(name, || {
+                    KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+                })
                 .map_err(storage_error)
         };
         let spaces = Spaces {

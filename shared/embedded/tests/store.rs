@@ -530,3 +530,72 @@ async fn boundary_sends_and_receives_survive_close_and_reopen() {
     );
     store.close();
 }
+
+#[test]
+fn store_sizes_come_from_the_environment_and_bad_values_name_the_variable() {
+    let defaults = StoreOptions::default();
+    assert_eq!(
+        defaults.cache_bytes,
+        worldfleet_embedded::DEFAULT_CACHE_BYTES
+    );
+    assert_eq!(
+        defaults.memtable_bytes,
+        worldfleet_embedded::DEFAULT_MEMTABLE_BYTES
+    );
+    let unset = StoreOptions::default()
+        .with_sizes_from(|_| None)
+        .expect("nothing set");
+    assert_eq!(unset.cache_bytes, defaults.cache_bytes);
+    assert_eq!(unset.memtable_bytes, defaults.memtable_bytes);
+    let set = StoreOptions::default()
+        .with_sizes_from(|name| match name {
+            "WORLDFLEET_STORE_CACHE_MIB" => Some("16".into()),
+            "WORLDFLEET_STORE_MEMTABLE_MIB" => Some(" 4 ".into()),
+            _ => None,
+        })
+        .expect("valid sizes");
+    assert_eq!(set.cache_bytes, 16 * 1024 * 1024);
+    assert_eq!(set.memtable_bytes, 4 * 1024 * 1024);
+    for bad in ["0", "257", "8MiB", ""] {
+        let error = StoreOptions::default()
+            .with_sizes_from(|name| (name == "WORLDFLEET_STORE_MEMTABLE_MIB").then(|| bad.into()))
+            .expect_err("refused");
+        assert!(error.contains("WORLDFLEET_STORE_MEMTABLE_MIB"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_with_small_memtables_flushes_and_reads_back_everything() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let small = StoreOptions {
+        memtable_bytes: 1024 * 1024,
+        cache_bytes: 1024 * 1024,
+        ..options()
+    };
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), small.clone())
+        .expect("the store opens");
+    let table = store.table();
+    table
+        .ensure_table(&TableSpec { name: TABLE.into() })
+        .await
+        .expect("the table");
+    // ~6 MiB of items: several memtables' worth at 1 MiB each.
+    let value = "x".repeat(3_000);
+    for index in 0..2_000 {
+        let item = Item::new(Key::new("pk", format!("{index:05}"))).with("value", value.as_str());
+        table.put(TABLE, item, None).await.expect("put");
+    }
+    store.close();
+    let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), small)
+        .expect("the store reopens");
+    let table = store.table();
+    for index in [0, 999, 1_999] {
+        let found = table
+            .get(TABLE, &Key::new("pk", format!("{index:05}")))
+            .await
+            .expect("get")
+            .expect("the item survived");
+        assert_eq!(found.str("value"), Some(value.as_str()));
+    }
+    store.close();
+}

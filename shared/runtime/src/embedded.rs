@@ -76,6 +76,10 @@ pub struct RunOptions {
     /// ([`crate::doors`]) instead of writing onto the intake queue; not with `restart_after`
     /// (the server would die with the stages), which posts onto the queue.
     pub doors: bool,
+    /// Keep the audit's rows in the summary (canon text, feed entries and partitions of every
+    /// event, for comparing runs); `bench` leaves them out, which saves ~100 MiB per 100,000
+    /// events.
+    pub audit_rows: bool,
 }
 
 impl RunOptions {
@@ -97,6 +101,7 @@ impl RunOptions {
             models: ModelChoice::Auto,
             watchdog_interval: Duration::from_secs(60),
             doors: false,
+            audit_rows: true,
         }
     }
 }
@@ -302,7 +307,9 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     let store_options = StoreOptions {
         durability: options.durability,
         ..StoreOptions::default()
-    };
+    }
+    .with_sizes_from_env()
+    .map_err(anyhow::Error::msg)?;
     let open = |dir: &PathBuf| {
         EmbeddedStore::open(dir, Arc::clone(&clock), store_options.clone())
             .with_context(|| format!("open the embedded store in {}", dir.display()))
@@ -469,6 +476,11 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
     }
     production_latencies.extend(fleet.production_latencies());
     fleet.stop().await;
+    tracing::info!(
+        rss_mib = current_rss_kib() / 1024,
+        peak_rss_mib = peak_rss_mb().round(),
+        "pipeline drained; auditing"
+    );
     // What the door refused, or the queue deduplicated, never reached intake: the doors
     // check it and leave it out of what the audit looks for.
     let (delivery, audited) = match doors {
@@ -497,7 +509,7 @@ pub async fn run_embedded(options: RunOptions) -> anyhow::Result<RunSummary> {
         players,
         factions,
         expectations: &audited,
-        keep_rows: true,
+        keep_rows: options.audit_rows,
     }
     .run()
     .await?;

@@ -43,6 +43,16 @@ pub const PROCESS: &[Variable] = &[
         meaning: "embedded run: the in-process embedding model, when no pool URL is set",
     },
     Variable {
+        name: "WORLDFLEET_STORE_CACHE_MIB",
+        default: "32",
+        meaning: "embedded store (`run`, `bench`, `serve`): fjall's block cache in MiB, 1–4096",
+    },
+    Variable {
+        name: "WORLDFLEET_STORE_MEMTABLE_MIB",
+        default: "8",
+        meaning: "embedded store: one keyspace's memtable in MiB before it is flushed, 1–256 (six keyspaces, up to four sealed memtables each waiting for the flush; fixed when the store is created)",
+    },
+    Variable {
         name: "WORLDFLEET_STACK",
         default: "worldfleet",
         meaning: "AWS modes: physical names are `<stack>-<logical>`",

@@ -125,7 +125,10 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             world_every: 0,
             ecology_ticks: 1,
         };
-        world_args.options()
+        let mut options = world_args.options();
+        // The bench reports counts and latencies, not the rows.
+        options.audit_rows = false;
+        options
     };
     let durability_mode = world(events, 0.0).durability;
     let durability = super::run::durability_description(durability_mode);
