@@ -206,11 +206,7 @@ impl EcologyTickStage {
     /// Carries out the stored tick's outbox unless this process saw it completed or its
     /// idempotency record says it was.
     async fn ensure_outbox_sent(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
-        let Some(outbox) = stored
-            .outbox
-            .as_ref()
-            .filter(|outbox| outbox.tick == stored.state.tick)
-        else {
+        let Some(outbox) = stored_tick_outbox(stored) else {
             return Ok(());
         };
         let cell = &stored.state.cell;
@@ -235,11 +231,7 @@ impl EcologyTickStage {
 
     /// Carries out the outbox of the stored tick, once per `(cell, tick)`.
     async fn complete_outbox(&self, stored: &StoredCell, remaining: Duration) -> Result<()> {
-        let Some(outbox) = stored
-            .outbox
-            .as_ref()
-            .filter(|outbox| outbox.tick == stored.state.tick)
-        else {
+        let Some(outbox) = stored_tick_outbox(stored) else {
             return Ok(());
         };
         let key = outbox_key(&stored.state.cell, outbox.tick);
@@ -346,6 +338,14 @@ impl EcologyTickStage {
         }
         Ok(())
     }
+}
+
+/// The outbox of the tick the cell stores, if it has one (an older tick's is done with).
+fn stored_tick_outbox(stored: &StoredCell) -> Option<&Outbox> {
+    stored
+        .outbox
+        .as_ref()
+        .filter(|outbox| outbox.tick == stored.state.tick)
 }
 
 /// The idempotency key under which the outbox of `(cell, tick)` is carried out once.
