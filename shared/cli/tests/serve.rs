@@ -197,8 +197,12 @@ fn signed_sample(event_id: &str) -> serde_json::Value {
 fn envelopes_acknowledged_just_before_a_sigkill_reach_their_feed_after_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let keys = format!("gw-sample={KEY_HEX}");
+    // The log pipe is held open for the process's life: a closed read end would make its next
+    // log line fail (a broken pipe), and that ends the process.
     let Served {
-        mut child, address, ..
+        mut child,
+        address,
+        stderr: _log,
     } = start_serve(&[], data.path(), &keys);
     // Crockford base32 digits, for event ids of their own.
     let digits = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -222,10 +226,14 @@ fn envelopes_acknowledged_just_before_a_sigkill_reach_their_feed_after_a_restart
     child.wait().unwrap();
 
     let Served {
-        mut child, address, ..
+        mut child,
+        address,
+        stderr: _log,
     } = start_serve(&[], data.path(), &keys);
     let path = format!("/v1/feeds/player:{actor}?after=0");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Usually under a second; some runs take ~60 s after the restart (not yet explained), so
+    // the bound is twice that: the claim tested is that nothing acknowledged is lost.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (status, answer) = request(&address, "GET", &path, b"");
         assert_eq!(status, 200, "{answer}");
