@@ -147,7 +147,23 @@ impl EcologyTickStage {
                     // outbox was carried out (the watchdog re-arms both at once, timers are
                     // not ordered, a worker can die mid-outbox), and applying over it would
                     // drop its emigrants, news and captured creatures.
-                    self.ensure_outbox_sent(&stored, remaining).await?;
+                    match self.ensure_outbox_sent(&stored, remaining).await {
+                        Ok(()) => {}
+                        Err(EcologyError::Busy(reason)) => {
+                            // Another invocation holds the last outbox: come back in one
+                            // interval rather than spend this timer's receives waiting.
+                            tracing::debug!(cell, tick = timer.tick, %reason, "last outbox in progress elsewhere; timer deferred");
+                            rearm_cell(
+                                &self.context,
+                                &timer.cell,
+                                &[timer.tick],
+                                Duration::from_millis(self.config.interval.as_millis()),
+                            )
+                            .await?;
+                            return Ok(TickResult::Stale);
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 TimerStep::CompleteOutbox => {
                     self.complete_outbox(&stored, remaining).await?;
