@@ -383,15 +383,20 @@ fn open_store(dir: &Path) -> anyhow::Result<EmbeddedStore> {
 fn read_derived(dir: &Path) -> anyhow::Result<Derived> {
     let store = open_store(dir)?;
     let table = store.table();
-    let derived = Derived::read(|name, visit| {
+    let derived = derive(&table);
+    drop(table);
+    store.close();
+    derived
+}
+
+/// The derived tables of an open store, read one item at a time.
+fn derive(table: &worldfleet_embedded::EmbeddedTable) -> anyhow::Result<Derived> {
+    Derived::read(|name, visit| {
         Ok(table.scan_each(name, |item| {
             visit(item);
             Ok(())
         })?)
-    });
-    drop(table);
-    store.close();
-    derived
+    })
 }
 
 /// One store after its run.
@@ -434,13 +439,7 @@ async fn audit(
     for name in ALL_QUEUES.into_iter().chain(WORLD_QUEUES) {
         dead_letters += store.queue().depth(&dead_letter_queue(name)).await?.total();
     }
-    let digests = Derived::read(|name, visit| {
-        Ok(table.scan_each(name, |item| {
-            visit(item);
-            Ok(())
-        })?)
-    })?
-    .digests();
+    let digests = derive(&table)?.digests();
     let world = match layout {
         Some(layout) => Some(simulation::audit(table.as_ref(), layout, expectations, &[]).await?),
         None => None,
