@@ -1,8 +1,10 @@
 //! The intake stage handler: the async shell around [`crate::validate::check`].
 //!
-//! Per record (FIFO groups in parallel, records of a group in order): validate; take a rate
-//! token; append to the ledger with a conditional put on (partition, event id). Then the
-//! accepted events of the whole batch are routed with batched sends. A crash anywhere leaves
+//! Per record (records in parallel, except that records naming the same event id — an envelope
+//! and its replay in one batch — run in queue order, so the first one owns the ledger entry):
+//! validate; take a rate token; append to the ledger with a conditional put on (partition,
+//! event id). Then the accepted events of the whole batch are routed with batched sends, in
+//! record order, no record of a FIFO group after its first failure. A crash anywhere leaves
 //! the record undeleted; on redelivery the ledger entry, which remembers the queue message that
 //! wrote it, tells "my own earlier attempt — finish routing" from "a replay — refuse it".
 
@@ -16,7 +18,7 @@ use worldfleet_domain::names::{
     RATE_LIMITS_TABLE, REJECTIONS_TABLE,
 };
 use worldfleet_domain::{AcceptedEvent, Envelope, EventKind, RejectReason};
-use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch};
+use worldfleet_kit::{BatchReport, RecordError, StageContext, StageHandler, forward_batch_keyed};
 use worldfleet_ports::{Condition, Item, Key, OutgoingMessage, ReceivedMessage};
 
 use crate::config::IntakeConfig;
@@ -289,13 +291,30 @@ impl StageHandler for Intake {
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
         // Keys from a secret are read again once their refresh interval has passed.
         self.config.gateways.refresh_if_due().await;
-        forward_batch(&self.context, records, |record| async move {
-            match self.admit(record).await {
-                Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),
-                Ok(Admission::Refused) => Ok(None),
-                Err(error) => Err(RecordError::classify(error)),
-            }
-        })
+        forward_batch_keyed(
+            &self.context,
+            records,
+            claimed_event_id,
+            |record| async move {
+                match self.admit(record).await {
+                    Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),
+                    Ok(Admission::Refused) => Ok(None),
+                    Err(error) => Err(RecordError::classify(error)),
+                }
+            },
+        )
         .await
     }
+}
+
+/// The event id an envelope claims, read without validating anything else: records naming the
+/// same one are admitted in queue order. `None` for a body that names none (it is refused).
+fn claimed_event_id(record: &ReceivedMessage) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Claimed {
+        event_id: String,
+    }
+    serde_json::from_str::<Claimed>(&record.body)
+        .ok()
+        .map(|claimed| claimed.event_id)
 }

@@ -13,7 +13,10 @@ use worldfleet_intake::rejections::{RejectionRow, locate, lookup_body, lookup_ev
 use worldfleet_intake::{GatewayKeys, Intake, IntakeConfig, RateLimit};
 use worldfleet_kit::testing::declare;
 use worldfleet_kit::{StageContext, StageHandler};
-use worldfleet_ports::{Clock, Key, ManualClock, Queue, ReceiveRequest, ReceivedMessage, Table};
+use worldfleet_ports::{
+    BatchWrite, Clock, Condition, Item, Key, ManualClock, Query, QueryPage, Queue, ReceiveRequest,
+    ReceivedMessage, Result as PortResult, Table, TableSpec, TransactWrite, Update,
+};
 
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 const SAMPLE_SENT_AT: u64 = 1_763_700_000_000;
@@ -47,6 +50,14 @@ impl Fixture {
 }
 
 async fn fixture(rate_limit: RateLimit) -> Fixture {
+    fixture_over(rate_limit, |table| table).await
+}
+
+/// A fixture whose intake reaches the store's table through `wrap`.
+async fn fixture_over(
+    rate_limit: RateLimit,
+    wrap: impl FnOnce(Arc<dyn Table>) -> Arc<dyn Table>,
+) -> Fixture {
     let (store, clock) = TempStore::manual(SAMPLE_SENT_AT + 1_000);
     let context = StageContext::new(store.queue(), store.table(), Arc::clone(&store.clock));
     declare(
@@ -59,6 +70,11 @@ async fn fixture(rate_limit: RateLimit) -> Fixture {
     let keys = GatewayKeys::parse(&format!("gw-sample={SAMPLE_KEY_HEX}")).unwrap();
     let mut config = IntakeConfig::new(keys);
     config.rate_limit = rate_limit;
+    let context = StageContext::new(
+        Arc::clone(&queue),
+        wrap(Arc::clone(&table)),
+        Arc::clone(&context.clock),
+    );
     let intake = Intake::new(context, config);
     Fixture {
         _store: store,
@@ -386,6 +402,140 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
         "the advice must not invite a retry under a new id: {}",
         row.detail
     );
+}
+
+/// A table whose ledger append for one message is slow, and fails the first time if asked
+/// (nothing written): a later record of the same batch could then reach the ledger first.
+struct TroubledLedgerAppend {
+    inner: Arc<dyn Table>,
+    message_id: &'static str,
+    fail_once: std::sync::atomic::AtomicBool,
+}
+
+impl TroubledLedgerAppend {
+    fn over(inner: Arc<dyn Table>, message_id: &'static str, fail_once: bool) -> Arc<dyn Table> {
+        Arc::new(Self {
+            inner,
+            message_id,
+            fail_once: fail_once.into(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Table for TroubledLedgerAppend {
+    async fn ensure_table(&self, spec: &TableSpec) -> PortResult<()> {
+        self.inner.ensure_table(spec).await
+    }
+    async fn get(&self, table: &str, key: &Key) -> PortResult<Option<Item>> {
+        self.inner.get(table, key).await
+    }
+    async fn batch_get(&self, table: &str, keys: &[Key]) -> PortResult<Vec<Item>> {
+        self.inner.batch_get(table, keys).await
+    }
+    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> PortResult<()> {
+        if table == LEDGER_TABLE && item.str("message_id") == Some(self.message_id) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if self
+                .fail_once
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(worldfleet_ports::Error::Unavailable("injected".into()));
+            }
+        }
+        self.inner.put(table, item, condition).await
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> PortResult<Item> {
+        self.inner.update(table, key, update, condition).await
+    }
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> PortResult<Option<Item>> {
+        self.inner.delete(table, key, condition).await
+    }
+    async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
+        self.inner.query(table, query).await
+    }
+    async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> PortResult<()> {
+        self.inner.batch_write(table, writes).await
+    }
+    async fn transact(&self, operations: Vec<TransactWrite>) -> PortResult<()> {
+        self.inner.transact(operations).await
+    }
+}
+
+/// Routes `[combat, dialogue, combat again]` (an envelope, another, the first one's replay) in
+/// one FIFO group through intake over `table`, `attempts` times, and checks that the original
+/// is routed in its place and owns the event, and the replay is refused.
+async fn envelope_and_replay_in_one_batch(
+    wrap: impl FnOnce(Arc<dyn Table>) -> Arc<dyn Table>,
+    attempts: u32,
+) {
+    let fixture = fixture_over(RateLimit::default(), wrap).await;
+    let (combat, dialogue) = (sample("combat"), sample("dialogue"));
+    for attempt in 1..=attempts {
+        let report = fixture
+            .handle(&[
+                record("m-1", &combat, attempt),
+                record("m-2", &dialogue, attempt),
+                record("m-3", &combat, attempt),
+            ])
+            .await;
+        assert_eq!(report.all_succeeded(), attempt == attempts, "{report:?}");
+    }
+    let kinds: Vec<String> = routed(fixture.queue.as_ref())
+        .await
+        .iter()
+        .map(|event| event.kind.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, ["combat", "dialogue"], "routed in queue order");
+    let event: serde_json::Value = serde_json::from_str(&combat).unwrap();
+    let entry = fixture
+        .table
+        .get(
+            LEDGER_TABLE,
+            &Key::new(
+                event["partition"].as_str().unwrap(),
+                event["event_id"].as_str().unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .expect("ledger entry");
+    assert_eq!(
+        entry.str("message_id"),
+        Some("m-1"),
+        "the original owns the event"
+    );
+    let row = rejection(fixture.table.as_ref(), Some("gw-sample"), &combat)
+        .await
+        .expect("the replay's row");
+    assert_eq!(row.reason, Some(RejectReason::Replayed));
+}
+
+#[tokio::test]
+async fn an_envelope_and_its_replay_in_one_batch_keep_the_envelope_in_its_place() {
+    // The original's ledger append is slow: its replay, later in the same batch, still must
+    // not take the event.
+    envelope_and_replay_in_one_batch(|inner| TroubledLedgerAppend::over(inner, "m-1", false), 1)
+        .await;
+}
+
+#[tokio::test]
+async fn a_replay_behind_a_failed_original_does_not_take_its_event() {
+    // The original's ledger append fails once: the replay is not run in that attempt either,
+    // so on redelivery the original still owns its event.
+    envelope_and_replay_in_one_batch(|inner| TroubledLedgerAppend::over(inner, "m-1", true), 2)
+        .await;
 }
 
 #[tokio::test]

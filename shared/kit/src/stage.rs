@@ -4,8 +4,11 @@
 //! The embedded runtime, the fleet workers (`worldfleet worker`) and the Lambda binaries all
 //! drive the same handler; only the source of batches differs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::channel::oneshot;
 
 use async_trait::async_trait;
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, ReceivedMessage, SendOutcome, Table};
@@ -96,6 +99,9 @@ pub async fn send_all(
 /// later record of that group is forwarded — they are reported failed, and their redelivery
 /// resumes idempotently. Records of one batch therefore share their store round trips (one
 /// group commit instead of one per record), which is what makes a batch of one busy scene cheap.
+///
+/// A stage whose records can share an idempotency key within one batch uses
+/// [`forward_batch_keyed`] instead.
 pub async fn forward_batch<'a, F, Fut>(
     context: &StageContext,
     records: &'a [ReceivedMessage],
@@ -105,9 +111,55 @@ where
     F: Fn(&'a ReceivedMessage) -> Fut,
     Fut: std::future::Future<Output = Result<Option<(&'static str, OutgoingMessage)>, RecordError>>,
 {
-    let outcomes = futures::future::join_all(records.iter().map(|record| {
-        tracing::Instrument::instrument(produce(record), crate::batch::record_span(record))
-    }))
+    forward_batch_keyed(context, records, |_| None, produce).await
+}
+
+/// [`forward_batch`] for records that may share an idempotency key within one batch (an
+/// envelope and its replay, both in one FIFO group): records with the same `key` run one after
+/// another, in record order, and the others concurrently; a record whose predecessor with its
+/// key failed is not run at all, but failed too (retryable). Otherwise the later record could
+/// claim the key first (intake's ledger entry) — run concurrently, or run after the earlier
+/// one crashed — take the earlier one's place in the group's order and leave the earlier one
+/// refused in its stead. Records whose key is `None` (unreadable ones) run concurrently with
+/// everything.
+pub async fn forward_batch_keyed<'a, K, F, Fut>(
+    context: &StageContext,
+    records: &'a [ReceivedMessage],
+    key: K,
+    produce: F,
+) -> BatchReport
+where
+    K: Fn(&ReceivedMessage) -> Option<String>,
+    F: Fn(&'a ReceivedMessage) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<(&'static str, OutgoingMessage)>, RecordError>>,
+{
+    let (waits, signals) = key_chains(records, key);
+    let produce = &produce;
+    let outcomes = futures::future::join_all(records.iter().zip(waits).zip(signals).map(
+        |((record, wait), signal)| {
+            let work = async move {
+                if let Some(wait) = wait
+                    && wait.await != Ok(true)
+                {
+                    // The earlier record failed: this one is not run (as for a later record of
+                    // a failed FIFO group) and waits for its redelivery, behind the earlier one.
+                    let skipped = Err(RecordError::retryable(
+                        "an earlier record of the batch with the same key failed",
+                    ));
+                    if let Some(signal) = signal {
+                        let _ = signal.send(false);
+                    }
+                    return skipped;
+                }
+                let outcome = produce(record).await;
+                if let Some(signal) = signal {
+                    let _ = signal.send(outcome.is_ok());
+                }
+                outcome
+            };
+            tracing::Instrument::instrument(work, crate::batch::record_span(record))
+        },
+    ))
     .await;
     let mut report = BatchReport::default();
     let mut failed = crate::batch::FailedGroups::default();
@@ -136,4 +188,30 @@ where
         }
     }
     report
+}
+
+/// For each record, what it waits for (the end of the previous record with its key: whether it
+/// succeeded) and what it signals when done (to the next record with its key).
+#[allow(clippy::type_complexity)]
+fn key_chains(
+    records: &[ReceivedMessage],
+    key: impl Fn(&ReceivedMessage) -> Option<String>,
+) -> (
+    Vec<Option<oneshot::Receiver<bool>>>,
+    Vec<Option<oneshot::Sender<bool>>>,
+) {
+    let mut waits: Vec<Option<oneshot::Receiver<bool>>> = records.iter().map(|_| None).collect();
+    let mut signals: Vec<Option<oneshot::Sender<bool>>> = records.iter().map(|_| None).collect();
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let Some(key) = key(record) else {
+            continue;
+        };
+        if let Some(previous) = last.insert(key, index) {
+            let (signal, wait) = oneshot::channel();
+            signals[previous] = Some(signal);
+            waits[index] = Some(wait);
+        }
+    }
+    (waits, signals)
 }
