@@ -308,11 +308,15 @@ impl StageHandler for Intake {
 }
 
 /// The event id an envelope claims, read without validating anything else: records naming the
-/// same one are admitted in queue order. `None` for a body that names none (it is refused).
+/// same one are admitted in queue order. `None` for a body that names none, or too large to be
+/// an envelope (either is refused, so it needs no order).
 fn claimed_event_id(record: &ReceivedMessage) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Claimed {
         event_id: String,
+    }
+    if record.body.len() > worldfleet_domain::envelope::MAX_ENVELOPE_BYTES {
+        return None;
     }
     serde_json::from_str::<Claimed>(&record.body)
         .ok()
