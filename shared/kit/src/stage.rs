@@ -138,20 +138,19 @@ where
     let outcomes = futures::future::join_all(records.iter().zip(waits).zip(signals).map(
         |((record, wait), signal)| {
             let work = async move {
-                if let Some(wait) = wait
-                    && wait.await != Ok(true)
-                {
-                    // The earlier record failed: this one is not run (as for a later record of
-                    // a failed FIFO group) and waits for its redelivery, behind the earlier one.
-                    let skipped = Err(RecordError::retryable(
+                let predecessor_failed = match wait {
+                    Some(wait) => wait.await != Ok(true),
+                    None => false,
+                };
+                let outcome = if predecessor_failed {
+                    // Not run (as a later record of a failed FIFO group): it waits for its
+                    // redelivery, behind the earlier one.
+                    Err(RecordError::retryable(
                         "an earlier record of the batch with the same key failed",
-                    ));
-                    if let Some(signal) = signal {
-                        let _ = signal.send(false);
-                    }
-                    return skipped;
-                }
-                let outcome = produce(record).await;
+                    ))
+                } else {
+                    produce(record).await
+                };
                 if let Some(signal) = signal {
                     let _ = signal.send(outcome.is_ok());
                 }
