@@ -61,12 +61,33 @@ pub struct Eviction {
 
 /// Over `cap`, the oldest observations go until the rest fits under it — with a tenth of the
 /// cap to spare, so that a player at the cap is not evicted from (and told about it) on every
-/// new observation. `observations` are in sort-key order, which is oldest first.
+/// new observation. `observations` are all the player's, in sort-key order (oldest first).
 pub fn evict_memory(observations: &[ObservationSize], cap: u64) -> Eviction {
     let total: u64 = observations
         .iter()
         .map(|observation| observation.bytes)
         .sum();
+    evict_oldest(total, observations, cap)
+}
+
+/// The bytes a memory of `total` bytes over `cap` must lose (0 when it is not over).
+pub fn bytes_to_evict(total: u64, cap: u64) -> u64 {
+    if total <= cap {
+        0
+    } else {
+        total - eviction_target(cap)
+    }
+}
+
+/// What an eviction brings a memory over its cap down to.
+fn eviction_target(cap: u64) -> u64 {
+    cap - cap / 10
+}
+
+/// [`evict_memory`] for a memory of `total` bytes of which only the oldest are given: enough of
+/// them to cover [`bytes_to_evict`], or all there are. The decision is the same as over the
+/// whole list, since only the oldest go.
+pub fn evict_oldest(total: u64, oldest: &[ObservationSize], cap: u64) -> Eviction {
     let mut eviction = Eviction {
         kept_bytes: total,
         ..Eviction::default()
@@ -74,14 +95,14 @@ pub fn evict_memory(observations: &[ObservationSize], cap: u64) -> Eviction {
     if total <= cap {
         return eviction;
     }
-    let target = cap - cap / 10;
-    for observation in observations {
+    let target = eviction_target(cap);
+    for observation in oldest {
         if eviction.kept_bytes <= target {
             break;
         }
         eviction.evict.push(observation.sort_key.clone());
         eviction.evicted_bytes += observation.bytes;
-        eviction.kept_bytes -= observation.bytes;
+        eviction.kept_bytes = eviction.kept_bytes.saturating_sub(observation.bytes);
     }
     eviction
 }
@@ -177,6 +198,28 @@ mod tests {
                 bytes: *bytes,
             })
             .collect()
+    }
+
+    #[test]
+    fn evicting_from_the_oldest_alone_decides_as_over_the_whole_memory() {
+        let all = observations(&[40, 30, 20, 10, 25, 5]);
+        let total: u64 = all.iter().map(|observation| observation.bytes).sum();
+        let whole = evict_memory(&all, 60);
+        let need = bytes_to_evict(total, 60);
+        let mut covered = 0;
+        let oldest: Vec<ObservationSize> = all
+            .iter()
+            .take_while(|observation| {
+                let take = covered < need;
+                covered += observation.bytes;
+                take
+            })
+            .cloned()
+            .collect();
+        assert!(oldest.len() < all.len());
+        assert_eq!(evict_oldest(total, &oldest, 60), whole);
+        assert_eq!(bytes_to_evict(50, 60), 0);
+        assert_eq!(evict_oldest(50, &all, 60).evict, Vec::<String>::new());
     }
 
     #[test]

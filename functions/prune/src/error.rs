@@ -12,6 +12,9 @@ pub enum PruneError {
     Table(#[from] worldfleet_tables::Error),
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    /// A row this request read was changed by another before it wrote: decide again.
+    #[error("{0}")]
+    Moved(String),
     #[error("prune settings: {0}")]
     Config(String),
 }
@@ -21,6 +24,7 @@ impl worldfleet_kit::Failure for PruneError {
         match self {
             Self::Port(error) => error.is_worth_a_retry(),
             Self::Table(error) => error.is_retryable(),
+            Self::Moved(_) => true,
             Self::Corrupt { .. } | Self::Config(_) => false,
         }
     }

@@ -152,6 +152,44 @@ impl Prune {
         Ok(())
     }
 
+    /// The pages of feed `pk` to trim, read oldest first a page of items at a time and no
+    /// further than the first page that stays: a feed is checked every 256 entries, and reading
+    /// all it keeps each time would read its whole retention to trim a little of it.
+    async fn pages_to_trim(
+        &self,
+        pk: &str,
+        readers: &[ReaderCheckpoint],
+        now_ms: u64,
+    ) -> Result<core::FeedTrim> {
+        const PAGE: usize = 32;
+        let mut trim = core::FeedTrim::default();
+        let mut start_after = None;
+        loop {
+            let query = Query::partition(pk)
+                .range(SortKeyRange::Prefix("page#".into()))
+                .limit(PAGE)
+                .start_after(start_after);
+            let page = self.table().query(FEEDS_TABLE, &query).await?;
+            let ages: Vec<PageAge> = page
+                .items
+                .iter()
+                .map(|item| PageAge {
+                    sort_key: item.key.sk.clone(),
+                    last_seq: item.i64("last_seq").unwrap_or(0).max(0) as u64,
+                    written_at_ms: item.i64("written_at_ms").unwrap_or(0).max(0) as u64,
+                })
+                .collect();
+            let part = core::trim_feed(&ages, readers, now_ms, &self.config);
+            let whole_page = part.delete.len() == ages.len();
+            trim.trimmed_through = trim.trimmed_through.max(part.trimmed_through);
+            trim.delete.extend(part.delete);
+            match page.last_evaluated_sk {
+                Some(last) if whole_page => start_after = Some(last),
+                _ => return Ok(trim),
+            }
+        }
+    }
+
     /// Trims a feed's pages past retention; raises the trim row first.
     async fn trim_feed(&self, feed: &FeedId) -> Result<PruneOutcome> {
         let pk = feed.to_string();
@@ -169,21 +207,7 @@ impl Prune {
             updated_at_ms: item.i64("updated_at_ms").unwrap_or(0).max(0) as u64,
         })
         .collect();
-        let pages: Vec<PageAge> = query_all(
-            self.table(),
-            FEEDS_TABLE,
-            &pk,
-            SortKeyRange::Prefix("page#".into()),
-        )
-        .await?
-        .iter()
-        .map(|item| PageAge {
-            sort_key: item.key.sk.clone(),
-            last_seq: item.i64("last_seq").unwrap_or(0).max(0) as u64,
-            written_at_ms: item.i64("written_at_ms").unwrap_or(0).max(0) as u64,
-        })
-        .collect();
-        let trim = core::trim_feed(&pages, &readers, now_ms, &self.config);
+        let trim = self.pages_to_trim(&pk, &readers, now_ms).await?;
         if trim.delete.is_empty() {
             return Ok(PruneOutcome::default());
         }
@@ -225,65 +249,167 @@ impl Prune {
     }
 
     /// Evicts a player's oldest observations until under the cap, and tells the player.
+    ///
+    /// The exact count is the tally kept on the counter row plus the observations written
+    /// since it was taken ([`worldfleet_tables::memory`]); only when that is over the cap are
+    /// the oldest read, as many as the eviction needs. Writes go notice, tally, deletes: the new
+    /// tally (conditional on the one read) leaves the evicted observations out before they are
+    /// deleted, so a crash in between can leave some stored but never counts them twice, and
+    /// the next eviction deletes them uncounted.
     async fn cap_memory(&self, player: &str) -> Result<PruneOutcome> {
+        let pk = memory::memory_pk(player);
         let count_key = memory::count_key(player);
-        let counted = self
-            .table()
-            .get(FEEDS_TABLE, &count_key)
+        let row = self.table().get(FEEDS_TABLE, &count_key).await?;
+        let text = |name: &str| {
+            row.as_ref()
+                .and_then(|row| row.str(name))
+                .map(str::to_owned)
+        };
+        let number = |name: &str| row.as_ref().and_then(|row| row.i64(name)).unwrap_or(0);
+        let counted = number(memory::COUNT_ATTRIBUTE);
+        let tallied_through = text(memory::TALLIED_THROUGH);
+        let evicted_through = text(memory::EVICTED_THROUGH);
+        let tallied_bytes = match tallied_through {
+            Some(_) => number(memory::TALLIED_BYTES).max(0) as u64,
+            None => 0,
+        };
+        let since = match &tallied_through {
+            Some(through) => SortKeyRange::GreaterThan(through.clone()),
+            None => SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+        };
+        let written_since: Vec<ObservationSize> = query_all(self.table(), MEMORY_TABLE, &pk, since)
             .await?
-            .and_then(|item| item.i64(memory::COUNT_ATTRIBUTE))
-            .unwrap_or(0);
-        let observations = query_all(
-            self.table(),
-            MEMORY_TABLE,
-            &memory::memory_pk(player),
-            SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
-        )
-        .await?;
-        let sizes: Vec<ObservationSize> = observations
             .iter()
-            .map(|item| ObservationSize {
-                sort_key: item.key.sk.clone(),
-                bytes: memory::observation_bytes(item),
-            })
+            .filter(|item| item.key.sk.starts_with(OBSERVATION_PREFIX))
+            .map(observation_size)
             .collect();
-        let eviction = core::evict_memory(&sizes, self.config.memory_cap_bytes);
+        let total = tallied_bytes
+            + written_since
+                .iter()
+                .map(|observation| observation.bytes)
+                .sum::<u64>();
+        let cap = self.config.memory_cap_bytes;
+        let need = core::bytes_to_evict(total, cap);
+        let (oldest, leftovers) = if need == 0 {
+            (Vec::new(), Vec::new())
+        } else if tallied_through.is_none() {
+            // Everything was just read, oldest first.
+            (written_since.clone(), Vec::new())
+        } else {
+            let typical = match written_since.len() as u64 {
+                0 => 1024,
+                count => (total - tallied_bytes) / count,
+            };
+            self.oldest_observations(&pk, evicted_through.as_deref(), need, typical)
+                .await?
+        };
+        let eviction = core::evict_oldest(total, &oldest, cap);
         let mut outcome = PruneOutcome::default();
         if let Some(last_evicted) = eviction.evict.last() {
-            let text = core::eviction_notice(&eviction, self.config.memory_cap_bytes);
+            let text = core::eviction_notice(&eviction, cap);
             self.notify(player, last_evicted, &text).await?;
             outcome.notices = 1;
-            let deletes: Vec<BatchWrite> = eviction
-                .evict
-                .iter()
-                .map(|sk| BatchWrite::Delete(Key::new(memory::memory_pk(player), sk.clone())))
-                .collect();
-            for chunk in deletes.chunks(MAX_BATCH_WRITE) {
-                self.table()
-                    .batch_write(MEMORY_TABLE, chunk.to_vec())
-                    .await?;
+        }
+        let newest = written_since
+            .last()
+            .map(|observation| observation.sort_key.clone())
+            .or_else(|| tallied_through.clone());
+        // Correct the count by the difference: concurrent adds since it was read survive.
+        let correction = eviction.kept_bytes as i64 - counted;
+        if newest != tallied_through
+            || eviction.kept_bytes != tallied_bytes
+            || !eviction.evict.is_empty()
+            || correction != 0
+        {
+            let mut update = Update::new().set(memory::TALLIED_BYTES, eviction.kept_bytes as i64);
+            if let Some(newest) = &newest {
+                update = update.set(memory::TALLIED_THROUGH, newest.as_str());
             }
-            outcome.deleted = deletes.len();
+            if let Some(last_evicted) = eviction.evict.last() {
+                update = update.set(memory::EVICTED_THROUGH, last_evicted.as_str());
+            }
+            if correction != 0 {
+                update = update.add(memory::COUNT_ATTRIBUTE, correction);
+            }
+            let unchanged = match &tallied_through {
+                Some(through) => Condition::eq(memory::TALLIED_THROUGH, through.as_str()),
+                None => Condition::NotExists(memory::TALLIED_THROUGH.into()),
+            };
+            match self
+                .table()
+                .update(FEEDS_TABLE, &count_key, update, Some(unchanged))
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if error.is_condition_failed() => {
+                    return Err(PruneError::Moved(format!(
+                        "the memory tally of {player} moved while it was counted"
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let deletes: Vec<BatchWrite> = leftovers
+            .iter()
+            .chain(&eviction.evict)
+            .map(|sk| BatchWrite::Delete(Key::new(pk.clone(), sk.clone())))
+            .collect();
+        for chunk in deletes.chunks(MAX_BATCH_WRITE) {
+            self.table()
+                .batch_write(MEMORY_TABLE, chunk.to_vec())
+                .await?;
+        }
+        outcome.deleted = deletes.len();
+        if !eviction.evict.is_empty() {
             tracing::info!(
                 player,
-                evicted = deletes.len(),
+                evicted = eviction.evict.len(),
                 bytes = eviction.evicted_bytes,
                 "player memory over its cap: oldest observations evicted"
             );
         }
-        // Correct the count by the difference: concurrent adds since it was read survive.
-        let correction = eviction.kept_bytes as i64 - counted;
-        if correction != 0 {
-            self.table()
-                .update(
-                    FEEDS_TABLE,
-                    &count_key,
-                    Update::new().add(memory::COUNT_ATTRIBUTE, correction),
-                    None,
-                )
-                .await?;
-        }
         Ok(outcome)
+    }
+
+    /// A player's oldest observations, enough to cover `need` bytes (or all there are), and
+    /// the sort keys of those an earlier eviction already took out of the tally (up to
+    /// `evicted_through`), to be deleted uncounted. Pages are sized by the `typical`
+    /// observation's bytes, so that little more than needed is read.
+    async fn oldest_observations(
+        &self,
+        pk: &str,
+        evicted_through: Option<&str>,
+        need: u64,
+        typical: u64,
+    ) -> Result<(Vec<ObservationSize>, Vec<String>)> {
+        let mut oldest = Vec::new();
+        let mut leftovers = Vec::new();
+        let mut covered = 0;
+        let mut start_after = None;
+        loop {
+            let wanted = need.saturating_sub(covered).div_ceil(typical.max(1)) + 1;
+            let query = Query::partition(pk)
+                .range(SortKeyRange::Prefix(OBSERVATION_PREFIX.into()))
+                .limit(wanted.clamp(2, 256) as usize)
+                .start_after(start_after);
+            let page = self.table().query(MEMORY_TABLE, &query).await?;
+            for item in &page.items {
+                if evicted_through.is_some_and(|through| item.key.sk.as_str() <= through) {
+                    leftovers.push(item.key.sk.clone());
+                    continue;
+                }
+                if covered >= need {
+                    return Ok((oldest, leftovers));
+                }
+                let observation = observation_size(item);
+                covered += observation.bytes;
+                oldest.push(observation);
+            }
+            match page.last_evaluated_sk {
+                Some(last) if covered < need => start_after = Some(last),
+                _ => return Ok((oldest, leftovers)),
+            }
+        }
     }
 
     /// Writes the one-line eviction notice to the player's feed, once per eviction: a marker
@@ -354,6 +480,14 @@ impl Prune {
         let item = feed_plan::page_item(&feed, &page, now_ms)?;
         self.table().put(FEEDS_TABLE, item, None).await?;
         Ok(())
+    }
+}
+
+/// An observation item's sort key and accounted size.
+fn observation_size(item: &Item) -> ObservationSize {
+    ObservationSize {
+        sort_key: item.key.sk.clone(),
+        bytes: memory::observation_bytes(item),
     }
 }
 

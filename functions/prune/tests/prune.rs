@@ -12,7 +12,10 @@ use worldfleet_embedded::testing::TempStore;
 use worldfleet_kit::StageContext;
 use worldfleet_kit::activity::{activity_key, touch_region};
 use worldfleet_kit::testing::declared_context;
-use worldfleet_ports::{Clock, Item, Key, ManualClock, Query, ReceiveRequest, SortKeyRange, Table};
+use worldfleet_ports::{
+    BatchWrite, Clock, Condition, Item, Key, ManualClock, Query, QueryPage, ReceiveRequest,
+    Result as PortResult, SortKeyRange, Table, TableSpec, TransactWrite, Update,
+};
 use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
 use worldfleet_tables::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
@@ -200,6 +203,248 @@ async fn memory_under_the_cap_is_left_alone() {
     assert!(read.entries.is_empty());
 }
 
+/// A table that counts the items it hands out per table, and can fail the next memory batch
+/// write.
+struct Watched {
+    inner: Arc<dyn Table>,
+    items_read: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    fail_next_batch: std::sync::atomic::AtomicBool,
+}
+
+impl Watched {
+    fn over(inner: Arc<dyn Table>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            items_read: Default::default(),
+            fail_next_batch: false.into(),
+        })
+    }
+
+    /// Items read from `table` since the last call.
+    fn take_items_read(&self, table: &str) -> usize {
+        self.items_read.lock().unwrap().remove(table).unwrap_or(0)
+    }
+
+    fn count(&self, table: &str, items: usize) {
+        *self
+            .items_read
+            .lock()
+            .unwrap()
+            .entry(table.to_owned())
+            .or_default() += items;
+    }
+}
+
+#[async_trait::async_trait]
+impl Table for Watched {
+    async fn ensure_table(&self, spec: &TableSpec) -> PortResult<()> {
+        self.inner.ensure_table(spec).await
+    }
+    async fn get(&self, table: &str, key: &Key) -> PortResult<Option<Item>> {
+        let item = self.inner.get(table, key).await?;
+        self.count(table, usize::from(item.is_some()));
+        Ok(item)
+    }
+    async fn batch_get(&self, table: &str, keys: &[Key]) -> PortResult<Vec<Item>> {
+        let items = self.inner.batch_get(table, keys).await?;
+        self.count(table, items.len());
+        Ok(items)
+    }
+    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> PortResult<()> {
+        self.inner.put(table, item, condition).await
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> PortResult<Item> {
+        self.inner.update(table, key, update, condition).await
+    }
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> PortResult<Option<Item>> {
+        self.inner.delete(table, key, condition).await
+    }
+    async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
+        let page = self.inner.query(table, query).await?;
+        self.count(table, page.items.len());
+        Ok(page)
+    }
+    async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> PortResult<()> {
+        if table == MEMORY_TABLE
+            && self
+                .fail_next_batch
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(worldfleet_ports::Error::Unavailable("injected".into()));
+        }
+        self.inner.batch_write(table, writes).await
+    }
+    async fn transact(&self, operations: Vec<TransactWrite>) -> PortResult<()> {
+        self.inner.transact(operations).await
+    }
+}
+
+impl Fixture {
+    /// prune over `watched` instead of the store's table.
+    fn prune_over(&self, watched: &Arc<Watched>, config: PruneConfig) -> Prune {
+        let table: Arc<dyn Table> = Arc::clone(watched) as Arc<dyn Table>;
+        let context = StageContext::new(
+            Arc::clone(&self.context.queue),
+            table,
+            Arc::clone(&self.context.clock),
+        );
+        Prune::new(context, config)
+    }
+
+    /// The player's stored observations and the bytes they account for.
+    async fn memory_of(&self, player: &str) -> (Vec<Item>, u64) {
+        let kept = self
+            .partition(
+                MEMORY_TABLE,
+                &memory::memory_pk(player),
+                SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+            )
+            .await;
+        let bytes = kept.iter().map(memory::observation_bytes).sum();
+        (kept, bytes)
+    }
+
+    async fn counted(&self, player: &str) -> u64 {
+        self.table()
+            .get(FEEDS_TABLE, &memory::count_key(player))
+            .await
+            .unwrap()
+            .unwrap()
+            .i64(memory::COUNT_ATTRIBUTE)
+            .unwrap() as u64
+    }
+}
+
+#[tokio::test]
+async fn an_eviction_reads_what_was_observed_since_the_last_and_what_it_evicts_not_the_whole_memory()
+ {
+    let fixture = Fixture::new().await;
+    let config = PruneConfig {
+        memory_cap_bytes: 100_000,
+        ..PruneConfig::default()
+    };
+    let watched = Watched::over(Arc::clone(&fixture.context.table));
+    let prune = fixture.prune_over(&watched, config.clone());
+    let request = PruneRequest::MemoryOverBudget {
+        player: "p-9".into(),
+    };
+    for seq in 1..=100 {
+        observe(&fixture, "p-9", seq, 1_000).await;
+    }
+    prune.handle(&request).await.unwrap();
+    // The first request counts the whole memory once.
+    assert!(watched.take_items_read(MEMORY_TABLE) >= 100);
+    let (kept, kept_bytes) = fixture.memory_of("p-9").await;
+    assert!(kept_bytes <= config.memory_cap_bytes);
+    assert_eq!(fixture.counted("p-9").await, kept_bytes);
+    let first_kept = kept.len();
+
+    for seq in 101..=112 {
+        observe(&fixture, "p-9", seq, 1_000).await;
+    }
+    prune.handle(&request).await.unwrap();
+    let read = watched.take_items_read(MEMORY_TABLE);
+    let (kept, kept_bytes) = fixture.memory_of("p-9").await;
+    assert!(
+        read <= 12 + 12 + 2,
+        "{read} memory items read for 12 new observations over a memory of {first_kept}"
+    );
+    assert!(kept_bytes <= config.memory_cap_bytes);
+    assert!(
+        kept_bytes + 1_200 > config.memory_cap_bytes - config.memory_cap_bytes / 10,
+        "no more than needed went: {kept_bytes} bytes kept"
+    );
+    assert_eq!(
+        fixture.counted("p-9").await,
+        kept_bytes,
+        "the count is exact"
+    );
+    assert_eq!(
+        kept.last().unwrap().key.sk,
+        memory::observation_sort_key(112)
+    );
+    let read = fixture
+        .read(&FeedId::Player("p-9".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(read.entries.len(), 2, "one notice per eviction");
+}
+
+#[tokio::test]
+async fn a_crash_between_the_tally_and_the_deletes_neither_over_evicts_nor_counts_twice() {
+    let fixture = Fixture::new().await;
+    let config = PruneConfig {
+        memory_cap_bytes: 20_000,
+        ..PruneConfig::default()
+    };
+    let watched = Watched::over(Arc::clone(&fixture.context.table));
+    let prune = fixture.prune_over(&watched, config.clone());
+    let request = PruneRequest::MemoryOverBudget {
+        player: "p-8".into(),
+    };
+    for seq in 1..=10 {
+        observe(&fixture, "p-8", seq, 1_000).await;
+    }
+    // Tallied under the cap first, so that the eviction below reads the oldest afresh.
+    prune.handle(&request).await.unwrap();
+    for seq in 11..=24 {
+        observe(&fixture, "p-8", seq, 1_000).await;
+    }
+    watched
+        .fail_next_batch
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    prune
+        .handle(&request)
+        .await
+        .expect_err("the deletes fail after the tally moved");
+    let (stored, _) = fixture.memory_of("p-8").await;
+    assert_eq!(stored.len(), 24, "nothing was deleted yet");
+    // The redelivery finds the memory already under the cap by the tally: it evicts nothing more.
+    prune.handle(&request).await.unwrap();
+    let (stored, _) = fixture.memory_of("p-8").await;
+    assert_eq!(stored.len(), 24, "no second eviction");
+    let tallied = fixture.counted("p-8").await;
+    assert!(tallied <= config.memory_cap_bytes);
+
+    // The next eviction deletes the leftovers without counting them again.
+    for seq in 25..=30 {
+        observe(&fixture, "p-8", seq, 1_000).await;
+    }
+    prune.handle(&request).await.unwrap();
+    let (kept, kept_bytes) = fixture.memory_of("p-8").await;
+    assert_eq!(
+        fixture.counted("p-8").await,
+        kept_bytes,
+        "the count is exact"
+    );
+    assert!(kept_bytes <= config.memory_cap_bytes);
+    assert!(
+        kept_bytes + 1_200 > config.memory_cap_bytes - config.memory_cap_bytes / 10,
+        "no more than needed went: {kept_bytes} bytes kept in {} observations",
+        kept.len()
+    );
+    assert_eq!(
+        kept.last().unwrap().key.sk,
+        memory::observation_sort_key(30)
+    );
+    let read = fixture
+        .read(&FeedId::Player("p-8".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(read.entries.len(), 2, "{:?}", read.entries);
+}
+
 // ---------------------------------------------------------------- feed retention
 
 async fn write_page(fixture: &Fixture, feed: &FeedId, seq: u64) {
@@ -267,6 +512,50 @@ async fn feeds_trim_past_retention_once_every_reader_passed_and_laggards_get_an_
         "{error}"
     );
     assert!(error.to_string().contains("--after 4"), "{error}");
+}
+
+#[tokio::test]
+async fn a_feed_check_reads_its_pages_no_further_than_the_first_that_stays() {
+    let fixture = Fixture::new().await;
+    let feed = FeedId::Player("p-long".into());
+    for seq in 1..=100 {
+        write_page(&fixture, &feed, seq).await;
+    }
+    fixture
+        .clock
+        .advance(FEED_RETENTION.as_millis() as u64 + DAY_MS);
+    for seq in 101..=200 {
+        write_page(&fixture, &feed, seq).await;
+    }
+    let watched = Watched::over(Arc::clone(&fixture.context.table));
+    let prune = fixture.prune_over(&watched, PruneConfig::default());
+    let request = PruneRequest::FeedPastRetention {
+        feed: feed.to_string(),
+    };
+    let outcome = prune.handle(&request).await.unwrap();
+    assert_eq!(outcome.deleted, 100, "every page past retention went");
+    let first = watched.take_items_read(FEEDS_TABLE);
+    assert!(
+        first < 100 + 64,
+        "{first} feed items read to trim 100 pages"
+    );
+    let outcome = prune.handle(&request).await.unwrap();
+    assert_eq!(outcome.deleted, 0);
+    let again = watched.take_items_read(FEEDS_TABLE);
+    assert!(
+        again <= 32,
+        "{again} feed items read to find nothing to trim in a feed of 100 pages"
+    );
+    assert_eq!(
+        fixture
+            .read(&feed, 100)
+            .await
+            .unwrap()
+            .entries
+            .first()
+            .map(|entry| entry.seq),
+        Some(101)
+    );
 }
 
 #[tokio::test]

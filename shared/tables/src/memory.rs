@@ -8,8 +8,15 @@
 //! each observation's size in the same atomic update that allocates the page's sequence
 //! numbers, so counting costs no write of its own. A repeated add (an ambiguous failure, a
 //! redelivered batch, a plan that failed after its counters) counts bytes twice or counts bytes
-//! never written: the count can only run high, never low, and prune recounts exactly before it
+//! never written: the count can only run high, never low, and prune counts exactly before it
 //! evicts anything, so an overcount costs one early check, never a lost observation.
+//!
+//! prune's exact count is kept on the same row between requests ([`TALLIED_THROUGH`],
+//! [`TALLIED_BYTES`]), so that a request reads only the observations written since the last one
+//! and the oldest it evicts — never a player's whole memory, which at the cap would read ten
+//! times what it evicts. An observation whose page is written after a newer one was tallied
+//! (a late plan) is missed by the tally: the exact count can run low by such pages, which keeps a
+//! player a little over the cap, never evicts more than needed.
 
 use worldfleet_domain::{FeedEntry, FeedId, FeedPage};
 use worldfleet_ports::{Item, Key};
@@ -36,6 +43,16 @@ pub fn observation_sort_key(first_seq: u64) -> String {
 
 /// The attribute of a player feed's counter row that counts the player's observation bytes.
 pub const COUNT_ATTRIBUTE: &str = "memory_bytes";
+
+/// Counter-row attribute: the sort key of the newest observation prune has tallied.
+pub const TALLIED_THROUGH: &str = "memory_tallied_through";
+/// Counter-row attribute: the exact bytes of the player's observations up to
+/// [`TALLIED_THROUGH`] that were not evicted, when prune last counted.
+pub const TALLIED_BYTES: &str = "memory_tallied_bytes";
+/// Counter-row attribute: the sort key of the newest observation prune has evicted. Observations
+/// up to it are gone from the tally; one still stored (a crash between the tally and the
+/// deletes) is deleted by the next eviction without being counted again.
+pub const EVICTED_THROUGH: &str = "memory_evicted_through";
 
 /// The key of the row holding a player's byte count: the counter row of the player's feed, in
 /// the feeds table.
