@@ -9,7 +9,8 @@
 //! At the end it writes `soak.csv` and `soak.svg` (four panels: memory, store, p99, queue depth)
 //! and judges the run after its warm-up: memory and p99 flat (their least-squares slope over the
 //! measured span changes them by at most 10 % of their mean, or 25 MiB / 50 ms when that is
-//! larger) and the queues not growing.
+//! larger) and the queues not growing (their slope adds at most 10 % of their mean, or 1,000
+//! messages, over the span).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -187,7 +188,7 @@ pub(super) async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         svg.display()
     );
     println!(
-        "after {:.1} min of warm-up: memory {:.0} -> {:.0} MiB (slope {:+.1} MiB/h), p99 mean {:.0} ms (slope {:+.1} ms/h), store {:.0} -> {:.0} MiB ({:+.1} MiB/h), queued at most {}",
+        "after {:.1} min of warm-up: memory {:.0} -> {:.0} MiB (slope {:+.1} MiB/h), p99 mean {:.0} ms (slope {:+.1} ms/h), store {:.0} -> {:.0} MiB ({:+.1} MiB/h), queued at most {} (slope {:+.0}/h)",
         warm_up,
         verdict.rss_first,
         verdict.rss_last,
@@ -197,24 +198,26 @@ pub(super) async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         verdict.store_first,
         verdict.store_last,
         verdict.store_slope_per_hour,
-        verdict.max_queued
+        verdict.max_queued,
+        verdict.queued_slope_per_hour
     );
     println!(
-        "verdict:       {} — memory {}, p99 {}",
-        if verdict.memory_flat && verdict.p99_flat {
-            "PASS"
-        } else {
-            "FAIL"
-        },
+        "verdict:       {} — memory {}, p99 {}, queues {}",
+        if verdict.passed() { "PASS" } else { "FAIL" },
         if verdict.memory_flat {
             "flat"
         } else {
             "not flat"
         },
         if verdict.p99_flat { "flat" } else { "not flat" },
+        if verdict.queues_flat {
+            "not growing"
+        } else {
+            "growing"
+        },
     );
     drop(temporary);
-    Ok(if verdict.memory_flat && verdict.p99_flat {
+    Ok(if verdict.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -329,8 +332,16 @@ struct Verdict {
     store_last: f64,
     store_slope_per_hour: f64,
     max_queued: u64,
+    queued_slope_per_hour: f64,
     memory_flat: bool,
     p99_flat: bool,
+    queues_flat: bool,
+}
+
+impl Verdict {
+    fn passed(&self) -> bool {
+        self.memory_flat && self.p99_flat && self.queues_flat
+    }
 }
 
 impl Verdict {
@@ -352,6 +363,8 @@ impl Verdict {
         let rss = series(|sample| sample.rss_mib);
         let p99 = series(|sample| sample.p99_ms);
         let store = series(|sample| sample.store_mib);
+        let queued = series(|sample| sample.queued as f64);
+        let queued_slope = slope(&queued);
         let rss_slope = slope(&rss);
         let p99_slope = slope(&p99);
         let rss_mean = mean(&rss);
@@ -370,8 +383,10 @@ impl Verdict {
                 .map(|sample| sample.queued)
                 .max()
                 .unwrap_or(0),
+            queued_slope_per_hour: queued_slope,
             memory_flat: (rss_slope * span_hours).abs() <= (0.10 * rss_mean).max(25.0),
             p99_flat: (p99_slope * span_hours).abs() <= (0.10 * p99_mean).max(50.0),
+            queues_flat: queued_slope * span_hours <= (0.10 * mean(&queued)).max(1_000.0),
         }
     }
 }
@@ -529,6 +544,30 @@ mod tests {
         let verdict = Verdict::of(&growing, 10.0);
         assert!(!verdict.memory_flat, "{verdict:?}");
         assert!((verdict.rss_slope_per_hour - 120.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_backlog_that_grows_fails_the_run_and_one_that_comes_and_goes_does_not() {
+        let sample = |minute: u32, queued: u64| Sample {
+            minute: f64::from(minute),
+            posted: 0,
+            rss_mib: 300.0,
+            store_mib: 0.0,
+            p50_ms: 1.0,
+            p99_ms: 20.0,
+            published: 0,
+            queued,
+        };
+        let bursts: Vec<Sample> = (0..60)
+            .map(|minute| sample(minute, if minute % 4 == 0 { 2_500 } else { 40 }))
+            .collect();
+        let verdict = Verdict::of(&bursts, 10.0);
+        assert!(verdict.queues_flat && verdict.passed(), "{verdict:?}");
+        let behind: Vec<Sample> = (0..60)
+            .map(|minute| sample(minute, u64::from(minute.saturating_sub(12)) * 3_000))
+            .collect();
+        let verdict = Verdict::of(&behind, 10.0);
+        assert!(!verdict.queues_flat && !verdict.passed(), "{verdict:?}");
     }
 
     #[test]
