@@ -288,13 +288,17 @@ impl Prune {
                 .iter()
                 .map(|observation| observation.bytes)
                 .sum::<u64>();
+        let newest = written_since
+            .last()
+            .map(|observation| observation.sort_key.clone())
+            .or_else(|| tallied_through.clone());
         let cap = self.config.memory_cap_bytes;
         let need = core::bytes_to_evict(total, cap);
         let (oldest, leftovers) = if need == 0 {
             (Vec::new(), Vec::new())
         } else if tallied_through.is_none() {
             // Everything was just read, oldest first.
-            (written_since.clone(), Vec::new())
+            (written_since, Vec::new())
         } else {
             let typical = match written_since.len() as u64 {
                 0 => 1024,
@@ -310,10 +314,6 @@ impl Prune {
             self.notify(player, last_evicted, &text).await?;
             outcome.notices = 1;
         }
-        let newest = written_since
-            .last()
-            .map(|observation| observation.sort_key.clone())
-            .or_else(|| tallied_through.clone());
         // Correct the count by the difference: concurrent adds since it was read survive.
         let correction = eviction.kept_bytes as i64 - counted;
         if newest != tallied_through
