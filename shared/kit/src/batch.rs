@@ -119,6 +119,23 @@ impl BatchReport {
         }
     }
 
+    /// Takes in the report of a re-run of `rerun` (records this report had failed): their
+    /// earlier failures give way to what the re-run found; successes add up.
+    pub fn merge_rerun(&mut self, rerun: &[ReceivedMessage], outcome: BatchReport) {
+        self.failed_message_ids.retain(|id| {
+            !rerun.iter().any(|record| &record.message_id == id)
+                || outcome.failed_message_ids.contains(id)
+        });
+        for id in &outcome.failed_message_ids {
+            self.fail(id);
+        }
+        for id in &outcome.permanent {
+            self.fail_permanently(id);
+        }
+        self.succeeded += outcome.succeeded;
+        self.skipped = outcome.skipped;
+    }
+
     /// Forgets the failures in `moved` (they were dead-lettered and need no redelivery).
     pub fn forget(&mut self, moved: &[String]) {
         self.failed_message_ids.retain(|id| !moved.contains(id));

@@ -34,4 +34,6 @@ pub use batch::{
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use env::{ConfigError, Env, Variable, log_filter};
 pub use idempotency::{IdempotencyConfig, IdempotencyError, IdempotencyStore, Outcome};
-pub use stage::{StageContext, StageHandler, forward_batch, forward_batch_keyed, send_all};
+pub use stage::{
+    StageContext, StageHandler, forward_batch, forward_batch_keyed, handle_in_place, send_all,
+};

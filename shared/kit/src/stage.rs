@@ -2,13 +2,16 @@
 //!
 //! A stage is a [`StageHandler`]: it takes one batch of queue records and reports which failed.
 //! The embedded runtime, the fleet workers (`worldfleet worker`) and the Lambda binaries all
-//! drive the same handler; only the source of batches differs.
+//! drive the same handler; only the source of batches differs. They drive it through
+//! [`handle_in_place`], which re-runs a batch's retryable failures before handing them back to
+//! the queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use rand::Rng;
 
 use async_trait::async_trait;
 use worldfleet_ports::{Clock, OutgoingMessage, Queue, ReceivedMessage, SendOutcome, Table};
@@ -52,6 +55,76 @@ pub trait StageHandler: Send + Sync {
 
     /// Processes one batch (at most ten records) within `remaining` time.
     async fn handle_batch(&self, records: &[ReceivedMessage], remaining: Duration) -> BatchReport;
+}
+
+/// Extra passes [`handle_in_place`] gives a batch's retryable failures.
+pub const IN_PLACE_PASSES: u32 = 2;
+
+/// Ceiling of the wait before the first extra pass; it triples for the next. The wait is drawn
+/// uniformly below it, so records contending for one row do not collide again in step.
+pub const IN_PLACE_FIRST_WAIT: Duration = Duration::from_millis(100);
+
+/// Runs `records` through `handler`, then re-runs the records that failed *retryably* — and
+/// the later records of their FIFO groups, which the handler held back — up to
+/// [`IN_PLACE_PASSES`] more times, after a short jittered wait, while the batch has used less
+/// than half of `budget`. The report is the merge: what any pass did, and what still failed.
+///
+/// A retryable failure is most often a fault met once: a request timed out, a conditional
+/// write lost a race for a rate-limit bucket, a claim was held by a batch that just finished.
+/// Handing it straight back to the queue costs each of those records — and, on a FIFO queue,
+/// every later record of its group — one of the receives the redrive policy allows
+/// (`maxReceiveCount`), and the queue's backoff in latency. A re-run in place costs neither and
+/// is exactly as safe as a redelivery, because every stage is idempotent per record.
+///
+/// Records are re-run as redeliveries: their receive count is raised by one per pass, since a
+/// handler may treat a count above one as "an earlier attempt of mine may have been applied"
+/// (intake looks for its own ledger entry before it spends a rate-limit token).
+pub async fn handle_in_place(
+    handler: &dyn StageHandler,
+    records: &[ReceivedMessage],
+    budget: Duration,
+) -> BatchReport {
+    let started = Instant::now();
+    let mut report = handler.handle_batch(records, budget).await;
+    let mut rerun: Vec<ReceivedMessage> = Vec::new();
+    for pass in 0..IN_PLACE_PASSES {
+        let source = if pass == 0 { records } else { &rerun[..] };
+        let again: Vec<ReceivedMessage> = source
+            .iter()
+            .filter(|record| {
+                report.failed_message_ids.contains(&record.message_id)
+                    && !report.permanent.contains(&record.message_id)
+            })
+            .map(|record| ReceivedMessage {
+                receive_count: record.receive_count.saturating_add(1),
+                ..record.clone()
+            })
+            .collect();
+        if again.is_empty() {
+            break;
+        }
+        let ceiling = IN_PLACE_FIRST_WAIT * 3_u32.pow(pass);
+        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        let wait = Duration::from_millis(rand::rng().random_range(0..=ceiling_ms));
+        // Room for the wait and one more pass as slow as everything so far, within half of the
+        // budget: the other half stays for the sends, the deletes and the queue's own retry.
+        let spent = started.elapsed();
+        if spent.saturating_mul(2) + wait > budget / 2 {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        tracing::debug!(
+            stage = handler.name(),
+            records = again.len(),
+            pass = pass + 1,
+            "re-running retryable failures in place"
+        );
+        let left = budget.saturating_sub(started.elapsed());
+        let outcome = handler.handle_batch(&again, left).await;
+        report.merge_rerun(&again, outcome);
+        rerun = again;
+    }
+    report
 }
 
 /// Sends `messages` (each tagged with the index of the record that produced it) in batches of
@@ -213,4 +286,135 @@ fn key_chains(
         }
     }
     (waits, signals)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::batch::process_batch;
+
+    /// A FIFO stage whose records fail (retryably, or for good) a set number of times each,
+    /// and which notes every run: `(message id, receive count)`.
+    struct Flaky {
+        failures: Mutex<HashMap<String, u32>>,
+        permanent: Vec<String>,
+        runs: Mutex<Vec<(String, u32)>>,
+    }
+
+    impl Flaky {
+        fn new(failures: &[(&str, u32)], permanent: &[&str]) -> Self {
+            Self {
+                failures: Mutex::new(
+                    failures
+                        .iter()
+                        .map(|(id, times)| ((*id).to_owned(), *times))
+                        .collect(),
+                ),
+                permanent: permanent.iter().map(|id| (*id).to_owned()).collect(),
+                runs: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn runs(&self) -> Vec<(String, u32)> {
+            self.runs.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl StageHandler for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        fn source_queue(&self) -> &'static str {
+            "flaky.fifo"
+        }
+
+        async fn handle_batch(&self, records: &[ReceivedMessage], _: Duration) -> BatchReport {
+            process_batch(records, true, |record| {
+                self.runs
+                    .lock()
+                    .unwrap()
+                    .push((record.message_id.clone(), record.receive_count));
+                let outcome = if self.permanent.contains(&record.message_id) {
+                    Err(RecordError::permanent("not an event"))
+                } else {
+                    let mut failures = self.failures.lock().unwrap();
+                    match failures.get_mut(&record.message_id) {
+                        Some(left) if *left > 0 => {
+                            *left -= 1;
+                            Err(RecordError::retryable("timed out"))
+                        }
+                        _ => Ok(()),
+                    }
+                };
+                async move { outcome }
+            })
+            .await
+        }
+    }
+
+    fn record(id: &str, group: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: id.to_owned(),
+            receipt_handle: format!("r-{id}"),
+            body: id.to_owned(),
+            group_id: Some(group.to_owned()),
+            receive_count: 1,
+            sent_at_ms: 0,
+        }
+    }
+
+    fn ids(runs: &[(String, u32)]) -> Vec<&str> {
+        runs.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_fault_met_once_is_absorbed_in_place_in_group_order_as_a_redelivery() {
+        let records = [record("a1", "a"), record("a2", "a"), record("b1", "b")];
+        let stage = Flaky::new(&[("a1", 1)], &[]);
+        let report = handle_in_place(&stage, &records, Duration::from_secs(30)).await;
+        assert!(report.all_succeeded(), "{report:?}");
+        assert_eq!(report.succeeded, 3);
+        assert_eq!(report.skipped, 0);
+        let runs = stage.runs();
+        // a2 never ran before a1 succeeded, and ran once.
+        assert_eq!(ids(&runs), vec!["a1", "b1", "a1", "a2"]);
+        assert_eq!(runs[2].1, 2, "the re-run is presented as a redelivery");
+    }
+
+    #[tokio::test]
+    async fn a_fault_that_outlasts_the_passes_goes_back_to_the_queue_with_its_group() {
+        let records = [record("a1", "a"), record("a2", "a"), record("b1", "b")];
+        let stage = Flaky::new(&[("a1", IN_PLACE_PASSES + 1)], &[]);
+        let report = handle_in_place(&stage, &records, Duration::from_secs(30)).await;
+        assert_eq!(report.failed_message_ids, vec!["a1", "a2"]);
+        assert_eq!(report.succeeded, 1);
+        assert_eq!(report.skipped, 1);
+        let runs = stage.runs();
+        let a1_runs = runs.iter().filter(|(id, _)| id == "a1").count();
+        assert_eq!(a1_runs as u32, IN_PLACE_PASSES + 1);
+        assert!(!ids(&runs).contains(&"a2"), "a2 waits behind a1");
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_not_run_again() {
+        let records = [record("a1", "a"), record("b1", "b")];
+        let stage = Flaky::new(&[], &["a1"]);
+        let report = handle_in_place(&stage, &records, Duration::from_secs(30)).await;
+        assert_eq!(report.permanent, vec!["a1"]);
+        assert_eq!(report.failed_message_ids, vec!["a1"]);
+        assert_eq!(ids(&stage.runs()), vec!["a1", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn no_pass_runs_when_the_budget_is_spent() {
+        let records = [record("a1", "a")];
+        let stage = Flaky::new(&[("a1", 1)], &[]);
+        let report = handle_in_place(&stage, &records, Duration::ZERO).await;
+        assert_eq!(report.failed_message_ids, vec!["a1"]);
+        assert_eq!(ids(&stage.runs()), vec!["a1"]);
+    }
 }

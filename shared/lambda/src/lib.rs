@@ -116,7 +116,7 @@ pub async fn invoke(
         left => left,
     };
     let records = records_from_event(event.payload)?;
-    let report = handler.handle_batch(&records, remaining).await;
+    let report = worldfleet_kit::handle_in_place(handler, &records, remaining).await;
     tracing::info!(
         stage = handler.name(),
         records = records.len(),

@@ -1,7 +1,9 @@
 //! Drives a stage handler from a queue, as a Lambda SQS event source mapping would.
 //!
 //! Each worker long-polls for up to ten messages, hands them to the handler as one batch with
-//! the visibility timeout as its time budget, deletes the records the handler did not report
+//! the visibility timeout as its time budget — through [`worldfleet_kit::handle_in_place`], so
+//! a record that failed retryably is re-run in place (twice at most, within half the budget)
+//! before it costs a receive — deletes the records the handler did not report
 //! failed (one batched delete), and leaves the failed ones to be redelivered — after a backoff
 //! that triples with the receive count ([`retry_backoff`]: 0.25 s, 0.75 s, 2.25 s, 6.75 s,
 //! 20.25 s) instead of the whole visibility timeout, so a FIFO group is not held longer than
@@ -187,7 +189,7 @@ async fn poll(
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let started = Instant::now();
         let mut report = hold_while(
-            handler.handle_batch(&records, config.visibility_timeout),
+            worldfleet_kit::handle_in_place(handler.as_ref(), &records, config.visibility_timeout),
             queue.as_ref(),
             source,
             &records,
