@@ -546,21 +546,33 @@ fn store_sizes_come_from_the_environment_and_bad_values_name_the_variable() {
         .with_sizes_from(|_| None)
         .expect("nothing set");
     assert_eq!(unset.cache_bytes, defaults.cache_bytes);
+    assert_eq!(
+        defaults.table_bytes,
+        worldfleet_embedded::DEFAULT_TABLE_BYTES
+    );
     assert_eq!(unset.memtable_bytes, defaults.memtable_bytes);
+    assert_eq!(unset.table_bytes, defaults.table_bytes);
     let set = StoreOptions::default()
         .with_sizes_from(|name| match name {
             "WORLDFLEET_STORE_CACHE_MIB" => Some("16".into()),
             "WORLDFLEET_STORE_MEMTABLE_MIB" => Some(" 4 ".into()),
+            "WORLDFLEET_STORE_TABLE_MIB" => Some("64".into()),
             _ => None,
         })
         .expect("valid sizes");
     assert_eq!(set.cache_bytes, 16 * 1024 * 1024);
     assert_eq!(set.memtable_bytes, 4 * 1024 * 1024);
-    for bad in ["0", "257", "8MiB", ""] {
-        let error = StoreOptions::default()
-            .with_sizes_from(|name| (name == "WORLDFLEET_STORE_MEMTABLE_MIB").then(|| bad.into()))
-            .expect_err("refused");
-        assert!(error.contains("WORLDFLEET_STORE_MEMTABLE_MIB"), "{error}");
+    assert_eq!(set.table_bytes, 64 * 1024 * 1024);
+    for variable in [
+        "WORLDFLEET_STORE_MEMTABLE_MIB",
+        "WORLDFLEET_STORE_TABLE_MIB",
+    ] {
+        for bad in ["0", "257", "8MiB", ""] {
+            let error = StoreOptions::default()
+                .with_sizes_from(|name| (name == variable).then(|| bad.into()))
+                .expect_err("refused");
+            assert!(error.contains(variable), "{error}");
+        }
     }
 }
 
@@ -570,6 +582,7 @@ async fn a_store_with_small_memtables_flushes_and_reads_back_everything() {
     let small = StoreOptions {
         memtable_bytes: 1024 * 1024,
         cache_bytes: 1024 * 1024,
+        table_bytes: 1024 * 1024,
         ..options()
     };
     let store = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), small.clone())
