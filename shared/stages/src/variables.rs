@@ -53,6 +53,11 @@ pub const PROCESS: &[Variable] = &[
         meaning: "embedded store: one keyspace's memtable in MiB before it is flushed, 1–256 (six keyspaces, up to four sealed memtables each waiting for the flush; fixed when the store is created)",
     },
     Variable {
+        name: "WORLDFLEET_STORE_TABLE_MIB",
+        default: "16",
+        meaning: "embedded store: the size compaction cuts tables at, in MiB, 1–256 (smaller tables: smaller compactions, a flatter p99 over hours, ~7 % less burst throughput; fixed when the store is created)",
+    },
+    Variable {
         name: "WORLDFLEET_STACK",
         default: "worldfleet",
         meaning: "AWS modes: physical names are `<stack>-<logical>`",
