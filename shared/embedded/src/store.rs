@@ -212,9 +212,9 @@ const EPOCH_KEY: &[u8] = b"epoch";
 /// blocks, keeps losing them. Partitioned, a read loads one 4 KiB partition; the small top-level
 /// index of each table stays in memory.
 ///
-/// Tables are cut at `table_bytes` ([`DEFAULT_TABLE_BYTES`]: 16 MiB), not fjall's 64 MiB. Leveled compaction
-/// sizes level 1 at four tables and every level below at ten times the one above, and merges
-/// one table at a time into the tables of the next level its keys overlap. Keys of every
+/// Tables are cut at `table_bytes` ([`DEFAULT_TABLE_BYTES`]: 16 MiB), not fjall's 64 MiB.
+/// Leveled compaction sizes level 1 at four tables and every level below at ten times the one
+/// above, and merges one table at a time into the tables of the next level its keys overlap. Keys of every
 /// partition are written everywhere in the key space, so a level-1 table overlaps about a
 /// quarter of level 2: with 64 MiB tables, compactions of ~0.6 GiB once level 2 nears its
 /// 2.5 GiB (the kind of burst seen in the 700/s soak at minute 25: store 2.2 → 3.1 → 1.4 GB

@@ -342,9 +342,7 @@ impl Verdict {
     fn passed(&self) -> bool {
         self.memory_flat && self.p99_flat && self.queues_flat
     }
-}
 
-impl Verdict {
     fn of(samples: &[Sample], warm_up_minutes: f64) -> Self {
         let measured: Vec<&Sample> = samples
             .iter()
