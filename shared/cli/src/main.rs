@@ -4,6 +4,7 @@ mod bench_aws;
 mod bench_serve;
 mod bench_world;
 mod commands;
+mod heap;
 #[cfg(test)]
 mod modes_test;
 mod rejections;
@@ -15,12 +16,14 @@ mod worker;
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: the pipeline allocates and frees many small buffers per
-/// event on several threads (measured in the README's performance section).
+/// event on several threads (measured in the README's performance section). It counts the
+/// bytes held for `/metrics` ([`heap`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::CountingMiMalloc = heap::CountingMiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    heap::no_transparent_huge_pages();
     let cli = commands::Cli::parse();
     // The same filter variable as every Lambda binary (`WORLDFLEET_LOG`, then `RUST_LOG`).
     let filter = worldfleet_kit::log_filter(&worldfleet_kit::Env::process(), "warn");

@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use worldfleet_embedded::{Durability, EmbeddedStore, StoreOptions};
+use worldfleet_embedded::{Durability, EmbeddedStore, StoreGauge, StoreOptions};
 use worldfleet_intake::GatewayKeys;
 use worldfleet_kit::{Env, StageContext};
 use worldfleet_ports::{Clock, Queue, SystemClock, Table};
@@ -292,6 +292,7 @@ impl EmbeddedServer {
             faults: faults_seen,
             stages: fleet.stats().to_vec(),
             data_dir: data_dir.to_path_buf(),
+            store: store.gauge(),
             queue: Arc::clone(&context.queue),
             table: Arc::clone(&context.table),
             world: world.clone(),
@@ -395,9 +396,54 @@ struct EmbeddedGauges {
     faults: Option<Arc<FaultPlan>>,
     stages: Vec<(&'static str, Arc<PollerStats>)>,
     data_dir: PathBuf,
+    store: StoreGauge,
     queue: Arc<dyn Queue>,
     table: Arc<dyn Table>,
     world: Option<WorldLayout>,
+}
+
+impl EmbeddedGauges {
+    /// Where the process's memory goes: what the program holds on the heap, and the store's
+    /// share of it (memtables, block cache, queue delivery state) with its table count.
+    fn render_memory(&self, text: &mut String) {
+        text.push_str(
+            "# HELP worldfleet_heap_bytes Bytes the process holds on the heap (allocated, not freed).\n\
+             # TYPE worldfleet_heap_bytes gauge\n",
+        );
+        let _ = writeln!(text, "worldfleet_heap_bytes {}", crate::heap::live_bytes());
+        let memory = match self.store.memory() {
+            Ok(memory) => memory,
+            Err(error) => {
+                tracing::warn!(%error, "metrics: the store's memory is unavailable");
+                return;
+            }
+        };
+        text.push_str(
+            "# HELP worldfleet_store_memory_bytes The store's memtables and block cache.\n\
+             # TYPE worldfleet_store_memory_bytes gauge\n",
+        );
+        for (part, value) in [
+            ("memtables", memory.write_buffer_bytes),
+            ("block_cache", memory.cache_bytes),
+        ] {
+            let _ = writeln!(
+                text,
+                "worldfleet_store_memory_bytes{{part=\"{part}\"}} {value}"
+            );
+        }
+        text.push_str(
+            "# HELP worldfleet_store_held What the store keeps count of: tables on disk, sealed memtables, and the queues' in-memory messages and deduplication ids.\n\
+             # TYPE worldfleet_store_held gauge\n",
+        );
+        for (kind, value) in [
+            ("tables", memory.tables),
+            ("sealed_memtables", memory.sealed_memtables),
+            ("queued_messages", memory.queued_messages),
+            ("dedup_ids", memory.dedup_ids),
+        ] {
+            let _ = writeln!(text, "worldfleet_store_held{{kind=\"{kind}\"}} {value}");
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -429,6 +475,7 @@ impl MetricsSource for EmbeddedGauges {
             "worldfleet_store_bytes {}",
             directory_bytes(&self.data_dir)
         );
+        self.render_memory(text);
         if let Some(plan) = &self.faults {
             let counts = plan.counts();
             text.push_str(

@@ -29,7 +29,8 @@ mod writer;
 pub use queue::EmbeddedQueue;
 pub use store::{
     CACHE_MIB_VARIABLE, DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, DEFAULT_TABLE_BYTES,
-    EmbeddedStore, MEMTABLE_MIB_VARIABLE, StoreOptions, TABLE_MIB_VARIABLE,
+    EmbeddedStore, MEMTABLE_MIB_VARIABLE, StoreGauge, StoreMemory, StoreOptions,
+    TABLE_MIB_VARIABLE,
 };
 pub use table::EmbeddedTable;
 pub use writer::{Durability, JournalProgress};

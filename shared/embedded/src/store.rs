@@ -114,6 +114,70 @@ impl StoreOptions {
     }
 }
 
+/// What an open store holds in memory ([`EmbeddedStore::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Bytes in fjall's memtables, active and sealed, across keyspaces.
+    pub write_buffer_bytes: u64,
+    /// Bytes in the block cache (at most [`StoreOptions::cache_bytes`]).
+    pub cache_bytes: u64,
+    /// Tables on disk across keyspaces.
+    pub tables: usize,
+    /// Sealed memtables waiting for their flush.
+    pub sealed_memtables: usize,
+    /// Undeleted messages whose delivery state the queues keep in memory.
+    pub queued_messages: usize,
+    /// Unexpired FIFO deduplication ids the queues keep in memory.
+    pub dedup_ids: usize,
+}
+
+/// Reads an open store's memory use ([`EmbeddedStore::gauge`]).
+#[derive(Clone)]
+pub struct StoreGauge(Arc<Shared>);
+
+impl StoreGauge {
+    /// What the store holds in memory now: fjall's memtables and block cache, its tables
+    /// (each keeps its top-level index in memory), and the queues' delivery state.
+    pub fn memory(&self) -> Result<StoreMemory> {
+        let handles = self
+            .0
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(handles) = handles.as_ref() else {
+            return Err(Error::Unavailable("embedded store is closed".into()));
+        };
+        let spaces = &handles.spaces;
+        let all = [
+            &spaces.items,
+            &spaces.ttl,
+            &spaces.messages,
+            &spaces.receives,
+            &spaces.dedup,
+            &spaces.meta,
+        ];
+        let mut memory = StoreMemory {
+            write_buffer_bytes: handles.database.write_buffer_size(),
+            cache_bytes: handles.database.cache_size(),
+            tables: all.iter().map(|space| space.table_count()).sum(),
+            sealed_memtables: all.iter().map(|space| space.sealed_memtable_count()).sum(),
+            ..StoreMemory::default()
+        };
+        for handle in self
+            .0
+            .queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            let (messages, dedup_ids) = handle.held();
+            memory.queued_messages += messages;
+            memory.dedup_ids += dedup_ids;
+        }
+        Ok(memory)
+    }
+}
+
 /// The fjall keyspaces the store uses.
 #[derive(Clone)]
 pub(crate) struct Spaces {
@@ -126,7 +190,8 @@ pub(crate) struct Spaces {
     pub messages: Keyspace,
     /// Durable receive counts: message key → u32 BE.
     pub receives: Keyspace,
-    /// FIFO deduplication ids: queue prefix + id → expiry ms (u64 BE) + message id.
+    /// FIFO deduplication ids: queue prefix + `0xFF` + the id's 16-byte digest
+    /// (`queue::dedup_digest`) → expiry ms (u64 BE) + message id.
     pub dedup: Keyspace,
     /// Declared queues and tables, and the open epoch.
     pub meta: Keyspace,
@@ -367,6 +432,17 @@ impl EmbeddedStore {
             Some(handles) => handles.database.disk_space().map_err(storage_error),
             None => Err(Error::Unavailable("embedded store is closed".into())),
         }
+    }
+
+    /// What the store holds in memory now ([`StoreGauge::memory`]).
+    pub fn memory(&self) -> Result<StoreMemory> {
+        self.gauge().memory()
+    }
+
+    /// A handle that reads [`EmbeddedStore::memory`] while something else owns the store
+    /// (a metrics endpoint); it fails with `Unavailable` once the store is closed.
+    pub fn gauge(&self) -> StoreGauge {
+        StoreGauge(Arc::clone(&self.shared))
     }
 
     /// Removes expired items, deduplication ids and messages past their queue's retention

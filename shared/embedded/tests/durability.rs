@@ -406,3 +406,89 @@ async fn reopen_after_close() {
     store.close();
     let _store = open(&directory, &clock);
 }
+
+/// The keys in the store's `dedup` keyspace (the store must be closed).
+fn dedup_keys(directory: &tempfile::TempDir) -> Vec<Vec<u8>> {
+    let database = fjall::Database::builder(directory.path()).open().unwrap();
+    let dedup = database
+        .keyspace("dedup", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    dedup
+        .iter()
+        .map(|entry| entry.key().unwrap().to_vec())
+        .collect()
+}
+
+#[tokio::test]
+async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    {
+        let store = open(&directory, &clock);
+        declare(store.queue().as_ref()).await;
+        store.close();
+    }
+    // What an older store wrote: the id itself after the queue's prefix, then the expiry and
+    // the message id.
+    let prefix = |id: &str| {
+        let mut key = vec![b"work.fifo".len() as u8];
+        key.extend_from_slice(b"work.fifo");
+        key.extend_from_slice(id.as_bytes());
+        key
+    };
+    let value = |expires_ms: u64, message_id: &str| {
+        let mut value = expires_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(message_id.as_bytes());
+        value
+    };
+    {
+        let database = fjall::Database::builder(directory.path()).open().unwrap();
+        let dedup = database
+            .keyspace("dedup", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        dedup
+            .insert(prefix("kept"), value(START_MS + 60_000, "00000000000000aa"))
+            .unwrap();
+        dedup
+            .insert(prefix("gone"), value(START_MS - 1, "00000000000000bb"))
+            .unwrap();
+        database.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    {
+        let store = open(&directory, &clock);
+        let queue = store.queue();
+        let outcomes = queue
+            .send_batch(
+                "work.fifo",
+                vec![
+                    OutgoingMessage::fifo("duplicate".into(), "g", "kept"),
+                    OutgoingMessage::fifo("new".into(), "g", "gone"),
+                ],
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                SendOutcome::Sent { message_id } => message_id.clone(),
+                failed => panic!("{failed:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ids[0], "00000000000000aa",
+            "the unexpired id still deduplicates"
+        );
+        assert_ne!(ids[1], "00000000000000bb", "the expired id does not");
+        assert_eq!(queue.depth("work.fifo").await.unwrap().total(), 1);
+        assert_eq!(store.memory().unwrap().dedup_ids, 2);
+        drop(queue);
+        store.close();
+    }
+    let keys = dedup_keys(&directory);
+    assert_eq!(keys.len(), 2, "one rewritten id and the new one");
+    assert!(
+        keys.iter()
+            .all(|key| key.len() == 1 + 9 + 1 + 16 && key[10] == 0xFF),
+        "every key holds a digest: {keys:?}"
+    );
+}

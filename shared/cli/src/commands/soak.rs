@@ -3,10 +3,12 @@
 //! A `worldfleet serve` child process (every stage embedded, fsync, pruning on with a short
 //! retention so that retention is reached within the run) takes the seeded world's envelopes
 //! through its HTTP door at a fixed rate. Every `--sample-secs` the driver reads the child's
-//! resident memory (`/proc/PID/status`), its store's size on disk, its queue depths and its
-//! intake → feed latency histogram (`/metrics`; the window's p50 and p99 are interpolated inside
-//! the histogram's buckets, as Prometheus' `histogram_quantile` does), and writes a CSV row.
-//! At the end it writes `soak.csv` and `soak.svg` (four panels: memory, store, p99, queue depth)
+//! resident memory (`/proc/PID/status`) and what of it the program holds on the heap and in the
+//! store's memtables and cache (`/metrics`), its store's size on disk and table count, its
+//! queue depths and its intake → feed latency histogram (`/metrics`; the window's p50 and p99
+//! are interpolated inside the histogram's buckets, as Prometheus' `histogram_quantile` does),
+//! and writes a CSV row. At the end it writes `soak.csv` and `soak.svg` (four panels: memory
+//! with the heap's share, store, p99, queue depth)
 //! and judges the run after its warm-up: memory and p99 flat (their least-squares slope over the
 //! measured span changes them by at most 10 % of their mean, or 25 MiB / 50 ms when that is
 //! larger) and the queues not growing (their slope adds at most 10 % of their mean, or 1,000
@@ -67,11 +69,18 @@ pub(super) struct SoakArgs {
 }
 
 /// One sample.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct Sample {
     minute: f64,
     posted: u64,
     rss_mib: f64,
+    /// What the server's program holds on the heap (`worldfleet_heap_bytes`); the rest of
+    /// its resident memory is the allocator's and the binary's.
+    heap_mib: f64,
+    /// The store's memtables and block cache, and its tables on disk.
+    memtables_mib: f64,
+    cache_mib: f64,
+    tables: u64,
     store_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -157,11 +166,13 @@ pub(super) async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
                 take_sample(&mut server, started, posted, &mut last_buckets).await?
             {
                 eprintln!(
-                    "  {:5.1} min: {} posted, RSS {:.0} MiB, store {:.0} MiB, p99 {:.0} ms, {} queued",
+                    "  {:5.1} min: {} posted, RSS {:.0} MiB (heap {:.0}), store {:.0} MiB in {} tables, p99 {:.0} ms, {} queued",
                     sample.minute,
                     sample.posted,
                     sample.rss_mib,
+                    sample.heap_mib,
                     sample.store_mib,
+                    sample.tables,
                     sample.p99_ms,
                     sample.queued
                 );
@@ -284,6 +295,13 @@ async fn take_sample(
         minute: started.elapsed().as_secs_f64() / 60.0,
         posted,
         rss_mib: rss_kib as f64 / 1024.0,
+        heap_mib: metric_sum(&text, "worldfleet_heap_bytes ") as f64 / 1_048_576.0,
+        memtables_mib: metric_sum(&text, "worldfleet_store_memory_bytes{part=\"memtables\"}")
+            as f64
+            / 1_048_576.0,
+        cache_mib: metric_sum(&text, "worldfleet_store_memory_bytes{part=\"block_cache\"}") as f64
+            / 1_048_576.0,
+        tables: metric_sum(&text, "worldfleet_store_held{kind=\"tables\"}"),
         store_mib: metric_sum(&text, "worldfleet_store_bytes ") as f64 / 1_048_576.0,
         p50_ms: quantile(&window, 0.50),
         p99_ms: quantile(&window, 0.99),
@@ -411,14 +429,20 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 }
 
 fn write_csv(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
-    let mut text = String::from("minute,posted,rss_mib,store_mib,p50_ms,p99_ms,published,queued\n");
+    let mut text = String::from(
+        "minute,posted,rss_mib,heap_mib,memtables_mib,cache_mib,tables,store_mib,p50_ms,p99_ms,published,queued\n",
+    );
     for sample in samples {
         let _ = writeln!(
             text,
-            "{:.3},{},{:.1},{:.1},{:.1},{:.1},{},{}",
+            "{:.3},{},{:.1},{:.1},{:.1},{:.1},{},{:.1},{:.1},{:.1},{},{}",
             sample.minute,
             sample.posted,
             sample.rss_mib,
+            sample.heap_mib,
+            sample.memtables_mib,
+            sample.cache_mib,
+            sample.tables,
             sample.store_mib,
             sample.p50_ms,
             sample.p99_ms,
@@ -439,13 +463,24 @@ fn plot(samples: &[Sample], args: &SoakArgs, warm_up: f64) -> String {
     const LEFT: f64 = 70.0;
     const RIGHT: f64 = 20.0;
     const TOP: f64 = 50.0;
-    let panels: [(&str, Reading); 4] = [
-        ("resident memory, MiB", |sample| sample.rss_mib),
-        ("store on disk, MiB", |sample| sample.store_mib),
-        ("intake → feed p99, ms (10 s windows)", |sample| {
-            sample.p99_ms
-        }),
-        ("messages queued, all stages", |sample| sample.queued as f64),
+    // Each panel: its title, its line, and a second line drawn in orange where it has one.
+    let panels: [(&str, Reading, Option<Reading>); 4] = [
+        (
+            "resident memory, MiB (orange: held on the heap)",
+            |sample| sample.rss_mib,
+            Some(|sample| sample.heap_mib),
+        ),
+        ("store on disk, MiB", |sample| sample.store_mib, None),
+        (
+            "intake → feed p99, ms (10 s windows)",
+            |sample| sample.p99_ms,
+            None,
+        ),
+        (
+            "messages queued, all stages",
+            |sample| sample.queued as f64,
+            None,
+        ),
     ];
     let height = TOP + PANEL * panels.len() as f64 + 30.0;
     let max_minute = samples.last().map_or(1.0, |sample| sample.minute).max(1.0);
@@ -459,7 +494,7 @@ fn plot(samples: &[Sample], args: &SoakArgs, warm_up: f64) -> String {
          <text x=\"{LEFT}\" y=\"40\" fill=\"#666\">minutes on the x axis; the shaded first {warm_up:.0} min are warm-up, left out of the verdict</text>",
         args.minutes, args.rate, args.fan_out, args.retention, args.memory_cap_bytes
     );
-    for (index, (title, value)) in panels.iter().enumerate() {
+    for (index, (title, value, second)) in panels.iter().enumerate() {
         let top = TOP + PANEL * index as f64 + 10.0;
         let bottom = top + PANEL - 40.0;
         let max = samples.iter().map(value).fold(0.0_f64, f64::max).max(1.0) * 1.1;
@@ -484,15 +519,19 @@ fn plot(samples: &[Sample], args: &SoakArgs, warm_up: f64) -> String {
             WIDTH - RIGHT,
             bottom + 14.0
         );
-        let points: Vec<String> = samples
-            .iter()
-            .map(|sample| format!("{:.1},{:.1}", x(sample.minute), y(value(sample))))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"#1f5fa8\" stroke-width=\"1.5\" points=\"{}\"/>",
-            points.join(" ")
-        );
+        for (line, colour) in
+            std::iter::once((value, "#1f5fa8")).chain(second.iter().map(|line| (line, "#d9822b")))
+        {
+            let points: Vec<String> = samples
+                .iter()
+                .map(|sample| format!("{:.1},{:.1}", x(sample.minute), y(line(sample))))
+                .collect();
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                points.join(" ")
+            );
+        }
     }
     svg.push_str("</svg>\n");
     svg
@@ -526,11 +565,9 @@ mod tests {
             minute,
             posted: 0,
             rss_mib,
-            store_mib: 0.0,
             p50_ms: 1.0,
             p99_ms: 20.0,
-            published: 0,
-            queued: 0,
+            ..Sample::default()
         };
         let flat: Vec<Sample> = (0..60)
             .map(|minute| sample(f64::from(minute), 300.0 + f64::from(minute % 3)))
@@ -550,11 +587,10 @@ mod tests {
             minute: f64::from(minute),
             posted: 0,
             rss_mib: 300.0,
-            store_mib: 0.0,
             p50_ms: 1.0,
             p99_ms: 20.0,
-            published: 0,
             queued,
+            ..Sample::default()
         };
         let bursts: Vec<Sample> = (0..60)
             .map(|minute| sample(minute, if minute % 4 == 0 { 2_500 } else { 40 }))

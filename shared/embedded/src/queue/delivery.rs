@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 use worldfleet_ports::{Error, QueueDepth, QueueSpec, Result};
 
+use super::DedupDigest;
 use crate::codec;
 
 /// One message's delivery state; its body stays on disk.
@@ -39,8 +40,8 @@ pub(crate) struct QueueState {
     /// FIFO queues: groups by id, and the round-robin order in which they are served.
     groups: HashMap<Arc<str>, Group>,
     rotation: VecDeque<Arc<str>>,
-    /// FIFO deduplication ids: id → (expires at ms, message id).
-    pub(super) dedup: HashMap<String, (u64, Arc<str>)>,
+    /// FIFO deduplication ids: digest → (expires at ms, sequence of the message sent).
+    pub(super) dedup: HashMap<DedupDigest, (u64, u64)>,
     pub(super) next_generation: u64,
     /// Messages that were not yet visible when last looked at: `(visible_at_ms, sequence)` →
     /// whether the message is in flight (else delayed). Entries leave when they are promoted
@@ -83,6 +84,12 @@ impl QueueHandle {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Undeleted messages and unexpired deduplication ids this queue holds in memory.
+    pub(crate) fn held(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.messages.len(), state.dedup.len())
     }
 }
 

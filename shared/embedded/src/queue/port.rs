@@ -15,7 +15,10 @@ use worldfleet_ports::{
 
 use super::delivery::{Message, QueueHandle, parse_receipt};
 use super::validate::{refusal, validate_spec};
-use super::{EmbeddedQueue, MAX_VISIBILITY, QUEUE_META_PREFIX, dedup_key, millis};
+use super::{
+    DedupDigest, EmbeddedQueue, MAX_VISIBILITY, QUEUE_META_PREFIX, dedup_digest, dedup_key,
+    message_id, millis,
+};
 use crate::codec::{self, MessageRecord};
 use crate::writer::{Answer, Space, wait};
 
@@ -87,34 +90,32 @@ impl Queue for EmbeddedQueue {
                     });
                     continue;
                 }
-                if let Some(id) = &message.dedup_id
-                    && handle.fifo
-                    && let Some((expires, message_id)) = state.dedup.get(id)
-                    && *expires > now_ms
+                let digest = match &message.dedup_id {
+                    Some(id) if handle.fifo => Some(dedup_digest(id)),
+                    _ => None,
+                };
+                if let Some(digest) = &digest
+                    && let Some(&(expires, sent)) = state.dedup.get(digest)
+                    && expires > now_ms
                 {
                     outcomes.push(SendOutcome::Sent {
-                        message_id: message_id.to_string(),
+                        message_id: message_id(sent),
                     });
                     continue;
                 }
                 let sequence = self.shared.sequence.fetch_add(1, Ordering::Relaxed);
-                let message_id: Arc<str> = format!("{sequence:016x}").into();
-                if handle.fifo
-                    && let Some(id) = &message.dedup_id
-                {
+                if let Some(digest) = digest {
                     let expires = now_ms + window_ms;
-                    state
-                        .dedup
-                        .insert(id.clone(), (expires, message_id.clone()));
-                    reserved.push((id.clone(), expires, message_id.clone()));
+                    state.dedup.insert(digest, (expires, sequence));
+                    reserved.push((digest, expires, sequence));
                 }
                 outcomes.push(SendOutcome::Sent {
-                    message_id: message_id.to_string(),
+                    message_id: message_id(sequence),
                 });
                 records.push((
                     sequence,
                     MessageRecord {
-                        message_id: message_id.to_string(),
+                        message_id: message_id(sequence),
                         sent_at_ms: now_ms,
                         visible_at_ms: now_ms.saturating_add(millis(message.delay)),
                         group_id: message.group_id,
@@ -145,10 +146,7 @@ impl Queue for EmbeddedQueue {
                     })
                     .collect();
                 let prefix = handle.prefix.clone();
-                let reserved_ids: Vec<(String, Arc<str>)> = reserved
-                    .iter()
-                    .map(|(id, _, message_id)| (id.clone(), message_id.clone()))
-                    .collect();
+                let reserved_ids = reserved.clone();
                 Some(self.shared.writer.enqueue(
                     self.answer,
                     move |staging| {
@@ -159,14 +157,14 @@ impl Queue for EmbeddedQueue {
                                 record.encode(),
                             );
                         }
-                        for (id, expires, message_id) in &reserved {
+                        for (digest, expires, sequence) in &reserved {
                             let mut value = expires.to_be_bytes().to_vec();
-                            value.extend_from_slice(message_id.as_bytes());
-                            staging.insert(Space::Dedup, dedup_key(&prefix, id), value);
+                            value.extend_from_slice(message_id(*sequence).as_bytes());
+                            staging.insert(Space::Dedup, dedup_key(&prefix, digest), value);
                         }
                         Ok(reserved)
                     },
-                    move |result: &Result<Vec<(String, u64, Arc<str>)>>| {
+                    move |result: &Result<Vec<(DedupDigest, u64, u64)>>| {
                         let mut state = target.lock();
                         match result {
                             Ok(_) => {
@@ -180,13 +178,13 @@ impl Queue for EmbeddedQueue {
                             }
                             Err(_) => {
                                 // Nothing was stored: forget the reservations so a retry works.
-                                for (id, message_id) in reserved_ids {
+                                for (digest, _, sequence) in reserved_ids {
                                     if state
                                         .dedup
-                                        .get(&id)
-                                        .is_some_and(|(_, reserved)| *reserved == message_id)
+                                        .get(&digest)
+                                        .is_some_and(|(_, reserved)| *reserved == sequence)
                                     {
-                                        state.dedup.remove(&id);
+                                        state.dedup.remove(&digest);
                                     }
                                 }
                             }

@@ -5,8 +5,8 @@ use std::sync::{Arc, PoisonError};
 
 use worldfleet_ports::{Error, QueueSpec, Result};
 
-use super::QUEUE_META_PREFIX;
 use super::delivery::{Message, QueueHandle};
+use super::{DIGEST_MARK, DedupDigest, QUEUE_META_PREFIX, dedup_digest, dedup_key};
 use crate::codec::{self, MessageRecord};
 use crate::store::Shared;
 use crate::writer::storage_error;
@@ -52,6 +52,11 @@ fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()
             now_ms,
         );
     }
+    // Deduplication ids. A store written before ids were kept as digests holds the id itself
+    // in the key: such an entry is rewritten under its digest's key (or dropped if expired).
+    // Old key → the new key and value, or nothing for an expired id.
+    type Rewrite = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
+    let mut rewrites: Vec<Rewrite> = Vec::new();
     for entry in spaces.dedup.iter() {
         let (key, value) = entry.into_inner().map_err(storage_error)?;
         let Some((&len, rest)) = key.split_first() else {
@@ -60,7 +65,7 @@ fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()
         let Some((name, id)) = rest.split_at_checked(usize::from(len)) else {
             continue;
         };
-        let (Ok(name), Ok(id)) = (std::str::from_utf8(name), std::str::from_utf8(id)) else {
+        let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
         let Some(handle) = queues.get(name) else {
@@ -70,13 +75,37 @@ fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()
             continue;
         };
         let expires = u64::from_be_bytes(expires.try_into().unwrap_or_default());
+        let digest: DedupDigest = match id.split_first() {
+            Some((&DIGEST_MARK, digest)) => match digest.try_into() {
+                Ok(digest) => digest,
+                Err(_) => continue,
+            },
+            _ => {
+                let Ok(id) = std::str::from_utf8(id) else {
+                    continue;
+                };
+                let digest = dedup_digest(id);
+                let keep = (expires > now_ms)
+                    .then(|| (dedup_key(&handle.prefix, &digest), value.to_vec()));
+                rewrites.push((key.to_vec(), keep));
+                digest
+            }
+        };
+        let Some(sequence) = std::str::from_utf8(message_id)
+            .ok()
+            .and_then(|text| u64::from_str_radix(text, 16).ok())
+        else {
+            continue;
+        };
         if expires > now_ms {
-            let message_id: Arc<str> = String::from_utf8_lossy(message_id).into();
-            handle
-                .lock()
-                .dedup
-                .insert(id.to_owned(), (expires, message_id));
+            handle.lock().dedup.insert(digest, (expires, sequence));
         }
+    }
+    for (old, new) in rewrites {
+        if let Some((key, value)) = new {
+            spaces.dedup.insert(key, value).map_err(storage_error)?;
+        }
+        spaces.dedup.remove(old).map_err(storage_error)?;
     }
     Ok(())
 }

@@ -11,6 +11,9 @@ use crate::codec;
 use crate::store::Shared;
 use crate::writer::{Answer, Space};
 
+/// Deduplication maps smaller than this are never shrunk.
+const SHRINK_FLOOR: usize = 4096;
+
 /// Drops expired deduplication ids from memory and disk; returns how many went.
 pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
     let handles: Vec<Arc<QueueHandle>> = shared
@@ -24,13 +27,19 @@ pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
     let mut expired = Vec::new();
     for handle in handles {
         let mut state = handle.lock();
-        state.dedup.retain(|id, (expires, _)| {
+        state.dedup.retain(|digest, (expires, _)| {
             let keep = *expires > now_ms;
             if !keep {
-                expired.push(dedup_key(&handle.prefix, id));
+                expired.push(dedup_key(&handle.prefix, digest));
             }
             keep
         });
+        // A burst grows the map; give the memory back once it has passed, leaving room to
+        // grow by half again without a rehash.
+        let held = state.dedup.len();
+        if state.dedup.capacity() > 4 * held.max(SHRINK_FLOOR) {
+            state.dedup.shrink_to(held + held / 2);
+        }
     }
     if expired.is_empty() {
         return Ok(0);
