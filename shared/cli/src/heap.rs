@@ -78,6 +78,30 @@ pub fn live_bytes() -> u64 {
 /// `mi_option_allow_thp` in mimalloc v2's `mimalloc.h` (the bindings lack the constant).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
 
+/// Environment variable: `on` keeps transparent huge pages, `off` (the default) turns them off
+/// ([`huge_pages_from_env`]).
+pub const HUGE_PAGES_VARIABLE: &str = "WORLDFLEET_HUGE_PAGES";
+
+/// Applies [`HUGE_PAGES_VARIABLE`]: unset or `off` calls [`no_transparent_huge_pages`], `on`
+/// leaves the kernel's and mimalloc's defaults; any other value is an error naming it.
+pub fn huge_pages_from_env() -> Result<(), String> {
+    if huge_pages_off(std::env::var(HUGE_PAGES_VARIABLE).ok().as_deref())? {
+        no_transparent_huge_pages();
+    }
+    Ok(())
+}
+
+/// Whether [`HUGE_PAGES_VARIABLE`] set to `value` (`None`: unset) turns huge pages off.
+fn huge_pages_off(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("off") => Ok(true),
+        Some("on") => Ok(false),
+        Some(other) => Err(format!(
+            "{HUGE_PAGES_VARIABLE}={other}: give `on` or `off` (the default)"
+        )),
+    }
+}
+
 /// Turns transparent huge pages off for this process (and the processes it starts).
 ///
 /// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), and frees memory
@@ -174,6 +198,15 @@ mod tests {
         std::thread::spawn(move || drop(block)).join().unwrap();
         let after = live_bytes();
         assert!(after < before + SLACK, "{before} -> {held} -> {after}");
+    }
+
+    #[test]
+    fn huge_pages_are_off_unless_asked_for_and_a_typo_is_an_error() {
+        assert_eq!(huge_pages_off(None), Ok(true));
+        assert_eq!(huge_pages_off(Some("off")), Ok(true));
+        assert_eq!(huge_pages_off(Some("on")), Ok(false));
+        let error = huge_pages_off(Some("yes")).unwrap_err();
+        assert!(error.contains("WORLDFLEET_HUGE_PAGES=yes"), "{error}");
     }
 
     #[test]

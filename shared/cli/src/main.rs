@@ -23,7 +23,10 @@ static ALLOCATOR: heap::CountingMiMalloc = heap::CountingMiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    heap::no_transparent_huge_pages();
+    if let Err(error) = heap::huge_pages_from_env() {
+        eprintln!("error: {error}");
+        return std::process::ExitCode::from(2);
+    }
     let cli = commands::Cli::parse();
     // The same filter variable as every Lambda binary (`WORLDFLEET_LOG`, then `RUST_LOG`).
     let filter = worldfleet_kit::log_filter(&worldfleet_kit::Env::process(), "warn");

@@ -165,6 +165,24 @@ impl ServeChild {
         Some(text)
     }
 
+    /// Waits until the process answers `/metrics` (it has opened its store and listens), so
+    /// a driver that starts posting then is not refused.
+    pub async fn wait_until_serving(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            self.check_alive()?;
+            if self.metrics().await.is_some() {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the {} process did not start serving in time; its log: {}",
+                self.name,
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A counter summed over the process's lives (each life's last `/metrics` read).
     pub fn counter_over_lives(&self, series: &str) -> u64 {
         self.ended_lives

@@ -58,6 +58,11 @@ pub const PROCESS: &[Variable] = &[
         meaning: "embedded store: the size compaction cuts tables at, in MiB, 1–256 (smaller tables: smaller compactions, a flatter p99 over hours, ~7 % less burst throughput; fixed when the store is created)",
     },
     Variable {
+        name: "WORLDFLEET_HUGE_PAGES",
+        default: "off",
+        meaning: "the `worldfleet` command: `on` keeps transparent huge pages for the process; off, the allocator's freed memory is not made resident again by the kernel (a flat RSS over hours)",
+    },
+    Variable {
         name: "WORLDFLEET_STACK",
         default: "worldfleet",
         meaning: "AWS modes: physical names are `<stack>-<logical>`",

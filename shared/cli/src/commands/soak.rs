@@ -139,6 +139,9 @@ pub(super) async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         server.dir.display()
     );
     server.spawn()?;
+    server
+        .wait_until_serving(Instant::now() + Duration::from_secs(120))
+        .await?;
     let door = DoorGateway::new(server.address, &spec.gateway, &spec.gateway_key)?;
     let mut world = World::new(spec);
     let started = Instant::now();
