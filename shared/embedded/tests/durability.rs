@@ -419,8 +419,19 @@ fn dedup_keys(directory: &tempfile::TempDir) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The length of a deduplication key of queue `work.fifo`: the prefix (length byte and
+/// name), the mark, the expiry and the digest.
+const DEDUP_KEY_LEN: usize = 1 + 9 + 1 + 8 + 16;
+
+/// The expiry a deduplication key of queue `work.fifo` holds.
+fn key_expiry(key: &[u8]) -> u64 {
+    assert_eq!(key.len(), DEDUP_KEY_LEN, "{key:?}");
+    assert_eq!(key[10], 0xFE, "{key:?}");
+    u64::from_be_bytes(key[11..19].try_into().unwrap())
+}
+
 #[tokio::test]
-async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
+async fn dedup_ids_of_a_store_written_by_an_older_version_are_rewritten() {
     let directory = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
     {
@@ -428,13 +439,20 @@ async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
         declare(store.queue().as_ref()).await;
         store.close();
     }
-    // What an older store wrote: the id itself after the queue's prefix, then the expiry and
-    // the message id.
-    let prefix = |id: &str| {
+    // What older stores wrote after the queue's prefix: the id itself (the first format), or
+    // `0xFF` and the first 16 bytes of the id's SHA-256 (the second); then the expiry and the
+    // message id.
+    let key = |tail: &[u8]| {
         let mut key = vec![b"work.fifo".len() as u8];
         key.extend_from_slice(b"work.fifo");
-        key.extend_from_slice(id.as_bytes());
+        key.extend_from_slice(tail);
         key
+    };
+    let digest_key = |id: &str| {
+        use sha2::Digest as _;
+        let mut tail = vec![0xFF];
+        tail.extend_from_slice(&sha2::Sha256::digest(id.as_bytes())[..16]);
+        key(&tail)
     };
     let value = |expires_ms: u64, message_id: &str| {
         let mut value = expires_ms.to_be_bytes().to_vec();
@@ -446,12 +464,18 @@ async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
         let dedup = database
             .keyspace("dedup", fjall::KeyspaceCreateOptions::default)
             .unwrap();
-        dedup
-            .insert(prefix("kept"), value(START_MS + 60_000, "00000000000000aa"))
-            .unwrap();
-        dedup
-            .insert(prefix("gone"), value(START_MS - 1, "00000000000000bb"))
-            .unwrap();
+        let entries = [
+            (key(b"kept"), value(START_MS + 60_000, "00000000000000aa")),
+            (key(b"gone"), value(START_MS - 1, "00000000000000bb")),
+            (
+                digest_key("held"),
+                value(START_MS + 50_000, "00000000000000cc"),
+            ),
+            (digest_key("past"), value(START_MS - 1, "00000000000000dd")),
+        ];
+        for (key, value) in entries {
+            dedup.insert(key, value).unwrap();
+        }
         database.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     {
@@ -460,10 +484,10 @@ async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
         let outcomes = queue
             .send_batch(
                 "work.fifo",
-                vec![
-                    OutgoingMessage::fifo("duplicate".into(), "g", "kept"),
-                    OutgoingMessage::fifo("new".into(), "g", "gone"),
-                ],
+                ["kept", "gone", "held", "past"]
+                    .into_iter()
+                    .map(|id| OutgoingMessage::fifo(id.into(), "g", id))
+                    .collect(),
             )
             .await
             .unwrap();
@@ -476,19 +500,90 @@ async fn dedup_ids_of_a_store_that_kept_them_whole_are_rewritten_as_digests() {
             .collect();
         assert_eq!(
             ids[0], "00000000000000aa",
-            "the unexpired id still deduplicates"
+            "an unexpired whole id still deduplicates"
         );
-        assert_ne!(ids[1], "00000000000000bb", "the expired id does not");
-        assert_eq!(queue.depth("work.fifo").await.unwrap().total(), 1);
-        assert_eq!(store.memory().unwrap().dedup_ids, 2);
+        assert_ne!(ids[1], "00000000000000bb", "an expired whole id does not");
+        assert_eq!(
+            ids[2], "00000000000000cc",
+            "an unexpired digest still deduplicates"
+        );
+        assert_ne!(ids[3], "00000000000000dd", "an expired digest does not");
+        assert_eq!(queue.depth("work.fifo").await.unwrap().total(), 2);
+        assert_eq!(store.memory().unwrap().dedup_ids, 4);
         drop(queue);
         store.close();
     }
-    let keys = dedup_keys(&directory);
-    assert_eq!(keys.len(), 2, "one rewritten id and the new one");
-    assert!(
-        keys.iter()
-            .all(|key| key.len() == 1 + 9 + 1 + 16 && key[10] == 0xFF),
-        "every key holds a digest: {keys:?}"
+    let mut expiries: Vec<u64> = dedup_keys(&directory)
+        .iter()
+        .map(|k| key_expiry(k))
+        .collect();
+    expiries.sort_unstable();
+    let window = 5 * 60_000;
+    assert_eq!(
+        expiries,
+        [
+            START_MS + 50_000,
+            START_MS + 60_000,
+            START_MS + window,
+            START_MS + window
+        ],
+        "two rewritten ids under their old expiry and two new ones; the expired ones gone"
+    );
+}
+
+#[tokio::test]
+async fn dedup_keys_are_written_in_expiry_order_and_a_reused_id_leaves_no_stale_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let window = 5 * 60_000;
+    let send = |queue: Arc<dyn Queue>, id: &'static str| async move {
+        let message = OutgoingMessage::fifo(id.into(), "g", id);
+        queue.send_batch("work.fifo", vec![message]).await.unwrap();
+    };
+    {
+        let store = open(&directory, &clock);
+        let queue = store.queue();
+        declare(queue.as_ref()).await;
+        for (second, id) in [(0, "z-first"), (1, "a-second"), (2, "m-third")] {
+            clock.set(START_MS + second * 1_000);
+            send(queue.clone(), id).await;
+        }
+        drop(queue);
+        store.close();
+    }
+    let expiries: Vec<u64> = dedup_keys(&directory)
+        .iter()
+        .map(|k| key_expiry(k))
+        .collect();
+    assert_eq!(
+        expiries,
+        [
+            START_MS + window,
+            START_MS + 1_000 + window,
+            START_MS + 2_000 + window
+        ],
+        "keys sort by when they were sent, not by the id or its digest"
+    );
+    {
+        let store = open(&directory, &clock);
+        let queue = store.queue();
+        // Past its window and not swept yet (no janitor runs), the first id is sent again:
+        // its old key goes with the new one's write.
+        clock.set(START_MS + window + 500);
+        send(queue.clone(), "z-first").await;
+        drop(queue);
+        store.close();
+    }
+    let expiries: Vec<u64> = dedup_keys(&directory)
+        .iter()
+        .map(|k| key_expiry(k))
+        .collect();
+    assert_eq!(
+        expiries,
+        [
+            START_MS + 1_000 + window,
+            START_MS + 2_000 + window,
+            START_MS + 500 + 2 * window
+        ],
     );
 }

@@ -85,15 +85,27 @@ pub(crate) fn dedup_digest(id: &str) -> DedupDigest {
     digest
 }
 
-/// Marks a deduplication key that holds a digest: `0xFF` never occurs in UTF-8, so it tells
-/// the key apart from a store's older keys, which hold the id itself.
+/// Marks a deduplication key that holds the id's expiry and digest. `0xFE` and `0xFF` never
+/// occur in UTF-8, so the mark tells the key apart from the keys of older stores: the id
+/// itself (the first format) or `0xFF` + the digest alone (the second).
+const EXPIRY_MARK: u8 = 0xFE;
+
+/// Marks the second format's keys: the digest alone after the queue's prefix.
 const DIGEST_MARK: u8 = 0xFF;
 
-/// The key of a deduplication id under a queue's key prefix.
-fn dedup_key(prefix: &[u8], digest: &DedupDigest) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 1 + digest.len());
+/// The key of a deduplication id under a queue's key prefix: the mark, the expiry (ms, u64
+/// BE), then the digest.
+///
+/// The expiry leads so that keys are written in time order, as the whole ids (ULIDs and
+/// UUIDv7s, mostly) were before them: the store appends instead of writing at random places
+/// all over the keyspace, and a sweep deletes one contiguous run of the oldest keys. Keyed by
+/// the digest alone, every flush overlapped every table of the keyspace, and compaction
+/// rewrote all of it again and again: the hour at 700 events/s ran ~2× slower at its end.
+fn dedup_key(prefix: &[u8], expires_ms: u64, digest: &DedupDigest) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 1 + 8 + digest.len());
     key.extend_from_slice(prefix);
-    key.push(DIGEST_MARK);
+    key.push(EXPIRY_MARK);
+    key.extend_from_slice(&expires_ms.to_be_bytes());
     key.extend_from_slice(digest);
     key
 }

@@ -80,6 +80,7 @@ impl Queue for EmbeddedQueue {
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut records = Vec::with_capacity(messages.len());
         let mut reserved = Vec::new();
+        let mut superseded = Vec::new();
         let answer = {
             let mut state = handle.lock();
             for message in messages {
@@ -106,7 +107,11 @@ impl Queue for EmbeddedQueue {
                 let sequence = self.shared.sequence.fetch_add(1, Ordering::Relaxed);
                 if let Some(digest) = digest {
                     let expires = now_ms + window_ms;
-                    state.dedup.insert(digest, (expires, sequence));
+                    // An id seen before whose window has passed, not swept yet: its key on
+                    // disk (under its old expiry) goes with this write.
+                    if let Some((stale, _)) = state.dedup.insert(digest, (expires, sequence)) {
+                        superseded.push(dedup_key(&handle.prefix, stale, &digest));
+                    }
                     reserved.push((digest, expires, sequence));
                 }
                 outcomes.push(SendOutcome::Sent {
@@ -157,10 +162,17 @@ impl Queue for EmbeddedQueue {
                                 record.encode(),
                             );
                         }
+                        for key in superseded {
+                            staging.remove(Space::Dedup, key);
+                        }
                         for (digest, expires, sequence) in &reserved {
                             let mut value = expires.to_be_bytes().to_vec();
                             value.extend_from_slice(message_id(*sequence).as_bytes());
-                            staging.insert(Space::Dedup, dedup_key(&prefix, digest), value);
+                            staging.insert(
+                                Space::Dedup,
+                                dedup_key(&prefix, *expires, digest),
+                                value,
+                            );
                         }
                         Ok(reserved)
                     },

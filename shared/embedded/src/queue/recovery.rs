@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError};
 use worldfleet_ports::{Error, QueueSpec, Result};
 
 use super::delivery::{Message, QueueHandle};
-use super::{DIGEST_MARK, DedupDigest, QUEUE_META_PREFIX, dedup_digest, dedup_key};
+use super::{DIGEST_MARK, DedupDigest, EXPIRY_MARK, QUEUE_META_PREFIX, dedup_digest, dedup_key};
 use crate::codec::{self, MessageRecord};
 use crate::store::Shared;
 use crate::writer::storage_error;
@@ -52,8 +52,9 @@ fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()
             now_ms,
         );
     }
-    // Deduplication ids. A store written before ids were kept as digests holds the id itself
-    // in the key: such an entry is rewritten under its digest's key (or dropped if expired).
+    // Deduplication ids, keyed by expiry and digest. A store written by an older version keys
+    // them by the id itself or by the digest alone: such an entry is rewritten under its
+    // current key. Expired entries (of any format) are dropped.
     // Old key → the new key and value, or nothing for an expired id.
     type Rewrite = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
     let mut rewrites: Vec<Rewrite> = Vec::new();
@@ -75,29 +76,35 @@ fn load_queues_from(shared: &Shared, spaces: &crate::store::Spaces) -> Result<()
             continue;
         };
         let expires = u64::from_be_bytes(expires.try_into().unwrap_or_default());
-        let digest: DedupDigest = match id.split_first() {
+        let (digest, current): (DedupDigest, bool) = match id.split_first() {
+            Some((&EXPIRY_MARK, rest)) => match rest.get(8..).and_then(|d| d.try_into().ok()) {
+                Some(digest) => (digest, true),
+                None => continue,
+            },
             Some((&DIGEST_MARK, digest)) => match digest.try_into() {
-                Ok(digest) => digest,
+                Ok(digest) => (digest, false),
                 Err(_) => continue,
             },
             _ => {
                 let Ok(id) = std::str::from_utf8(id) else {
                     continue;
                 };
-                let digest = dedup_digest(id);
-                let keep = (expires > now_ms)
-                    .then(|| (dedup_key(&handle.prefix, &digest), value.to_vec()));
-                rewrites.push((key.to_vec(), keep));
-                digest
+                (dedup_digest(id), false)
             }
         };
+        let live = expires > now_ms;
+        if !current || !live {
+            let keep = (live && !current)
+                .then(|| (dedup_key(&handle.prefix, expires, &digest), value.to_vec()));
+            rewrites.push((key.to_vec(), keep));
+        }
         let Some(sequence) = std::str::from_utf8(message_id)
             .ok()
             .and_then(|text| u64::from_str_radix(text, 16).ok())
         else {
             continue;
         };
-        if expires > now_ms {
+        if live {
             handle.lock().dedup.insert(digest, (expires, sequence));
         }
     }

@@ -30,7 +30,7 @@ pub(crate) fn sweep_dedup(shared: &Shared, now_ms: u64) -> Result<usize> {
         state.dedup.retain(|digest, (expires, _)| {
             let keep = *expires > now_ms;
             if !keep {
-                expired.push(dedup_key(&handle.prefix, digest));
+                expired.push(dedup_key(&handle.prefix, *expires, digest));
             }
             keep
         });
