@@ -190,8 +190,8 @@ pub(crate) struct Spaces {
     pub messages: Keyspace,
     /// Durable receive counts: message key → u32 BE.
     pub receives: Keyspace,
-    /// FIFO deduplication ids: queue prefix + `0xFF` + the id's 16-byte digest
-    /// (`queue::dedup_digest`) → expiry ms (u64 BE) + message id.
+    /// FIFO deduplication ids: queue prefix + `0xFE` + expiry ms (u64 BE) + the id's 16-byte
+    /// digest (`queue::dedup_digest`) → expiry ms (u64 BE) + message id.
     pub dedup: Keyspace,
     /// Declared queues and tables, and the open epoch.
     pub meta: Keyspace,
