@@ -415,6 +415,13 @@ impl StageHandler for Distribute {
         DISTRIBUTE_QUEUE
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "distribute: asks prune to evict a player's memory past {} bytes",
+            self.memory_cap_bytes
+        )
+    }
+
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
         let mut report = BatchReport::default();
         let mut events: Vec<CanonEntry> = Vec::new();

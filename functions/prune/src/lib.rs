@@ -102,7 +102,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "WORLDFLEET_MEMORY_CAP_BYTES",
         default: "10485760",
-        meaning: "hard cap of one player's memory; the oldest observations go first, with a notice",
+        meaning: "hard cap of one player's memory, read by distribute too (it asks prune to evict past it); the oldest observations go first, with a notice",
     },
     Variable {
         name: "WORLDFLEET_REGION_IDLE_DAYS",

@@ -14,6 +14,7 @@
 //! SQS/DynamoDB adapters run against. With the `testing` feature, [`testing::TempStore`] opens
 //! one in a temporary directory for other crates' tests.
 
+mod census;
 // Public only for the fuzz targets (`worldfleet-fuzz`), through the `fuzzing` feature.
 #[cfg(feature = "fuzzing")]
 pub mod codec;
@@ -26,6 +27,7 @@ mod table;
 pub mod testing;
 mod writer;
 
+pub use census::{StoreCensus, TableCensus, Tally};
 pub use queue::EmbeddedQueue;
 pub use store::{
     CACHE_MIB_VARIABLE, DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, DEFAULT_TABLE_BYTES,

@@ -434,6 +434,13 @@ impl EmbeddedStore {
         }
     }
 
+    /// Counts what the store holds, table by table and keyspace by keyspace
+    /// ([`crate::census`]). It scans every key: a blocking call of seconds per gigabyte, for a
+    /// command or a blocking thread, not for a stage's hot path.
+    pub fn census(&self) -> Result<crate::StoreCensus> {
+        self.shared.with_spaces(crate::census::census)
+    }
+
     /// What the store holds in memory now ([`StoreGauge::memory`]).
     pub fn memory(&self) -> Result<StoreMemory> {
         self.gauge().memory()

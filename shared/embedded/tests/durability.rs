@@ -587,3 +587,45 @@ async fn dedup_keys_are_written_in_expiry_order_and_a_reused_id_leaves_no_stale_
         ],
     );
 }
+
+#[tokio::test]
+async fn a_census_counts_items_partitions_and_bookkeeping_per_table_and_keys_per_keyspace() {
+    let (_directory, _clock, store) = open_fresh();
+    let canon = declared_table(&store, "canon").await;
+    let ledger = declared_table(&store, "ledger").await;
+    for (pk, sk) in [("a", "1"), ("a", "2"), ("b", "1")] {
+        let item = Item::new(Key::new(pk, sk)).with("line", "x".repeat(100));
+        canon.put("canon", item, None).await.unwrap();
+    }
+    for sk in ["e1", "~checkpoint"] {
+        let item = Item::new(Key::new("p", sk));
+        ledger.put("ledger", item, None).await.unwrap();
+    }
+    let queue = store.queue();
+    declare(queue.as_ref()).await;
+    let message = OutgoingMessage::fifo("body".into(), "g", "id-1");
+    queue.send_batch("work.fifo", vec![message]).await.unwrap();
+
+    let census = store.census().unwrap();
+    let tables: Vec<(&str, u64, u64, u64)> = census
+        .tables
+        .iter()
+        .map(|t| {
+            (
+                t.table.as_str(),
+                t.items.keys,
+                t.partitions,
+                t.bookkeeping.keys,
+            )
+        })
+        .collect();
+    assert_eq!(tables, [("canon", 3, 2, 0), ("ledger", 2, 1, 1)]);
+    let canon_bytes = census.tables[0].items.bytes;
+    assert!(
+        canon_bytes > 300,
+        "three 100-byte lines and keys: {canon_bytes}"
+    );
+    assert_eq!(census.keyspaces["messages"].keys, 1);
+    assert_eq!(census.keyspaces["dedup"].keys, 1);
+    assert_eq!(census.keyspaces["receives"].keys, 0);
+}

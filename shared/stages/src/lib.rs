@@ -316,7 +316,12 @@ pub fn build_stage(
             };
             Arc::new(Compose::with_composer(context, composer))
         }
-        "distribute" => Arc::new(Distribute::new(context, settings.republish.clone())),
+        // distribute asks prune to evict a player's memory once it passes prune's cap: one
+        // setting for both, so a cap below the default takes effect.
+        "distribute" => Arc::new(
+            Distribute::new(context, settings.republish.clone())
+                .with_memory_cap(settings.prune.memory_cap_bytes),
+        ),
         "prune" => Arc::new(Prune::new(context, settings.prune.clone())),
         "market" => Arc::new(MarketStage::new(context, settings.price.clone())),
         "price-window" => Arc::new(WindowStage::new(context, settings.price.clone())),

@@ -103,6 +103,20 @@ async fn the_model_settings_reach_classify_and_compose() {
 }
 
 #[tokio::test]
+async fn the_memory_cap_reaches_distribute_as_well_as_prune() {
+    let vars = env_of(&[("WORLDFLEET_MEMORY_CAP_BYTES", "262144")]);
+    let lookup = |name: &str| vars.get(name).cloned();
+    let settings = StageSettings::from_vars(&Env::from_lookup(&lookup)).unwrap();
+    assert_eq!(settings.prune.memory_cap_bytes, 262_144);
+    let (_dir, _store, context) = context();
+    let set = build_stages(&["distribute"], &context, &settings).unwrap();
+    assert_eq!(
+        set.describe(),
+        ["distribute: asks prune to evict a player's memory past 262144 bytes"]
+    );
+}
+
+#[tokio::test]
 async fn what_cannot_be_built_is_refused_with_a_reason() {
     let (_dir, _store, context) = context();
     let empty = |_: &str| None;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_world;
+mod census;
 mod chaos;
 mod checkpoint;
 mod cost;
@@ -64,6 +65,9 @@ enum Command {
     /// Count and show what the dead-letter queues hold, and send it back to the work queues
     /// with --redrive (embedded store, or SQS with --aws).
     Dlq(dlq::DlqArgs),
+    /// Count what an embedded store holds: items, partitions and bytes per table, keys per
+    /// queue keyspace, and its size on disk.
+    Census(census::CensusArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -83,5 +87,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cost(args) => cost::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
         Command::Soak(args) => soak::run(args).await,
+        Command::Census(args) => census::run(args).await,
     }
 }
