@@ -430,6 +430,15 @@ fn key_expiry(key: &[u8]) -> u64 {
     u64::from_be_bytes(key[11..19].try_into().unwrap())
 }
 
+/// The expiries the deduplication keys of queue `work.fifo` hold, in key order (the store must
+/// be closed).
+fn dedup_expiries(directory: &tempfile::TempDir) -> Vec<u64> {
+    dedup_keys(directory)
+        .iter()
+        .map(|key| key_expiry(key))
+        .collect()
+}
+
 #[tokio::test]
 async fn dedup_ids_of_a_store_written_by_an_older_version_are_rewritten() {
     let directory = tempfile::tempdir().unwrap();
@@ -513,10 +522,7 @@ async fn dedup_ids_of_a_store_written_by_an_older_version_are_rewritten() {
         drop(queue);
         store.close();
     }
-    let mut expiries: Vec<u64> = dedup_keys(&directory)
-        .iter()
-        .map(|k| key_expiry(k))
-        .collect();
+    let mut expiries = dedup_expiries(&directory);
     expiries.sort_unstable();
     let window = 5 * 60_000;
     assert_eq!(
@@ -551,10 +557,7 @@ async fn dedup_keys_are_written_in_expiry_order_and_a_reused_id_leaves_no_stale_
         drop(queue);
         store.close();
     }
-    let expiries: Vec<u64> = dedup_keys(&directory)
-        .iter()
-        .map(|k| key_expiry(k))
-        .collect();
+    let expiries = dedup_expiries(&directory);
     assert_eq!(
         expiries,
         [
@@ -574,10 +577,7 @@ async fn dedup_keys_are_written_in_expiry_order_and_a_reused_id_leaves_no_stale_
         drop(queue);
         store.close();
     }
-    let expiries: Vec<u64> = dedup_keys(&directory)
-        .iter()
-        .map(|k| key_expiry(k))
-        .collect();
+    let expiries = dedup_expiries(&directory);
     assert_eq!(
         expiries,
         [
