@@ -269,6 +269,7 @@ impl Prune {
         let counted = number(memory::COUNT_ATTRIBUTE);
         let tallied_through = text(memory::TALLIED_THROUGH);
         let evicted_through = text(memory::EVICTED_THROUGH);
+        let evicted_from = text(memory::EVICTED_FROM);
         let tallied_bytes = match tallied_through {
             Some(_) => number(memory::TALLIED_BYTES).max(0) as u64,
             None => 0,
@@ -304,8 +305,14 @@ impl Prune {
                 0 => 1024,
                 count => (total - tallied_bytes) / count,
             };
-            self.oldest_observations(&pk, evicted_through.as_deref(), need, typical)
-                .await?
+            self.oldest_observations(
+                &pk,
+                evicted_from.as_deref(),
+                evicted_through.as_deref(),
+                need,
+                typical,
+            )
+            .await?
         };
         let eviction = core::evict_oldest(total, &oldest, cap);
         let mut outcome = PruneOutcome::default();
@@ -327,6 +334,12 @@ impl Prune {
             }
             if let Some(last_evicted) = eviction.evict.last() {
                 update = update.set(memory::EVICTED_THROUGH, last_evicted.as_str());
+                // Leftovers come before this eviction's observations, and are deleted after
+                // the tally: the next eviction reads from the oldest that may still be stored.
+                let oldest_taken = leftovers.first().or(eviction.evict.first());
+                if let Some(oldest_taken) = oldest_taken {
+                    update = update.set(memory::EVICTED_FROM, oldest_taken.as_str());
+                }
             }
             if correction != 0 {
                 update = update.add(memory::COUNT_ATTRIBUTE, correction);
@@ -373,11 +386,14 @@ impl Prune {
 
     /// A player's oldest observations, enough to cover `need` bytes (or all there are), and
     /// the sort keys of those an earlier eviction already took out of the tally (up to
-    /// `evicted_through`), to be deleted uncounted. Pages are sized by the `typical`
-    /// observation's bytes, so that little more than needed is read.
+    /// `evicted_through`), to be deleted uncounted. Reading starts at `evicted_from` (every
+    /// older observation is deleted; see [`memory::EVICTED_FROM`]), or at the first observation
+    /// of a memory never evicted from. Pages are sized by the `typical` observation's bytes, so
+    /// that little more than needed is read.
     async fn oldest_observations(
         &self,
         pk: &str,
+        evicted_from: Option<&str>,
         evicted_through: Option<&str>,
         need: u64,
         typical: u64,
@@ -388,8 +404,12 @@ impl Prune {
         let mut start_after = None;
         loop {
             let wanted = need.saturating_sub(covered).div_ceil(typical.max(1)) + 1;
+            let range = match evicted_from {
+                Some(from) => SortKeyRange::Between(from.to_owned(), observations_end()),
+                None => SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
+            };
             let query = Query::partition(pk)
-                .range(SortKeyRange::Prefix(OBSERVATION_PREFIX.into()))
+                .range(range)
                 .limit(wanted.clamp(2, 256) as usize)
                 .start_after(start_after);
             let page = self.table().query(MEMORY_TABLE, &query).await?;
@@ -481,6 +501,11 @@ impl Prune {
         self.table().put(FEEDS_TABLE, item, None).await?;
         Ok(())
     }
+}
+
+/// A sort key above every observation's (sort keys are ASCII).
+fn observations_end() -> String {
+    format!("{OBSERVATION_PREFIX}\u{7f}")
 }
 
 /// An observation item's sort key and accounted size.

@@ -203,11 +203,12 @@ async fn memory_under_the_cap_is_left_alone() {
     assert!(read.entries.is_empty());
 }
 
-/// A table that counts the items it hands out per table, and can fail the next memory batch
-/// write.
+/// A table that counts the items it hands out per table, records the sort-key ranges of the
+/// memory queries, and can fail the next memory batch write.
 struct Watched {
     inner: Arc<dyn Table>,
     items_read: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    memory_queries: std::sync::Mutex<Vec<SortKeyRange>>,
     fail_next_batch: std::sync::atomic::AtomicBool,
 }
 
@@ -216,6 +217,7 @@ impl Watched {
         Arc::new(Self {
             inner,
             items_read: Default::default(),
+            memory_queries: Default::default(),
             fail_next_batch: false.into(),
         })
     }
@@ -271,6 +273,12 @@ impl Table for Watched {
         self.inner.delete(table, key, condition).await
     }
     async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
+        if table == MEMORY_TABLE {
+            self.memory_queries
+                .lock()
+                .unwrap()
+                .push(query.range.clone());
+        }
         let page = self.inner.query(table, query).await?;
         self.count(table, page.items.len());
         Ok(page)
@@ -379,6 +387,55 @@ async fn an_eviction_reads_what_was_observed_since_the_last_and_what_it_evicts_n
         .await
         .unwrap();
     assert_eq!(read.entries.len(), 2, "one notice per eviction");
+}
+
+#[tokio::test]
+async fn an_eviction_reads_from_where_the_last_one_started_not_from_the_first_observation() {
+    let fixture = Fixture::new().await;
+    let config = PruneConfig {
+        memory_cap_bytes: 20_000,
+        ..PruneConfig::default()
+    };
+    let watched = Watched::over(Arc::clone(&fixture.context.table));
+    let prune = fixture.prune_over(&watched, config.clone());
+    let request = PruneRequest::MemoryOverBudget {
+        player: "p-7".into(),
+    };
+    let mut seq = 0;
+    let mut observe_next = async |count: u64| {
+        for _ in 0..count {
+            seq += 1;
+            observe(&fixture, "p-7", seq, 1_000).await;
+        }
+    };
+    observe_next(30).await;
+    prune.handle(&request).await.unwrap();
+    let mut oldest_kept = Vec::new();
+    for _ in 0..3 {
+        observe_next(10).await;
+        let (stored, _) = fixture.memory_of("p-7").await;
+        oldest_kept.push(stored[0].key.sk.clone());
+        watched.memory_queries.lock().unwrap().clear();
+        prune.handle(&request).await.unwrap();
+        let (stored, kept_bytes) = fixture.memory_of("p-7").await;
+        assert!(
+            stored[0].key.sk > *oldest_kept.last().unwrap(),
+            "it evicted"
+        );
+        assert_eq!(fixture.counted("p-7").await, kept_bytes);
+    }
+    // The deletion markers of the evictions before the last one are not read again: the oldest
+    // observations are read from the first the last eviction took.
+    let queries = watched.memory_queries.lock().unwrap().clone();
+    let from = queries.iter().find_map(|range| match range {
+        SortKeyRange::Between(low, _) => Some(low.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        from.as_ref(),
+        Some(&oldest_kept[1]),
+        "the last eviction read its oldest observations by {queries:?}"
+    );
 }
 
 #[tokio::test]

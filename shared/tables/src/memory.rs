@@ -53,6 +53,14 @@ pub const TALLIED_BYTES: &str = "memory_tallied_bytes";
 /// up to it are gone from the tally; one still stored (a crash between the tally and the
 /// deletes) is deleted by the next eviction without being counted again.
 pub const EVICTED_THROUGH: &str = "memory_evicted_through";
+/// Counter-row attribute: the sort key of the oldest observation the last eviction took (or of
+/// the oldest it found still stored). Every older observation is deleted, so the next eviction
+/// reads from here: a scan from the start of the partition would walk the deletion markers of
+/// every eviction so far, which an ordered store keeps until compaction drops them, and the
+/// cost of each eviction would grow with the player's history. An observation written late,
+/// under a sequence number older than this (a plan that stalled between allocating its numbers
+/// and writing its pages), is not evicted: it stays stored and uncounted.
+pub const EVICTED_FROM: &str = "memory_evicted_from";
 
 /// The key of the row holding a player's byte count: the counter row of the player's feed, in
 /// the feeds table.
