@@ -25,7 +25,7 @@ use worldfleet_ports::{
     BatchWrite, Comparison, Condition, Item, Key, Query, ReceivedMessage, SortKeyRange,
     TTL_ATTRIBUTE, Table, Update, query_all,
 };
-use worldfleet_tables::feed::{READER_PREFIX, TRIMMED_THROUGH, trim_key};
+use worldfleet_tables::feed::{READER_PREFIX, TRIMMED_FROM, TRIMMED_THROUGH, trim_key};
 use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
 use worldfleet_tables::plan::{self as feed_plan, page_from_item};
 
@@ -154,19 +154,28 @@ impl Prune {
 
     /// The pages of feed `pk` to trim, read oldest first a page of items at a time and no
     /// further than the first page that stays: a feed is checked every 256 entries, and reading
-    /// all it keeps each time would read its whole retention to trim a little of it.
+    /// all it keeps each time would read its whole retention to trim a little of it. Reading
+    /// starts at `trimmed_from` (see [`TRIMMED_FROM`]), or at the first page of a feed never
+    /// trimmed.
     async fn pages_to_trim(
         &self,
         pk: &str,
+        trimmed_from: Option<&str>,
         readers: &[ReaderCheckpoint],
         now_ms: u64,
     ) -> Result<core::FeedTrim> {
         const PAGE: usize = 32;
         let mut trim = core::FeedTrim::default();
         let mut start_after = None;
+        let range = match trimmed_from {
+            Some(from) => {
+                SortKeyRange::Between(from.to_owned(), format!("{}\u{7f}", feed_plan::PAGE_PREFIX))
+            }
+            None => SortKeyRange::Prefix(feed_plan::PAGE_PREFIX.into()),
+        };
         loop {
             let query = Query::partition(pk)
-                .range(SortKeyRange::Prefix("page#".into()))
+                .range(range.clone())
                 .limit(PAGE)
                 .start_after(start_after);
             let page = self.table().query(FEEDS_TABLE, &query).await?;
@@ -207,10 +216,17 @@ impl Prune {
             updated_at_ms: item.i64("updated_at_ms").unwrap_or(0).max(0) as u64,
         })
         .collect();
-        let trim = self.pages_to_trim(&pk, &readers, now_ms).await?;
-        if trim.delete.is_empty() {
+        let trimmed_from = self
+            .table()
+            .get(FEEDS_TABLE, &trim_key(feed))
+            .await?
+            .and_then(|row| row.str(TRIMMED_FROM).map(str::to_owned));
+        let trim = self
+            .pages_to_trim(&pk, trimmed_from.as_deref(), &readers, now_ms)
+            .await?;
+        let Some(oldest_deleted) = trim.delete.first() else {
             return Ok(PruneOutcome::default());
-        }
+        };
         let raise = Condition::Or(vec![
             Condition::NotExists(TRIMMED_THROUGH.into()),
             Condition::compare(TRIMMED_THROUGH, Comparison::Lt, trim.trimmed_through as i64),
@@ -222,6 +238,7 @@ impl Prune {
                 &trim_key(feed),
                 Update::new()
                     .set(TRIMMED_THROUGH, trim.trimmed_through as i64)
+                    .set(TRIMMED_FROM, oldest_deleted.as_str())
                     .set("trimmed_at_ms", now_ms as i64),
                 Some(raise),
             )

@@ -20,7 +20,7 @@ use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
 use worldfleet_tables::feed::{FEED_RETENTION, commit_checkpoint, trimmed_through};
 use worldfleet_tables::memory::{self, OBSERVATION_PREFIX};
-use worldfleet_tables::plan::{page_item, plan_key};
+use worldfleet_tables::plan::{page_item, page_sort_key, plan_key};
 use worldfleet_tables::{Error as FeedError, read_feed};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -203,12 +203,12 @@ async fn memory_under_the_cap_is_left_alone() {
     assert!(read.entries.is_empty());
 }
 
-/// A table that counts the items it hands out per table, records the sort-key ranges of the
-/// memory queries, and can fail the next memory batch write.
+/// A table that counts the items it hands out per table, records each query's table and
+/// sort-key range, and can fail the next memory batch write.
 struct Watched {
     inner: Arc<dyn Table>,
     items_read: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
-    memory_queries: std::sync::Mutex<Vec<SortKeyRange>>,
+    queries: std::sync::Mutex<Vec<(String, SortKeyRange)>>,
     fail_next_batch: std::sync::atomic::AtomicBool,
 }
 
@@ -217,7 +217,7 @@ impl Watched {
         Arc::new(Self {
             inner,
             items_read: Default::default(),
-            memory_queries: Default::default(),
+            queries: Default::default(),
             fail_next_batch: false.into(),
         })
     }
@@ -273,12 +273,10 @@ impl Table for Watched {
         self.inner.delete(table, key, condition).await
     }
     async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
-        if table == MEMORY_TABLE {
-            self.memory_queries
-                .lock()
-                .unwrap()
-                .push(query.range.clone());
-        }
+        self.queries
+            .lock()
+            .unwrap()
+            .push((table.to_owned(), query.range.clone()));
         let page = self.inner.query(table, query).await?;
         self.count(table, page.items.len());
         Ok(page)
@@ -415,7 +413,7 @@ async fn an_eviction_reads_from_where_the_last_one_started_not_from_the_first_ob
         observe_next(10).await;
         let (stored, _) = fixture.memory_of("p-7").await;
         oldest_kept.push(stored[0].key.sk.clone());
-        watched.memory_queries.lock().unwrap().clear();
+        watched.queries.lock().unwrap().clear();
         prune.handle(&request).await.unwrap();
         let (stored, kept_bytes) = fixture.memory_of("p-7").await;
         assert!(
@@ -426,9 +424,9 @@ async fn an_eviction_reads_from_where_the_last_one_started_not_from_the_first_ob
     }
     // The deletion markers of the evictions before the last one are not read again: the oldest
     // observations are read from the first the last eviction took.
-    let queries = watched.memory_queries.lock().unwrap().clone();
-    let from = queries.iter().find_map(|range| match range {
-        SortKeyRange::Between(low, _) => Some(low.clone()),
+    let queries = watched.queries.lock().unwrap().clone();
+    let from = queries.iter().find_map(|(table, range)| match range {
+        SortKeyRange::Between(low, _) if table == MEMORY_TABLE => Some(low.clone()),
         _ => None,
     });
     assert_eq!(
@@ -599,8 +597,9 @@ async fn a_feed_check_reads_its_pages_no_further_than_the_first_that_stays() {
     let outcome = prune.handle(&request).await.unwrap();
     assert_eq!(outcome.deleted, 0);
     let again = watched.take_items_read(FEEDS_TABLE);
+    // One page of 32 items, and the trim row (where the last trim started).
     assert!(
-        again <= 32,
+        again <= 32 + 1,
         "{again} feed items read to find nothing to trim in a feed of 100 pages"
     );
     assert_eq!(
@@ -613,6 +612,31 @@ async fn a_feed_check_reads_its_pages_no_further_than_the_first_that_stays() {
             .map(|entry| entry.seq),
         Some(101)
     );
+
+    // Later checks read from the oldest page the last trim deleted, not from the feed's first
+    // page: the deletion markers of earlier trims are not walked again.
+    for (written, trimmed_from) in [(201..=300, 1), (301..=400, 101)] {
+        fixture
+            .clock
+            .advance(FEED_RETENTION.as_millis() as u64 + DAY_MS);
+        for seq in written {
+            write_page(&fixture, &feed, seq).await;
+        }
+        watched.queries.lock().unwrap().clear();
+        let outcome = prune.handle(&request).await.unwrap();
+        assert_eq!(outcome.deleted, 100);
+        let queries = watched.queries.lock().unwrap().clone();
+        let page_query = queries
+            .iter()
+            .find(|(table, range)| {
+                table == FEEDS_TABLE && !matches!(range, SortKeyRange::Prefix(p) if p == "reader#")
+            })
+            .map(|(_, range)| range.clone());
+        assert!(
+            matches!(&page_query, Some(SortKeyRange::Between(low, _)) if *low == page_sort_key(trimmed_from)),
+            "pages read by {page_query:?}, expected from page {trimmed_from}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ pub use queue::EmbeddedQueue;
 pub use store::{
     CACHE_MIB_VARIABLE, DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, DEFAULT_TABLE_BYTES,
     EmbeddedStore, MEMTABLE_MIB_VARIABLE, StoreGauge, StoreMemory, StoreOptions,
-    TABLE_MIB_VARIABLE,
+    TABLE_MIB_VARIABLE, WORKERS_VARIABLE, default_background_workers,
 };
 pub use table::EmbeddedTable;
 pub use writer::{Durability, JournalProgress};

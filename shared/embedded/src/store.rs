@@ -45,6 +45,14 @@ pub struct StoreOptions {
     /// How often a waiting receive re-checks for messages whose delay or visibility ended
     /// (sends wake waiters at once; this tick notices time passing, or a moved clock).
     pub receive_recheck: Duration,
+    /// fjall's background threads, which flush memtables and compact tables
+    /// ([`default_background_workers`]: at least 3). Two is a trap in fjall 3.1: the first
+    /// worker keeps itself for flushes and hands every compaction request it receives back
+    /// to the channel, so while the only other worker runs a long compaction it receives the
+    /// same pending request again and again — a busy loop on a core for as long as the
+    /// compaction lasts. One worker risks a deadlock (it can block sending a flush request to
+    /// its own full channel), so fewer than two are refused.
+    pub background_workers: usize,
 }
 
 impl Default for StoreOptions {
@@ -57,8 +65,17 @@ impl Default for StoreOptions {
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             table_bytes: DEFAULT_TABLE_BYTES,
             receive_recheck: Duration::from_millis(100),
+            background_workers: default_background_workers(),
         }
     }
+}
+
+/// [`StoreOptions::background_workers`] by default: fjall's own choice (the cores, at most
+/// four) but never fewer than three, so that a flush worker and a compaction leave a second
+/// compaction worker to take the requests the flush worker hands back.
+pub fn default_background_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.clamp(3, 4)
 }
 
 /// [`StoreOptions::cache_bytes`] by default.
@@ -75,12 +92,15 @@ pub const CACHE_MIB_VARIABLE: &str = "WORLDFLEET_STORE_CACHE_MIB";
 pub const MEMTABLE_MIB_VARIABLE: &str = "WORLDFLEET_STORE_MEMTABLE_MIB";
 /// Environment variable: the size tables are cut at, in MiB ([`StoreOptions::table_bytes`]).
 pub const TABLE_MIB_VARIABLE: &str = "WORLDFLEET_STORE_TABLE_MIB";
+/// Environment variable: fjall's flush and compaction threads
+/// ([`StoreOptions::background_workers`]).
+pub const WORKERS_VARIABLE: &str = "WORLDFLEET_STORE_WORKERS";
 
 impl StoreOptions {
     /// These options with the store's sizes taken from the process environment where set:
     /// [`CACHE_MIB_VARIABLE`] (1–4096), [`MEMTABLE_MIB_VARIABLE`] (1–256) and
-    /// [`TABLE_MIB_VARIABLE`] (1–256); an unparsable or out-of-range value is an error naming
-    /// the variable.
+    /// [`TABLE_MIB_VARIABLE`] (1–256), and the background workers from [`WORKERS_VARIABLE`]
+    /// (2–16); an unparsable or out-of-range value is an error naming the variable.
     pub fn with_sizes_from_env(self) -> std::result::Result<Self, String> {
         self.with_sizes_from(|name| std::env::var(name).ok())
     }
@@ -109,6 +129,17 @@ impl StoreOptions {
         }
         if let Some(bytes) = mib(TABLE_MIB_VARIABLE, 256)? {
             self.table_bytes = bytes;
+        }
+        if let Some(text) = var(WORKERS_VARIABLE) {
+            self.background_workers = match text.trim().parse::<usize>() {
+                Ok(workers) if (2..=16).contains(&workers) => workers,
+                _ => {
+                    return Err(format!(
+                        "{WORKERS_VARIABLE}={text}: give a whole number of threads from 2 to 16 \
+                         (one worker can deadlock fjall 3.1)"
+                    ));
+                }
+            };
         }
         Ok(self)
     }
@@ -302,8 +333,15 @@ impl EmbeddedStore {
     /// restart (in-flight state is not persisted; at-least-once delivery allows this), but
     /// receive counts, delays and deduplication ids are durable.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, options: StoreOptions) -> Result<Self> {
+        if options.background_workers < 2 {
+            return Err(Error::InvalidRequest(format!(
+                "{} background workers: the store needs at least 2 (one can deadlock fjall 3.1)",
+                options.background_workers
+            )));
+        }
         let database = Database::builder(path)
             .cache_size(options.cache_bytes)
+            .worker_threads(options.background_workers)
             .manual_journal_persist(true)
             .open()
             .map_err(|error| match error {

@@ -563,6 +563,26 @@ fn store_sizes_come_from_the_environment_and_bad_values_name_the_variable() {
     assert_eq!(set.cache_bytes, 16 * 1024 * 1024);
     assert_eq!(set.memtable_bytes, 4 * 1024 * 1024);
     assert_eq!(set.table_bytes, 64 * 1024 * 1024);
+    assert!(defaults.background_workers >= 3);
+    let workers = StoreOptions::default()
+        .with_sizes_from(|name| (name == "WORLDFLEET_STORE_WORKERS").then(|| "6".into()))
+        .expect("a valid worker count");
+    assert_eq!(workers.background_workers, 6);
+    for bad in ["0", "1", "17", "two", ""] {
+        let error = StoreOptions::default()
+            .with_sizes_from(|name| (name == "WORLDFLEET_STORE_WORKERS").then(|| bad.into()))
+            .expect_err("refused");
+        assert!(error.contains("WORLDFLEET_STORE_WORKERS"), "{error}");
+    }
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let one_worker = StoreOptions {
+        background_workers: 1,
+        ..options()
+    };
+    let refused = EmbeddedStore::open(directory.path(), Arc::new(SystemClock), one_worker)
+        .err()
+        .expect("one background worker is refused");
+    assert!(refused.to_string().contains("at least 2"), "{refused}");
     for variable in [
         "WORLDFLEET_STORE_MEMTABLE_MIB",
         "WORLDFLEET_STORE_TABLE_MIB",

@@ -58,6 +58,11 @@ pub const PROCESS: &[Variable] = &[
         meaning: "embedded store: the size compaction cuts tables at, in MiB, 1–256 (smaller tables: smaller compactions, a flatter p99 over hours, ~7 % less burst throughput; fixed when the store is created)",
     },
     Variable {
+        name: "WORLDFLEET_STORE_WORKERS",
+        default: "the cores, 3 to 4",
+        meaning: "embedded store: fjall's flush and compaction threads, 2–16 (with 2, fjall 3.1's flush worker spins on compaction requests while the other compacts)",
+    },
+    Variable {
         name: "WORLDFLEET_HUGE_PAGES",
         default: "off",
         meaning: "the `worldfleet` command: `on` keeps transparent huge pages for the process; off, the allocator's freed memory is not made resident again by the kernel (a flat RSS over hours)",

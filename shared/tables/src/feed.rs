@@ -39,6 +39,11 @@ pub const PAGE_TTL_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const TRIM_SORT_KEY: &str = "trim";
 /// The trim row's attribute: the highest sequence number trimmed.
 pub const TRIMMED_THROUGH: &str = "trimmed_through";
+/// The trim row's attribute: the sort key of the oldest page the last trim deleted. Every older
+/// page is gone, so prune's next check reads from here: read from the feed's first page, it
+/// would walk the deletion markers of every trim so far, which an ordered store keeps until
+/// compaction drops them.
+pub const TRIMMED_FROM: &str = "trimmed_from";
 /// The sort-key prefix of reader checkpoints.
 pub const READER_PREFIX: &str = "reader#";
 
