@@ -321,6 +321,25 @@ impl Fixture {
         (kept, bytes)
     }
 
+    /// A memory cap of `cap` bytes, prune with it over a watched table, and the request that
+    /// asks it about `player`'s memory.
+    fn watched_memory_prune(
+        &self,
+        cap: u64,
+        player: &str,
+    ) -> (PruneConfig, Arc<Watched>, Prune, PruneRequest) {
+        let config = PruneConfig {
+            memory_cap_bytes: cap,
+            ..PruneConfig::default()
+        };
+        let watched = Watched::over(Arc::clone(&self.context.table));
+        let prune = self.prune_over(&watched, config.clone());
+        let request = PruneRequest::MemoryOverBudget {
+            player: player.into(),
+        };
+        (config, watched, prune, request)
+    }
+
     async fn counted(&self, player: &str) -> u64 {
         self.table()
             .get(FEEDS_TABLE, &memory::count_key(player))
@@ -336,15 +355,7 @@ impl Fixture {
 async fn an_eviction_reads_what_was_observed_since_the_last_and_what_it_evicts_not_the_whole_memory()
  {
     let fixture = Fixture::new().await;
-    let config = PruneConfig {
-        memory_cap_bytes: 100_000,
-        ..PruneConfig::default()
-    };
-    let watched = Watched::over(Arc::clone(&fixture.context.table));
-    let prune = fixture.prune_over(&watched, config.clone());
-    let request = PruneRequest::MemoryOverBudget {
-        player: "p-9".into(),
-    };
+    let (config, watched, prune, request) = fixture.watched_memory_prune(100_000, "p-9");
     for seq in 1..=100 {
         observe(&fixture, "p-9", seq, 1_000).await;
     }
@@ -390,15 +401,7 @@ async fn an_eviction_reads_what_was_observed_since_the_last_and_what_it_evicts_n
 #[tokio::test]
 async fn an_eviction_reads_from_where_the_last_one_started_not_from_the_first_observation() {
     let fixture = Fixture::new().await;
-    let config = PruneConfig {
-        memory_cap_bytes: 20_000,
-        ..PruneConfig::default()
-    };
-    let watched = Watched::over(Arc::clone(&fixture.context.table));
-    let prune = fixture.prune_over(&watched, config.clone());
-    let request = PruneRequest::MemoryOverBudget {
-        player: "p-7".into(),
-    };
+    let (_, watched, prune, request) = fixture.watched_memory_prune(20_000, "p-7");
     let mut seq = 0;
     let mut observe_next = async |count: u64| {
         for _ in 0..count {
@@ -439,15 +442,7 @@ async fn an_eviction_reads_from_where_the_last_one_started_not_from_the_first_ob
 #[tokio::test]
 async fn a_crash_between_the_tally_and_the_deletes_neither_over_evicts_nor_counts_twice() {
     let fixture = Fixture::new().await;
-    let config = PruneConfig {
-        memory_cap_bytes: 20_000,
-        ..PruneConfig::default()
-    };
-    let watched = Watched::over(Arc::clone(&fixture.context.table));
-    let prune = fixture.prune_over(&watched, config.clone());
-    let request = PruneRequest::MemoryOverBudget {
-        player: "p-8".into(),
-    };
+    let (config, watched, prune, request) = fixture.watched_memory_prune(20_000, "p-8");
     for seq in 1..=10 {
         observe(&fixture, "p-8", seq, 1_000).await;
     }
