@@ -1,12 +1,17 @@
 //! The intake stage handler: the async shell around [`crate::validate::check`].
 //!
-//! Per record (records in parallel, except that records naming the same event id — an envelope
-//! and its replay in one batch — run in queue order, so the first one owns the ledger entry):
-//! validate; take a rate token; append to the ledger with a conditional put on (partition,
-//! event id). Then the accepted events of the whole batch are routed with batched sends, in
-//! record order, no record of a FIFO group after its first failure. A crash anywhere leaves
-//! the record undeleted; on redelivery the ledger entry, which remembers the queue message that
-//! wrote it, tells "my own earlier attempt — finish routing" from "a replay — refuse it".
+//! A batch goes through three steps. First every record is validated (in parallel), and a
+//! redelivered one is looked up in the ledger: our own earlier attempt may already have
+//! appended it. Then the records that still need a rate token are counted per player and each
+//! player's tokens are taken in **one** conditional write, granted in queue order (the first
+//! records of a player get the tokens the bucket holds, the rest are refused as rate-limited).
+//! Last, per record (records naming the same event id — an envelope and its replay in one batch
+//! — in queue order, so the first one owns the ledger entry): append to the ledger with a
+//! conditional put on (partition, event id), or record the refusal. The accepted events of the
+//! whole batch are routed with batched sends, in record order, no record of a FIFO group after
+//! its first failure. A crash anywhere leaves the record undeleted; on redelivery the ledger
+//! entry, which remembers the queue message that wrote it, tells "my own earlier attempt —
+//! finish routing" from "a replay — refuse it".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +75,18 @@ enum Admission {
     Refused,
 }
 
+/// What is left to do for one record once the batch's checks and token takes are done.
+enum Step {
+    /// Record this refusal (the envelope is malformed, forged, stale or over its rate).
+    Refuse(Refusal),
+    /// A redelivery whose event is in the ledger: finish routing it, or refuse it as a replay.
+    Resume(Validated, Item),
+    /// Valid, with its rate token: append it to the ledger and route it.
+    Append(Validated),
+    /// The ledger lookup or the token take failed; the record is tried again.
+    Fail(RecordError),
+}
+
 impl Intake {
     /// intake over `context` with `config`.
     pub fn new(context: StageContext, config: IntakeConfig) -> Self {
@@ -85,52 +102,127 @@ impl Intake {
         Arc::clone(&self.counters)
     }
 
-    async fn admit(&self, record: &ReceivedMessage) -> Result<Admission> {
-        let raw = record.body.as_bytes();
-        let now_ms = self.context.clock.now_ms();
-        let validated = match check(raw, &self.config.gateways, now_ms, self.config.clock_window) {
-            Ok(validated) => validated,
-            Err(refusal) => return self.refuse(record, &refusal, now_ms).await,
-        };
-        let envelope = &validated.envelope;
-        worldfleet_kit::batch::record_event_id(envelope.event_id.as_str());
-        let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
-        // On a redelivery, our own earlier attempt may already have appended (and spent a
-        // token): look before spending another.
-        if record.receive_count > 1
-            && let Some(existing) = self.context.table.get(LEDGER_TABLE, &ledger_key).await?
-        {
-            return self
-                .resume_or_refuse(record, &validated, &existing, now_ms)
-                .await;
-        }
-        let granted = ratelimit::take_token(
-            self.context.table.as_ref(),
-            RATE_LIMITS_TABLE,
-            &envelope.actor,
-            self.config.rate_limit,
+    /// The first step for one record: validate it and, when it was delivered before, look for
+    /// its ledger entry (our own earlier attempt may have appended it and spent its token).
+    async fn prepare(&self, record: &ReceivedMessage, now_ms: u64) -> Step {
+        let validated = match check(
+            record.body.as_bytes(),
+            &self.config.gateways,
             now_ms,
-        )
-        .await?;
-        if !granted {
-            let refusal = Refusal {
-                reason: RejectReason::RateLimited,
-                detail: format!(
-                    "player {} is over {} events/s (burst {}); the event was not applied. Send \
-                     the same envelope again later under a new SQS MessageDeduplicationId (e.g. \
-                     `{}#2`): a FIFO queue silently drops a repeated deduplication id for 5 \
-                     minutes, and the ledger, keyed by the event id, keeps the event from being \
-                     applied twice",
-                    envelope.actor,
-                    self.config.rate_limit.per_second,
-                    self.config.rate_limit.burst,
-                    envelope.event_id
-                ),
-                gateway: Some(envelope.gateway.clone()),
-                event_id: Some(envelope.event_id.clone()),
-            };
-            return self.refuse(record, &refusal, now_ms).await;
+            self.config.clock_window,
+        ) {
+            Ok(validated) => validated,
+            Err(refusal) => return Step::Refuse(refusal),
+        };
+        if record.receive_count > 1 {
+            let envelope = &validated.envelope;
+            let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
+            match self.context.table.get(LEDGER_TABLE, &ledger_key).await {
+                Ok(Some(existing)) => return Step::Resume(validated, existing),
+                Ok(None) => {}
+                Err(error) => return Step::Fail(RecordError::classify(IntakeError::from(error))),
+            }
         }
+        Step::Append(validated)
+    }
+
+    /// The second step: each player's tokens for the batch in one take, granted to the
+    /// player's records in queue order; the records left without one are refused.
+    async fn take_tokens(&self, steps: &mut [Step], now_ms: u64) {
+        let mut wanted: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, step) in steps.iter().enumerate() {
+            if let Step::Append(validated) = step {
+                let actor = &validated.envelope.actor;
+                match wanted.iter_mut().find(|(player, _)| player == actor) {
+                    Some((_, indices)) => indices.push(index),
+                    None => wanted.push((actor.clone(), vec![index])),
+                }
+            }
+        }
+        let limit = self.config.rate_limit;
+        let grants = futures::future::join_all(wanted.iter().map(|(player, indices)| {
+            ratelimit::take_tokens(
+                self.context.table.as_ref(),
+                RATE_LIMITS_TABLE,
+                player,
+                limit,
+                now_ms,
+                u32::try_from(indices.len()).unwrap_or(u32::MAX),
+            )
+        }))
+        .await;
+        for ((_, indices), grant) in wanted.iter().zip(grants) {
+            let granted = match grant {
+                Ok(granted) => granted as usize,
+                Err(error) => {
+                    let error = RecordError::classify(error);
+                    for &index in indices {
+                        steps[index] = Step::Fail(error.clone());
+                    }
+                    continue;
+                }
+            };
+            for &index in &indices[granted.min(indices.len())..] {
+                if let Step::Append(validated) = &steps[index] {
+                    steps[index] = Step::Refuse(self.over_rate(validated));
+                }
+            }
+        }
+    }
+
+    fn over_rate(&self, validated: &Validated) -> Refusal {
+        let envelope = &validated.envelope;
+        Refusal {
+            reason: RejectReason::RateLimited,
+            detail: format!(
+                "player {} is over {} events/s (burst {}); the event was not applied. Send \
+                 the same envelope again later under a new SQS MessageDeduplicationId (e.g. \
+                 `{}#2`): a FIFO queue silently drops a repeated deduplication id for 5 \
+                 minutes, and the ledger, keyed by the event id, keeps the event from being \
+                 applied twice",
+                envelope.actor,
+                self.config.rate_limit.per_second,
+                self.config.rate_limit.burst,
+                envelope.event_id
+            ),
+            gateway: Some(envelope.gateway.clone()),
+            event_id: Some(envelope.event_id.clone()),
+        }
+    }
+
+    /// The last step for one record: record its refusal, or append it and route it.
+    async fn admit(
+        &self,
+        record: &ReceivedMessage,
+        step: &Step,
+        now_ms: u64,
+    ) -> Result<Admission, RecordError> {
+        let admitted = match step {
+            Step::Refuse(refusal) => self.refuse(record, refusal, now_ms).await,
+            Step::Fail(error) => return Err(error.clone()),
+            Step::Resume(validated, existing) => {
+                worldfleet_kit::batch::record_event_id(validated.envelope.event_id.as_str());
+                self.resume_or_refuse(record, validated, existing, now_ms)
+                    .await
+            }
+            Step::Append(validated) => {
+                worldfleet_kit::batch::record_event_id(validated.envelope.event_id.as_str());
+                self.append(record, validated, now_ms).await
+            }
+        };
+        admitted.map_err(RecordError::classify)
+    }
+
+    /// Appends a validated envelope that holds its rate token to the ledger, unless its event
+    /// id is there already.
+    async fn append(
+        &self,
+        record: &ReceivedMessage,
+        validated: &Validated,
+        now_ms: u64,
+    ) -> Result<Admission> {
+        let envelope = &validated.envelope;
+        let ledger_key = Key::new(envelope.partition.as_str(), envelope.event_id.as_str());
         let entry = Item::new(ledger_key.clone())
             .with("gateway", envelope.gateway.as_str())
             .with("kind", envelope.kind.as_str())
@@ -147,7 +239,7 @@ impl Intake {
         {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                routed_message(&validated, now_ms)
+                routed_message(validated, now_ms)
             }
             Err(error) if error.is_condition_failed() => {
                 let existing = self
@@ -160,7 +252,7 @@ impl Intake {
                             "ledger entry vanished after a failed append".into(),
                         ))
                     })?;
-                self.resume_or_refuse(record, &validated, &existing, now_ms)
+                self.resume_or_refuse(record, validated, &existing, now_ms)
                     .await
             }
             Err(error) => Err(error.into()),
@@ -291,15 +383,28 @@ impl StageHandler for Intake {
     async fn handle_batch(&self, records: &[ReceivedMessage], _remaining: Duration) -> BatchReport {
         // Keys from a secret are read again once their refresh interval has passed.
         self.config.gateways.refresh_if_due().await;
+        let now_ms = self.context.clock.now_ms();
+        let mut steps =
+            futures::future::join_all(records.iter().map(|record| self.prepare(record, now_ms)))
+                .await;
+        self.take_tokens(&mut steps, now_ms).await;
+        let steps = &steps;
         forward_batch_keyed(
             &self.context,
             records,
             claimed_event_id,
             |record| async move {
-                match self.admit(record).await {
-                    Ok(Admission::Routed(queue, message)) => Ok(Some((queue, message))),
-                    Ok(Admission::Refused) => Ok(None),
-                    Err(error) => Err(RecordError::classify(error)),
+                // `record` is one of `records`: its step is the one at its position.
+                let Some(step) = records
+                    .iter()
+                    .position(|candidate| std::ptr::eq(candidate, record))
+                    .and_then(|index| steps.get(index))
+                else {
+                    return Err(RecordError::permanent("a record outside its batch"));
+                };
+                match self.admit(record, step, now_ms).await? {
+                    Admission::Routed(queue, message) => Ok(Some((queue, message))),
+                    Admission::Refused => Ok(None),
                 }
             },
         )

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use worldfleet_domain::names::{
-    ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE, REJECTIONS_TABLE,
+    ALL_TABLES, CLASSIFY_QUEUE, ECOLOGY_INPUT_QUEUE, LEDGER_TABLE, MARKET_QUEUE, RATE_LIMITS_TABLE,
+    REJECTIONS_TABLE,
 };
 use worldfleet_domain::{AcceptedEvent, RejectReason};
 use worldfleet_embedded::testing::TempStore;
@@ -593,58 +594,156 @@ async fn refusals_are_found_by_gateway_and_event_id_and_repeats_are_counted() {
     );
 }
 
+/// The dialogue sample under event id `...G{index:02}`, signed again.
+fn numbered_dialogue(index: u32) -> String {
+    let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&sample("dialogue")).unwrap();
+    value.as_object_mut().unwrap().remove("signature");
+    value["event_id"] = serde_json::Value::from(format!("01JD3Q7Z8X9Y0A1B2C3D4E5G{index:02}"));
+    let canonical = worldfleet_domain::envelope::canonical_bytes(&value).unwrap();
+    value["signature"] = serde_json::Value::from(
+        worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
+    );
+    value.to_string()
+}
+
 #[tokio::test]
-async fn players_over_their_rate_are_refused_until_tokens_refill() {
+async fn players_over_their_rate_are_refused_in_queue_order_until_tokens_refill() {
     let fixture = fixture(RateLimit {
         burst: 2,
         per_second: 1,
     })
     .await;
-    let key = hex::decode(SAMPLE_KEY_HEX).unwrap();
-    let base: serde_json::Value = serde_json::from_str(&sample("dialogue")).unwrap();
-    let envelope = |index: u32| {
-        let mut value = base.clone();
-        value.as_object_mut().unwrap().remove("signature");
-        value["event_id"] = serde_json::Value::from(format!("01JD3Q7Z8X9Y0A1B2C3D4E5G{index:02}"));
-        let canonical = worldfleet_domain::envelope::canonical_bytes(&value).unwrap();
-        value["signature"] = serde_json::Value::from(
-            worldfleet_domain::envelope::signature_hex(&key, &canonical).unwrap(),
-        );
-        value.to_string()
-    };
-    let bodies: Vec<String> = (0..4).map(envelope).collect();
+    let bodies: Vec<String> = (0..4).map(numbered_dialogue).collect();
     let records: Vec<ReceivedMessage> = bodies
         .iter()
         .enumerate()
         .map(|(index, body)| record(&format!("r-{index}"), body, 1))
         .collect();
     fixture.handle(&records).await;
+    let routed_ids: Vec<String> = routed(fixture.queue.as_ref())
+        .await
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
     assert_eq!(
-        routed(fixture.queue.as_ref()).await.len(),
-        2,
-        "a burst of 2"
+        routed_ids,
+        ["01JD3Q7Z8X9Y0A1B2C3D4E5G00", "01JD3Q7Z8X9Y0A1B2C3D4E5G01"],
+        "a burst of 2: the player's first two events in queue order"
     );
-    // A batch's records are processed concurrently: which two of the four win the tokens is
-    // not fixed, but exactly two are accepted and exactly two refused as rate-limited.
-    let mut limited = 0;
-    for body in &bodies {
-        if let Some(row) = rejection(fixture.table.as_ref(), Some("gw-sample"), body).await {
-            assert_eq!(row.reason, Some(RejectReason::RateLimited));
-            assert!(
-                row.detail.contains("new SQS MessageDeduplicationId"),
-                "the advice must name the retry that works: {}",
-                row.detail
-            );
-            limited += 1;
+    for (index, body) in bodies.iter().enumerate() {
+        let row = rejection(fixture.table.as_ref(), Some("gw-sample"), body).await;
+        if index < 2 {
+            assert!(row.is_none(), "r-{index} was accepted: {row:?}");
+            continue;
         }
+        let row = row.unwrap_or_else(|| panic!("r-{index} has a rejection row"));
+        assert_eq!(row.reason, Some(RejectReason::RateLimited));
+        assert!(
+            row.detail.contains("new SQS MessageDeduplicationId"),
+            "the advice must name the retry that works: {}",
+            row.detail
+        );
     }
-    assert_eq!(limited, 2, "two rate-limited rows");
     fixture.clock.advance(1_000);
-    let again = envelope(9);
+    let again = numbered_dialogue(9);
     fixture.handle(&[record("r-9", &again, 1)]).await;
     assert_eq!(
         routed(fixture.queue.as_ref()).await.len(),
         1,
         "one token refilled after a second"
     );
+}
+
+/// A table whose rate-limit reads and writes are slow (so concurrent takes of one bucket
+/// would collide), counting the bucket writes.
+struct SlowBuckets {
+    inner: Arc<dyn Table>,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Table for SlowBuckets {
+    async fn ensure_table(&self, spec: &TableSpec) -> PortResult<()> {
+        self.inner.ensure_table(spec).await
+    }
+    async fn get(&self, table: &str, key: &Key) -> PortResult<Option<Item>> {
+        if table == RATE_LIMITS_TABLE {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner.get(table, key).await
+    }
+    async fn batch_get(&self, table: &str, keys: &[Key]) -> PortResult<Vec<Item>> {
+        self.inner.batch_get(table, keys).await
+    }
+    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> PortResult<()> {
+        if table == RATE_LIMITS_TABLE {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.put(table, item, condition).await
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> PortResult<Item> {
+        self.inner.update(table, key, update, condition).await
+    }
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> PortResult<Option<Item>> {
+        self.inner.delete(table, key, condition).await
+    }
+    async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
+        self.inner.query(table, query).await
+    }
+    async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> PortResult<()> {
+        self.inner.batch_write(table, writes).await
+    }
+    async fn transact(&self, operations: Vec<TransactWrite>) -> PortResult<()> {
+        self.inner.transact(operations).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_takes_each_players_tokens_in_one_write_however_slow_the_table() {
+    // Ten events of one player in one batch, over a table slow enough that ten separate
+    // takes of the bucket (each a read, then a write conditional on what it read) would
+    // collide round after round. One take for the batch cannot collide with itself.
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&writes);
+    let fixture = fixture_over(RateLimit::default(), move |inner| {
+        Arc::new(SlowBuckets {
+            inner,
+            writes: counted,
+        })
+    })
+    .await;
+    let bodies: Vec<String> = (0..10).map(numbered_dialogue).collect();
+    let records: Vec<ReceivedMessage> = bodies
+        .iter()
+        .enumerate()
+        .map(|(index, body)| record(&format!("r-{index}"), body, 1))
+        .collect();
+    let report = fixture.handle(&records).await;
+    assert!(report.all_succeeded(), "{report:?}");
+    assert_eq!(routed(fixture.queue.as_ref()).await.len(), 10);
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one bucket write for the player's ten events"
+    );
+    let bucket = fixture
+        .table
+        .get(RATE_LIMITS_TABLE, &Key::new("player#p-000042", "bucket"))
+        .await
+        .unwrap();
+    assert!(bucket.is_some(), "the bucket is the actor's");
 }
