@@ -1,7 +1,9 @@
 //! `worldfleet bench-world`: the world stages' throughput and latency on the embedded store.
 //!
-//! Each phase drives a stage handler's own entry point (the same code a poller runs), over a
-//! fresh store, with a manual clock so timers need no waiting:
+//! Each phase drives a stage handler's own entry point (the same code a poller runs, each
+//! invocation a task of its own), over a fresh store in the durability `run` and `serve` use
+//! (boundary: the world stages' writes are fsynced in the background; `--fsync-all` waits for
+//! every fsync), with a manual clock so timers need no waiting:
 //!
 //! * **ecology**: `cells` cells of `creatures` each; every round ticks every cell once
 //!   (`concurrency` cells at a time) through the full shell — read the cell, run the tick,
@@ -63,7 +65,7 @@ impl Default for WorldBenchOptions {
             planets: 100,
             production_ticks: 50,
             concurrency: 8,
-            durability: Durability::Sync,
+            durability: Durability::Boundary,
         }
     }
 }

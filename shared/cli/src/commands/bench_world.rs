@@ -30,9 +30,14 @@ pub(super) struct BenchWorldArgs {
     /// Stage invocations in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Acknowledge writes once handed to the OS instead of after fsync.
-    #[arg(long)]
+    /// Never fsync before answering a write (fsynced only when the store closes).
+    #[arg(long, conflicts_with = "fsync_all")]
     buffered: bool,
+    /// fsync every write before answering it. By default the store runs as `run` and `serve`
+    /// run it: the world stages are internal (their timers are re-armed by the watchdog), so
+    /// their writes are answered once handed to the OS and fsynced in the background.
+    #[arg(long)]
+    fsync_all: bool,
     /// Print the figures as one JSON line.
     #[arg(long)]
     json: bool,
@@ -50,8 +55,10 @@ pub(super) async fn run(args: BenchWorldArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         durability: if args.buffered {
             Durability::Buffered
-        } else {
+        } else if args.fsync_all {
             Durability::Sync
+        } else {
+            Durability::Boundary
         },
     };
     eprintln!("bench-world: {options:?}");
