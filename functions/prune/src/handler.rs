@@ -168,9 +168,7 @@ impl Prune {
         let mut trim = core::FeedTrim::default();
         let mut start_after = None;
         let range = match trimmed_from {
-            Some(from) => {
-                SortKeyRange::Between(from.to_owned(), format!("{}\u{7f}", feed_plan::PAGE_PREFIX))
-            }
+            Some(from) => SortKeyRange::prefix_from(feed_plan::PAGE_PREFIX, from),
             None => SortKeyRange::Prefix(feed_plan::PAGE_PREFIX.into()),
         };
         loop {
@@ -422,7 +420,7 @@ impl Prune {
         loop {
             let wanted = need.saturating_sub(covered).div_ceil(typical.max(1)) + 1;
             let range = match evicted_from {
-                Some(from) => SortKeyRange::Between(from.to_owned(), observations_end()),
+                Some(from) => SortKeyRange::prefix_from(OBSERVATION_PREFIX, from),
                 None => SortKeyRange::Prefix(OBSERVATION_PREFIX.into()),
             };
             let query = Query::partition(pk)
@@ -518,11 +516,6 @@ impl Prune {
         self.table().put(FEEDS_TABLE, item, None).await?;
         Ok(())
     }
-}
-
-/// A sort key above every observation's (sort keys are ASCII).
-fn observations_end() -> String {
-    format!("{OBSERVATION_PREFIX}\u{7f}")
 }
 
 /// An observation item's sort key and accounted size.

@@ -473,6 +473,16 @@ pub enum SortKeyRange {
 }
 
 impl SortKeyRange {
+    /// The sort keys that start with `prefix`, from `from` (inclusive) to the last of them: a
+    /// read that resumes inside a prefix without walking what lies before `from`. The upper
+    /// bound is `prefix` followed by DEL (0x7f), above every ASCII key with that prefix — the
+    /// sort keys this crate's users write under a prefix are ASCII.
+    pub fn prefix_from(prefix: &str, from: impl Into<String>) -> Self {
+        let from = from.into();
+        debug_assert!(from.starts_with(prefix), "{from:?} is outside {prefix:?}");
+        Self::Between(from, format!("{prefix}\u{7f}"))
+    }
+
     /// True when `sk` is in the range.
     pub fn contains(&self, sk: &str) -> bool {
         match self {
@@ -733,5 +743,12 @@ mod tests {
         assert!(SortKeyRange::Prefix("feed#".into()).contains("feed#1"));
         assert!(SortKeyRange::Between("a".into(), "c".into()).contains("c"));
         assert!(!SortKeyRange::GreaterThan("c".into()).contains("c"));
+        let resumed = SortKeyRange::prefix_from("obs#", "obs#0005");
+        assert!(resumed.contains("obs#0005") && resumed.contains("obs#9999~z"));
+        assert!(!resumed.contains("obs#0004"), "before the start");
+        assert!(
+            !resumed.contains("obt#0000") && !resumed.contains("page#1"),
+            "another prefix"
+        );
     }
 }

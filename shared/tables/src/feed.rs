@@ -109,9 +109,9 @@ pub async fn read_feed(
     let mut start_after = None;
     loop {
         let query = Query::partition(pk.clone())
-            .range(SortKeyRange::Between(
+            .range(SortKeyRange::prefix_from(
+                crate::plan::PAGE_PREFIX,
                 page_sort_key(after_seq.saturating_add(1)),
-                "page#~".into(),
             ))
             .limit(64)
             .start_after(start_after);
