@@ -33,9 +33,9 @@ for bin in "${bins[@]}"; do
   bin_args+=(--bin "${bin}")
 done
 
-echo "== cargo lambda build --profile lambda --arm64 --output-format zip ${bin_args[*]}"
+echo "== cargo lambda build -p worldfleet-lambda --profile lambda --arm64 --output-format zip ${bin_args[*]}"
 start=$(date +%s)
-cargo lambda build --profile lambda --arm64 --output-format zip "${bin_args[@]}"
+cargo lambda build -p worldfleet-lambda --profile lambda --arm64 --output-format zip "${bin_args[@]}"
 echo "== built in $(( $(date +%s) - start )) s"
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

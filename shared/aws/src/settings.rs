@@ -3,10 +3,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
+use aws_config::imds::region::ImdsRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::region::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::error::{AwsError, Result};
 use crate::retry::RetryPolicy;
@@ -118,13 +124,25 @@ impl AwsSettings {
     }
 
     /// The AWS SDK configuration: the standard chain (credentials, region, endpoint URLs),
-    /// SDK retries off (the adapters retry and count every attempt), these timeouts.
+    /// SDK retries off (the adapters retry and count every attempt), these timeouts, and
+    /// [`https_client`] for every request (the credential and region providers' included).
     pub async fn sdk_config(&self) -> SdkConfig {
+        // The SDK's default region chain (environment, profile, instance metadata) spelled
+        // out: its own builder cannot be given an HTTP client, and instance metadata needs one
+        // now that the SDK crates bring none.
+        let providers = ProviderConfig::without_region().with_http_client(https_client());
         let region =
             RegionProviderChain::first_try(self.region.clone().map(aws_config::Region::new))
-                .or_default_provider()
+                .or_else(EnvironmentVariableRegionProvider::new())
+                .or_else(
+                    ProfileFileRegionProvider::builder()
+                        .configure(&providers)
+                        .build(),
+                )
+                .or_else(ImdsRegionProvider::builder().configure(&providers).build())
                 .or_else(DEFAULT_REGION);
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(region)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -136,6 +154,17 @@ impl AwsSettings {
             .load()
             .await
     }
+}
+
+/// The HTTP client of every AWS client: hyper 1 with rustls on ring and the platform's root
+/// certificates. The SDK crates are built without their default client (aws-lc), and the
+/// legacy hyper 0.14 stack is not linked at all: the Lambda zips are smaller by both
+/// (`infra/README.md`). One per SDK configuration, not one per process: a client's pooled
+/// connections live on the runtime that opened them, and a process may run several runtimes.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 fn validate_stack(stack: &str) -> Result<()> {
