@@ -267,9 +267,18 @@ async fn unsettled(
     Ok(None)
 }
 
+/// How long [`finish_outboxes`] keeps trying a cell's outbox: longer than an idempotency lease
+/// can block (`IdempotencyConfig::max_in_progress`, 60 s).
+const OUTBOX_RETRY_FOR: Duration = Duration::from_secs(75);
+
 /// Once the timer stages are stopped: completes the outbox of every cell's last tick (a
 /// no-op where it was completed), so no news or emigrant of an applied tick is left unsent.
+///
+/// An attempt that stopped while holding an outbox's idempotency record (a crash, an injected
+/// fault) blocks it until its lease ends; a retryable failure is tried again every 250 ms for
+/// up to [`OUTBOX_RETRY_FOR`] before the run gives up on that cell.
 pub async fn finish_outboxes(context: &StageContext, layout: &WorldLayout) -> anyhow::Result<()> {
+    use worldfleet_kit::Failure;
     let (ecology, _) = configs(layout)?;
     let stage = EcologyTickStage::new(context.clone(), ecology);
     for cell in layout.cells() {
@@ -282,10 +291,21 @@ pub async fn finish_outboxes(context: &StageContext, layout: &WorldLayout) -> an
         };
         let tick = item.i64("tick").unwrap_or(0).max(0) as u64;
         let timer = TickTimer { cell, tick };
-        stage
-            .on_timer(&timer, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("complete the outbox of {} tick {tick}", timer.cell))?;
+        let give_up_at = tokio::time::Instant::now() + OUTBOX_RETRY_FOR;
+        loop {
+            match stage.on_timer(&timer, Duration::from_secs(30)).await {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() && tokio::time::Instant::now() < give_up_at => {
+                    tracing::info!(cell = %timer.cell, tick, %error, "outbox not completed yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!("complete the outbox of {} tick {tick}", timer.cell)
+                    });
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -675,4 +695,90 @@ async fn audit_ecology(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use worldfleet_domain::names::IDEMPOTENCY_TABLE;
+    use worldfleet_embedded::testing::TempStore;
+    use worldfleet_kit::IdempotencyStore;
+    use worldfleet_ports::{Clock, Key, SystemClock, TTL_ATTRIBUTE};
+
+    use super::*;
+    use crate::resources::{QueueSettings, declare};
+
+    #[tokio::test]
+    async fn finishing_waits_out_an_outbox_an_unfinished_attempt_still_holds() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = TempStore::open(Arc::clone(&clock));
+        declare(
+            store.queue().as_ref(),
+            store.table().as_ref(),
+            QueueSettings::default(),
+        )
+        .await
+        .unwrap();
+        let context = StageContext::new(store.queue(), store.table(), Arc::clone(&clock));
+        let layout = WorldLayout {
+            zones: 1,
+            cells_per_zone: 1,
+            ..WorldLayout::default()
+        };
+        let (ecology, _) = configs(&layout).unwrap();
+        let cell = layout.cells().remove(0);
+        let founders: Vec<Founders> = FOUNDING_SPECIES
+            .iter()
+            .map(|species| Founders {
+                species: (*species).to_owned(),
+                count: 20,
+            })
+            .collect();
+        seed_cell(&context, &ecology, cell.clone(), 200, Vec::new(), &founders)
+            .await
+            .unwrap();
+        EcologyTickStage::new(context.clone(), ecology)
+            .on_timer(
+                &TickTimer {
+                    cell: cell.clone(),
+                    tick: 1,
+                },
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        // Tick 1's outbox as an attempt that stopped mid-way leaves it: claimed, not completed,
+        // its lease ending in 700 ms.
+        let key = format!("ecology#{cell}#1");
+        let now_ms = clock.now_ms();
+        let held = Item::new(Key::new(key.as_str(), "idempotency"))
+            .with("status", "IN_PROGRESS")
+            .with("claim", "an-attempt-that-stopped")
+            .with(
+                "payload_hash",
+                IdempotencyStore::hash_payload(key.as_bytes()),
+            )
+            .with("in_progress_expiry_ms", (now_ms + 700) as i64)
+            .with(TTL_ATTRIBUTE, (now_ms / 1000 + 3600) as i64);
+        context
+            .table
+            .put(IDEMPOTENCY_TABLE, held, None)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        finish_outboxes(&context, &layout).await.unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "completed only once the lease ended: {:?}",
+            started.elapsed()
+        );
+        let record = context
+            .table
+            .get(IDEMPOTENCY_TABLE, &Key::new(key.as_str(), "idempotency"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.str("status"), Some("COMPLETED"));
+    }
 }
