@@ -405,45 +405,56 @@ async fn a_replay_is_refused_but_a_redelivery_of_the_same_message_completes_rout
     );
 }
 
-/// A table whose ledger append for one message is slow, and fails the first time if asked
-/// (nothing written): a later record of the same batch could then reach the ledger first.
-struct TroubledLedgerAppend {
-    inner: Arc<dyn Table>,
-    message_id: &'static str,
-    fail_once: std::sync::atomic::AtomicBool,
+/// A get or a put, as a [`Hooked`] table sees it before passing it on.
+enum Call<'a> {
+    Get(&'a str),
+    Put(&'a str, &'a Item),
 }
 
-impl TroubledLedgerAppend {
-    fn over(inner: Arc<dyn Table>, message_id: &'static str, fail_once: bool) -> Arc<dyn Table> {
-        Arc::new(Self {
-            inner,
-            message_id,
-            fail_once: fail_once.into(),
-        })
+/// A table that passes every call to `inner`, after `hook` has seen each get and put: the hook
+/// returns how long to wait first and whether to fail the call (nothing written) instead.
+struct Hooked<F> {
+    inner: Arc<dyn Table>,
+    hook: F,
+}
+
+impl<F> Hooked<F>
+where
+    F: Fn(Call<'_>) -> (Duration, bool) + Send + Sync + 'static,
+{
+    fn over(inner: Arc<dyn Table>, hook: F) -> Arc<dyn Table> {
+        Arc::new(Self { inner, hook })
+    }
+
+    async fn enter(&self, call: Call<'_>) -> PortResult<()> {
+        let (wait, fail) = (self.hook)(call);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        if fail {
+            return Err(worldfleet_ports::Error::Unavailable("injected".into()));
+        }
+        Ok(())
     }
 }
 
 #[async_trait::async_trait]
-impl Table for TroubledLedgerAppend {
+impl<F> Table for Hooked<F>
+where
+    F: Fn(Call<'_>) -> (Duration, bool) + Send + Sync + 'static,
+{
     async fn ensure_table(&self, spec: &TableSpec) -> PortResult<()> {
         self.inner.ensure_table(spec).await
     }
     async fn get(&self, table: &str, key: &Key) -> PortResult<Option<Item>> {
+        self.enter(Call::Get(table)).await?;
         self.inner.get(table, key).await
     }
     async fn batch_get(&self, table: &str, keys: &[Key]) -> PortResult<Vec<Item>> {
         self.inner.batch_get(table, keys).await
     }
     async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> PortResult<()> {
-        if table == LEDGER_TABLE && item.str("message_id") == Some(self.message_id) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if self
-                .fail_once
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                return Err(worldfleet_ports::Error::Unavailable("injected".into()));
-            }
-        }
+        self.enter(Call::Put(table, &item)).await?;
         self.inner.put(table, item, condition).await
     }
     async fn update(
@@ -472,6 +483,23 @@ impl Table for TroubledLedgerAppend {
     async fn transact(&self, operations: Vec<TransactWrite>) -> PortResult<()> {
         self.inner.transact(operations).await
     }
+}
+
+/// A table whose ledger append for message `m-1` is slow (200 ms), and fails the first time if
+/// asked (nothing written): a later record of the same batch could then reach the ledger first.
+fn troubled_ledger_append(inner: Arc<dyn Table>, fail_once: bool) -> Arc<dyn Table> {
+    let fail_once = std::sync::atomic::AtomicBool::new(fail_once);
+    Hooked::over(inner, move |call| match call {
+        Call::Put(table, item)
+            if table == LEDGER_TABLE && item.str("message_id") == Some("m-1") =>
+        {
+            (
+                Duration::from_millis(200),
+                fail_once.swap(false, std::sync::atomic::Ordering::SeqCst),
+            )
+        }
+        _ => (Duration::ZERO, false),
+    })
 }
 
 /// Routes `[combat, dialogue, combat again]` (an envelope, another, the first one's replay) in
@@ -527,16 +555,14 @@ async fn envelope_and_replay_in_one_batch(
 async fn an_envelope_and_its_replay_in_one_batch_keep_the_envelope_in_its_place() {
     // The original's ledger append is slow: its replay, later in the same batch, still must
     // not take the event.
-    envelope_and_replay_in_one_batch(|inner| TroubledLedgerAppend::over(inner, "m-1", false), 1)
-        .await;
+    envelope_and_replay_in_one_batch(|inner| troubled_ledger_append(inner, false), 1).await;
 }
 
 #[tokio::test]
 async fn a_replay_behind_a_failed_original_does_not_take_its_event() {
     // The original's ledger append fails once: the replay is not run in that attempt either,
     // so on redelivery the original still owns its event.
-    envelope_and_replay_in_one_batch(|inner| TroubledLedgerAppend::over(inner, "m-1", true), 2)
-        .await;
+    envelope_and_replay_in_one_batch(|inner| troubled_ledger_append(inner, true), 2).await;
 }
 
 #[tokio::test]
@@ -655,63 +681,6 @@ async fn players_over_their_rate_are_refused_in_queue_order_until_tokens_refill(
     );
 }
 
-/// A table whose rate-limit reads and writes are slow (so concurrent takes of one bucket
-/// would collide), counting the bucket writes.
-struct SlowBuckets {
-    inner: Arc<dyn Table>,
-    writes: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl Table for SlowBuckets {
-    async fn ensure_table(&self, spec: &TableSpec) -> PortResult<()> {
-        self.inner.ensure_table(spec).await
-    }
-    async fn get(&self, table: &str, key: &Key) -> PortResult<Option<Item>> {
-        if table == RATE_LIMITS_TABLE {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.inner.get(table, key).await
-    }
-    async fn batch_get(&self, table: &str, keys: &[Key]) -> PortResult<Vec<Item>> {
-        self.inner.batch_get(table, keys).await
-    }
-    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> PortResult<()> {
-        if table == RATE_LIMITS_TABLE {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            self.writes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        self.inner.put(table, item, condition).await
-    }
-    async fn update(
-        &self,
-        table: &str,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> PortResult<Item> {
-        self.inner.update(table, key, update, condition).await
-    }
-    async fn delete(
-        &self,
-        table: &str,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> PortResult<Option<Item>> {
-        self.inner.delete(table, key, condition).await
-    }
-    async fn query(&self, table: &str, query: &Query) -> PortResult<QueryPage> {
-        self.inner.query(table, query).await
-    }
-    async fn batch_write(&self, table: &str, writes: Vec<BatchWrite>) -> PortResult<()> {
-        self.inner.batch_write(table, writes).await
-    }
-    async fn transact(&self, operations: Vec<TransactWrite>) -> PortResult<()> {
-        self.inner.transact(operations).await
-    }
-}
-
 #[tokio::test]
 async fn a_batch_takes_each_players_tokens_in_one_write_however_slow_the_table() {
     // Ten events of one player in one batch, over a table slow enough that ten separate
@@ -720,9 +689,14 @@ async fn a_batch_takes_each_players_tokens_in_one_write_however_slow_the_table()
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = Arc::clone(&writes);
     let fixture = fixture_over(RateLimit::default(), move |inner| {
-        Arc::new(SlowBuckets {
-            inner,
-            writes: counted,
+        // Every bucket read and write takes 5 ms; the writes are counted.
+        Hooked::over(inner, move |call| match call {
+            Call::Get(table) if table == RATE_LIMITS_TABLE => (Duration::from_millis(5), false),
+            Call::Put(table, _) if table == RATE_LIMITS_TABLE => {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (Duration::from_millis(5), false)
+            }
+            _ => (Duration::ZERO, false),
         })
     })
     .await;
