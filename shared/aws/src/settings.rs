@@ -130,7 +130,8 @@ impl AwsSettings {
         // The SDK's default region chain (environment, profile, instance metadata) spelled
         // out: its own builder cannot be given an HTTP client, and instance metadata needs one
         // now that the SDK crates bring none.
-        let providers = ProviderConfig::without_region().with_http_client(https_client());
+        let http = https_client();
+        let providers = ProviderConfig::without_region().with_http_client(http.clone());
         let region =
             RegionProviderChain::first_try(self.region.clone().map(aws_config::Region::new))
                 .or_else(EnvironmentVariableRegionProvider::new())
@@ -142,7 +143,7 @@ impl AwsSettings {
                 .or_else(ImdsRegionProvider::builder().configure(&providers).build())
                 .or_else(DEFAULT_REGION);
         aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
+            .http_client(http)
             .region(region)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -159,8 +160,9 @@ impl AwsSettings {
 /// The HTTP client of every AWS client: hyper 1 with rustls on ring and the platform's root
 /// certificates. The SDK crates are built without their default client (aws-lc), and the
 /// legacy hyper 0.14 stack is not linked at all: the Lambda zips are smaller by both
-/// (`infra/README.md`). One per SDK configuration, not one per process: a client's pooled
-/// connections live on the runtime that opened them, and a process may run several runtimes.
+/// (`infra/README.md`). One per SDK configuration (its requests and its region and credential
+/// providers share it), not one per process: a client's pooled connections live on the runtime
+/// that opened them, and a process may run several runtimes.
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
