@@ -366,20 +366,12 @@ impl EmbeddedServer {
 /// outboxes.
 pub const WORLD_STOP_DRAIN: Duration = Duration::from_secs(30);
 
-/// Completes the last ticks' outboxes (retried: under `--inject-faults` a call may fail on
-/// purpose) and waits for the input stages to take them.
+/// Completes the last ticks' outboxes (`finish_outboxes` retries what is worth retrying: under
+/// `--inject-faults` a call may fail on purpose) and waits for the input stages to take them.
 async fn finish_world(context: &StageContext, layout: &WorldLayout) -> anyhow::Result<()> {
-    let mut attempt = 1;
-    loop {
-        match simulation::finish_outboxes(context, layout).await {
-            Ok(()) => break,
-            Err(error) if attempt < 10 => {
-                tracing::warn!(attempt, "completing the last ticks' outboxes: {error:#}");
-                attempt += 1;
-            }
-            Err(error) => return Err(error.context("complete the last ticks' outboxes")),
-        }
-    }
+    simulation::finish_outboxes(context, layout)
+        .await
+        .context("complete the last ticks' outboxes")?;
     let drained =
         worldfleet_runtime::fleet::wait_for_drain(context.queue.as_ref(), WORLD_STOP_DRAIN, || {})
             .await?;

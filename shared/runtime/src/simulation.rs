@@ -22,7 +22,7 @@ use worldfleet_domain::{EventKind, FeedId, PartitionUid};
 use worldfleet_ecology::shell::store::{StoredCell, state_key};
 use worldfleet_ecology::sim::Founders;
 use worldfleet_ecology::{EcologyConfig, EcologyTickStage, TickInterval, TickTimer, seed_cell};
-use worldfleet_kit::StageContext;
+use worldfleet_kit::{RecordError, StageContext};
 use worldfleet_ports::{Item, Query, Queue, SortKeyRange, Table, query_all};
 use worldfleet_price::market::PriceChange;
 use worldfleet_price::production::{Planet, Region};
@@ -275,38 +275,63 @@ const OUTBOX_RETRY_FOR: Duration = Duration::from_secs(75);
 /// no-op where it was completed), so no news or emigrant of an applied tick is left unsent.
 ///
 /// An attempt that stopped while holding an outbox's idempotency record (a crash, an injected
-/// fault) blocks it until its lease ends; a retryable failure is tried again every 250 ms for
-/// up to [`OUTBOX_RETRY_FOR`] before the run gives up on that cell.
+/// fault) blocks it until its lease ends; a retryable failure of a cell (its read, or its
+/// outbox) is tried again every 250 ms for up to [`OUTBOX_RETRY_FOR`] before the run gives up
+/// on that cell.
 pub async fn finish_outboxes(context: &StageContext, layout: &WorldLayout) -> anyhow::Result<()> {
-    use worldfleet_kit::Failure;
     let (ecology, _) = configs(layout)?;
     let stage = EcologyTickStage::new(context.clone(), ecology);
     for cell in layout.cells() {
-        let Some(item) = context
-            .table
-            .get(ECOLOGY_TABLE, &state_key(cell.as_str()))
-            .await?
-        else {
-            continue;
-        };
-        let tick = item.i64("tick").unwrap_or(0).max(0) as u64;
-        let timer = TickTimer { cell, tick };
         let give_up_at = tokio::time::Instant::now() + OUTBOX_RETRY_FOR;
         loop {
-            match stage.on_timer(&timer, Duration::from_secs(30)).await {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() && tokio::time::Instant::now() < give_up_at => {
-                    tracing::info!(cell = %timer.cell, tick, %error, "outbox not completed yet; trying again");
+            match finish_outbox(context, &stage, &cell).await {
+                Ok(()) => break,
+                Err(error) if error.retryable && tokio::time::Instant::now() < give_up_at => {
+                    tracing::info!(%cell, %error, "outbox not completed yet; trying again");
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(error) => {
-                    return Err(error).with_context(|| {
-                        format!("complete the outbox of {} tick {tick}", timer.cell)
-                    });
-                }
+                Err(error) => return Err(anyhow::anyhow!(error.reason)),
             }
         }
     }
+    Ok(())
+}
+
+/// Completes the outbox of `cell`'s last tick, if the cell exists; a failure says which and
+/// whether it is worth another try.
+async fn finish_outbox(
+    context: &StageContext,
+    stage: &EcologyTickStage,
+    cell: &PartitionUid,
+) -> Result<(), RecordError> {
+    let Some(item) = context
+        .table
+        .get(ECOLOGY_TABLE, &state_key(cell.as_str()))
+        .await
+        .map_err(|error| {
+            let mut failure = RecordError::classify(error);
+            failure.reason = format!("read the state of {cell}: {}", failure.reason);
+            failure
+        })?
+    else {
+        return Ok(());
+    };
+    let tick = item.i64("tick").unwrap_or(0).max(0) as u64;
+    let timer = TickTimer {
+        cell: cell.clone(),
+        tick,
+    };
+    stage
+        .on_timer(&timer, Duration::from_secs(30))
+        .await
+        .map_err(|error| {
+            let mut failure = RecordError::classify(error);
+            failure.reason = format!(
+                "complete the outbox of {cell} tick {tick}: {}",
+                failure.reason
+            );
+            failure
+        })?;
     Ok(())
 }
 
