@@ -87,11 +87,15 @@ pub fn new_plan(id: String, events: &[CanonEntry], pages: Vec<PlannedPage>) -> P
 /// once written at `now_ms`, whatever sequence numbers the page gets: the count is added when
 /// the numbers are allocated, before they are known, and must never run low.
 pub fn observation_bytes_bound(player: &str, events: &[&CanonEntry], now_ms: u64) -> Result<u64> {
+    // Entry `i` of a page is stored at offset `i` from the first sequence number, or further
+    // when earlier entries were lost to other plans, in which case the page holds fewer.
+    let first_seq = u64::MAX - events.len() as u64;
     let page = FeedPage {
-        first_seq: u64::MAX,
+        first_seq,
         entries: events
             .iter()
-            .map(|entry| feed_entry(entry, u64::MAX))
+            .zip(first_seq..)
+            .map(|(entry, seq)| feed_entry(entry, seq))
             .collect(),
     };
     let observation = memory::observation_item(player, &page, now_ms)?;

@@ -442,17 +442,50 @@ async fn the_feeds_table_rows_have_the_documented_keys_and_attributes() {
         item.attributes.keys().cloned().collect::<BTreeSet<_>>(),
         attributes(&page_row)
     );
-    let entry: Value = serde_json::from_str(item.str("entries").unwrap()).unwrap();
-    let entry_fields: BTreeSet<String> = entry[0].as_object().unwrap().keys().cloned().collect();
-    let documented_entry: BTreeSet<String> = contract()
-        .split("`entries` is a JSON array (a string attribute) of `{")
+    let stored: Value = serde_json::from_str(item.str("entries").unwrap()).unwrap();
+    let documented_row: Vec<String> = contract()
+        .split("each row is `[")
         .nth(1)
-        .and_then(|rest| rest.split("}`").next())
+        .and_then(|rest| rest.split("]`").next())
         .unwrap()
         .split(',')
-        .map(|field| field.trim().trim_matches('"').to_owned())
+        .map(|field| field.trim().to_owned())
         .collect();
-    assert_eq!(entry_fields, documented_entry);
+    assert_eq!(
+        documented_row,
+        [
+            "offset",
+            "event_id",
+            "partition",
+            "kind",
+            "actor",
+            "text",
+            "accepted"
+        ]
+    );
+    assert_eq!(stored["v"], 1);
+    let first_row = stored["rows"][0].as_array().unwrap();
+    assert_eq!(first_row.len(), documented_row.len());
+    let entry = &page.entries[0];
+    assert_eq!(first_row[0], entry.seq - page.first_seq);
+    assert_eq!(first_row[1], entry.event_id.as_str());
+    assert_eq!(
+        stored["partitions"][first_row[2].as_u64().unwrap() as usize],
+        entry.partition.as_str()
+    );
+    assert_eq!(
+        stored["kinds"][first_row[3].as_u64().unwrap() as usize],
+        entry.kind.as_str()
+    );
+    assert_eq!(
+        stored["actors"][first_row[4].as_u64().unwrap() as usize],
+        entry.actor.as_str()
+    );
+    assert_eq!(first_row[5], entry.text.as_str());
+    assert_eq!(
+        stored["accepted_base_ms"].as_u64().unwrap() + first_row[6].as_u64().unwrap(),
+        entry.accepted_at_ms
+    );
 
     // The counter, the trim row and reader checkpoints.
     assert_eq!(counter_key("player:p-1").sk, "counter");

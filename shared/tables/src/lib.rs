@@ -10,6 +10,7 @@
 //! ports): it knows items and keys, not queues or stages.
 
 pub mod canon;
+pub mod entries;
 pub mod error;
 pub mod feed;
 pub mod memory;

@@ -70,10 +70,11 @@ pub fn count_key(player: &str) -> Key {
 
 /// The observation item of one page of a player's feed, its size in `bytes`.
 pub fn observation_item(player: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
-    let entries = serde_json::to_string(&page.entries).map_err(|error| Error::Corrupt {
-        what: format!("observation of {player}"),
-        reason: error.to_string(),
-    })?;
+    let entries = crate::entries::encode(
+        page.first_seq,
+        &page.entries,
+        &format!("observation of {player}"),
+    )?;
     let item = Item::new(Key::new(
         memory_pk(player),
         observation_sort_key(page.first_seq),
@@ -91,12 +92,20 @@ pub fn observation_bytes(item: &Item) -> u64 {
         .map_or(item.size_bytes() as u64, |bytes| bytes.max(0) as u64)
 }
 
-/// Decodes an observation's entries.
+/// Decodes an observation's entries (binary, [`crate::entries`]; the first sequence number
+/// is the one its sort key names).
 pub fn observation_entries(item: &Item) -> Result<Vec<FeedEntry>> {
-    serde_json::from_str(item.str("entries").unwrap_or("[]")).map_err(|error| Error::Corrupt {
-        what: format!("observation {}", item.key),
-        reason: error.to_string(),
-    })
+    let what = format!("observation {}", item.key);
+    let first_seq = item
+        .key
+        .sk
+        .strip_prefix(OBSERVATION_PREFIX)
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .ok_or_else(|| Error::Corrupt {
+            what: what.clone(),
+            reason: "its sort key names no first sequence number".to_owned(),
+        })?;
+    crate::entries::decode(first_seq, item.attributes.get("entries"), &what)
 }
 
 #[cfg(test)]

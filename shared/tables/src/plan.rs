@@ -1,8 +1,8 @@
 //! Feed pages and publication plans: how distribute's rows are laid out.
 //!
 //! A page holds consecutive entries of one feed under `pk = feed`, `sk = page#<last seq>`
-//! (zero-padded, so pages sort by sequence), with `first_seq`, `last_seq`, the `entries` as
-//! JSON and `written_at_ms`. The feed's sequence counter is the `counter` row of its partition.
+//! (zero-padded, so pages sort by sequence), with `first_seq`, `last_seq`, the `entries`
+//! (binary: [`crate::entries`]) and `written_at_ms`. The feed's sequence counter is the `counter` row of its partition.
 //! A plan record (`pk = plan#<id>`, `sk = plan`) says which events one batch covered and, per
 //! feed, the first sequence number of its range; prune reads it to find the batch's bookkeeping.
 
@@ -62,10 +62,8 @@ pub fn plan_key(plan_id: &str) -> Key {
 
 /// Encodes a page as its item.
 pub fn page_item(feed: &str, page: &FeedPage, now_ms: u64) -> Result<Item> {
-    let entries = serde_json::to_string(&page.entries).map_err(|error| Error::Corrupt {
-        what: format!("page of {feed}"),
-        reason: error.to_string(),
-    })?;
+    let entries =
+        crate::entries::encode(page.first_seq, &page.entries, &format!("page of {feed}"))?;
     Ok(Item::new(Key::new(feed, page_sort_key(page.last_seq())))
         .with("first_seq", page.first_seq as i64)
         .with("last_seq", page.last_seq() as i64)
@@ -88,8 +86,11 @@ pub fn page_from_item(item: &Item) -> Result<FeedPage> {
     let first_seq = item
         .i64("first_seq")
         .ok_or_else(|| corrupt("no first_seq".into()))? as u64;
-    let entries = serde_json::from_str(item.str("entries").unwrap_or("[]"))
-        .map_err(|error| corrupt(error.to_string()))?;
+    let entries = crate::entries::decode(
+        first_seq,
+        item.attributes.get("entries"),
+        &format!("page {}", item.key),
+    )?;
     Ok(FeedPage { first_seq, entries })
 }
 
