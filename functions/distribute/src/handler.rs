@@ -12,12 +12,18 @@
 //!    so a plan owns exactly the events whose canon points at it, and every executor of the
 //!    plan (a redelivery, a concurrent poller) claims in the same order and finds the same
 //!    events; those it does not own are planned again by the batch that carries them.
-//! 3. Write each unfinished plan's pages (puts by deterministic key: replays overwrite with the
-//!    same bytes) and the players' observations (`worldfleet_tables::memory`), then mark the plan
-//!    completed so later replays skip it.
+//! 3. Write each plan's pages (puts by deterministic key: replays overwrite with the same
+//!    bytes) and the players' observations (`worldfleet_tables::memory`).
 //! 4. Tell prune what it may collect: the plan's events are published (their bookkeeping ends
-//!    with them), the plan's players whose memory count passed the cap, feeds that crossed a
-//!    check mark; and touch the regions the events belong to (a tombstoned one is asked back).
+//!    with them: prune deletes the plan record), the plan's players whose memory count passed
+//!    the cap, feeds that crossed a check mark; and touch the regions the events belong to (a
+//!    tombstoned one is asked back).
+//!
+//! The plan record is not marked completed: its deletion by prune is the mark. Only step 4 asks
+//! for it, after every page is written, so a plan that still exists may be unfinished and is
+//! executed again by whoever finds it (rewriting the same pages), and a plan that is gone was
+//! published. Marking it cost an update billed at the record's full size (about 2 KB) per batch.
+//! Records written by earlier versions may carry `completed`; they are honoured.
 //!
 //! Every decision (which events need a plan, what a claim writes and in which order, what a plan publishes,
 //! who is over budget, which regions were touched) is a pure function in [`crate::plan`]; this
@@ -38,7 +44,7 @@ use worldfleet_kit::batch::FailedGroups;
 use worldfleet_kit::{BatchReport, StageContext, StageHandler, activity};
 use worldfleet_ports::table::{MAX_BATCH_GET, MAX_BATCH_WRITE};
 use worldfleet_ports::{
-    BatchWrite, Condition, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome, Update,
+    BatchWrite, Error, Item, Key, OutgoingMessage, ReceivedMessage, SendOutcome, Update,
 };
 use worldfleet_tables::canon;
 
@@ -229,7 +235,7 @@ impl Distribute {
         }
     }
 
-    /// Writes the pages of the plan `plan_id` unless it is already completed. `claimed` is the
+    /// Writes the pages of the plan `plan_id` unless it is gone (published). `claimed` is the
     /// set of events the plan lost when the caller has just claimed them; otherwise they are
     /// claimed here (a plan found through its events' canon may not have finished claiming).
     async fn execute(
@@ -244,14 +250,16 @@ impl Distribute {
             .get(FEEDS_TABLE, &layout::plan_key(plan_id))
             .await?
         else {
-            // Plans are removed only once completed (by prune, or by their TTL much later):
-            // an event pointing at a missing plan was published already.
+            // Plans are removed only once published (by prune, asked after every page was
+            // written; or by their TTL much later): an event pointing at a missing plan was
+            // published already.
             tracing::info!(plan = plan_id, "plan already published and pruned");
             return Ok(());
         };
         let plan = layout::plan_from_item(&record)?;
         if record.attributes.get("completed") == Some(&worldfleet_ports::Value::Bool(true)) {
-            // A crash may have come between completion and telling prune: tell it again.
+            // A record an earlier version marked completed: a crash may have come between the
+            // mark and telling prune, so tell it again.
             let lost = plan::lost_of(&record)?;
             return self.send_prune(vec![plan::published(&plan, &lost)]).await;
         }
@@ -279,23 +287,6 @@ impl Distribute {
             activity::index_feed(self.context.table.as_ref(), PRUNE_TABLE, feed, now_ms).await?;
             requests.push(PruneRequest::FeedPastRetention { feed: feed.clone() });
         }
-        let mut completion = Update::new().set("completed", true);
-        if !lost.is_empty() {
-            let json = serde_json::to_string(&lost).map_err(|error| DistributeError::Corrupt {
-                what: format!("plan {plan_id}"),
-                reason: error.to_string(),
-            })?;
-            completion = completion.set(plan::LOST_ATTRIBUTE, json);
-        }
-        self.context
-            .table
-            .update(
-                FEEDS_TABLE,
-                &layout::plan_key(plan_id),
-                completion,
-                Some(Condition::ItemExists),
-            )
-            .await?;
         self.send_prune(requests).await
     }
 

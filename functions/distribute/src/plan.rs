@@ -144,11 +144,11 @@ pub fn claim_runs(plan: &Plan) -> Vec<Vec<(String, String)>> {
     runs
 }
 
-/// The plan record's attribute, set at completion when some of the plan's events belong to
-/// another plan: their ids, as a JSON array.
+/// The plan record's attribute that versions before 2026-12-08 set when they marked a plan
+/// completed and some of its events belonged to another plan: their ids, as a JSON array.
 pub const LOST_ATTRIBUTE: &str = "lost";
 
-/// The events a completed plan record says went to other plans.
+/// The events a plan record an earlier version marked completed says went to other plans.
 pub fn lost_of(record: &Item) -> Result<BTreeSet<String>> {
     match record.str(LOST_ATTRIBUTE) {
         None => Ok(BTreeSet::new()),

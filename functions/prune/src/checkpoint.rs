@@ -1,7 +1,8 @@
 //! Ledger checkpoints: per partition (a scene, or a scene's slot), the event boundary up to
 //! which the partition's derived state is complete — every event up to it has its canon and has
-//! been published to feeds (its canon carries a plan, and that plan is completed or already
-//! pruned).
+//! been published to feeds (its canon carries a plan, and that plan is pruned: prune deletes it
+//! when distribute says every page is written; records of earlier versions may instead say
+//! `completed`).
 //!
 //! Stored in the ledger table beside the entries it covers, under sort keys that sort after
 //! every event id (event ids are ULIDs or UUIDv7s, never `~`): `~snap#EVENT` rows holding each

@@ -3,8 +3,8 @@
 //! Every request is idempotent because every decision is made again from what is stored: a
 //! duplicate finds nothing left to collect, a retry after a crash finishes what was started.
 //! Writes are ordered so that a crash between any two leaves nothing unreachable:
-//! - event bookkeeping: only a *completed* plan is deleted (distribute treats a missing plan
-//!   as published);
+//! - event bookkeeping: a plan is deleted when distribute says it is published, which it says
+//!   only after writing every page (distribute treats a missing plan as published);
 //! - feed retention: the trim row is raised *before* pages are deleted, so a reader can never
 //!   see a silent gap;
 //! - player memory: the notice is written (once: a marker keyed by the eviction holds its
@@ -96,23 +96,18 @@ impl Prune {
     }
 
     /// Deletes a published plan's record. (Its events kept no other bookkeeping: classify
-    /// writes nothing since its decision travels in the compose request.)
+    /// writes nothing since its decision travels in the compose request.) distribute asks only
+    /// after it has written every page of the plan, so no condition is needed: the deletion is
+    /// what marks the plan done, for distribute and for the ledger checkpoints.
     async fn end_event_bookkeeping(&self, plan_id: &str) -> Result<PruneOutcome> {
-        let mut outcome = PruneOutcome::default();
-        let completed = Condition::eq("completed", true);
-        match self
+        let removed = self
             .table()
-            .delete(FEEDS_TABLE, &feed_plan::plan_key(plan_id), Some(completed))
-            .await
-        {
-            Ok(removed) => outcome.deleted += usize::from(removed.is_some()),
-            Err(error) if error.is_condition_failed() => {
-                // Not completed yet: distribute asks again once it is.
-                tracing::info!(plan = plan_id, "plan not completed; kept");
-            }
-            Err(error) => return Err(error.into()),
-        }
-        Ok(outcome)
+            .delete(FEEDS_TABLE, &feed_plan::plan_key(plan_id), None)
+            .await?;
+        Ok(PruneOutcome {
+            deleted: usize::from(removed.is_some()),
+            notices: 0,
+        })
     }
 
     /// Moves the ledger checkpoint of each partition in `events` forward: the scene boundary

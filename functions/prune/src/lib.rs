@@ -4,8 +4,8 @@
 //! partition it prunes — sent by distribute (events published, a player's memory over the cap,
 //! a feed crossing a check mark, a tombstoned region active again) and by the watchdog
 //! [`sweep`] (regions idle, feeds gone quiet):
-//! - **event bookkeeping** ends with the event: the publication plan is deleted once it is
-//!   completed;
+//! - **event bookkeeping** ends with the event: the publication plan is deleted once
+//!   distribute says it is published (every page written);
 //! - **feed retention**: pages past retention go once every live reader has passed them (past
 //!   the hard retention, whatever the readers say); readers behind get a clear error;
 //! - **player memory**: over the 10 MB cap the oldest observations go until under it, and the

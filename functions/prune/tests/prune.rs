@@ -685,47 +685,48 @@ async fn past_the_hard_retention_pages_go_and_dead_checkpoints_hold_nothing_back
 async fn published_events_take_their_bookkeeping_with_them() {
     let fixture = Fixture::new().await;
     let partition = PartitionUid::parse("gm-1/district-1/scene-1").unwrap();
-    for (plan_id, completed) in [("done", true), ("busy", false)] {
+    // "done" as this version writes it (no completion mark: distribute asks prune only once
+    // every page is written), "old" as earlier versions marked it.
+    for (plan_id, completed) in [("done", None), ("old", Some(true)), ("other", None)] {
+        let mut record = Item::new(plan_key(plan_id)).with("plan", "{}");
+        if let Some(completed) = completed {
+            record = record.with("completed", completed);
+        }
         fixture
             .table()
-            .put(
-                FEEDS_TABLE,
-                Item::new(plan_key(plan_id))
-                    .with("plan", "{}")
-                    .with("completed", completed),
-                None,
-            )
+            .put(FEEDS_TABLE, record, None)
             .await
             .unwrap();
     }
     let prune = fixture.prune(PruneConfig::default());
-    let published = PruneRequest::EventsPublished {
-        plan_id: "done".into(),
-        events: vec![
-            (partition.clone(), "e1".into()),
-            (partition.clone(), "e2".into()),
-        ],
-    };
-    prune.handle(&published).await.unwrap();
-    prune.handle(&published).await.unwrap();
-    let busy = PruneRequest::EventsPublished {
-        plan_id: "busy".into(),
-        events: vec![(partition, "e3".into())],
-    };
-    prune.handle(&busy).await.unwrap();
+    for plan_id in ["done", "old"] {
+        let published = PruneRequest::EventsPublished {
+            plan_id: plan_id.into(),
+            events: vec![
+                (partition.clone(), format!("{plan_id}-1")),
+                (partition.clone(), format!("{plan_id}-2")),
+            ],
+        };
+        prune.handle(&published).await.unwrap();
+        // A duplicate finds nothing left.
+        prune.handle(&published).await.unwrap();
+    }
 
     let table = fixture.table();
+    for plan_id in ["done", "old"] {
+        assert!(
+            table
+                .get(FEEDS_TABLE, &plan_key(plan_id))
+                .await
+                .unwrap()
+                .is_none(),
+            "{plan_id}"
+        );
+    }
+    // A plan nobody said was published is kept.
     assert!(
         table
-            .get(FEEDS_TABLE, &plan_key("done"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // A plan still being executed is kept.
-    assert!(
-        table
-            .get(FEEDS_TABLE, &plan_key("busy"))
+            .get(FEEDS_TABLE, &plan_key("other"))
             .await
             .unwrap()
             .is_some()
@@ -1094,16 +1095,39 @@ async fn a_plan_keeps_the_prefix_it_claimed_and_the_rest_is_planned_again_in_ord
         .unwrap();
     let third_plan = third.str("dist_plan").unwrap();
     assert!(third_plan != "plan-crashed" && third_plan != "plan-other");
-    let record = table
-        .get(FEEDS_TABLE, &plan_key("plan-crashed"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        record.attributes.get("completed"),
-        Some(&worldfleet_ports::Value::Bool(true))
+    // The crashed plan was finished, and prune is told it published ev-0 only (ev-1 and ev-2
+    // went to other plans); the record stays until prune deletes it.
+    assert!(
+        table
+            .get(FEEDS_TABLE, &plan_key("plan-crashed"))
+            .await
+            .unwrap()
+            .is_some()
     );
-    assert_eq!(record.str("lost"), Some(r#"["ev-1","ev-2"]"#));
+    let queued = fixture
+        .context
+        .queue
+        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+        .await
+        .unwrap();
+    let published: Vec<Vec<String>> = queued
+        .iter()
+        .filter_map(
+            |message| match serde_json::from_str::<PruneRequest>(&message.body).unwrap() {
+                PruneRequest::EventsPublished { plan_id, events } if plan_id == "plan-crashed" => {
+                    Some(events.into_iter().map(|(_, event_id)| event_id).collect())
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    assert!(!published.is_empty(), "{queued:?}");
+    assert!(
+        published
+            .iter()
+            .all(|events| events == &["ev-0".to_owned()]),
+        "{published:?}"
+    );
 }
 
 /// distribute counts a player's memory in the update that allocates the page's numbers, and

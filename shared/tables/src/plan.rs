@@ -202,7 +202,6 @@ pub fn plan_item(plan: &Plan, now_ms: u64) -> Result<Item> {
         })?;
     Ok(Item::new(plan_key(&plan.id))
         .with("plan", json)
-        .with("completed", false)
         .with(TTL_ATTRIBUTE, (now_ms / 1000 + PLAN_LIFETIME_SECS) as i64))
 }
 
