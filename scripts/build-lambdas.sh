@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the four stage Lambdas for AWS Lambda on Graviton (provided.al2023, arm64) as
+# Builds the Lambda functions for AWS Lambda on Graviton (provided.al2023, arm64) as
 # `bootstrap.zip` files with the size-optimised `[profile.lambda]`, then prints each zip's size.
-#   scripts/build-lambdas.sh            # all four
+#   scripts/build-lambdas.sh            # all twelve
 #   scripts/build-lambdas.sh intake     # some of them
 # Needs cargo-lambda (installed into .venv-lambda/ from PyPI if missing; it brings zig for the
 # cross link) and the aarch64-unknown-linux-gnu Rust target. Output:

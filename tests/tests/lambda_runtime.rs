@@ -62,6 +62,10 @@ use worldfleet_testbed::world::{FOUNDING_SPECIES, TRADED_GOODS};
 use local_aws::now_ms;
 use runtime_api::{InitError, LambdaFunction, Outcome, lambda_binary};
 
+/// How long a function's init may take before the test fails (debug builds on a loaded
+/// machine are far slower than the release figures in infra/README.md).
+const INIT_WITHIN: Duration = Duration::from_secs(60);
+
 const SAMPLE_GATEWAY: &str = "gw-sample";
 const SAMPLE_KEY_HEX: &str = "73616d706c652d676174657761792d6b65792d33322d62797465732d6c6f6e67";
 const SAMPLES: [&str; 4] = ["action", "combat", "dialogue", "quest"];
@@ -486,9 +490,11 @@ async fn every_stage_binary_answers_the_runtime_api_and_the_samples_reach_their_
         if let Some((queue, url)) = sends_to(stage) {
             env.push(("WORLDFLEET_QUEUE_URLS", format!("{queue}={url}")));
         }
-        let function = LambdaFunction::start(binary, &format!("{stack}-{stage}"), &env, &[])
+        let mut function = LambdaFunction::start(binary, &format!("{stack}-{stage}"), &env, &[])
             .await
             .expect("start the function process");
+        // One init at a time, so each is measured alone (infra/README.md's init table).
+        function.wait_ready(INIT_WITHIN).await.unwrap();
         functions.push(function);
     }
 
@@ -833,9 +839,10 @@ async fn every_world_binary_and_the_watchdog_answer_the_runtime_api() {
         if !sends_to.is_empty() {
             env.push(("WORLDFLEET_QUEUE_URLS", urls(sends_to)));
         }
-        let function = LambdaFunction::start(binary, &format!("{stack}-{name}"), &env, &[])
+        let mut function = LambdaFunction::start(binary, &format!("{stack}-{name}"), &env, &[])
             .await
             .expect("start the function process");
+        function.wait_ready(INIT_WITHIN).await.unwrap();
         functions.insert(*name, function);
     }
     // A gateway posts the signed trade, capture and breed request; intake routes them.

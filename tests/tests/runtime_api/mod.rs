@@ -86,6 +86,8 @@ struct ApiState {
     /// When the process was started, and whether its first `next` request came yet: the
     /// function's init time is the gap between the two.
     spawned: Mutex<Option<(String, Instant)>>,
+    /// The init time, once the first `next` request came.
+    init: Mutex<Option<Duration>>,
     queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     awaiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<InitError>>,
@@ -107,6 +109,7 @@ impl RuntimeApi {
         let state = Arc::new(ApiState {
             function_arn,
             spawned: Mutex::new(None),
+            init: Mutex::new(None),
             queued: tokio::sync::Mutex::new(queued),
             awaiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
@@ -184,10 +187,12 @@ fn error_document(status: StatusCode, message: &str) -> Response {
 /// Blocks until an invocation is queued, as the Lambda service does between invocations.
 async fn next_invocation(State(state): State<Arc<ApiState>>) -> Response {
     if let Some((binary, spawned)) = state.spawned.lock().unwrap().take() {
+        let init = spawned.elapsed();
+        *state.init.lock().unwrap() = Some(init);
         // Printed for infra/README.md's init-time table (run with --nocapture).
         println!(
             "init {binary}: {:.1} ms from exec to the first /runtime/invocation/next",
-            spawned.elapsed().as_secs_f64() * 1e3
+            init.as_secs_f64() * 1e3
         );
     }
     let invocation = state.queued.lock().await.recv().await;
@@ -336,6 +341,34 @@ impl LambdaFunction {
             log,
             _log_dir: log_dir,
         })
+    }
+
+    /// Waits up to `within` for the function's init to end (its first `next` request) and
+    /// returns its init time. Tests that start several functions wait for each before starting
+    /// the next, so that every init time is measured alone, not while siblings compete for
+    /// the cores.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        loop {
+            if let Some(init) = *self.api.state.init.lock().unwrap() {
+                return Ok(init);
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!(
+                    "{} exited ({status}) during init; log:\n{}",
+                    self.name,
+                    self.log()
+                ));
+            }
+            if started.elapsed() > within {
+                return Err(format!(
+                    "{} did not finish its init within {within:?}; log:\n{}",
+                    self.name,
+                    self.log()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The function's log so far (its JSON tracing lines and anything on stderr).
