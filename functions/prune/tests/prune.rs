@@ -14,7 +14,7 @@ use worldfleet_kit::activity::{activity_key, touch_region};
 use worldfleet_kit::testing::declared_context;
 use worldfleet_ports::{
     BatchWrite, Clock, Condition, Item, Key, ManualClock, Query, QueryPage, ReceiveRequest,
-    Result as PortResult, SortKeyRange, Table, TableSpec, TransactWrite, Update,
+    ReceivedMessage, Result as PortResult, SortKeyRange, Table, TableSpec, TransactWrite, Update,
 };
 use worldfleet_prune::tombstone::head_key;
 use worldfleet_prune::{Prune, PruneConfig};
@@ -52,6 +52,15 @@ impl Fixture {
 
     fn table(&self) -> &dyn Table {
         self.context.table.as_ref()
+    }
+
+    /// The prune requests waiting on the queue (a batch of them, received now).
+    async fn queued_prune_requests(&self) -> Vec<ReceivedMessage> {
+        self.context
+            .queue
+            .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
+            .await
+            .unwrap()
     }
 
     /// `feed` after `after`, read now.
@@ -787,12 +796,7 @@ async fn idle_regions_are_tombstoned_and_come_back_on_activity() {
         .await
         .unwrap();
     assert_eq!(report.regions_idle, 1);
-    let queued = fixture
-        .context
-        .queue
-        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
-        .await
-        .unwrap();
+    let queued = fixture.queued_prune_requests().await;
     let requests: Vec<PruneRequest> = queued
         .iter()
         .map(|message| serde_json::from_str(&message.body).unwrap())
@@ -971,7 +975,6 @@ async fn a_plan_keeps_the_prefix_it_claimed_and_the_rest_is_planned_again_in_ord
     use worldfleet_distribute::{Distribute, RepublishRules};
     use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
     use worldfleet_kit::StageHandler;
-    use worldfleet_ports::{ReceivedMessage, Update};
     use worldfleet_tables::plan::{Plan, PlannedPage, counter_key, plan_item};
 
     let fixture = Fixture::new().await;
@@ -1104,12 +1107,7 @@ async fn a_plan_keeps_the_prefix_it_claimed_and_the_rest_is_planned_again_in_ord
             .unwrap()
             .is_some()
     );
-    let queued = fixture
-        .context
-        .queue
-        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
-        .await
-        .unwrap();
+    let queued = fixture.queued_prune_requests().await;
     let published: Vec<Vec<String>> = queued
         .iter()
         .filter_map(
@@ -1138,7 +1136,6 @@ async fn players_past_the_memory_cap_are_reported_once_their_observations_are_wr
     use worldfleet_distribute::{Distribute, RepublishRules};
     use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
     use worldfleet_kit::StageHandler;
-    use worldfleet_ports::ReceivedMessage;
 
     let fixture = Fixture::new().await;
     let scene = PartitionUid::parse("gm-4/district-1/scene-1").unwrap();
@@ -1177,7 +1174,7 @@ async fn players_past_the_memory_cap_are_reported_once_their_observations_are_wr
             sent_at_ms: START_MS,
         });
     }
-    let over_budget = |queued: &[worldfleet_ports::ReceivedMessage]| -> Vec<String> {
+    let over_budget = |queued: &[ReceivedMessage]| -> Vec<String> {
         queued
             .iter()
             .filter_map(
@@ -1195,12 +1192,7 @@ async fn players_past_the_memory_cap_are_reported_once_their_observations_are_wr
         .handle_batch(&records[..1], Duration::from_secs(30))
         .await;
     assert!(report.failed_message_ids.is_empty());
-    let queued = fixture
-        .context
-        .queue
-        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
-        .await
-        .unwrap();
+    let queued = fixture.queued_prune_requests().await;
     assert!(over_budget(&queued).is_empty());
     // Past a small cap, the next batch's plan names the player.
     let tight = Distribute::new(fixture.context.clone(), RepublishRules::default_rules())
@@ -1209,12 +1201,7 @@ async fn players_past_the_memory_cap_are_reported_once_their_observations_are_wr
         .handle_batch(&records[1..], Duration::from_secs(30))
         .await;
     assert!(report.failed_message_ids.is_empty());
-    let queued = fixture
-        .context
-        .queue
-        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
-        .await
-        .unwrap();
+    let queued = fixture.queued_prune_requests().await;
     assert_eq!(over_budget(&queued), vec!["p-big".to_owned()]);
     let written: u64 = fixture
         .partition(
@@ -1271,7 +1258,6 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
     use worldfleet_domain::{CanonEntry, DistributeRequest, Intent, Tier};
     use worldfleet_kit::StageHandler;
     use worldfleet_kit::activity::feed_index_key;
-    use worldfleet_ports::ReceivedMessage;
 
     let fixture = Fixture::new().await;
     let scene = PartitionUid::parse("gm-3/district-1/scene-1").unwrap();
@@ -1394,12 +1380,7 @@ async fn distribute_records_what_prune_needs_and_prune_ends_the_bookkeeping() {
     );
 
     // prune handles what distribute asked; the plan goes, the feeds stay readable.
-    let queued = fixture
-        .context
-        .queue
-        .receive(PRUNE_QUEUE, ReceiveRequest::batch(Duration::ZERO))
-        .await
-        .unwrap();
+    let queued = fixture.queued_prune_requests().await;
     let requests: Vec<PruneRequest> = queued
         .iter()
         .map(|message| serde_json::from_str(&message.body).unwrap())
