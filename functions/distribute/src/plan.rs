@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use worldfleet_domain::{CanonEntry, FeedEntry, FeedId, FeedPage, PartitionUid, PruneRequest};
 use worldfleet_ports::{Condition, Error, Item, Key, Update};
-use worldfleet_tables::plan::{self as layout, Plan, PlannedPage, page_item};
+use worldfleet_tables::plan::{Plan, PlannedPage, page_item};
 use worldfleet_tables::{canon, memory};
 
 use crate::error::{DistributeError, Result};
@@ -205,8 +205,7 @@ pub fn publication(
     let mut observations = Vec::new();
     for page_item in &pages {
         if let Ok(FeedId::Player(player)) = FeedId::parse(&page_item.key.pk) {
-            let page = layout::page_from_item(page_item)?;
-            let observation = memory::observation_item(&player, &page, now_ms)?;
+            let observation = memory::observation_of_page(&player, page_item, now_ms)?;
             observations.push((player, observation));
         }
     }

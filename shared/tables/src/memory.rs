@@ -19,7 +19,7 @@
 //! player a little over the cap, never evicts more than needed.
 
 use worldfleet_domain::{FeedEntry, FeedId, FeedPage};
-use worldfleet_ports::{Item, Key};
+use worldfleet_ports::{Item, Key, Value};
 
 use crate::error::{Error, Result};
 
@@ -75,15 +75,36 @@ pub fn observation_item(player: &str, page: &FeedPage, now_ms: u64) -> Result<It
         &page.entries,
         &format!("observation of {player}"),
     )?;
-    let item = Item::new(Key::new(
-        memory_pk(player),
-        observation_sort_key(page.first_seq),
-    ))
-    .with("entries", entries)
-    .with("observed_at_ms", now_ms as i64);
+    Ok(observation(player, page.first_seq, entries, now_ms))
+}
+
+/// The observation of `player` for the page item `page` of the player's feed, as
+/// [`observation_item`] makes it from the decoded page: the encoded entries are taken over as
+/// they are, not decoded and encoded again.
+pub fn observation_of_page(player: &str, page: &Item, now_ms: u64) -> Result<Item> {
+    let corrupt = |reason: &str| Error::Corrupt {
+        what: format!("page {}", page.key),
+        reason: reason.to_owned(),
+    };
+    let first_seq = page
+        .i64("first_seq")
+        .ok_or_else(|| corrupt("no first_seq"))?
+        .max(0) as u64;
+    let entries = page
+        .attributes
+        .get("entries")
+        .cloned()
+        .ok_or_else(|| corrupt("no entries"))?;
+    Ok(observation(player, first_seq, entries, now_ms))
+}
+
+fn observation(player: &str, first_seq: u64, entries: Value, now_ms: u64) -> Item {
+    let item = Item::new(Key::new(memory_pk(player), observation_sort_key(first_seq)))
+        .with("entries", entries)
+        .with("observed_at_ms", now_ms as i64);
     // The size attribute counts itself (at most 9 bytes for any realistic size).
     let bytes = item.size_bytes() + "bytes".len() + 9;
-    Ok(item.with("bytes", bytes as i64))
+    item.with("bytes", bytes as i64)
 }
 
 /// The size an observation item accounts for.
@@ -133,5 +154,7 @@ mod tests {
         assert!(observation_bytes(&item) >= item.size_bytes() as u64);
         assert!(observation_bytes(&item) <= item.size_bytes() as u64 + 9);
         assert_eq!(observation_entries(&item).unwrap(), page.entries);
+        let page_item = crate::plan::page_item("player:a", &page, 5).unwrap();
+        assert_eq!(observation_of_page("a", &page_item, 5).unwrap(), item);
     }
 }
