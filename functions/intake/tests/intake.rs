@@ -682,6 +682,27 @@ async fn players_over_their_rate_are_refused_in_queue_order_until_tokens_refill(
 }
 
 #[tokio::test]
+async fn a_player_back_after_the_bucket_expired_is_served_before_the_sweep_removes_it() {
+    // The bucket expires 62 s after its last take (burst / rate + 60). Reads skip an expired
+    // item while the store still holds it, and a take conditioned on "no bucket" failed on it
+    // every round: the player's events were throttled until the sweep, then dead-lettered.
+    let fixture = fixture(RateLimit {
+        burst: 2,
+        per_second: 1,
+    })
+    .await;
+    fixture
+        .handle(&[record("r-0", &numbered_dialogue(0), 1)])
+        .await;
+    fixture.clock.advance(63_000);
+    let report = fixture
+        .handle(&[record("r-1", &numbered_dialogue(1), 1)])
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    assert_eq!(routed(fixture.queue.as_ref()).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_batch_takes_each_players_tokens_in_one_write_however_slow_the_table() {
     // Ten events of one player in one batch, over a table slow enough that ten separate
     // takes of the bucket (each a read, then a write conditional on what it read) would
