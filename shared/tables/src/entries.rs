@@ -22,6 +22,7 @@ use worldfleet_domain::{EventKind, FeedEntry, PartitionUid};
 use worldfleet_ports::Value;
 
 use crate::error::{Error, Result};
+use crate::position_in;
 
 /// The layout version in the `v` field.
 pub const COMPACT_V1: u32 = 1;
@@ -71,9 +72,9 @@ pub fn encode(first_seq: u64, entries: &[FeedEntry], what: &str) -> Result<Value
                 entry.event_id, entry.seq
             ))
         })?;
-        let partition = index_of(&mut stored.partitions, entry.partition.as_str());
-        let kind = index_of(&mut stored.kinds, entry.kind.as_str());
-        let actor = index_of(&mut stored.actors, &entry.actor);
+        let partition = position_in(&mut stored.partitions, entry.partition.as_str());
+        let kind = position_in(&mut stored.kinds, entry.kind.as_str());
+        let actor = position_in(&mut stored.actors, entry.actor.as_str());
         stored.rows.push(Row(
             offset,
             entry.event_id.clone(),
@@ -160,16 +161,6 @@ pub fn decode(first_seq: u64, value: Option<&Value>, what: &str) -> Result<Vec<F
             },
         )
         .collect()
-}
-
-fn index_of(names: &mut Vec<String>, name: &str) -> u32 {
-    match names.iter().position(|known| known == name) {
-        Some(index) => index as u32,
-        None => {
-            names.push(name.to_owned());
-            (names.len() - 1) as u32
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,3 +19,19 @@ pub mod plan;
 
 pub use error::{Error, Result};
 pub use feed::{FeedRead, read_feed};
+
+/// The position of `value` in `list`, pushed at the end when it is not there yet: the lists of
+/// distinct strings (and runs) a compact row stores once and its entries point into.
+pub(crate) fn position_in<T, Q>(list: &mut Vec<T>, value: &Q) -> u32
+where
+    T: std::borrow::Borrow<Q>,
+    Q: PartialEq + ToOwned<Owned = T> + ?Sized,
+{
+    match list.iter().position(|known| known.borrow() == value) {
+        Some(index) => index as u32,
+        None => {
+            list.push(value.to_owned());
+            (list.len() - 1) as u32
+        }
+    }
+}

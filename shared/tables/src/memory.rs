@@ -113,8 +113,8 @@ pub fn observation_bytes(item: &Item) -> u64 {
         .map_or(item.size_bytes() as u64, |bytes| bytes.max(0) as u64)
 }
 
-/// Decodes an observation's entries (binary, [`crate::entries`]; the first sequence number
-/// is the one its sort key names).
+/// Decodes an observation's entries (compact JSON rows, [`crate::entries`]; the first
+/// sequence number is the one its sort key names).
 pub fn observation_entries(item: &Item) -> Result<Vec<FeedEntry>> {
     let what = format!("observation {}", item.key);
     let first_seq = item

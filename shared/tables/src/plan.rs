@@ -2,7 +2,7 @@
 //!
 //! A page holds consecutive entries of one feed under `pk = feed`, `sk = page#<last seq>`
 //! (zero-padded, so pages sort by sequence), with `first_seq`, `last_seq`, the `entries`
-//! (binary: [`crate::entries`]) and `written_at_ms`. The feed's sequence counter is the `counter` row of its partition.
+//! (compact JSON rows: [`crate::entries`]) and `written_at_ms`. The feed's sequence counter is the `counter` row of its partition.
 //! A plan record (`pk = plan#<id>`, `sk = plan`) says which events one batch covered and, per
 //! feed, the first sequence number of its range; prune reads it to find the batch's bookkeeping.
 
@@ -11,6 +11,7 @@ use worldfleet_domain::FeedPage;
 use worldfleet_ports::{Item, Key, TTL_ATTRIBUTE};
 
 use crate::error::{Error, Result};
+use crate::position_in;
 
 /// How long a plan record is kept after it is written (retries come within minutes).
 pub const PLAN_LIFETIME_SECS: u64 = 7 * 24 * 3600;
@@ -222,17 +223,6 @@ struct PackedPlan {
 /// The packed layout's version.
 const PACKED_V2: u32 = 2;
 
-/// The position of `value` in `list`, added at the end when new.
-fn position_in<T: PartialEq + Clone>(list: &mut Vec<T>, value: &T) -> u32 {
-    match list.iter().position(|known| known == value) {
-        Some(index) => index as u32,
-        None => {
-            list.push(value.clone());
-            (list.len() - 1) as u32
-        }
-    }
-}
-
 impl PackedPlan {
     fn from_plan(plan: &Plan) -> Result<Self> {
         let stored = StoredPlan::from_plan(plan)?;
@@ -247,7 +237,7 @@ impl PackedPlan {
             over_budget: stored.over_budget,
         };
         for (partition, event_id) in stored.events {
-            let index = position_in(&mut packed.partitions, &partition);
+            let index = position_in(&mut packed.partitions, partition.as_str());
             packed.events.push((index, event_id));
         }
         for page in stored.pages {
@@ -255,9 +245,9 @@ impl PackedPlan {
                 what: format!("plan {}", plan.id),
                 reason: format!("feed {:?} has no scope", page.feed),
             })?;
-            let scope = position_in(&mut packed.scopes, &scope.to_owned());
+            let scope = position_in(&mut packed.scopes, scope);
             let run: Vec<u32> = page.at.iter().map(|&at| at as u32).collect();
-            let run = position_in(&mut packed.runs, &run);
+            let run = position_in(&mut packed.runs, run.as_slice());
             packed
                 .pages
                 .push((scope, name.to_owned(), page.first_seq, run));
@@ -324,11 +314,15 @@ pub fn plan_from_item(item: &Item) -> Result<Plan> {
         reason,
     };
     let json = item.str("plan").unwrap_or_default();
-    let layout: serde_json::Value =
-        serde_json::from_str(json).map_err(|error| corrupt(error.to_string()))?;
-    match layout.get("v").and_then(serde_json::Value::as_u64) {
+    // Only the version is read first: the record is then parsed once, in its own layout.
+    #[derive(Deserialize)]
+    struct Layout {
+        v: Option<u64>,
+    }
+    let layout: Layout = serde_json::from_str(json).map_err(|error| corrupt(error.to_string()))?;
+    match layout.v {
         Some(version) if version == u64::from(PACKED_V2) => {
-            serde_json::from_value::<PackedPlan>(layout)
+            serde_json::from_str::<PackedPlan>(json)
                 .map_err(|error| corrupt(error.to_string()))?
                 .into_plan()
                 .map_err(corrupt)
