@@ -10,7 +10,7 @@
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use worldfleet_ports::{Comparison, Condition, Item, Key, TTL_ATTRIBUTE, Table};
+use worldfleet_ports::{Condition, Item, Key, TTL_ATTRIBUTE, Table};
 
 use crate::config::RateLimit;
 use crate::error::{IntakeError, Result};
@@ -101,13 +101,9 @@ pub async fn take_tokens(
             .with(TTL_ATTRIBUTE, (now_ms / 1000 + idle_secs) as i64);
         let expected = match version {
             Some(version) => Condition::eq("version", version),
-            // Absent, or expired and not yet swept: a read skips an expired bucket (the store's
-            // TTL sweep can lag by days), a condition still sees it. Conditioned on absence
-            // alone, every take of a player idle past the TTL failed until the sweep.
-            None => Condition::Or(vec![
-                Condition::ItemNotExists,
-                Condition::compare(TTL_ATTRIBUTE, Comparison::Le, (now_ms / 1000) as i64),
-            ]),
+            // The read found nothing: absent, or expired and not yet swept. Conditioned on
+            // absence alone, every take of a player idle past the TTL failed until the sweep.
+            None => Condition::absent_or_expired(now_ms / 1000),
         };
         match table.put(table_name, item, Some(expected)).await {
             Ok(()) => return Ok(granted),

@@ -188,8 +188,7 @@ impl IdempotencyStore {
                 (now_secs + self.config.record_lifetime.as_secs()) as i64,
             );
         let claimable = Condition::Or(vec![
-            Condition::ItemNotExists,
-            Condition::compare(TTL_ATTRIBUTE, Comparison::Le, now_secs as i64),
+            Condition::absent_or_expired(now_secs),
             Condition::And(vec![
                 Condition::eq("status", STATUS_IN_PROGRESS),
                 Condition::compare("in_progress_expiry_ms", Comparison::Lt, now_ms as i64),

@@ -292,6 +292,17 @@ impl Condition {
         }
     }
 
+    /// The item is absent, or expired at `now_secs` ([`Item::is_expired`]) and not yet swept.
+    /// Reads skip an expired item while the store still holds it (DynamoDB's sweep can lag by
+    /// days), so a write that follows a read which found nothing must use this, not
+    /// [`Condition::ItemNotExists`], which the stored item would fail.
+    pub fn absent_or_expired(now_secs: u64) -> Self {
+        Self::Or(vec![
+            Self::ItemNotExists,
+            Self::compare(TTL_ATTRIBUTE, Comparison::Le, now_secs as i64),
+        ])
+    }
+
     /// `attribute OP value`.
     pub fn compare(attribute: &str, op: Comparison, value: impl Into<Value>) -> Self {
         Self::Compare {
@@ -680,6 +691,16 @@ mod tests {
             .with("n", 5)
             .with("s", "abc")
             .with("flag", true)
+    }
+
+    #[test]
+    fn absent_or_expired_holds_for_an_item_a_read_would_skip() {
+        let expiring = item().with(TTL_ATTRIBUTE, 100);
+        let condition = Condition::absent_or_expired(100);
+        assert!(condition.evaluate(None));
+        assert!(condition.evaluate(Some(&expiring)));
+        assert!(!Condition::absent_or_expired(99).evaluate(Some(&expiring)));
+        assert!(!condition.evaluate(Some(&item())));
     }
 
     #[test]
